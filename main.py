@@ -1,0 +1,4 @@
+"""Launch Perceiver GUI: the same entry as the `perceiver-gui` command."""
+from perceiver_gui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,350 @@
+"""Configuration as data: frozen dataclasses, presets, validation and JSON/TOML io.
+
+A `Config` holds three parts: `model` (the keyword arguments of `perceiver_pytorch.Perceiver`
+0.11, plus which implementation trains), `data` (which images and how they are prepared) and
+`train` (the optimisation recipe). Edits go through `dataclasses.replace` or `Config.with_updates`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "DATASETS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "PRESETS",
+    "SCHEDULES",
+    "load_config",
+    "preset",
+    "save_config",
+]
+
+DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "folder")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+PRECISIONS = ("float32", "bfloat16", "float16")
+IMPLEMENTATIONS = ("fast", "reference")
+
+
+class ConfigError(ValueError):
+    """A configuration value a user has to change; the message names the field and says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Keyword arguments of `perceiver_pytorch.Perceiver` 0.11, with the tutorial's values."""
+
+    num_freq_bands: int = 6  # Fourier bands per input axis for the position encoding
+    depth: int = 6  # number of cross-attend + latent self-attend blocks
+    max_freq: float = 10.0  # highest Fourier frequency (Nyquist for a grid of this size)
+    input_channels: int = 3  # channels per input position; comes from the dataset
+    input_axis: int = 2  # 2 for images (height, width); comes from the dataset
+    num_latents: int = 32  # N, the size of the latent array
+    latent_dim: int = 128  # D, width of each latent
+    cross_heads: int = 1  # heads of the cross-attention (latents attend to the input)
+    latent_heads: int = 2  # heads of the latent self-attention
+    cross_dim_head: int = 8  # width of each cross-attention head
+    latent_dim_head: int = 8  # width of each latent self-attention head
+    num_classes: int = 10  # size of the classifier output; comes from the dataset
+    attn_dropout: float = 0.0  # dropout on attention outputs
+    ff_dropout: float = 0.0  # dropout inside the feed-forward blocks
+    weight_tie_layers: bool = False  # share weights between all blocks after the first
+    fourier_encode_data: bool = True  # append Fourier position features to every input
+    self_per_cross_attn: int = 1  # latent self-attention layers after each cross-attention
+    implementation: str = "fast"  # "fast" (ours) or "reference" (perceiver_pytorch itself)
+
+    def perceiver_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for `Perceiver(...)`, without our own `implementation` switch."""
+        kwargs = dataclasses.asdict(self)
+        kwargs.pop("implementation")
+        return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Which images to train on and how they are prepared."""
+
+    dataset: str = "cifar10"  # one of DATASETS; "folder" reads `folder`
+    root: str = ""  # where torchvision datasets live; "" means the app's data folder
+    folder: str = ""  # an image folder with one subfolder per class (dataset "folder")
+    image_size: int = 32  # side in pixels that folder images are resized to
+    val_fraction: float = 0.2  # share of a folder dataset held out for testing, per class
+    download: bool = True  # fetch torchvision datasets that are not on disk yet
+    crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
+    hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """The optimisation recipe."""
+
+    optimizer: str = "sgd"  # one of OPTIMIZERS
+    lr: float = 0.001  # peak learning rate
+    momentum: float = 0.9  # SGD momentum (Adam's beta1 is left at 0.9)
+    nesterov: bool = False  # Nesterov momentum for SGD
+    weight_decay: float = 0.0  # decoupled for AdamW, L2 for SGD and Adam
+    schedule: str = "constant"  # one of SCHEDULES; "cosine" is linear warmup then cosine decay
+    warmup_epochs: float = 0.0  # warmup length for "cosine"
+    batch_size: int = 4  # images per step
+    epochs: int = 2  # passes over the training set
+    grad_clip: float = 0.0  # clip the gradient norm to this value; 0 = off
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "float32"  # one of PRECISIONS; float16 only on CUDA
+    seed: int = 0  # makes CPU runs repeat exactly
+    threads: int = 0  # CPU threads for torch; 0 = all cores but one
+    log_every: int = 10  # steps between logged step events in metrics.jsonl
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole experiment: model, data and training."""
+
+    name: str = "experiment"  # shown in the runs list and used for the run folder name
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # -- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        """Build a config from plain data; unknown keys and wrong types raise ConfigError."""
+        if not isinstance(raw, dict):
+            raise ConfigError("A config must be a table of settings, not " + type(raw).__name__ + ".")
+        _reject_unknown(raw, cls, "")
+        name = raw.get("name", Config.name)
+        if not isinstance(name, str):
+            raise ConfigError("name must be text.")
+        parts = {}
+        for part_name, part_cls in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig)):
+            part = raw.get(part_name, {})
+            if not isinstance(part, dict):
+                raise ConfigError(f"[{part_name}] must be a table of settings.")
+            _reject_unknown(part, part_cls, part_name + ".")
+            parts[part_name] = part_cls(**{k: _coerce(part_cls, k, v, part_name) for k, v in part.items()})
+        return cls(name=name, **parts)
+
+    def with_updates(self, updates: dict[str, Any]) -> Config:
+        """Apply dotted-key updates, e.g. {"train.lr": 0.01}; values are coerced like `from_dict`."""
+        raw = self.to_dict()
+        for key, value in updates.items():
+            section, _, leaf = key.partition(".")
+            if not leaf:
+                if section != "name":
+                    raise ConfigError(f"Unknown setting '{key}'. Use section.name, e.g. train.lr.")
+                raw["name"] = value
+                continue
+            if section not in ("model", "data", "train") or "." in leaf:
+                raise ConfigError(f"Unknown setting '{key}'. Sections are model, data and train.")
+            raw[section][leaf] = value
+        return Config.from_dict(raw)
+
+    def validate(self) -> list[tuple[str, str]]:
+        """Every problem as (dotted field, sentence); an empty list means the config can run."""
+        return _problems(self)
+
+    def check(self) -> Config:
+        """Raise ConfigError with the first problem, or return self."""
+        problems = self.validate()
+        if problems:
+            raise ConfigError(problems[0][1])
+        return self
+
+
+def _reject_unknown(raw: dict[str, Any], cls: type, prefix: str) -> None:
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"Unknown setting '{prefix}{key}'. Known settings here: {', '.join(sorted(known))}."
+            )
+
+
+def _coerce(cls: type, key: str, value: Any, section: str) -> Any:
+    """Accept the natural spellings of a value (ints for floats, "3" from the command line)."""
+    kind = {f.name: f.type for f in fields(cls)}[key]
+    where = f"{section}.{key}"
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.lower() in ("true", "yes", "on", "1")
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{where} must be {'a whole number' if kind == 'int' else 'a ' + kind}, not {value!r}.")
+
+
+def _problems(cfg: Config) -> list[tuple[str, str]]:
+    m, d, t = cfg.model, cfg.data, cfg.train
+    out: list[tuple[str, str]] = []
+
+    def need(ok: bool, key: str, sentence: str) -> None:
+        if not ok:
+            out.append((key, sentence))
+
+    for key in ("depth", "num_latents", "latent_dim", "cross_heads", "latent_heads", "cross_dim_head",
+                "latent_dim_head", "input_channels", "input_axis", "self_per_cross_attn"):
+        need(getattr(m, key) >= 1, f"model.{key}", f"model.{key} must be at least 1.")
+    need(m.num_classes >= 2, "model.num_classes", "model.num_classes must be at least 2.")
+    need(m.num_freq_bands >= 1 or not m.fourier_encode_data, "model.num_freq_bands",
+         "model.num_freq_bands must be at least 1 while Fourier encoding is on.")
+    need(m.max_freq > 0 and math.isfinite(m.max_freq), "model.max_freq", "model.max_freq must be a positive number.")
+    for key in ("attn_dropout", "ff_dropout"):
+        need(0.0 <= getattr(m, key) < 1.0, f"model.{key}", f"model.{key} must be between 0 and 1 (exclusive).")
+    need(m.implementation in IMPLEMENTATIONS, "model.implementation",
+         f"model.implementation must be one of {', '.join(IMPLEMENTATIONS)}.")
+    need(m.num_latents * m.latent_dim <= 2**26, "model.num_latents",
+         "The latent array (num_latents × latent_dim) is too large to fit in memory; make one of them smaller.")
+
+    need(d.dataset in DATASETS, "data.dataset", f"data.dataset must be one of {', '.join(DATASETS)}.")
+    need(d.dataset != "folder" or bool(d.folder.strip()), "data.folder",
+         "Choose an image folder (one subfolder per class) for the folder dataset.")
+    need(4 <= d.image_size <= 512, "data.image_size", "data.image_size must be between 4 and 512 pixels.")
+    need(0.0 < d.val_fraction < 1.0, "data.val_fraction", "data.val_fraction must be between 0 and 1 (exclusive).")
+    need(0 <= d.crop_padding <= 16, "data.crop_padding", "data.crop_padding must be between 0 and 16 pixels.")
+
+    need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
+    need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")
+    need(t.precision in PRECISIONS, "train.precision", f"train.precision must be one of {', '.join(PRECISIONS)}.")
+    need(0.0 < t.lr <= 10.0 and math.isfinite(t.lr), "train.lr", "train.lr must be a positive number no larger than 10.")
+    need(0.0 <= t.momentum < 1.0, "train.momentum", "train.momentum must be between 0 and 1 (exclusive).")
+    need(not t.nesterov or (t.optimizer == "sgd" and t.momentum > 0), "train.nesterov",
+         "Nesterov momentum needs the SGD optimizer with momentum above 0.")
+    need(0.0 <= t.weight_decay <= 1.0, "train.weight_decay", "train.weight_decay must be between 0 and 1.")
+    need(t.warmup_epochs >= 0 and t.warmup_epochs <= t.epochs, "train.warmup_epochs",
+         "train.warmup_epochs must be between 0 and the number of epochs.")
+    need(1 <= t.batch_size <= 65536, "train.batch_size", "train.batch_size must be between 1 and 65536.")
+    need(1 <= t.epochs <= 10000, "train.epochs", "train.epochs must be between 1 and 10000.")
+    need(t.grad_clip >= 0, "train.grad_clip", "train.grad_clip must be 0 (off) or positive.")
+    need(0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "train.label_smoothing must be between 0 and 1.")
+    need(t.device == "auto" or t.device in ("cpu", "mps") or t.device.startswith("cuda"), "train.device",
+         "train.device must be auto, cpu, cuda (or cuda:N) or mps.")
+    need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",
+         "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
+    need(t.threads >= 0, "train.threads", "train.threads must be 0 (automatic) or a positive number.")
+    need(t.log_every >= 1, "train.log_every", "train.log_every must be at least 1.")
+    need(t.seed >= 0, "train.seed", "train.seed must be 0 or a positive whole number.")
+    return out
+
+
+# -- presets ---------------------------------------------------------------------------------
+PRESETS: dict[str, Config] = {
+    # The tutorial, verbatim: it barely learns, and is kept so its result can be reproduced.
+    "seed": Config(
+        name="seed",
+        model=ModelConfig(),
+        data=DataConfig(dataset="cifar10"),
+        train=TrainConfig(optimizer="sgd", lr=0.001, momentum=0.9, batch_size=4, epochs=2),
+    ),
+    # Bundled, offline: scikit-learn's 8×8 digits. Tuned by measurement (benchmarks/README.md).
+    "digits": Config(
+        name="digits",
+        model=ModelConfig(
+            input_channels=1, num_freq_bands=4, max_freq=8.0, depth=2, num_latents=32, latent_dim=64,
+            cross_heads=1, latent_heads=4, cross_dim_head=32, latent_dim_head=16, num_classes=10,
+            weight_tie_layers=False,
+        ),
+        data=DataConfig(dataset="digits", image_size=8, crop_padding=1, hflip=False),
+        train=TrainConfig(
+            optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="onecycle", batch_size=32, epochs=30,
+            label_smoothing=0.1, grad_clip=1.0,
+        ),
+    ),
+    # A strong CIFAR-10 recipe: wider latents, AdamW with warmup + cosine, crop + flip.
+    "cifar10": Config(
+        name="cifar10",
+        model=ModelConfig(
+            num_freq_bands=8, max_freq=16.0, depth=4, num_latents=128, latent_dim=256, cross_heads=1,
+            latent_heads=8, cross_dim_head=64, latent_dim_head=32, ff_dropout=0.1, weight_tie_layers=True,
+        ),
+        data=DataConfig(dataset="cifar10", crop_padding=4, hflip=True),
+        train=TrainConfig(
+            optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=2,
+            batch_size=256, epochs=60, label_smoothing=0.1, grad_clip=1.0, precision="float32",
+        ),
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    """A preset by name; an unknown name lists the ones there are."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"There is no preset '{name}'. Presets: {', '.join(PRESETS)}.") from None
+
+
+# -- files -----------------------------------------------------------------------------------
+def load_config(path: str | Path) -> Config:
+    """Read a config from a .json or .toml file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Could not read the config file {path}: {exc.strerror or exc}.") from None
+    try:
+        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path.name} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}.") from None
+    return Config.from_dict(raw)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write a config as .toml or .json (by the file's suffix), atomically."""
+    from perceiver_gui.core.files import atomic_write_text
+
+    path = Path(path)
+    text = to_toml(cfg) if path.suffix.lower() == ".toml" else json.dumps(cfg.to_dict(), indent=2) + "\n"
+    atomic_write_text(path, text)
+    return path
+
+
+def to_toml(cfg: Config) -> str:
+    """TOML text for a config: flat tables of scalars, so a tiny writer is enough."""
+    lines = [f"name = {json.dumps(cfg.name)}"]
+    for section in ("model", "data", "train"):
+        lines.append(f"\n[{section}]")
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)  # a JSON string is a valid TOML basic string

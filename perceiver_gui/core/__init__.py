@@ -1,0 +1,1 @@
+"""The Qt-free core: model, data, training loop, checkpoints and prediction. Never import Qt here."""

@@ -1,0 +1,92 @@
+"""Events the training generator yields. They cross threads, so they hold plain values only:
+floats, ints, strings and tuples of them — never tensors — and are never mutated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CheckpointSaved",
+    "DownloadProgress",
+    "EpochEnd",
+    "Event",
+    "Finished",
+    "Log",
+    "RunStarted",
+    "Step",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_dir: str  # the run folder
+    device: str  # "cpu", "cuda:0", "mps"
+    device_name: str  # a name a person recognises, e.g. "NVIDIA H100 80GB HBM3" or "CPU (15 threads)"
+    parameters: int  # trainable parameters of the model
+    train_size: int  # images in the training split
+    test_size: int  # images in the test split
+    class_names: tuple[str, ...]
+    steps_per_epoch: int
+    total_steps: int
+    start_step: int  # > 0 when resuming
+    start_epoch: int  # epochs already done when resuming
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    epoch: int  # 1-based epoch this step belongs to
+    step: int  # global step, 1-based, counted across epochs
+    total_steps: int
+    loss: float  # training loss of this batch (may be nan/inf just before the run stops)
+    lr: float  # learning rate used for this step
+    images_per_s: float  # recent throughput
+    eta_s: float  # estimated seconds left in the run
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnd:
+    epoch: int  # 1-based
+    step: int  # global step at the end of this epoch
+    train_loss: float
+    train_acc: float  # 0..1, on the batches seen (with augmentation)
+    test_loss: float
+    test_acc: float  # 0..1, on the held-out split
+    per_class_acc: tuple[float, ...]  # test accuracy per class, in class order
+    confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted] counts on the test split
+    elapsed_s: float  # seconds of training so far in this run (including resumed sessions)
+    is_best: bool  # the best test accuracy so far
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSaved:
+    path: str
+    epoch: int
+    step: int
+    reason: str  # "best", "final", "stopped", "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    name: str  # what is downloading, e.g. "CIFAR-10"
+    done_bytes: int
+    total_bytes: int  # 0 when unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    message: str
+    level: str = "info"  # "info" or "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    status: str  # "completed", "stopped" or "failed"
+    message: str  # one sentence for the status line
+    best_acc: float  # best test accuracy, 0..1 (nan when no epoch finished)
+    best_epoch: int  # 0 when no epoch finished
+    epochs_done: int
+    run_dir: str
+    model_path: str  # "" when no model was saved
+
+
+Event = RunStarted | Step | EpochEnd | CheckpointSaved | DownloadProgress | Log | Finished
