@@ -127,7 +127,7 @@ class Config:
         if not isinstance(raw, dict):
             raise ConfigError("A config must be a table of settings, not " + type(raw).__name__ + ".")
         _reject_unknown(raw, cls, "")
-        name = raw.get("name", Config.name)
+        name = raw.get("name", "experiment")
         if not isinstance(name, str):
             raise ConfigError("name must be text.")
         parts = {}

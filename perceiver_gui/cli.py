@@ -1,0 +1,246 @@
+"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict` and `info` run headless.
+
+Errors print one sentence (``--debug`` shows the traceback). Heavy imports (torch) happen inside the
+commands, so `perceiver-gui --help` and the app's first window are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from perceiver_gui import __version__
+from perceiver_gui.config import PRESETS, ConfigError, load_config, preset
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_MODEL = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perceiver-gui",
+        description="Experiment with the Perceiver. Without a command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gui = sub.add_parser("gui", help="open the desktop app (the default)")
+    gui.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    tr = sub.add_parser("train", help="train a model headless, printing progress")
+    tr.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (default: seed)")
+    tr.add_argument("--config", type=Path, help="a .toml or .json config file")
+    tr.add_argument("--set", dest="updates", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting, e.g. --set train.lr=0.01 (repeatable)")
+    tr.add_argument("--out", type=Path, help="the run folder to create (default: a new folder in the runs folder)")
+    tr.add_argument("--resume", type=Path, metavar="DIR", help="continue a stopped or crashed run from its folder")
+    tr.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    pr = sub.add_parser("predict", help="classify images with a saved model")
+    pr.add_argument("--model", type=Path, required=True, help="a model.safetensors written by training")
+    pr.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input line")
+    pr.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    inf = sub.add_parser("info", help="show a saved model's config, classes and training summary")
+    inf.add_argument("file", type=Path)
+    inf.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "gui"
+    try:
+        if command == "gui":
+            from perceiver_gui.ui.app import run_app
+
+            return run_app(sys.argv[:1])
+        return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info}[command](args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any error into a sentence
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_MODEL if command in ("predict", "info") else 1
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text + ("" if text.endswith((".", "!", "?")) else ".") + " (Run with --debug for details.)" * (
+        not isinstance(exc, ConfigError | ValueError)
+    )
+
+
+# -- train -------------------------------------------------------------------------------------
+def training_config(args: argparse.Namespace):
+    if args.config and args.preset:
+        raise ConfigError("Use either --preset or --config, not both.")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "seed")
+    updates = {}
+    for item in args.updates:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set needs KEY=VALUE, e.g. --set train.lr=0.01 (got '{item}').")
+        updates[key.strip()] = value.strip()
+    return cfg.with_updates(updates) if updates else cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from perceiver_gui.core.events import CheckpointSaved, DownloadProgress, EpochEnd, Finished, Log, RunStarted, Step
+    from perceiver_gui.core.training import RunControl, train
+
+    if args.resume:
+        if args.preset or args.config or args.updates or args.out:
+            raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
+        cfg = None
+    else:
+        cfg = training_config(args)
+    control = RunControl()
+    # First Ctrl+C stops after the current step and saves; a second one interrupts at once.
+    signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, signal.default_int_handler)))
+    bar = _ProgressBar(sys.stderr)
+    finished = None
+    for event in train(cfg, out_dir=args.out, resume=args.resume, control=control):
+        if isinstance(event, RunStarted):
+            print(f"Run folder: {event.run_dir}")
+            print(f"Device: {event.device_name} · {event.parameters:,} parameters · "
+                  f"{event.train_size:,} train / {event.test_size:,} test images · {event.total_steps:,} steps")
+        elif isinstance(event, Step):
+            bar.update(event)
+        elif isinstance(event, EpochEnd):
+            bar.clear()
+            best = " *best*" if event.is_best else ""
+            print(f"epoch {event.epoch:3d}  train loss {event.train_loss:.4f} acc {event.train_acc:6.1%}  "
+                  f"test loss {event.test_loss:.4f} acc {event.test_acc:6.1%}  {event.elapsed_s:7.1f}s{best}")
+        elif isinstance(event, DownloadProgress):
+            bar.download(event)
+        elif isinstance(event, Log):
+            bar.clear()
+            print(("warning: " if event.level == "warning" else "") + event.message, file=sys.stderr)
+        elif isinstance(event, CheckpointSaved):
+            pass
+        elif isinstance(event, Finished):
+            bar.clear()
+            finished = event
+    if finished is None:
+        return 1
+    print(finished.message)
+    if finished.model_path:
+        print(f"Model: {finished.model_path}")
+    if finished.status == "stopped" and finished.run_dir:
+        print(f"Resume with: perceiver-gui train --resume {finished.run_dir}")
+    return 0 if finished.status in ("completed", "stopped") else 1
+
+
+class _ProgressBar:
+    """One self-rewriting line on a terminal; a line every few seconds when output is a file."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.shown = False
+
+    def _show(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty:
+            if now - self.last < 0.1:
+                return
+            self.stream.write("\r" + text[:118].ljust(118))
+            self.shown = True
+        else:
+            if now - self.last < 5.0:
+                return
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = now
+
+    def update(self, s) -> None:
+        frac = s.step / max(1, s.total_steps)
+        filled = int(24 * frac)
+        eta = _duration(s.eta_s) if math.isfinite(s.eta_s) else "?"
+        self._show(f"[{'#' * filled}{'.' * (24 - filled)}] {frac:5.1%} epoch {s.epoch} step {s.step}/{s.total_steps}"
+                   f"  loss {s.loss:.4f}  lr {s.lr:.2e}  {s.images_per_s:,.0f} img/s  ETA {eta}")
+
+    def download(self, d) -> None:
+        total = f"/{d.total_bytes / 1e6:.1f}" if d.total_bytes else ""
+        self._show(f"Downloading {d.name}: {d.done_bytes / 1e6:.1f}{total} MB")
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r" + " " * 118 + "\r")
+            self.stream.flush()
+            self.shown = False
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+# -- predict and info --------------------------------------------------------------------------
+def cmd_predict(args: argparse.Namespace) -> int:
+    from perceiver_gui.core.checkpoints import CheckpointError
+    from perceiver_gui.core.inference import Predictor
+
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1.")
+    try:
+        predictor = Predictor.from_checkpoint(args.model)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    failed = 0
+    for path in args.paths:
+        results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
+            [predictor.predict([path], top_k=args.top_k)]
+        for batch in results:
+            for pred in batch:
+                failed += bool(pred.error)
+                _print_prediction(pred, args.json)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _print_prediction(pred, as_json: bool) -> None:
+    if as_json:
+        if pred.error:
+            record = {"path": pred.path, "error": pred.error}
+        else:
+            record = {"path": pred.path, "top": [{"label": label, "prob": prob} for label, prob in pred.top]}
+        print(json.dumps(record), flush=True)
+    elif pred.error:
+        print(f"{pred.path}: error: {pred.error}", flush=True)
+    else:
+        print(f"{pred.path}: " + ", ".join(f"{label} {prob:.1%}" for label, prob in pred.top), flush=True)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from perceiver_gui.config import to_toml
+    from perceiver_gui.core.checkpoints import CheckpointError, read_meta
+
+    try:
+        meta = read_meta(args.file)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    h, w = meta.image_size
+    print(f"Model: {args.file}")
+    print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
+    print(f"Classes ({len(meta.class_names)}): {', '.join(meta.class_names)}")
+    for key, value in meta.summary.items():
+        print(f"{key}: {value}")
+    print(f"App version: {meta.app_version}")
+    print("\n# config\n" + to_toml(meta.config), end="")
+    return EXIT_OK
