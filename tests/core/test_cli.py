@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from perceiver_gui.cli import main
+
+TINY = ["--set", "model.depth=1", "--set", "model.num_latents=8", "--set", "model.latent_dim=16",
+        "--set", "model.latent_heads=1", "--set", "train.epochs=1", "--set", "train.batch_size=64",
+        "--set", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--preset", "digits", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_prints_epochs_and_a_summary(trained, capsys):
+    assert (trained / "model.safetensors").is_file()
+    assert (trained / "metrics.jsonl").stat().st_size > 0
+
+
+def test_predict_json_gives_one_object_per_input_and_exit_1_when_some_fail(trained, tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(3):
+        img = (digits.images[900 + i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(img, mode="L").save(tmp_path / f"digit{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    capsys.readouterr()
+    code = main(["predict", "--model", str(trained / "model.safetensors"), str(tmp_path), "--json", "--top-k", "3"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert len(lines) == 4
+    ok = [r for r in lines if "top" in r]
+    bad = [r for r in lines if "error" in r]
+    assert len(ok) == 3 and len(bad) == 1 and bad[0]["path"].endswith("broken.png")
+    for r in ok:
+        probs = [t["prob"] for t in r["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        assert r["top"][0]["label"] in [str(i) for i in range(10)]
+
+
+def test_predict_with_only_good_images_exits_0(trained, tmp_path, capsys):
+    Image.new("L", (8, 8), 128).save(tmp_path / "grey.png")
+    assert main(["predict", "--model", str(trained / "model.safetensors"), str(tmp_path / "grey.png")]) == 0
+    assert "grey.png:" in capsys.readouterr().out
+
+
+def test_a_model_that_cannot_load_exits_2_with_one_sentence(tmp_path, capsys):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not a model at all")
+    assert main(["predict", "--model", str(bad), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert main(["info", str(bad)]) == 2
+
+
+def test_info_shows_classes_and_config(trained, capsys):
+    assert main(["info", str(trained / "model.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "Classes (10): 0, 1, 2" in out and "[model]" in out
+
+
+def test_config_errors_are_one_sentence(capsys):
+    assert main(["train", "--preset", "digits", "--set", "train.nope=1"]) == 1
+    err = capsys.readouterr().err
+    assert "Unknown setting 'train.nope'" in err and "Traceback" not in err
+
+
+def test_stopped_run_resumes_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "digits", *TINY, "--set", "train.epochs=2", "--out", str(out)]) == 0
+    # A finished run still resumes: it has nothing left to do and says so.
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "Finished 2 epochs" in capsys.readouterr().out

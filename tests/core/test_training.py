@@ -1,0 +1,174 @@
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from perceiver_gui.core import checkpoints, runs, training
+from perceiver_gui.core.events import CheckpointSaved, EpochEnd, Finished, RunStarted, Step
+from perceiver_gui.core.training import RunControl, lr_factor, train
+from tests.core.train_fixtures import tiny_digits
+
+
+def run_all(events):
+    return list(events)
+
+
+def test_a_short_run_learns_and_leaves_a_complete_run_folder(tmp_path):
+    out = tmp_path / "run"
+    events = run_all(train(tiny_digits(**{"train.epochs": 3}), out_dir=out))
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    assert (started.train_size, started.test_size) == (898, 899)
+    assert started.class_names == tuple(str(i) for i in range(10))
+    steps = [e for e in events if isinstance(e, Step)]
+    assert len(steps) == started.total_steps == 3 * 14
+    assert all(math.isfinite(s.loss) and s.images_per_s > 0 for s in steps)
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert epochs[-1].test_acc > 0.3  # far above chance (10%) after 3 tiny epochs
+    assert len(epochs[-1].confusion) == 10 and sum(map(sum, epochs[-1].confusion)) == 899
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.status == "completed"
+    assert finished.best_acc == max(e.test_acc for e in epochs)
+    assert any(isinstance(e, CheckpointSaved) for e in events)
+    for name in (runs.CONFIG_FILE, runs.METRICS_FILE, runs.MODEL_FILE, runs.RESUME_FILE, runs.RUN_FILE):
+        assert (out / name).is_file(), name
+    state, meta = checkpoints.load_model(out / runs.MODEL_FILE)
+    assert meta.class_names == started.class_names and meta.channels == 1 and tuple(meta.image_size) == (8, 8)
+    records = runs.read_metrics(out)
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [1, 2, 3]
+    assert runs.list_runs(tmp_path)[0].status == "completed"
+
+
+def test_the_same_seed_repeats_exactly_on_cpu(tmp_path):
+    cfg = tiny_digits(**{"train.epochs": 1, "data.crop_padding": 1})
+    a = [e.loss for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
+    b = [e.loss for e in train(cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
+    assert a == b
+
+
+def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    cfg = tiny_digits(**{"data.crop_padding": 1, "model.ff_dropout": 0.1})
+    full = [e for e in train(cfg, out_dir=tmp_path / "full")]
+    full_losses = [e.loss for e in full if isinstance(e, Step)]
+
+    control = RunControl()
+    first = []
+    for event in train(cfg, out_dir=tmp_path / "split", control=control):
+        first.append(event)
+        if isinstance(event, Step) and event.step == 20:  # mid second epoch
+            control.stop()
+    assert first[-1].status == "stopped"
+    checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)  # Stop always leaves a loadable model
+    second = list(train(resume=tmp_path / "split"))
+    assert second[-1].status == "completed"
+    resumed_losses = [e.loss for e in first + second if isinstance(e, Step)]
+    assert resumed_losses == full_losses
+    a, _ = checkpoints.load_model(tmp_path / "full" / runs.MODEL_FILE)
+    b, _ = checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps_logged = [r["step"] for r in runs.read_metrics(tmp_path / "split") if r["type"] == "step"]
+    assert steps_logged == sorted(set(steps_logged))  # the curve continues without repeats
+
+
+def test_pause_blocks_between_steps_until_resumed(tmp_path):
+    control = RunControl()
+    gen = train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r", control=control)
+    while not isinstance(next(gen), Step):
+        pass
+    control.pause()
+    got = []
+    worker = threading.Thread(target=lambda: got.append(next(gen)))
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and not got  # paused: no step happens
+    control.resume()
+    worker.join(10)
+    assert isinstance(got[0], Step) and got[0].step == 2
+    control.stop()
+    assert list(gen)[-1].status == "stopped"
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_model(tmp_path, monkeypatch):
+    real_build = training.build_model
+
+    def build_poisoned(cfg):
+        model = real_build(cfg)
+        calls = {"n": 0}
+
+        def hook(module, args, output):
+            calls["n"] += 1
+            return output * float("nan") if module.training and calls["n"] > 20 else output
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_poisoned)
+    events = list(train(tiny_digits(), out_dir=tmp_path / "r"))
+    finished = events[-1]
+    assert finished.status == "failed" and "NaN" in finished.message and "learning rate" in finished.message
+    assert finished.model_path and "kept" in finished.message
+    state, _ = checkpoints.load_model(finished.model_path)
+    assert all(torch.isfinite(t).all() for t in state.values())
+    assert runs.list_runs(tmp_path)[0].status == "failed"
+
+
+def test_an_invalid_config_fails_before_anything_runs(tmp_path):
+    events = list(train(tiny_digits(**{"train.lr": -1.0}), out_dir=tmp_path / "r"))
+    assert len(events) == 1 and events[0].status == "failed" and "train.lr" in events[0].message
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_needs_a_resumable_folder(tmp_path):
+    events = list(train(resume=tmp_path))
+    assert events[-1].status == "failed" and "nothing to resume" in events[-1].message
+
+
+def test_an_unavailable_device_is_a_sentence(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    events = list(train(tiny_digits(**{"train.device": "cuda"}), out_dir=tmp_path / "r"))
+    assert events[-1].status == "failed" and "No CUDA GPU" in events[-1].message
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+def test_schedules_start_low_or_flat_peak_at_one_and_end_low(schedule):
+    total, warm = 100, 10
+    f = [lr_factor(s, total, schedule, warm) for s in range(total)]
+    assert max(f) == pytest.approx(1.0, abs=0.02)
+    if schedule != "constant":
+        assert f[0] < 0.2 and f[-1] < 0.05
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_moment_leaves_loadable_files_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    code = (
+        "import sys; from perceiver_gui.core.training import train; from tests.core.train_fixtures import tiny_digits\n"
+        f"for e in train(tiny_digits(**{{'train.epochs': 50}}), out_dir={str(out)!r}):\n"
+        "    print(type(e).__name__, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    epochs = 0
+    for line in proc.stdout:
+        epochs += line.startswith("EpochEnd")
+        if epochs >= 2:
+            time.sleep(0.05)  # land somewhere inside the next save or step
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    checkpoints.load_model(out / runs.MODEL_FILE)
+    checkpoints.load_training_state(out / runs.RESUME_FILE)
+    control = RunControl()
+    for event in train(resume=out, control=control):
+        if isinstance(event, RunStarted):
+            assert event.start_epoch >= 2
+        if isinstance(event, Step):
+            control.stop()
+    assert runs.read_run(out)["status"] == "stopped"

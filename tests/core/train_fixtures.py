@@ -1,0 +1,13 @@
+"""A tiny but real training config on the bundled digits dataset: seconds on one CPU thread."""
+
+from perceiver_gui.config import preset
+
+
+def tiny_digits(**updates):
+    cfg = preset("digits").with_updates({
+        "name": "tiny",
+        "model.depth": 1, "model.num_latents": 8, "model.latent_dim": 16, "model.latent_heads": 1,
+        "model.latent_dim_head": 8, "model.cross_dim_head": 8, "model.num_freq_bands": 2,
+        "train.epochs": 2, "train.batch_size": 64, "train.threads": 1,
+    })
+    return cfg.with_updates(updates) if updates else cfg
