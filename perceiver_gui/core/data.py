@@ -1,0 +1,699 @@
+"""Datasets as uint8 tensors in memory, and batched normalise / augment on the training device.
+
+`open_dataset(cfg)` is a generator: it yields DownloadProgress and Log events while it fetches and
+decodes, and returns a `Dataset`, so the training loop writes `dataset = yield from open_dataset(cfg)`.
+`load_dataset(cfg)` does the same without the events.
+
+Where the data comes from (all under the data root: cfg.root, else `default_data_root()`):
+- cifar10 / cifar100: torchvision's "python" layout (cifar-10-batches-py/, cifar-100-python/). The batch
+  files are pickles; we read them with a restricted unpickler that can build numpy arrays and nothing
+  else, so a hostile file cannot run code. Local copies are not md5-checked (so a tiny copy written by
+  a test works, and a torchvision download is reused as is), but they are parsed safely and their
+  shapes and labels validated; archives we download, or that a user drops in, are md5-checked against
+  torchvision's sums before they are extracted.
+- mnist / fashion_mnist: torchvision's raw idx files (MNIST/raw, FashionMNIST/raw), gzipped or not.
+- digits: scikit-learn's bundled 8x8 digits, offline. Train is the first half, test the second half in
+  the given order (898 / 899): the split of scikit-learn's "Recognizing hand-written digits" example.
+- folder: one subfolder per class (see `_load_folder`).
+
+Mean and std are computed per channel from the training split (exactly, from a histogram of the uint8
+values), in 0..1 units; for the full CIFAR-10 this gives the well-known (0.4914, 0.4822, 0.4465).
+Tests and `PERCEIVER_GUI_OFFLINE=1` never touch the network: a download fails at once with the same
+sentence a missing network gives.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import pickle
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perceiver_gui.config import DataConfig
+from perceiver_gui.core.events import DownloadProgress, Log
+from perceiver_gui.core.files import atomic_write_bytes
+from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetInfo",
+    "augment",
+    "default_data_root",
+    "load_dataset",
+    "normalize",
+    "open_dataset",
+]
+
+OFFLINE_ENV = "PERCEIVER_GUI_OFFLINE"  # set to 1 to forbid every network access (the tests do)
+CACHE_FORMAT = "perceiver-gui-folder-cache-1"  # bump when the cached tensor's meaning changes
+FOLDER_SPLIT_SEED = 0  # fixed, so a folder's held-out split is the same on every run
+
+DatasetEvent = DownloadProgress | Log
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be used as asked; the message is one sentence saying what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    name: str  # for people: "CIFAR-10", "Digits", or the image folder's name
+    class_names: tuple[str, ...]
+    channels: int  # 1 or 3
+    image_size: tuple[int, int]  # (H, W)
+    train_size: int
+    test_size: int
+    mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    info: DatasetInfo
+    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
+
+
+def default_data_root() -> Path:
+    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
+    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
+
+
+def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
+    """Load the dataset `cfg` names, downloading it first if allowed; yields events, returns the Dataset."""
+    loader = _LOADERS.get(cfg.dataset)
+    if loader is None:
+        raise DatasetError(f"There is no dataset '{cfg.dataset}'. Datasets: {', '.join(_LOADERS)}.")
+    root = Path(cfg.root).expanduser() if cfg.root.strip() else default_data_root()
+    name, class_names, train, test, skipped = yield from loader(cfg, root)
+    (train_x, train_y), (test_x, test_y) = train, test
+    mean, std = _mean_std(train_x)
+    info = DatasetInfo(
+        name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
+        image_size=(int(train_x.shape[2]), int(train_x.shape[3])), train_size=len(train_x),
+        test_size=len(test_x), mean=mean, std=std,
+    )
+    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped))
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """`open_dataset` without the events."""
+    events = open_dataset(cfg)
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            return done.value
+
+
+# -- batched preprocessing -------------------------------------------------------------------
+def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+    if x.ndim != 4 or mean_t.shape[1] != x.shape[1] or std_t.shape[1] != x.shape[1]:
+        raise ValueError(f"normalize needs (B, C, H, W) with one mean and std per channel; got {tuple(x.shape)}, "
+                         f"{mean_t.shape[1]} means and {std_t.shape[1]} stds")
+    # One fused pass: (x - 255 mean) * 1 / (255 std).
+    return x.to(torch.float32).sub_(mean_t * 255.0).mul_(1.0 / (std_t * 255.0))
+
+
+def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero-pad by crop_padding, cut back to size at a per-sample offset) and per-sample
+    horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator` makes it repeat.
+
+    Draws happen in a fixed order (offsets, then flips) whatever is switched on, so a seed gives the
+    same batch every time. Returns x itself when both are off.
+    """
+    if crop_padding < 0:
+        raise ValueError(f"crop_padding must be 0 or more, not {crop_padding}")
+    if crop_padding == 0 and not hflip:
+        return x
+    b, c, h, w = x.shape
+    draw_device = generator.device
+
+    def randint(high: int) -> torch.Tensor:
+        return torch.randint(0, high, (b,), generator=generator, device=draw_device).to(x.device)
+
+    p = crop_padding
+    dy = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
+    dx = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
+    flip = randint(2).bool() if hflip else torch.zeros(b, dtype=torch.bool, device=x.device)
+    padded = F.pad(x, (p, p, p, p)) if p else x
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded image to take
+    ar_w = torch.arange(w, device=x.device)
+    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w)  # (B, W), reversed when flipped
+    # Gather one (H, W) window per sample in a single indexing op: (B,1,H,1) rows x (B,1,1,W) cols.
+    index_b = torch.arange(b, device=x.device)[:, None, None, None]
+    index_c = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[index_b, index_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std of uint8 images (0..1 units), from a 256-bin histogram per channel."""
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for ch in range(x.shape[1]):
+        counts = torch.zeros(256, dtype=torch.float64)
+        for start in range(0, len(x), 4096):  # chunks keep the int32 copy small for CIFAR-sized data
+            counts += torch.bincount(x[start:start + 4096, ch].reshape(-1).to(torch.int32), minlength=256).double()
+        total = counts.sum()
+        mean = float((counts * levels).sum() / total)
+        var = float((counts * (levels - mean) ** 2).sum() / total)
+        means.append(mean)
+        # A constant channel has no spread; one grey level keeps normalize finite.
+        stds.append(max(var**0.5, 1.0 / 255.0))
+    return tuple(means), tuple(stds)
+
+
+# -- downloads -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Remote:
+    name: str  # human name for messages and progress
+    folder: Path  # where the files (or the extracted folder) go
+    files: tuple[tuple[str, str], ...]  # (file name, md5) to fetch
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+    also: str = ""  # another form of the files that works too, for the message
+
+
+def _missing(remote: _Remote, reason: str) -> DatasetError:
+    names = [f for f, _ in remote.files]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    listed += f" ({remote.also})" if remote.also else ""
+    return DatasetError(
+        f"{remote.name} is not in {remote.folder} and can't be downloaded ({reason}). "
+        f"Put {listed} there, or choose the bundled Digits dataset."
+    )
+
+
+def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, None]:
+    """Download every file of `remote` that is not there yet, md5-checked, with progress events."""
+    todo = [(f, md5) for f, md5 in remote.files if not (remote.folder / f).is_file()]
+    if not todo:
+        return
+    try:
+        remote.folder.mkdir(parents=True, exist_ok=True)  # so the folder the message names is there to drop into
+    except OSError as exc:
+        raise DatasetError(f"Can't create the data folder {remote.folder}: {exc.strerror or exc}.") from None
+    if not cfg.download:
+        raise _missing(remote, "downloading is switched off")
+    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        raise _missing(remote, "the app is set to work offline")
+    for file_name, md5 in todo:
+        for mirror in remote.mirrors:
+            yield Log(f"Downloading {file_name} from {mirror}")
+            try:
+                yield from _download(mirror + file_name, remote.folder / file_name, md5, remote.name)
+                break
+            except _Unreachable as exc:
+                yield Log(f"Could not download {mirror + file_name}: {exc}", "warning")
+        else:
+            raise _missing(remote, "no network")
+
+
+class _Unreachable(Exception):
+    """The server could not be reached or answered with an error; another mirror may work."""
+
+
+def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadProgress, None, None]:
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        out = open(part, "wb")
+    except OSError as exc:
+        raise DatasetError(f"Can't write {part}: {exc.strerror or exc}.") from None
+    try:
+        with out, _connect(url) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            yield DownloadProgress(name, 0, total)
+            while chunk := _read_chunk(response):
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise DatasetError(f"Can't write {part}: {exc.strerror or exc}.") from None
+                digest.update(chunk)
+                done += len(chunk)
+                yield DownloadProgress(name, done, total)
+        if digest.hexdigest() != md5:
+            raise DatasetError(
+                f"The downloaded {dest.name} is damaged (its checksum does not match); try again, or put a copy "
+                f"downloaded by hand in {dest.parent}."
+            )
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)  # a broken or abandoned download (the generator closed) leaves nothing
+
+
+def _connect(url: str):
+    try:
+        return urllib.request.urlopen(url, timeout=30)
+    except urllib.error.HTTPError as exc:
+        raise _Unreachable(f"the server answered {exc.code} {exc.reason}") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused or reset connections
+        raise _Unreachable(str(getattr(exc, "reason", exc))) from None
+
+
+def _read_chunk(response) -> bytes:
+    try:
+        return response.read(1 << 20)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _Unreachable(f"the connection broke off ({exc})") from None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _extract_tar(archive: Path, member_root: str, dest: Path) -> None:
+    """Extract the folder `member_root` of a .tar.gz into `dest`/member_root, all or nothing.
+
+    Only regular files and folders inside `member_root` are written; absolute paths, "..", links and
+    devices are refused, so an archive cannot write outside the data folder.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if member.name.startswith(("/", "\\")) or ".." in parts or not parts or parts[0] != member_root:
+                    raise DatasetError(f"{archive.name} contains the unexpected path {member.name!r}; it is not "
+                                       f"the official archive, so delete it.")
+                if member.isdir():
+                    (tmp / member.name).mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target = tmp / member.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:
+                    raise DatasetError(f"{archive.name} contains a link or special file ({member.name!r}); it is "
+                                       f"not the official archive, so delete it.")
+        final = dest / member_root
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp / member_root, final)
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{archive} could not be extracted ({exc}); delete it so it can be downloaded again."
+                           ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- CIFAR -----------------------------------------------------------------------------------
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    # Python-3 pickles of bytes at protocol 2 call _codecs.encode(text, "latin1"); allow only that codec.
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError("only latin1 text may be encoded")
+    return text.encode("latin1")
+
+
+# The callables a CIFAR batch needs: numpy's array and scalar reconstructors (found from numpy itself,
+# so numpy 1's "numpy.core" and numpy 2's "numpy._core" names both resolve), numpy.dtype and ndarray.
+_RECONSTRUCT = np.array(0).__reduce__()[0]
+_FROMBUFFER = np.array([0]).__reduce_ex__(5)[0]
+_SCALAR = np.int64(0).__reduce__()[0]
+_ALLOWED_GLOBALS = {
+    **{(mod, "_reconstruct"): _RECONSTRUCT for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(mod, "scalar"): _SCALAR for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(mod, "_frombuffer"): _FROMBUFFER for mod in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches only: any global outside _ALLOWED_GLOBALS (os.system, eval, subprocess,
+    any class) is refused before it is looked up, so a hostile file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}") from None
+
+
+def _read_cifar_pickle(path: Path) -> dict[str, object]:
+    try:
+        with open(path, "rb") as fh:
+            entry = _CifarUnpickler(fh, encoding="latin1").load()
+    except OSError as exc:
+        raise DatasetError(f"Can't read {path}: {exc.strerror or exc}.") from None
+    except Exception as exc:  # a damaged or hostile pickle can raise almost anything; none of it runs code
+        raise DatasetError(f"{path} is not a valid CIFAR batch ({exc}); delete it so it can be downloaded "
+                           f"again.") from None
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{path} is not a valid CIFAR batch (it holds no table); delete it so it can be "
+                           f"downloaded again.")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def _cifar_batches(paths: list[Path], label_key: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for path in paths:
+        entry = _read_cifar_pickle(path)
+        data, targets = entry.get("data"), entry.get(label_key)
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise DatasetError(f"{path} is not a valid CIFAR batch (its 'data' is not N×3072 bytes); delete it "
+                               f"so it can be downloaded again.")
+        try:
+            targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            targets = np.empty(0, dtype=np.int64)
+        if len(targets) != len(data) or (len(targets) and (targets.min() < 0 or targets.max() >= num_classes)):
+            raise DatasetError(f"{path} is not a valid CIFAR batch (its labels do not match its images); delete "
+                               f"it so it can be downloaded again.")
+        images.append(data.reshape(-1, 3, 32, 32))  # rows are 1024 red, 1024 green, 1024 blue values
+        labels.append(targets)
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class _CifarSpec:
+    name: str
+    folder: str
+    archive: str
+    archive_md5: str
+    train: tuple[str, ...]
+    test: str
+    meta: str
+    meta_key: str
+    label_key: str
+    num_classes: int
+
+
+_CIFAR = {  # file names and md5 sums as in torchvision.datasets.CIFAR10 / CIFAR100
+    "cifar10": _CifarSpec("CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
+                          "c58f30108f718f92721af3b95e74349a", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                          "test_batch", "batches.meta", "label_names", "labels", 10),
+    "cifar100": _CifarSpec("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz",
+                           "eb9058c3a382ffc7106e4002c42a8d85", ("train",), "test", "meta", "fine_label_names",
+                           "fine_labels", 100),
+}
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+
+
+def _load_cifar(cfg: DataConfig, root: Path):
+    spec = _CIFAR[cfg.dataset]
+    folder = root / spec.folder
+    needed = [*spec.train, spec.test, spec.meta]
+    if not all((folder / f).is_file() for f in needed):
+        remote = _Remote(spec.name, root, ((spec.archive, spec.archive_md5),), (_CIFAR_URL,),
+                         also=f"or the {spec.folder} folder extracted from it")
+        archive = root / spec.archive
+        yield from _fetch(remote, cfg)
+        if _md5(archive) != spec.archive_md5:  # a copy dropped in by hand must be the official one too
+            raise DatasetError(f"{archive} is damaged or not the official {spec.name} archive (its checksum does "
+                               f"not match); delete it and download it again.")
+        yield Log(f"Extracting {archive.name}")
+        _extract_tar(archive, spec.folder, root)
+        missing = [f for f in needed if not (folder / f).is_file()]
+        if missing:
+            raise DatasetError(f"{archive} does not contain {missing[0]}; delete it and download it again.")
+    meta = _read_cifar_pickle(folder / spec.meta)
+    names = meta.get(spec.meta_key)
+    if not isinstance(names, list) or len(names) != spec.num_classes or not all(isinstance(n, str) for n in names):
+        raise DatasetError(f"{folder / spec.meta} does not list the {spec.num_classes} class names; delete it so "
+                           f"it can be downloaded again.")
+    yield Log(f"Reading {spec.name} from {folder}")
+    train = _cifar_batches([folder / f for f in spec.train], spec.label_key, spec.num_classes)
+    test = _cifar_batches([folder / spec.test], spec.label_key, spec.num_classes)
+    return spec.name, names, train, test, ()
+
+
+# -- MNIST and Fashion-MNIST -----------------------------------------------------------------
+_IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_MNIST = {  # folder, human name, mirrors, md5 of the .gz files, class names (torchvision's)
+    "mnist": ("MNIST", "MNIST", ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+              ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+               "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+              tuple(str(i) for i in range(10))),
+    "fashion_mnist": ("FashionMNIST", "Fashion-MNIST", ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+                      ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                       "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+                      ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                       "Ankle boot")),
+}
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An unsigned-byte idx file (LeCun's MNIST format), gzipped or not, as a numpy array."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"Can't read {path} ({exc}); delete it so it can be downloaded again.") from None
+    header = 4 + 4 * ndim
+    if len(raw) < header or raw[:4] != bytes((0, 0, 8, ndim)):
+        raise DatasetError(f"{path} is not an idx file of {ndim}-d bytes; delete it so it can be downloaded again.")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) - header != int(np.prod(shape)):
+        raise DatasetError(f"{path} is truncated or damaged (its size does not match its header); delete it so it "
+                           f"can be downloaded again.")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _load_mnist(cfg: DataConfig, root: Path):
+    folder_name, name, mirrors, md5s, class_names = _MNIST[cfg.dataset]
+    raw = root / folder_name / "raw"
+    paths, missing = [], []
+    for base, md5 in zip(_IDX, md5s, strict=True):
+        plain, packed = raw / base, raw / (base + ".gz")
+        paths.append(plain if plain.is_file() else packed)  # torchvision leaves both; the plain one reads faster
+        if not plain.is_file() and not packed.is_file():
+            missing.append((base + ".gz", md5))
+    if missing:
+        yield from _fetch(_Remote(name, raw, tuple(missing), mirrors), cfg)
+    yield Log(f"Reading {name} from {raw}")
+    train_x, train_y, test_x, test_y = (_read_idx(p, 3 if "images" in p.name else 1) for p in paths)
+    for x, y, images in ((train_x, train_y, paths[0]), (test_x, test_y, paths[2])):
+        if len(x) != len(y) or (len(y) and y.max() >= 10):
+            raise DatasetError(f"The labels of {images} do not match its images; delete the files in {raw} so they "
+                               f"can be downloaded again.")
+    as_tensors = [torch.from_numpy(a.copy()) for a in (train_x, train_y, test_x, test_y)]
+    train = (as_tensors[0][:, None], as_tensors[1].long())
+    test = (as_tensors[2][:, None], as_tensors[3].long())
+    return name, class_names, train, test, ()
+
+
+# -- digits ----------------------------------------------------------------------------------
+def _load_digits(cfg: DataConfig, root: Path):
+    from sklearn.datasets import load_digits
+
+    yield Log("Loading the bundled 8×8 digits (scikit-learn)")
+    bunch = load_digits()
+    # 0..16 grey levels to 0..255, so the images look and save like any other 8-bit picture.
+    images = torch.from_numpy(np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    n_train = len(images) - (len(images) + 1) // 2  # train_test_split(test_size=0.5, shuffle=False): 898 / 899
+    train = (images[:n_train].contiguous(), labels[:n_train].contiguous())
+    test = (images[n_train:].contiguous(), labels[n_train:].contiguous())
+    return "Digits", [str(i) for i in range(10)], train, test, ()
+
+
+# -- image folder ----------------------------------------------------------------------------
+def _load_folder(cfg: DataConfig, root: Path):
+    """One subfolder per class (files in deeper folders count for their class); every common format.
+
+    Images are decoded by images.open_image and resized to cfg.image_size square. Channels are 1 when
+    every readable image is grayscale (equal red, green and blue everywhere after decoding: L, 1, 16-bit
+    and float files, and colour files that hold gray pictures), else 3. Unreadable files are skipped and
+    reported; a class without images is an error. The decoded tensor is cached as safetensors under the
+    data root and rebuilt when the list of files, their sizes or times, or the image size change.
+    The held-out split takes round(val_fraction × n) images of each class (at least one, and at least
+    one left for training when the class has two or more), chosen with a fixed seed.
+    """
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The image folder {folder} does not exist; choose a folder with one subfolder per class.")
+    try:
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise DatasetError(f"Can't read the image folder {folder}: {exc.strerror or exc}.") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The image folder {folder} needs at least two subfolders, one per class, with images "
+                           f"in them.")
+    files: list[list[Path]] = []
+    for class_dir in classes:
+        found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no images; add some or remove "
+                               f"the folder.")
+        files.append(found)
+    class_names = [d.name for d in classes]
+    side = cfg.image_size
+    fingerprint = _fingerprint(folder, files, side)
+    cache = root / "folder-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px.safetensors"
+
+    cached = _read_cache(cache, fingerprint)
+    if cached is not None:
+        x, y, skipped = cached
+        yield Log(f"Using the decoded images of {folder} cached in {cache.parent}")
+    else:
+        total = sum(len(f) for f in files)
+        yield Log(f"Decoding {total} images from {folder} at {side}×{side}")
+        x, y, skipped = yield from _decode_folder(folder, files, side)
+        try:
+            _write_cache(cache, x, y, skipped, fingerprint, class_names)
+        except OSError as exc:
+            yield Log(f"Could not cache the decoded images in {cache.parent} ({exc.strerror or exc}); they will be "
+                      f"decoded again next time.", "warning")
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: {shown}.",
+                  "warning")
+    counts = torch.bincount(y, minlength=len(classes))
+    for class_index, count in enumerate(counts.tolist()):
+        if count == 0:
+            raise DatasetError(f"None of the images in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be read; add readable images or remove the folder.")
+    train_idx, test_idx = _stratified_split(y, cfg.val_fraction, len(classes))
+    if len(test_idx) == 0:
+        raise DatasetError(f"The image folder {folder} has too few images to hold any out for testing; add images.")
+    lonely = [class_names[i] for i, n in enumerate(counts.tolist()) if n == 1]
+    if lonely:
+        yield Log(f"Classes with a single image are used for training only: {', '.join(lonely)}.", "warning")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    return folder.name, class_names, train, test, skipped
+
+
+def _decode_folder(folder: Path, files: list[list[Path]], side: int):
+    jobs = [(path, label) for label, class_files in enumerate(files) for path in class_files]
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    skipped: list[str] = []
+    report_every = max(500, len(jobs) // 10)
+
+    def decode(path: Path) -> torch.Tensor | ImageError:
+        try:
+            return to_uint8_tensor(open_image(path, channels=3), (side, side))
+        except ImageError as exc:
+            return exc
+
+    # Pillow decodes and resizes without the GIL, so threads use every core for large folders.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]), strict=True), 1):
+            if isinstance(result, ImageError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result.reason}")
+            else:
+                images.append(result)
+                labels.append(label)
+            if done % report_every == 0:
+                yield Log(f"Decoded {done} of {len(jobs)} images")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    x = torch.stack(images) if images else torch.zeros((0, 3, side, side), dtype=torch.uint8)
+    if len(x) and bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all()):
+        # Every image is gray (R = G = B). Pillow's "L" conversion of such a pixel is that same value, so
+        # the first channel is exactly what open_image(channels=1) gives the predictor later.
+        x = x[:, :1].contiguous()
+    return x, torch.tensor(labels, dtype=torch.int64), skipped
+
+
+def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(FOLDER_SPLIT_SEED)
+    train, test = [], []
+    for label in range(num_classes):
+        members = torch.nonzero(y == label).flatten()
+        n = len(members)
+        n_test = 0 if n < 2 else min(max(round(fraction * n), 1), n - 1)
+        order = members[torch.randperm(n, generator=generator)]
+        test.append(order[:n_test])
+        train.append(order[n_test:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
+
+
+def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
+    listing = []
+    for class_files in files:
+        for path in class_files:
+            try:
+                st = path.stat()
+                listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
+            except OSError:
+                listing.append((path.relative_to(folder).as_posix(), -1, -1))
+    text = json.dumps([CACHE_FORMAT, side, listing], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The cached (x, y, skipped) when the cache file exists and matches; None (rebuild) otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != CACHE_FORMAT or meta.get("fingerprint") != fingerprint:
+                return None
+            x, y = fh.get_tensor("x"), fh.get_tensor("y")
+            skipped = json.loads(meta.get("skipped", "[]"))
+    except (SafetensorError, OSError, ValueError, KeyError):
+        return None  # a damaged cache is only a slower start
+    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or len(x) != len(y):
+        return None
+    return x, y, [str(s) for s in skipped]
+
+
+def _write_cache(path: Path, x: torch.Tensor, y: torch.Tensor, skipped: list[str], fingerprint: str,
+                 class_names: list[str]) -> None:
+    from safetensors.torch import save
+
+    meta = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "skipped": json.dumps(skipped),
+            "class_names": json.dumps(class_names)}
+    atomic_write_bytes(path, save({"x": x.contiguous(), "y": y.contiguous()}, metadata=meta))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:40] or "folder"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+_LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
+    "cifar10": _load_cifar,
+    "cifar100": _load_cifar,
+    "mnist": _load_mnist,
+    "fashion_mnist": _load_mnist,
+    "digits": _load_digits,
+    "folder": _load_folder,
+}
+
