@@ -21,7 +21,6 @@ import io
 import json
 import math
 import numbers
-import random
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,12 +40,10 @@ __all__ = [
     "CheckpointError",
     "ModelMeta",
     "TrainingState",
-    "capture_rng_state",
     "check_state_dict",
     "load_model",
     "load_training_state",
     "read_meta",
-    "restore_rng_state",
     "save_model",
     "save_training_state",
 ]
@@ -58,6 +55,7 @@ _META_KEY = "perceiver_gui"  # the one safetensors metadata entry that holds our
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors library's own limit; a larger claim is garbage
 _KIND_MODEL = "model"
 _KIND_TRAINING = "training_state"
+_TRAINING_PARTS = ("model", "optimizer", "scheduler", "scaler", "progress", "rng")
 
 
 class CheckpointError(Exception):
@@ -182,7 +180,8 @@ class TrainingState:
     optimizer_state: dict[str, Any]  # {"state": {int: {...}}, "param_groups": [...]}, as the optimizer made it
     scheduler_state: dict[str, Any]
     scaler_state: dict[str, Any] | None
-    progress: dict[str, Any]  # step, epoch, best_acc, elapsed, RNG states, ... as saved
+    progress: dict[str, Any]  # step, epoch, best_acc, elapsed, ... as saved
+    rng: dict[str, Any]  # random states as saved, e.g. {"rng.cpu": uint8 tensor, "rng.cuda": ...}
     app_version: str
 
 
@@ -194,10 +193,12 @@ def save_training_state(
     scheduler_state: Mapping[str, Any],
     scaler_state: Mapping[str, Any] | None,
     progress: Mapping[str, Any],
+    rng: Mapping[str, Any] | None = None,
 ) -> Path:
     """Everything resume needs in one safetensors file, atomically; returns the path.
 
-    Each part may hold tensors, numbers (NaN and infinities included), strings, None, and lists,
+    `rng` holds random states (torch.get_rng_state(), Generator.get_state(), CUDA states: uint8
+    tensors). Each part may hold tensors, numbers (NaN and infinities included), strings, None, and lists,
     tuples and dicts of them (dict keys: str, int, ...); they come back with the same types.
     """
     enc = _TreeEncoder()
@@ -210,6 +211,7 @@ def save_training_state(
         "scheduler": enc.encode(dict(scheduler_state), ("sched",)),
         "scaler": None if scaler_state is None else enc.encode(dict(scaler_state), ("scaler",)),
         "progress": enc.encode(dict(progress), ("progress",)),
+        "rng": enc.encode(dict(rng or {}), ()),  # keys such as "rng.cpu" name their tensors as they are
     }
     data = _st_save(enc.tensors, metadata={"format": "pt", _META_KEY: json.dumps(raw, allow_nan=False)})
     return atomic_write_bytes(path, data)
@@ -224,12 +226,12 @@ def load_training_state(path: str | Path) -> TrainingState:
     _expect_kind(raw, _KIND_TRAINING, where)
     tensors = _load_tensors(data, names, where)
     try:
-        parts = {key: _decode(raw[key], tensors) for key in ("model", "optimizer", "scheduler", "scaler", "progress")}
+        parts = {key: _decode(raw[key], tensors) for key in _TRAINING_PARTS}
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{where} is damaged: its training state is incomplete or malformed.") from None
     optimizer = parts["optimizer"]
     if not (
-        all(isinstance(parts[k], dict) for k in ("model", "optimizer", "scheduler", "progress"))
+        all(isinstance(parts[k], dict) for k in ("model", "optimizer", "scheduler", "progress", "rng"))
         and isinstance(parts["scaler"], dict | None)
         and all(isinstance(v, torch.Tensor) for v in parts["model"].values())
         and isinstance(optimizer.get("state"), dict)
@@ -242,28 +244,9 @@ def load_training_state(path: str | Path) -> TrainingState:
         scheduler_state=parts["scheduler"],
         scaler_state=parts["scaler"],
         progress=parts["progress"],
+        rng=parts["rng"],
         app_version=str(raw.get("app_version", "")),
     )
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The global random states training draws from (torch CPU, CUDA if in use, Python's random)."""
-    state: dict[str, Any] = {"cpu": torch.get_rng_state(), "python": random.getstate()}
-    # Asking for CUDA states would initialise CUDA in a CPU-only run; only record them when in use.
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Undo `capture_rng_state`. CUDA states are skipped when this machine has a different GPU count."""
-    torch.set_rng_state(state["cpu"])
-    python = state.get("python")
-    if python is not None:
-        random.setstate(python)
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(list(cuda))
 
 
 # -- reading, defensively --------------------------------------------------------------------

@@ -26,12 +26,10 @@ from perceiver_gui.config import Config, ModelConfig
 from perceiver_gui.core.checkpoints import (
     CheckpointError,
     ModelMeta,
-    capture_rng_state,
     check_state_dict,
     load_model,
     load_training_state,
     read_meta,
-    restore_rng_state,
     save_model,
     save_training_state,
 )
@@ -387,7 +385,8 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, optimizer: str, schedule: 
     model, opt, sched, scaler = first
     save_training_state(tmp_path / "resume.safetensors", model_state=model.state_dict(),
                         optimizer_state=opt.state_dict(), scheduler_state=sched.state_dict(),
-                        scaler_state=scaler.state_dict(), progress={"step": 5, "rng": capture_rng_state()})
+                        scaler_state=scaler.state_dict(), progress={"step": 5},
+                        rng={"rng.cpu": torch.get_rng_state()})
     del first, model, opt, sched, scaler
 
     torch.manual_seed(1234)  # a fresh process: other weights, other random state
@@ -397,7 +396,7 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, optimizer: str, schedule: 
     opt.load_state_dict(state.optimizer_state)
     sched.load_state_dict(state.scheduler_state)
     scaler.load_state_dict(state.scaler_state)
-    restore_rng_state(state.progress["rng"])
+    torch.set_rng_state(state.rng["rng.cpu"])
     assert state.progress["step"] == 5
     train_steps(model, opt, sched, scaler, 5)
 
@@ -413,10 +412,10 @@ def test_resume_without_the_optimizer_state_would_differ(tmp_path: Path):
     train_steps(*straight, 10)
     model, opt, sched, scaler = make_run(0, "adam", "onecycle")
     train_steps(model, opt, sched, scaler, 5)
-    rng = capture_rng_state()
+    rng = torch.get_rng_state()
     fresh_model, fresh_opt, _, _ = make_run(99, "adam", "onecycle")
     fresh_model.load_state_dict(model.state_dict())
-    restore_rng_state(rng)
+    torch.set_rng_state(rng)
     train_steps(fresh_model, fresh_opt, sched, scaler, 5)
     assert not all(torch.equal(a, b) for a, b in zip(straight[0].parameters(), fresh_model.parameters(), strict=True))
 
@@ -454,6 +453,22 @@ def test_progress_values_keep_their_types(tmp_path: Path):
     assert math.isnan(back["loss"]) and back["curve"][:2] == [0.1, -math.inf]
     for key in ("gen", "scalar", "empty", "half"):
         assert back[key].dtype == progress[key].dtype and torch.equal(back[key], progress[key]), key
+
+
+def test_random_states_come_back_under_their_names(tmp_path: Path):
+    gen = torch.Generator().manual_seed(5)
+    rng = {"rng.cpu": torch.get_rng_state(), "rng.gen": gen.get_state(), "rng.cuda": [torch.zeros(16, dtype=torch.uint8)]}
+    path = save_training_state(tmp_path / "r.safetensors", model_state={}, optimizer_state={"state": {},
+                               "param_groups": []}, scheduler_state={}, scaler_state=None, progress={}, rng=rng)
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as fh:
+        assert {"rng.cpu", "rng.gen", "rng.cuda.0"} <= set(fh.keys())
+    back = load_training_state(path).rng
+    expected = torch.rand(3, generator=gen)
+    gen.set_state(back["rng.gen"])
+    assert torch.equal(torch.rand(3, generator=gen), expected)
+    assert torch.equal(back["rng.cpu"], rng["rng.cpu"]) and torch.equal(back["rng.cuda"][0], rng["rng.cuda"][0])
 
 
 def test_unstorable_values_are_a_programming_error(tmp_path: Path):
