@@ -1,0 +1,478 @@
+"""The hyperparameter form: every setting of a `Config`, grouped Model / Data / Training.
+
+A view: `config()` reads the widgets into a Config, `set_config(cfg)` writes one into them (with
+signals blocked, so it does not echo back), and `config_changed` / `problems_changed` tell the
+window when the user edits something. Problems come from `Config.validate()` and are shown under
+the field they concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import signals_blocked
+
+from perceiver_gui.config import (
+    DATASETS,
+    IMPLEMENTATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    SCHEDULES,
+    Config,
+    ConfigError,
+    load_config,
+    save_config,
+)
+from perceiver_gui.ui.widgets import FloatSpinBox
+
+__all__ = ["DATASET_LABELS", "HyperparamsPanel", "dataset_shape", "folder_classes"]
+
+DATASET_LABELS = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+    "digits": "Digits (bundled, offline)",
+    "folder": "Image folder…",
+}
+
+# Shapes of the built-in datasets: (channels, (height, width), classes). They are fixed by the
+# datasets themselves, so the form can show them without opening any data.
+_FIXED_SHAPES: dict[str, tuple[int, tuple[int, int], int]] = {
+    "cifar10": (3, (32, 32), 10),
+    "cifar100": (3, (32, 32), 100),
+    "mnist": (1, (28, 28), 10),
+    "fashion_mnist": (1, (28, 28), 10),
+    "digits": (1, (8, 8), 10),
+}
+
+
+def dataset_shape(dataset: str) -> tuple[int, tuple[int, int], int] | None:
+    """(channels, (H, W), classes) of a built-in dataset; None for an image folder, whose shape is
+    only known once its images are decoded (the engine takes it from the data either way)."""
+    return _FIXED_SHAPES.get(dataset)
+
+
+def folder_classes(folder: str) -> int | None:
+    """How many class subfolders an image folder has, or None when it cannot be read."""
+    if not folder.strip():
+        return None
+    try:
+        return sum(1 for p in Path(folder).expanduser().iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str  # dotted config key
+    label: str
+    tip: str  # one sentence
+    kind: str  # int, float, logfloat, bool, choice, device, text, path
+    lo: float = 0
+    hi: float = 0
+    step: float = 1
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label)
+
+
+def _c(*values: str) -> tuple[tuple[str, str], ...]:
+    return tuple((v, v) for v in values)
+
+
+MODEL_FIELDS = (
+    _Spec("model.num_latents", "Latents (N)", "How many latent vectors read the input; attention memory grows with N × inputs.", "int", 1, 4096),
+    _Spec("model.latent_dim", "Latent width (D)", "The width of each latent vector.", "int", 1, 4096, 8),
+    _Spec("model.depth", "Depth", "How many cross-attention + latent self-attention blocks are stacked.", "int", 1, 64),
+    _Spec("model.self_per_cross_attn", "Self-attention per block", "Latent self-attention layers after each cross-attention.", "int", 1, 16),
+    _Spec("model.cross_heads", "Cross-attention heads", "Heads of the cross-attention, where the latents read the image.", "int", 1, 64),
+    _Spec("model.cross_dim_head", "Cross head width", "The width of each cross-attention head.", "int", 1, 1024, 8),
+    _Spec("model.latent_heads", "Latent heads", "Heads of the latent self-attention.", "int", 1, 64),
+    _Spec("model.latent_dim_head", "Latent head width", "The width of each latent self-attention head.", "int", 1, 1024, 8),
+    _Spec("model.fourier_encode_data", "Fourier position encoding", "Append Fourier features of each pixel's position to its values; without them the model sees no geometry.", "bool"),
+    _Spec("model.num_freq_bands", "Fourier bands", "How many frequency bands encode each axis of the position.", "int", 0, 64),
+    _Spec("model.max_freq", "Max frequency", "The highest Fourier frequency; about the image side for full detail.", "float", 0.5, 1000, 1),
+    _Spec("model.weight_tie_layers", "Tie block weights", "Share the weights of every block after the first: fewer parameters, same compute.", "bool"),
+    _Spec("model.attn_dropout", "Attention dropout", "Dropout on attention outputs while training, 0 to switch it off.", "float", 0, 0.99, 0.05),
+    _Spec("model.ff_dropout", "Feed-forward dropout", "Dropout inside the feed-forward layers while training, 0 to switch it off.", "float", 0, 0.99, 0.05),
+    _Spec("model.implementation", "Implementation", "'fast' is this app's model; 'reference' is perceiver-pytorch itself (same weights, slower).", "choice", choices=_c(*IMPLEMENTATIONS)),
+)
+
+DATA_FIELDS = (
+    _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, DATASET_LABELS[d]) for d in DATASETS)),
+    _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
+    _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side.", "int", 4, 512, 4),
+    _Spec("data.val_fraction", "Test share", "The share of each class of a folder held out to measure accuracy.", "float", 0.01, 0.99, 0.05),
+    _Spec("data.root", "Download folder", "Where downloaded datasets are kept; empty means the app's own data folder.", "path"),
+    _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
+    _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
+    _Spec("data.hflip", "Random horizontal flip", "Augmentation: mirror half the training images (not for digits or text).", "bool"),
+)
+
+TRAIN_FIELDS = (
+    _Spec("train.optimizer", "Optimizer", "How the weights follow the gradient; AdamW is the robust choice.", "choice", choices=_c(*OPTIMIZERS)),
+    _Spec("train.lr", "Learning rate", "The peak step size; too high diverges, too low learns slowly.", "logfloat", 1e-7, 10),
+    _Spec("train.schedule", "LR schedule", "How the learning rate changes over the run.", "choice", choices=_c(*SCHEDULES)),
+    _Spec("train.warmup_epochs", "Warmup epochs", "For 'cosine': epochs of linear warmup before the decay.", "float", 0, 10000, 0.5),
+    _Spec("train.momentum", "Momentum", "SGD momentum (0 switches it off).", "float", 0, 0.999, 0.05),
+    _Spec("train.nesterov", "Nesterov momentum", "Use Nesterov's variant of SGD momentum.", "bool"),
+    _Spec("train.weight_decay", "Weight decay", "Pulls weights towards zero to fight overfitting.", "logfloat", 0, 1),
+    _Spec("train.batch_size", "Batch size", "Images per step; larger is faster per image but needs more memory.", "int", 1, 65536, 8),
+    _Spec("train.epochs", "Epochs", "Passes over the whole training set.", "int", 1, 10000),
+    _Spec("train.grad_clip", "Gradient clip", "Clip the gradient norm to this value to tame spikes; 0 switches it off.", "float", 0, 1000, 0.5),
+    _Spec("train.label_smoothing", "Label smoothing", "Soften the targets a little so the model is less over-confident.", "float", 0, 0.99, 0.05),
+    _Spec("train.device", "Device", "Where to train: auto picks a GPU when there is one.", "device", choices=_c("auto", "cpu", "cuda", "mps")),
+    _Spec("train.precision", "Precision", "Number format for the forward pass; bfloat16/float16 are faster on GPUs.", "choice", choices=_c(*PRECISIONS)),
+    _Spec("train.seed", "Seed", "The same seed repeats a CPU run exactly.", "int", 0, 2**31 - 1),
+    _Spec("train.threads", "CPU threads", "Threads for CPU training; 0 uses all cores but one.", "int", 0, 1024),
+    _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
+)
+
+DERIVED = ("input_channels", "input_axis", "num_classes")
+
+
+class _Field:
+    """One editor bound to one dotted key."""
+
+    def __init__(self, spec: _Spec, on_change: Callable[[], None], parent: QWidget):
+        self.spec = spec
+        kind = spec.kind
+        self.browse: QToolButton | None = None
+        if kind == "int":
+            w = QSpinBox(parent)
+            w.setRange(int(spec.lo), int(spec.hi))
+            w.setSingleStep(int(spec.step))
+            w.valueChanged.connect(on_change)
+        elif kind in ("float", "logfloat"):
+            w = FloatSpinBox(minimum=spec.lo, maximum=spec.hi, step=spec.step, log_step=kind == "logfloat", parent=parent)
+            w.valueChanged.connect(on_change)
+        elif kind == "bool":
+            w = QCheckBox(parent)
+            w.toggled.connect(on_change)
+        elif kind in ("choice", "device"):
+            w = QComboBox(parent)
+            for value, label in spec.choices:
+                w.addItem(label, value)
+            if kind == "device":
+                # Editable so "cuda:1" can be typed.
+                w.setEditable(True)
+                w.editTextChanged.connect(on_change)
+            else:
+                w.currentIndexChanged.connect(on_change)
+        else:  # text, path
+            w = QLineEdit(parent)
+            w.textChanged.connect(on_change)
+            if kind == "path":
+                w.setPlaceholderText("app data folder" if spec.key == "data.root" else "choose a folder…")
+                self.browse = QToolButton(parent)
+                self.browse.setText("…")
+                self.browse.setToolTip("Choose a folder")
+                self.browse.clicked.connect(self._choose_folder)
+        w.setToolTip(spec.tip)
+        w.setObjectName(spec.key)
+        self.widget = w
+        self.error = QLabel(parent)
+        self.error.setWordWrap(True)
+        self.error.setObjectName("fieldError")
+        self.error.setStyleSheet("color: #d03030;")
+        self.error.hide()
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.widget, self.spec.label, self.widget.text())
+        if folder:
+            self.widget.setText(folder)
+
+    def get(self) -> Any:
+        w = self.widget
+        if isinstance(w, QSpinBox | FloatSpinBox):
+            return w.value()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QComboBox):
+            if w.isEditable():
+                return w.currentText().strip()
+            return w.currentData()
+        return w.text()
+
+    def set(self, value: Any) -> None:
+        w = self.widget
+        if isinstance(w, QSpinBox | FloatSpinBox):
+            w.setValue(value)
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QComboBox):
+            index = w.findData(value)
+            if index < 0:
+                # A value from a file that the form does not offer: show it, so validation can flag it.
+                w.addItem(str(value), value)
+                index = w.count() - 1
+            w.setCurrentIndex(index)
+            if w.isEditable():
+                w.setEditText(str(value))
+        else:
+            w.setText(str(value))
+
+    def show_problem(self, sentence: str) -> None:
+        self.error.setText(sentence)
+        self.error.setVisible(bool(sentence))
+        self.widget.setToolTip(self.spec.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+
+
+class HyperparamsPanel(QWidget):
+    """Preset picker, open/save, and the Model / Data / Training settings."""
+
+    config_changed = Signal(object)  # Config, after every edit
+    problems_changed = Signal(object)  # list[(dotted key, sentence)]
+    message = Signal(str)  # a sentence for the status bar (opened, saved, could not read …)
+
+    def __init__(self, cfg: Config | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._derived = {name: getattr(Config().model, name) for name in DERIVED}
+        self._problems: list[tuple[str, str]] = []
+        self._fields: dict[str, _Field] = {}
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Preset"))
+        self.preset_box = QComboBox()
+        self.preset_box.setToolTip("Start from a named configuration; every value can be changed afterwards.")
+        self.preset_box.addItem("(custom)", "")
+        for name in PRESETS:
+            self.preset_box.addItem(name, name)
+        self.preset_box.activated.connect(self._apply_preset)
+        top.addWidget(self.preset_box, 1)
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Load settings from a .toml or .json file.")
+        self.open_button.clicked.connect(self.open_dialog)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save these settings as a .toml or .json file.")
+        self.save_button.clicked.connect(self.save_dialog)
+        top.addWidget(self.open_button)
+        top.addWidget(self.save_button)
+
+        name_row = QHBoxLayout()
+        name_row.addWidget(QLabel("Run name"))
+        self.name_edit = QLineEdit()
+        self.name_edit.setObjectName("name")
+        self.name_edit.setToolTip("Shown in the runs list and used for the run's folder name.")
+        self.name_edit.textChanged.connect(self._edited)
+        name_row.addWidget(self.name_edit, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self._tab_titles = ("Model", "Data", "Training")
+        for title, specs in zip(self._tab_titles, (MODEL_FIELDS, DATA_FIELDS, TRAIN_FIELDS), strict=True):
+            self.tabs.addTab(self._build_page(specs, derived=title == "Model"), title)
+
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: #d03030;")
+        self.summary.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addLayout(name_row)
+        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.summary)
+        self.setMinimumWidth(330)
+
+        self.set_config(cfg if cfg is not None else PRESETS["digits"])
+
+    # -- building -----------------------------------------------------------------------------
+    def _build_page(self, specs: tuple[_Spec, ...], *, derived: bool) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+        for spec in specs:
+            field = _Field(spec, self._edited, page)
+            self._fields[spec.key] = field
+            label = QLabel(spec.label)
+            label.setToolTip(spec.tip)
+            label.setBuddy(field.widget)
+            if field.browse is not None:
+                row = QHBoxLayout()
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(field.widget, 1)
+                row.addWidget(field.browse)
+                form.addRow(label, row)
+            else:
+                form.addRow(label, field.widget)
+            form.addRow(field.error)
+        if derived:
+            self.derived_label = QLabel()
+            self.derived_label.setObjectName("derived")
+            self.derived_label.setWordWrap(True)
+            self.derived_label.setToolTip("These come from the dataset and cannot be edited here.")
+            self.derived_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+            form.insertRow(0, QLabel("Input (from data)"), self.derived_label)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(page)
+        return scroll
+
+    # -- the typed API -------------------------------------------------------------------------
+    def config(self) -> Config:
+        raw: dict[str, Any] = {"name": self.name_edit.text(), "model": dict(self._derived), "data": {}, "train": {}}
+        for key, field in self._fields.items():
+            section, leaf = key.split(".")
+            raw[section][leaf] = field.get()
+        return Config.from_dict(raw)
+
+    def set_config(self, cfg: Config) -> None:
+        with signals_blocked(self.name_edit):
+            self.name_edit.setText(cfg.name)
+        for key, field in self._fields.items():
+            section, leaf = key.split(".")
+            with signals_blocked(field.widget):
+                field.set(getattr(getattr(cfg, section), leaf))
+        self._derived = {name: getattr(cfg.model, name) for name in DERIVED}
+        self._sync_preset(cfg)
+        self._refresh()
+
+    def problems(self) -> list[tuple[str, str]]:
+        return list(self._problems)
+
+    def field(self, key: str) -> QWidget:
+        """The editor of a dotted key (for the window's focus-on-problem and for tests)."""
+        return self._fields[key].widget
+
+    def set_editable(self, editable: bool) -> None:
+        """While a run trains, its settings are fixed: the form is shown but cannot be changed."""
+        for widget in (self.preset_box, self.open_button, self.name_edit, self.tabs):
+            widget.setEnabled(editable)
+
+    # -- files ---------------------------------------------------------------------------------
+    def open_file(self, path: str | Path) -> bool:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            self.message.emit(str(exc))
+            return False
+        self.set_config(cfg)
+        self.message.emit(f"Opened {Path(path).name}.")
+        return True
+
+    def save_file(self, path: str | Path) -> bool:
+        try:
+            save_config(self.config(), path)
+        except (ConfigError, OSError) as exc:
+            self.message.emit(f"Could not save {Path(path).name}: {exc}")
+            return False
+        self.message.emit(f"Saved {Path(path).name}.")
+        return True
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open settings", "", "Settings (*.toml *.json);;All files (*)")
+        if path:
+            self.open_file(path)
+
+    def save_dialog(self) -> None:
+        name = (self.name_edit.text().strip() or "experiment") + ".toml"
+        path, _ = QFileDialog.getSaveFileName(self, "Save settings", name, "TOML (*.toml);;JSON (*.json)")
+        if path:
+            if not Path(path).suffix:
+                path += ".toml"
+            self.save_file(path)
+
+    # -- reacting to edits ---------------------------------------------------------------------
+    def _apply_preset(self, index: int) -> None:
+        name = self.preset_box.itemData(index)
+        if name:
+            self.set_config(PRESETS[name])
+            self.config_changed.emit(self.config())
+
+    def _edited(self, *_: object) -> None:
+        self._refresh()
+        self._sync_preset(self.config())
+        self.config_changed.emit(self.config())
+
+    def _sync_preset(self, cfg: Config) -> None:
+        match = next((name for name, p in PRESETS.items() if p == cfg), "")
+        with signals_blocked(self.preset_box):
+            self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(match)))
+
+    def _refresh(self) -> None:
+        """Derived values, which fields apply, and the problems, after any change."""
+        data = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("data.")}
+        dataset = data["dataset"]
+        shape = dataset_shape(dataset)
+        d = self._derived
+        if shape is not None:
+            channels, (h, w), classes = shape
+            d.update(input_channels=channels, input_axis=2, num_classes=classes)
+            s = "s" if channels != 1 else ""
+            text = f"{channels} channel{s} · {h}×{w} pixels · {classes} classes"
+        else:
+            classes = folder_classes(data["folder"])
+            if classes:
+                d.update(input_axis=2, num_classes=max(2, classes))
+            side = data["image_size"]
+            text = f"1 or 3 channels (from the images) · {side}×{side} pixels · {classes or '?'} classes (subfolders)"
+        self.derived_label.setText(text)
+
+        is_folder = dataset == "folder"
+        applies = {
+            "data.folder": is_folder,
+            "data.image_size": is_folder,
+            "data.val_fraction": is_folder,
+            "data.root": not is_folder and dataset != "digits",
+            "data.download": not is_folder and dataset != "digits",
+        }
+        train = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("train.")}
+        applies["train.momentum"] = train["optimizer"] == "sgd"
+        applies["train.warmup_epochs"] = train["schedule"] == "cosine"
+        applies["model.num_freq_bands"] = self._fields["model.fourier_encode_data"].get()
+        applies["model.max_freq"] = applies["model.num_freq_bands"]
+        for key, on in applies.items():
+            field = self._fields[key]
+            field.widget.setEnabled(on)
+            if field.browse is not None:
+                field.browse.setEnabled(on)
+
+        try:
+            problems = self.config().validate()
+        except ConfigError as exc:  # a value the form cannot even express; should not happen
+            problems = [("", str(exc))]
+        self._show_problems(problems)
+
+    def _show_problems(self, problems: list[tuple[str, str]]) -> None:
+        by_key: dict[str, str] = {}
+        for key, sentence in problems:
+            by_key.setdefault(key, sentence)
+        for key, field in self._fields.items():
+            field.show_problem(by_key.get(key, ""))
+        for i, title in enumerate(self._tab_titles):
+            section = {"Model": "model.", "Data": "data.", "Training": "train."}[title]
+            bad = any(k.startswith(section) for k in by_key)
+            self.tabs.setTabText(i, f"{title} ⚠" if bad else title)
+        unplaced = [s for k, s in problems if k not in self._fields]
+        self.summary.setText("\n".join(unplaced))
+        self.summary.setVisible(bool(unplaced))
+        if problems != self._problems:
+            self._problems = list(problems)
+            self.problems_changed.emit(self.problems())
+

@@ -1,0 +1,53 @@
+"""Fixtures for the UI tests: a main window whose settings and runs folder live in tmp_path, and
+dialogs that record instead of blocking."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    """Every QMessageBox.critical/warning/question call, as (kind, title, text); questions answer Yes."""
+    shown: list[tuple[str, str, str]] = []
+
+    def record(kind, answer=QMessageBox.StandardButton.Ok):
+        def show(parent, title, text, *args, **kwargs):
+            shown.append((kind, title, text))
+            return answer
+
+        return staticmethod(show)
+
+    monkeypatch.setattr(QMessageBox, "critical", record("critical"))
+    monkeypatch.setattr(QMessageBox, "warning", record("warning"))
+    monkeypatch.setattr(QMessageBox, "question", record("question", QMessageBox.StandardButton.Yes))
+    return shown
+
+
+@pytest.fixture
+def make_window(qtbot, settings, tmp_path, dialogs):
+    """Build main windows (runs under tmp_path); running workers are stopped before teardown."""
+    from perceiver_gui.ui.main_window import MainWindow
+
+    windows = []
+
+    def make(**kwargs):
+        kwargs.setdefault("runs_root", tmp_path / "runs")
+        window = MainWindow(kwargs.pop("settings", settings), **kwargs)
+        qtbot.addWidget(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.runner.running:
+            window.runner.stop()
+            window.runner.wait(30000)
+        qtbot.waitUntil(lambda w=window: not w.classifier.working, timeout=30000)

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from perceiver_gui.config import PRESETS, Config, load_config
+from perceiver_gui.ui.hyperparams import HyperparamsPanel
+
+
+@pytest.fixture
+def form(qtbot):
+    panel = HyperparamsPanel()
+    qtbot.addWidget(panel)
+    return panel
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_survives_the_round_trip_through_the_form(form, name):
+    form.set_config(PRESETS[name])
+    assert form.config() == PRESETS[name]
+    assert form.preset_box.currentData() == name
+    assert form.problems() == []
+
+
+def test_a_config_with_unusual_values_round_trips(form):
+    cfg = PRESETS["cifar10"].with_updates({
+        "name": "odd", "train.lr": 0.000123, "train.weight_decay": 1.5e-5, "model.max_freq": 12.5,
+        "train.device": "cuda:1", "train.precision": "bfloat16", "data.dataset": "folder",
+        "data.folder": "/some/where", "data.val_fraction": 0.15, "model.attn_dropout": 0.05,
+    })
+    form.set_config(cfg)
+    assert form.config() == cfg
+    assert form.preset_box.currentData() == ""  # no preset matches: "(custom)"
+
+
+def test_picking_a_preset_fills_the_form(form, qtbot):
+    form.set_config(PRESETS["digits"])
+    with qtbot.waitSignal(form.config_changed) as changed:
+        form.preset_box.setCurrentIndex(form.preset_box.findData("cifar10"))
+        form.preset_box.activated.emit(form.preset_box.currentIndex())
+    assert changed.args[0] == PRESETS["cifar10"]
+    assert form.field("model.num_latents").value() == 128
+
+
+def test_dataset_decides_the_read_only_input_fields(form):
+    form.set_config(PRESETS["digits"])
+    assert "1 channel" in form.derived_label.text() and "8×8" in form.derived_label.text()
+    combo = form.field("data.dataset")
+    combo.setCurrentIndex(combo.findData("cifar100"))
+    cfg = form.config()
+    assert (cfg.model.input_channels, cfg.model.num_classes) == (3, 100)
+    assert "100 classes" in form.derived_label.text()
+    # Folder-only settings are greyed out for a built-in dataset.
+    assert not form.field("data.folder").isEnabled()
+
+
+def test_an_inconsistent_value_is_flagged_next_to_its_field(form, qtbot):
+    form.set_config(PRESETS["digits"])
+    with qtbot.waitSignal(form.problems_changed) as changed:
+        form.field("train.optimizer").setCurrentIndex(form.field("train.optimizer").findData("adam"))
+        form.field("train.nesterov").setChecked(True)
+    assert [key for key, _ in changed.args[0]] == ["train.nesterov"]
+    error = form._fields["train.nesterov"].error
+    assert not error.isHidden() and "Nesterov" in error.text()
+    assert "Training" in form.tabs.tabText(2) and "⚠" in form.tabs.tabText(2)
+    form.field("train.nesterov").setChecked(False)
+    assert form.problems() == [] and error.isHidden()
+
+
+def test_typed_learning_rate_in_scientific_notation(form, qtbot):
+    lr = form.field("train.lr")
+    lr.selectAll()
+    qtbot.keyClicks(lr, "3e-4")
+    qtbot.keyClick(lr, Qt.Key.Key_Return)
+    assert form.config().train.lr == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_save_and_open_settings(form, tmp_path, suffix):
+    cfg = PRESETS["digits"].with_updates({"name": "mine", "train.epochs": 7, "train.lr": 0.0042})
+    form.set_config(cfg)
+    path = tmp_path / f"mine{suffix}"
+    assert form.save_file(path)
+    assert load_config(path) == cfg
+    form.set_config(Config())
+    assert form.open_file(path)
+    assert form.config() == cfg
+
+
+def test_a_broken_settings_file_is_reported_and_the_form_kept(form, tmp_path, qtbot):
+    form.set_config(PRESETS["digits"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = 'fast'\n")
+    with qtbot.waitSignal(form.message) as said:
+        assert not form.open_file(bad)
+    assert "train.lr" in said.args[0]
+    assert form.config() == PRESETS["digits"]
