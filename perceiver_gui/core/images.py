@@ -9,7 +9,8 @@ Choices, in one place:
 - Transparent pixels are composited onto white, as a browser or document shows them.
 - 16-bit images are scaled by their full range (value / 257); 32-bit integer and float images keep
   0..255 data as is, 0..1 floats are multiplied by 255, 0..65535 integers are divided by 257, and
-  anything else is stretched from its own minimum to maximum. Nothing is clipped.
+  anything else is stretched from its own minimum to maximum. Nothing is clipped. NaN and -inf show
+  as the darkest value, +inf as the brightest.
 - The EXIF orientation is applied, and an animation gives its first frame (a PIL image passed in
   keeps the frame it is at).
 - Pictures larger than MAX_SIDE pixels on a side are reduced early (JPEGs decode at 1/2, 1/4 or 1/8
@@ -198,8 +199,9 @@ def _scale_numeric(img: Image.Image) -> Image.Image:
         return Image.fromarray(_round_u8(data.astype(np.float64) / 257.0))
     data = data.astype(np.float64)
     finite = np.isfinite(data)
-    data = np.where(finite, data, 0.0)  # NaN and ±inf carry no brightness; show them as black
     lo, hi = (float(data[finite].min()), float(data[finite].max())) if finite.any() else (0.0, 0.0)
+    # +inf is as bright as the brightest finite value, -inf and NaN as dark as the darkest.
+    data = np.where(finite, data, np.where(data == np.inf, hi, lo))
     if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
         scaled = data * 255.0
     elif lo >= 0.0 and hi <= 255.0:
