@@ -1,0 +1,152 @@
+"""Prediction: a checkpoint in, top-k labels with probabilities out.
+
+Images go through exactly the training pipeline: `images.open_image` -> `images.to_uint8_tensor`
+(the checkpoint's size and channels) -> `data.normalize` (its mean and std) -> `model.to_channels_last`.
+A file that cannot be read becomes a `Prediction` with an error sentence; the others in the same
+batch are still classified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from perceiver_gui.core.checkpoints import ModelMeta, check_state_dict, load_model
+from perceiver_gui.core.data import normalize
+from perceiver_gui.core.device import resolve_device
+from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+from perceiver_gui.core.model import build_model, to_channels_last
+
+__all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
+
+Source = str | Path | bytes | Image.Image  # what `predict` accepts for one image
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    path: str  # the file as given; a PIL image's own filename, or "" for images and bytes in memory
+    top: tuple[tuple[str, float], ...] = ()  # (label, probability), most probable first
+    error: str = ""  # one sentence when the image could not be read ("" when classified)
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionMaps:
+    """Where the latents look: one map per cross-attention layer over the model's input grid."""
+
+    prediction: Prediction
+    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays
+    maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W); sums to 1 over H, W
+
+
+class Predictor:
+    """A model loaded from a checkpoint, in eval mode, with the preprocessing it was trained with."""
+
+    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.meta = meta
+        self.device = device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+        """Load a model file; CheckpointError (one sentence) for anything that is not a usable checkpoint."""
+        state, meta = load_model(path)
+        # Both implementations share one state_dict, so ours (faster, with attention maps) serves any checkpoint.
+        model = build_model(dataclasses.replace(meta.config.model, implementation="fast"))
+        check_state_dict(state, model)
+        model.load_state_dict(state)
+        return cls(model, meta, device if isinstance(device, torch.device) else resolve_device(device))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.meta.class_names
+
+    def predict(self, sources: Iterable[Source], top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per source, in order; unreadable images give an error entry instead of raising."""
+        k = self._top_k(top_k)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        sources = list(sources)
+        out: list[Prediction] = []
+        for start in range(0, len(sources), batch_size):
+            out.extend(self._predict_batch(sources[start : start + batch_size], k))
+        return out
+
+    def predict_folder(self, folder: str | Path, top_k: int = 5,
+                       batch_size: int = 64) -> Generator[list[Prediction], None, None]:
+        """Every image file under `folder` (recursively, sorted), one list of predictions per batch."""
+        files = image_files(folder)
+        for start in range(0, len(files), batch_size):
+            yield self.predict(files[start : start + batch_size], top_k=top_k, batch_size=batch_size)
+
+    def attention(self, source: Source, top_k: int = 5) -> AttentionMaps:
+        """The prediction for one image with its cross-attention maps; ImageError if it cannot be read."""
+        x = self._prepare(source)
+        height, width = self.meta.image_size
+        with torch.inference_mode():
+            logits, weights = self.model.forward_with_attention(self._model_input(x[None]))
+        maps = tuple(w[0].float().cpu().reshape(w.shape[1], w.shape[2], height, width) for w in weights)
+        top = self._top(logits, self._top_k(top_k))[0]
+        return AttentionMaps(Prediction(_name(source), top), x, maps)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _top_k(self, top_k: int) -> int:
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, not {top_k}")
+        return min(top_k, len(self.meta.class_names))
+
+    def _prepare(self, source: Source) -> torch.Tensor:
+        img = open_image(source, channels=self.meta.channels)
+        return to_uint8_tensor(img, self.meta.image_size)
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x.to(self.device), self.meta.mean, self.meta.std)
+        return to_channels_last(x)
+
+    def _top(self, logits: torch.Tensor, k: int) -> list[tuple[tuple[str, float], ...]]:
+        probs, indices = logits.float().softmax(dim=-1).topk(k, dim=-1)  # sorted, most probable first
+        names = self.meta.class_names
+        return [tuple((names[i], p) for i, p in zip(row_i, row_p, strict=True))
+                for row_i, row_p in zip(indices.tolist(), probs.tolist(), strict=True)]
+
+    def _predict_batch(self, sources: Sequence[Source], k: int) -> list[Prediction]:
+        tensors: list[torch.Tensor] = []
+        errors: list[str] = []
+        for source in sources:
+            try:
+                tensors.append(self._prepare(source))
+                errors.append("")
+            except ImageError as exc:
+                errors.append(str(exc))
+        tops = iter(())
+        if tensors:
+            with torch.inference_mode():
+                tops = iter(self._top(self.model(self._model_input(torch.stack(tensors))), k))
+        return [Prediction(_name(s), (), e) if e else Prediction(_name(s), next(tops))
+                for s, e in zip(sources, errors, strict=True)]
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Image files under `folder` by suffix, recursively, sorted; hidden files and folders are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder.")
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .thumbnails, macOS ._ folders
+        found.extend(Path(root, n) for n in names
+                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(found)
+
+
+def _name(source: Source) -> str:
+    if isinstance(source, str | Path):
+        return str(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or ""
+    return ""
