@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import pickle
@@ -509,17 +510,38 @@ def _load_mnist(cfg: DataConfig, root: Path):
 
 # -- digits ----------------------------------------------------------------------------------
 def _load_digits(cfg: DataConfig, root: Path):
+    yield Log("Loading the bundled 8×8 digits (scikit-learn)")
+    images, labels = _digits_arrays()
+    # 0..16 grey levels to 0..255, so the images look and save like any other 8-bit picture.
+    x = torch.from_numpy(np.rint(images * (255.0 / 16.0)).astype(np.uint8)).reshape(-1, 1, 8, 8)
+    y = torch.from_numpy(labels.astype(np.int64))
+    n_train = len(x) - (len(x) + 1) // 2  # train_test_split(test_size=0.5, shuffle=False): 898 / 899
+    train = (x[:n_train].contiguous(), y[:n_train].contiguous())
+    test = (x[n_train:].contiguous(), y[n_train:].contiguous())
+    return "Digits", [str(i) for i in range(10)], train, test, ()
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (1797, 64) grey levels 0..16 and labels, exactly as load_digits gives them.
+
+    Importing scikit-learn takes seconds, so we read the CSV it ships (what load_digits reads) and fall
+    back to load_digits itself should a release move that file.
+    """
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    if spec is None:
+        raise DatasetError("The Digits dataset comes with scikit-learn; install it with: pip install scikit-learn.")
+    csv = Path(next(iter(spec.submodule_search_locations or [""]))) / "datasets" / "data" / "digits.csv.gz"
+    try:
+        with gzip.open(csv, "rt") as fh:
+            table = np.loadtxt(fh, delimiter=",")
+        if table.shape == (1797, 65):
+            return table[:, :-1], table[:, -1].astype(np.int64)
+    except (OSError, ValueError):
+        pass
     from sklearn.datasets import load_digits
 
-    yield Log("Loading the bundled 8×8 digits (scikit-learn)")
     bunch = load_digits()
-    # 0..16 grey levels to 0..255, so the images look and save like any other 8-bit picture.
-    images = torch.from_numpy(np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
-    n_train = len(images) - (len(images) + 1) // 2  # train_test_split(test_size=0.5, shuffle=False): 898 / 899
-    train = (images[:n_train].contiguous(), labels[:n_train].contiguous())
-    test = (images[n_train:].contiguous(), labels[n_train:].contiguous())
-    return "Digits", [str(i) for i in range(10)], train, test, ()
+    return bunch.data, bunch.target
 
 
 # -- image folder ----------------------------------------------------------------------------
