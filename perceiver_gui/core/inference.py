@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from perceiver_gui.core.checkpoints import ModelMeta, check_state_dict, load_model
+from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
@@ -57,8 +57,16 @@ class Predictor:
         """Load a model file; CheckpointError (one sentence) for anything that is not a usable checkpoint."""
         state, meta = load_model(path)
         # Both implementations share one state_dict, so ours (faster, with attention maps) serves any checkpoint.
-        model = build_model(dataclasses.replace(meta.config.model, implementation="fast"))
-        check_state_dict(state, model)
+        cfg = dataclasses.replace(meta.config.model, implementation="fast")
+        # A config is only data, but a hostile one (depth 10**6, heads 10**9 wide) could make building the
+        # model hang or exhaust memory. Every layer has weights in the file, and a skeleton on the "meta"
+        # device allocates nothing, so the real model is built only once the file's tensors match it.
+        if cfg.depth * cfg.self_per_cross_attn > len(state):
+            raise CheckpointError(f"{path} describes a model with {cfg.depth} layers but holds only "
+                                  f"{len(state)} weights, so it is damaged.")
+        with torch.device("meta"):
+            check_state_dict(state, build_model(cfg))
+        model = build_model(cfg)
         model.load_state_dict(state)
         return cls(model, meta, device if isinstance(device, torch.device) else resolve_device(device))
 

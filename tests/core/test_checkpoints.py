@@ -288,6 +288,25 @@ def test_a_file_cut_at_any_byte_is_refused(model_file: Path, tmp_path: Path):
     assert "unexpected bytes" in refuse(cut)
 
 
+def test_flipped_bytes_either_load_or_are_refused_never_crash(model_file: Path, tmp_path: Path):
+    data = model_file.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    rng = np.random.default_rng(0)
+    damaged = tmp_path / "damaged.safetensors"
+    refused = 0
+    for _ in range(600):
+        mutated = bytearray(data)
+        for pos in rng.integers(0, header_end, rng.integers(1, 4)):  # the header is where parsing happens
+            mutated[pos] = int(rng.integers(0, 256))
+        damaged.write_bytes(bytes(mutated))
+        for loader in (read_meta, load_model):
+            try:
+                loader(damaged)
+            except CheckpointError:
+                refused += 1
+    assert refused > 1000  # nearly all damage is noticed; the rest (a changed digit in a summary) is harmless
+
+
 def test_resume_file_and_model_file_are_not_mixed_up(tmp_path: Path, model_file: Path):
     resume = save_training_state(tmp_path / "resume.safetensors", model_state=tiny_state(), optimizer_state={
         "state": {}, "param_groups": []}, scheduler_state={}, scaler_state=None, progress={"step": 1})
