@@ -80,7 +80,7 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
         img, opened = _open(path, name), True
     try:
         try:
-            return _decode(img, channels, first_frame=opened)
+            return _decode(img, channels)
         except ImageError:
             raise
         except Image.DecompressionBombError as exc:
@@ -141,9 +141,9 @@ def _describe(exc: BaseException, fmt: str | None) -> str:
     return f"it is damaged or not {kind} ({text or type(exc).__name__})"
 
 
-def _decode(img: Image.Image, channels: int, *, first_frame: bool) -> Image.Image:
-    if first_frame and getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
+def _decode(img: Image.Image, channels: int) -> Image.Image:
+    # A file Pillow opens sits at its first frame, and only that frame is decoded (counting an
+    # animation's frames would read the whole file).
     if img.format == "JPEG" and max(img.size) > MAX_SIDE:
         img.draft(img.mode, (MAX_SIDE, MAX_SIDE))  # decode at a reduced scale; no full-size copy in memory
     img.load()
