@@ -77,19 +77,6 @@ class ModelMeta:
     app_version: str = __version__  # the Perceiver GUI that wrote the file
     format: str = FORMAT
 
-    @classmethod
-    def for_dataset(cls, config: Config, info: Any, summary: Mapping[str, Any] | None = None) -> ModelMeta:
-        """Meta from a config and a `data.DatasetInfo` (anything with its fields)."""
-        return cls(
-            config=config,
-            class_names=tuple(info.class_names),
-            mean=tuple(float(v) for v in info.mean),
-            std=tuple(float(v) for v in info.std),
-            image_size=(int(info.image_size[0]), int(info.image_size[1])),
-            channels=int(info.channels),
-            summary=dict(summary or {}),
-        )
-
     def to_json(self) -> dict[str, Any]:
         return {
             "format": self.format,

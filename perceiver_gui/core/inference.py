@@ -70,10 +70,6 @@ class Predictor:
         model.load_state_dict(state)
         return cls(model, meta, device if isinstance(device, torch.device) else resolve_device(device))
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.meta.class_names
-
     def predict(self, sources: Iterable[Source], top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
         """One Prediction per source, in order; unreadable images give an error entry instead of raising."""
         k = self._top_k(top_k)
