@@ -148,8 +148,8 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     """Random crop (zero-pad by crop_padding, cut back to size at a per-sample offset) and per-sample
     horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator` makes it repeat.
 
-    Draws happen in a fixed order (offsets, then flips) whatever is switched on, so a seed gives the
-    same batch every time. Returns x itself when both are off.
+    Draws happen in a fixed order (row offsets, column offsets, flips), so the same seed and settings
+    give the same batch every time. Returns x itself when both are off.
     """
     if crop_padding < 0:
         raise ValueError(f"crop_padding must be 0 or more, not {crop_padding}")
