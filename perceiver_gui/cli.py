@@ -193,7 +193,7 @@ def _duration(seconds: float) -> str:
 # -- predict and info --------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     from perceiver_gui.core.checkpoints import CheckpointError
-    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.core.inference import Prediction, Predictor
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1.")
@@ -206,10 +206,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.paths:
         results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
             [predictor.predict([path], top_k=args.top_k)]
+        count = 0
         for batch in results:
             for pred in batch:
+                count += 1
                 failed += bool(pred.error)
                 _print_prediction(pred, args.json)
+        if not count:  # an empty folder is an input that was not classified
+            failed += 1
+            _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

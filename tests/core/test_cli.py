@@ -78,3 +78,9 @@ def test_stopped_run_resumes_from_the_command_line(tmp_path, capsys):
     # A finished run still resumes: it has nothing left to do and says so.
     assert main(["train", "--resume", str(out)]) == 0
     assert "Finished 2 epochs" in capsys.readouterr().out
+
+
+def test_an_empty_folder_is_reported_not_silently_skipped(trained, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--model", str(trained / "model.safetensors"), str(tmp_path / "empty"), "--json"]) == 1
+    assert "no image files" in json.loads(capsys.readouterr().out)["error"]

