@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from perceiver_gui.core import runs
 
 def _fake_run(root, name, dataset="digits"):
     folder = runs.new_run_dir(name, root)
-    (folder / runs.CONFIG_FILE).write_text('{"data": {"dataset": "%s"}, "train": {"epochs": 3}}' % dataset)
+    (folder / runs.CONFIG_FILE).write_text(json.dumps({"data": {"dataset": dataset}, "train": {"epochs": 3}}))
     runs.write_run(folder, name=name, created=1000.0 + len(name), status="completed", best_acc=0.5, epochs_done=3)
     return folder
 
