@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_jsonl", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["append_jsonl", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "remove_stale_temp_files"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -40,6 +40,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temporary files that a killed writer left behind in `folder` (call only while no one writes there)."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def append_jsonl(fh, record: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from perceiver_gui.core.events import (
     RunStarted,
     Step,
 )
-from perceiver_gui.core.files import append_jsonl, atomic_write_json, atomic_write_text
+from perceiver_gui.core.files import append_jsonl, atomic_write_json, atomic_write_text, remove_stale_temp_files
 from perceiver_gui.core.model import build_model, to_channels_last
 
 __all__ = ["RunControl", "lr_factor", "train"]
@@ -429,7 +429,8 @@ class _Run:
             rng=extra,
         )
 
-    def _restore(self) -> torch.Tensor:
+    def _restore(self) -> torch.Tensor | None:
+        remove_stale_temp_files(self.run_dir)  # left by a process killed mid-write
         state = checkpoints.load_training_state(self.run_dir / runs.RESUME_FILE)
         self.model.load_state_dict(state.model_state)
         self.optimizer.load_state_dict(state.optimizer_state)

@@ -167,6 +167,7 @@ def test_a_run_killed_at_any_moment_leaves_loadable_files_and_resumes(tmp_path):
     control = RunControl()
     for event in train(resume=out, control=control):
         if isinstance(event, RunStarted):
+            assert not list(out.glob(".*.tmp"))  # a killed writer's leftovers are swept on resume
             assert event.start_epoch >= 2
         if isinstance(event, Step):
             control.stop()
