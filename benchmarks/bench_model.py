@@ -1,0 +1,128 @@
+"""Training step of our Perceiver vs perceiver-pytorch's, in one process; results in benchmarks/README.md.
+
+    .venv/bin/python benchmarks/bench_model.py [--rounds 9] [--steps 3] [--batch 128] [--threads N]
+
+A step is forward, cross-entropy, backward and an SGD step (the seed recipe: lr 0.001, momentum
+0.9) on the seed model (CIFAR-10 shape, 32×32×3, float32, CPU). Both models start from the same
+weights. Each round times `--steps` steps of each model and one large float32 matmul, in an order
+that alternates between rounds, so that load from other processes hits all three alike; the
+reported numbers are medians over rounds. Achieved GFLOP/s uses the model's nominal training FLOPs
+(perceiver_gui.core.complexity.training_flops_per_sample: matmuls only, 3 × forward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from perceiver_gui.config import preset
+from perceiver_gui.core.complexity import training_flops_per_sample
+from perceiver_gui.core.model import Perceiver
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_model.json"
+MATMUL_SIZE = 2048  # square float32 matmul used as the machine's attainable throughput
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def timed(fn, repeats: int) -> float:
+    """Seconds per call."""
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=3, help="steps per model per round")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from perceiver_pytorch import Perceiver as Reference
+
+    cfg = preset("seed").model
+    image = (32, 32)
+    torch.manual_seed(0)
+    reference = Reference(**cfg.perceiver_kwargs())
+    ours = Perceiver(**cfg.perceiver_kwargs())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(args.batch, *image, cfg.input_channels)
+    y = torch.randint(0, cfg.num_classes, (args.batch,))
+    steps = {"ours": make_step(ours, x, y), "perceiver-pytorch": make_step(reference, x, y)}
+    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+    jobs = {**steps, "matmul": lambda: a @ b}
+
+    for job in jobs.values():  # warm up allocators and kernels
+        job()
+        job()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    names = list(jobs)
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            times[name].append(timed(jobs[name], args.steps if name in steps else 5))
+
+    ratios = [t_ref / t_ours for t_ref, t_ours in zip(times["perceiver-pytorch"], times["ours"], strict=True)]
+    step_flops = training_flops_per_sample(cfg, image) * args.batch
+    matmul_gflops = 2 * MATMUL_SIZE**3 / statistics.median(times["matmul"]) / 1e9
+    rows = {}
+    for name in steps:
+        t = statistics.median(times[name])
+        gflops = step_flops / t / 1e9
+        rows[name] = {"step_s": t, "gflops": gflops, "matmul_share": gflops / matmul_gflops,
+                      "step_s_all": times[name]}
+    result = {
+        "machine": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
+        "training_gflop_per_step": step_flops / 1e9, "matmul_gflops": matmul_gflops,
+        "matmul_s_all": times["matmul"], "speedup_median": statistics.median(ratios),
+        "speedup_min": min(ratios), "speedup_max": max(ratios), "models": rows,
+    }
+
+    print(f"{result['machine']}, {result['threads']} threads, torch {torch.__version__}, batch {args.batch}, "
+          f"{args.rounds} rounds × {args.steps} steps; {step_flops / 1e9:.1f} GFLOP per training step")
+    print(f"{'':20}{'step (s)':>10}{'GFLOP/s':>10}{'of matmul':>11}")
+    for name, row in rows.items():
+        print(f"{name:20}{row['step_s']:10.3f}{row['gflops']:10.1f}{row['matmul_share']:10.0%}")
+    print(f"{f'matmul {MATMUL_SIZE}²':20}{'':10}{matmul_gflops:10.1f}{1:10.0%}")
+    print(f"speed-up: median {result['speedup_median']:.2f}× (rounds range {min(ratios):.2f}–{max(ratios):.2f}×)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Our Perceiver against perceiver_pytorch.Perceiver itself: same parameters, same logits, same gradients."""
+
+from __future__ import annotations
+
+import warnings
+
+import perceiver_pytorch
+import pytest
+import torch
+
+from perceiver_gui.config import ModelConfig, preset
+from perceiver_gui.core.model import Perceiver, build_model, to_channels_last
+
+SMALL = dict(num_freq_bands=3, depth=2, max_freq=6.0, num_latents=6, latent_dim=16, cross_heads=1, latent_heads=2,
+             cross_dim_head=8, latent_dim_head=8, num_classes=5)
+CONFIGS = {
+    "images": dict(SMALL, input_axis=2, input_channels=3),
+    "1d, 5 channels, tied, 2 cross heads": dict(SMALL, input_axis=1, input_channels=5, depth=3,
+                                                weight_tie_layers=True, cross_heads=2, cross_dim_head=4),
+    "3d, no fourier, 3 self per cross": dict(SMALL, input_axis=3, input_channels=2, fourier_encode_data=False,
+                                             self_per_cross_attn=3),
+    "grey, many heads, tied, 2 self per cross": dict(SMALL, input_channels=1, depth=4, latent_heads=4,
+                                                     latent_dim_head=4, cross_heads=3, cross_dim_head=16,
+                                                     weight_tie_layers=True, self_per_cross_attn=2),
+    "3d, 4 channels, wide heads": dict(SMALL, input_axis=3, input_channels=4, num_freq_bands=2, latent_heads=1,
+                                       latent_dim_head=32, cross_dim_head=32, num_latents=3),
+    "no classifier head": dict(SMALL, final_classifier_head=False),
+    "inverted cross-attention, attention residual": dict(SMALL, depth=3, inverted_cross_attn=(True, False, True),
+                                                         attn_residual=True, attn_residual_rank=4),
+}
+SHAPES = {1: (11,), 2: (5, 7), 3: (3, 4, 5)}
+
+
+def pair(kwargs: dict) -> tuple[torch.nn.Module, Perceiver]:
+    """Upstream's model with weights away from their init, and ours loaded from its state_dict."""
+    torch.manual_seed(0)
+    reference = perceiver_pytorch.Perceiver(**kwargs)
+    with torch.no_grad():  # LayerNorms start at 1 and 0, which would hide a misplaced scale or shift
+        for p in reference.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    ours = Perceiver(**kwargs)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference.eval(), ours.eval()
+
+
+def inputs(kwargs: dict, batch: int = 3, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *SHAPES[kwargs.get("input_axis", 2)], kwargs.get("input_channels", 3), generator=g)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_same_parameter_names_and_shapes_load_strictly_both_ways(name):
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    ref_sd, our_sd = reference.state_dict(), ours.state_dict()
+    assert [(k, v.shape) for k, v in our_sd.items()] == [(k, v.shape) for k, v in ref_sd.items()]
+    fresh = perceiver_pytorch.Perceiver(**kwargs)
+    fresh.load_state_dict(our_sd, strict=True)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_same_logits_as_perceiver_pytorch(name):
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    x = inputs(kwargs)
+    with torch.no_grad():
+        expected, got = reference(x), ours(x)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        # Another input size: the cached position features must follow the shape.
+        other = x[:, 1:] if x.dim() > 3 else x[:, :-3]
+        torch.testing.assert_close(ours(other), reference(other), atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(x, return_embeddings=True), reference(x, return_embeddings=True),
+                                   atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["images", "1d, 5 channels, tied, 2 cross heads", "3d, no fourier, 3 self per cross",
+                                  "inverted cross-attention, attention residual"])
+def test_same_logits_with_a_mask(name):
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    x = inputs(kwargs, batch=4)
+    mask = torch.rand(x.shape[:-1], generator=torch.Generator().manual_seed(2)) > 0.4
+    mask[1] = False  # a sample with nothing to attend to: upstream attends uniformly
+    mask[2] = True
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, mask=mask), reference(x, mask=mask), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["images", "grey, many heads, tied, 2 self per cross",
+                                  "inverted cross-attention, attention residual"])
+def test_same_gradients_as_perceiver_pytorch(name):
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    x, target = inputs(kwargs), torch.tensor([0, 3, 4])
+    for model in (reference, ours):
+        model.train()
+        torch.nn.functional.cross_entropy(model(x), target).backward()
+    ref_grads = dict(reference.named_parameters())
+    for key, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[key].grad, atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_same_initial_weights_for_the_same_seed():
+    kwargs = CONFIGS["grey, many heads, tied, 2 self per cross"]
+    torch.manual_seed(5)
+    reference = perceiver_pytorch.Perceiver(**kwargs)
+    torch.manual_seed(5)
+    ours = Perceiver(**kwargs)
+    for (key, a), b in zip(reference.state_dict().items(), ours.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_tied_layers_share_weights_like_upstream():
+    ours = Perceiver(**dict(SMALL, depth=4, weight_tie_layers=True))
+    assert ours.layers[0] is not ours.layers[1]
+    assert ours.layers[1] is ours.layers[2] is ours.layers[3]
+    sd = ours.state_dict()  # the shared block is listed under every index, as upstream lists it
+    assert torch.equal(sd["layers.1.cross_ff.fn.net.0.weight"], sd["layers.3.cross_ff.fn.net.0.weight"])
+
+
+def test_seed_tutorial_call_runs_and_warns_once_about_cross_dim():
+    tutorial = dict(input_channels=3, input_axis=2, num_freq_bands=6, max_freq=10.0, depth=6, num_latents=32,
+                    latent_dim=128, cross_dim=128, cross_heads=1, latent_heads=2, cross_dim_head=8,
+                    latent_dim_head=8, num_classes=10, attn_dropout=0.0, ff_dropout=0.0,
+                    weight_tie_layers=False, fourier_encode_data=True, self_per_cross_attn=1)
+    with pytest.raises(TypeError):  # why we accept it: upstream no longer does
+        perceiver_pytorch.Perceiver(**tutorial)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = Perceiver(**tutorial)
+    assert len(caught) == 1 and "cross_dim" in str(caught[0].message)
+    assert sum(p.numel() for p in model.parameters()) == 2_451_014
+    with torch.no_grad():
+        assert model(torch.randn(2, 32, 32, 3)).shape == (2, 10)
+
+
+def test_seed_preset_has_the_tutorials_parameter_count():
+    model = build_model(preset("seed").model)
+    assert sum(p.numel() for p in model.parameters()) == 2_451_014
+
+
+def test_forward_with_attention_returns_each_cross_attention_map_and_the_same_logits():
+    kwargs = dict(SMALL, depth=3, cross_heads=2, weight_tie_layers=True)
+    _, ours = pair(kwargs)
+    x = inputs(kwargs, batch=2)
+    with torch.no_grad():
+        logits, maps = ours.forward_with_attention(x)
+        torch.testing.assert_close(logits, ours(x), atol=1e-5, rtol=0)
+    assert len(maps) == 3
+    for m in maps:
+        assert m.shape == (2, 2, 6, 5 * 7)  # (batch, cross_heads, num_latents, M)
+        torch.testing.assert_close(m.sum(-1), torch.ones(2, 2, 6))  # each latent's weights over the input
+    assert not torch.allclose(maps[0], maps[1])  # a map per layer, not one map repeated
+
+
+def test_to_channels_last_moves_channels_to_the_end():
+    x = torch.arange(2 * 3 * 4 * 5.0).reshape(2, 3, 4, 5)  # (B, C, H, W)
+    y = to_channels_last(x)
+    assert y.shape == (2, 4, 5, 3)
+    assert torch.equal(y[1, 2, 3], x[1, :, 2, 3])
+
+
+def test_build_model_picks_the_implementation_and_checkpoints_are_interchangeable():
+    cfg = ModelConfig(depth=2, num_latents=4, latent_dim=16, num_classes=3)
+    fast = build_model(cfg)
+    reference = build_model(ModelConfig(**{**cfg.perceiver_kwargs(), "implementation": "reference"}))
+    assert type(fast) is Perceiver
+    assert type(reference) is perceiver_pytorch.Perceiver
+    reference.load_state_dict(fast.state_dict(), strict=True)
+    x = torch.randn(2, 32, 32, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(fast.eval()(x), reference.eval()(x), atol=1e-5, rtol=0)
+
+
+def test_training_works_after_a_forward_under_inference_mode():
+    model = Perceiver(**SMALL)
+    x = torch.randn(2, 5, 7, 3)
+    with torch.inference_mode():
+        model(x)
+    model(x).sum().backward()  # the cached position features must not be inference tensors
+    assert model.latents.grad is not None
+
+
+def test_wrong_input_shape_is_refused():
+    model = Perceiver(**SMALL)
+    with pytest.raises(AssertionError, match="axis"):
+        model(torch.randn(2, 5, 3))
+    with pytest.raises(AssertionError, match="channels"):
+        model(torch.randn(2, 5, 7, 4))
+
+
+def test_dropout_trains_and_eval_is_deterministic():
+    model = Perceiver(**dict(SMALL, attn_dropout=0.5, ff_dropout=0.5))
+    x = torch.randn(2, 5, 7, 3)
+    model.train()
+    model(x).sum().backward()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
