@@ -172,3 +172,27 @@ def test_a_run_killed_at_any_moment_leaves_loadable_files_and_resumes(tmp_path):
         if isinstance(event, Step):
             control.stop()
     assert runs.read_run(out)["status"] == "stopped"
+
+
+def test_bfloat16_autocast_trains_on_cpu(tmp_path):
+    events = list(train(tiny_digits(**{"train.epochs": 1, "train.precision": "bfloat16"}), out_dir=tmp_path / "r"))
+    assert events[-1].status == "completed"
+    assert all(math.isfinite(e.loss) for e in events if isinstance(e, Step))
+
+
+def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
+    real_build = training.build_model
+
+    def build_hungry(cfg):
+        model = real_build(cfg)
+
+        def hook(module, args):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        model.register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_hungry)
+    finished = list(train(tiny_digits(), out_dir=tmp_path / "r"))[-1]
+    assert finished.status == "failed"
+    assert "ran out of memory at batch size 32" in finished.message and "try batch size 16" in finished.message
