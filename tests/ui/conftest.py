@@ -4,7 +4,7 @@ dialogs that record instead of blocking."""
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox
 
 
@@ -50,4 +50,5 @@ def make_window(qtbot, settings, tmp_path, dialogs):
         if window.runner.running:
             window.runner.stop()
             window.runner.wait(30000)
-        qtbot.waitUntil(lambda w=window: not w.classifier.working, timeout=30000)
+    # Let every worker thread (training, model loading, prediction) end before the widgets go.
+    QThreadPool.globalInstance().waitForDone(30000)

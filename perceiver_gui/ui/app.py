@@ -1,0 +1,46 @@
+"""Starting the desktop app: the QApplication, its identity and icon, and the main window."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+__all__ = ["APP_NAME", "ORGANIZATION", "app_icon", "run_app"]
+
+APP_NAME = "Perceiver GUI"
+ORGANIZATION = "perceiver-gui"  # QSettings live under this name (e.g. ~/.config/perceiver-gui/Perceiver GUI.conf)
+ICON = Path(__file__).resolve().parents[2] / "resources" / "perceiver-gui.svg"
+
+
+def app_icon():
+    from PySide6.QtGui import QIcon
+
+    return QIcon(str(ICON)) if ICON.is_file() else QIcon()
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Show the main window and run until it is closed; returns the exit status.
+
+    A .toml or .json path among the arguments is opened in the settings form.
+    """
+    import pyqtgraph as pg
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from perceiver_gui.ui.main_window import MainWindow
+
+    argv = list(sys.argv if argv is None else argv)
+    app = QApplication.instance() or QApplication(argv)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("perceiver-gui")  # matches resources/perceiver-gui.desktop (taskbar icon on Wayland)
+    app.setWindowIcon(app_icon())
+    pg.setConfigOptions(antialias=True)
+
+    window = MainWindow(QSettings())
+    for arg in argv[1:]:
+        if arg.lower().endswith((".toml", ".json")):
+            window.form.open_file(arg)
+    window.show()
+    return app.exec()

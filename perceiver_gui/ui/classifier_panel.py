@@ -1,0 +1,394 @@
+"""The classifier: drop images, folders or a .safetensors model; see each image with its top-k
+predictions as probability bars, newest first.
+
+Loading a model and predicting both run in superqt workers, one prediction job at a time (later
+requests queue). A file that cannot be read becomes an inline error entry, never a dialog.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
+from PySide6.QtGui import QImage, QImageReader, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from perceiver_gui.core.images import IMAGE_SUFFIXES
+
+__all__ = ["ClassifierPanel", "ResultEntry"]
+
+THUMB = 72  # thumbnail side in pixels
+CHUNK = 32  # images per prediction batch handed back to the UI, so big folders appear progressively
+MODEL_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One thing to classify: a file path, or encoded image bytes (pasted) with a display name."""
+
+    name: str
+    path: str = ""
+    data: bytes = b""
+
+
+def _expand(sources: Iterable[_Source]) -> list[_Source]:
+    out = []
+    for source in sources:
+        if source.path and Path(source.path).is_dir():
+            files = sorted(p for p in Path(source.path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            out.extend(_Source(name=p.name, path=str(p)) for p in files)
+        else:
+            out.append(source)
+    return out
+
+
+def _thumbnail(source: _Source) -> QImage:
+    # QImage (unlike QPixmap) may be made in a worker thread.
+    if source.data:
+        image = QImage.fromData(source.data)
+    else:
+        reader = QImageReader(source.path)
+        reader.setAutoTransform(True)
+        size = reader.size()
+        if size.isValid() and max(size.width(), size.height()) > 4 * THUMB:
+            reader.setScaledSize(size.scaled(2 * THUMB, 2 * THUMB, Qt.AspectRatioMode.KeepAspectRatio))
+        image = reader.read()
+    if image.isNull():
+        return image
+    # Tiny images (8×8 digits) are blown up with hard pixels, large ones smoothly.
+    mode = Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) < THUMB else Qt.TransformationMode.SmoothTransformation
+    return image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)
+
+
+def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
+    from PIL import Image
+
+    files = _expand(sources)
+    for i in range(0, len(files), CHUNK):
+        chunk = files[i : i + CHUNK]
+        inputs: list = []
+        for s in chunk:
+            if s.data:
+                try:
+                    image = Image.open(io.BytesIO(s.data))
+                    image.load()
+                    inputs.append(image)
+                except Exception:  # noqa: BLE001 — the predictor reports unreadable input as an error entry
+                    inputs.append(s.data)
+            else:
+                inputs.append(s.path)
+        predictions = predictor.predict(inputs, top_k=top_k)
+        yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
+
+
+class ResultEntry(QFrame):
+    """One image: thumbnail, name, and top-k bars — or the reason it could not be classified."""
+
+    def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage, parent=None):
+        super().__init__(parent)
+        self.path = path
+        self.top = top
+        self.error = error
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+
+        picture = QLabel()
+        picture.setFixedSize(THUMB, THUMB)
+        picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        if not thumb.isNull():
+            picture.setPixmap(QPixmap.fromImage(thumb))
+        else:
+            picture.setText("?")
+            picture.setStyleSheet("border: 1px dashed gray; color: gray; font-size: 24px;")
+
+        title = QLabel(f"<b>{_escape(name)}</b>")
+        title.setToolTip(path or name)
+        title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        right = QVBoxLayout()
+        right.setSpacing(2)
+        right.addWidget(title)
+        if error:
+            message = QLabel(error)
+            message.setObjectName("entryError")
+            message.setWordWrap(True)
+            message.setStyleSheet("color: #d03030;")
+            right.addWidget(message)
+        else:
+            bars = QGridLayout()
+            bars.setHorizontalSpacing(8)
+            bars.setVerticalSpacing(1)
+            for row, (label, prob) in enumerate(top):
+                name_label = QLabel(label)
+                name_label.setMinimumWidth(60)
+                if row == 0:
+                    name_label.setText(f"<b>{_escape(label)}</b>")
+                bar = QProgressBar()
+                bar.setRange(0, 1000)
+                bar.setValue(int(round(1000 * prob)) if math.isfinite(prob) else 0)
+                bar.setFormat(f"{prob:.1%}")
+                bar.setMaximumHeight(16)
+                bar.setToolTip(f"{label}: {prob:.2%}")
+                bars.addWidget(name_label, row, 0)
+                bars.addWidget(bar, row, 1)
+            bars.setColumnStretch(1, 1)
+            right.addLayout(bars)
+        right.addStretch(1)
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(picture, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(right, 1)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class ClassifierPanel(QWidget):
+    model_loaded = Signal(str)  # checkpoint path
+    message = Signal(str)  # a sentence for the status bar
+
+    def __init__(self, *, top_k: int = 5, max_entries: int = 300, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.max_entries = max_entries
+        self.predictor = None
+        self.model_path = ""
+        self._load_worker = None
+        self._predict_worker = None
+        self._pending: list[list[_Source]] = []
+
+        self.model_info = QLabel("No model yet: train one, or open or drop a .safetensors model file here.")
+        self.model_info.setObjectName("modelInfo")
+        self.model_info.setWordWrap(True)
+        self.open_model_button = QPushButton("Open model…")
+        self.open_model_button.setToolTip("Load a model file (.safetensors) saved by a training run.")
+        self.open_model_button.clicked.connect(self.open_model_dialog)
+        self.open_images_button = QPushButton("Open images…")
+        self.open_images_button.setToolTip("Choose image files to classify (or drop them, or paste with Ctrl+V).")
+        self.open_images_button.clicked.connect(self.open_images_dialog)
+        self.paste_button = QPushButton("Paste")
+        self.paste_button.setToolTip("Classify the image or files on the clipboard (Ctrl+V).")
+        self.paste_button.clicked.connect(self.paste)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove all results.")
+        self.clear_button.clicked.connect(self.clear)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 20)
+        self.top_k.setValue(top_k)
+        self.top_k.setPrefix("top ")
+        self.top_k.setToolTip("How many of the most likely classes to show for each image.")
+
+        buttons = QHBoxLayout()
+        for w in (self.open_model_button, self.open_images_button, self.paste_button, self.clear_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        buttons.addWidget(self.top_k)
+
+        self.busy = QLabel("")
+        self.busy.setObjectName("busy")
+        self.placeholder = QLabel("Drop images, folders or a .safetensors model here")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: gray; font-size: 15px; border: 2px dashed gray; border-radius: 8px; padding: 28px;")
+
+        self._list = QWidget()
+        self._entries = QVBoxLayout(self._list)
+        self._entries.setContentsMargins(0, 0, 0, 0)
+        self._entries.setSpacing(4)
+        self._entries.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self._list)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll = scroll
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.model_info)
+        layout.addLayout(buttons)
+        layout.addWidget(self.busy)
+        layout.addWidget(self.placeholder)
+        layout.addWidget(scroll, 1)
+        self.setMinimumSize(320, 300)
+
+        paste = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
+        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        paste.activated.connect(self.paste)
+
+    # -- the typed API -------------------------------------------------------------------------
+    def entries(self) -> list[ResultEntry]:
+        """Result entries, newest first."""
+        items = (self._entries.itemAt(i).widget() for i in range(self._entries.count()))
+        return [w for w in items if isinstance(w, ResultEntry)]
+
+    @property
+    def working(self) -> bool:
+        return self._load_worker is not None or self._predict_worker is not None or bool(self._pending)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Load a model file in a worker; `model_loaded` follows, or the reason appears in the panel."""
+        path = str(path)
+        self.busy.setText(f"Loading {Path(path).name}…")
+        worker = create_worker(_load_predictor, path, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_loaded)
+        worker.errored.connect(self._on_load_error)
+        worker.finished.connect(self._on_load_finished)
+        self._load_worker = worker
+        self._loading_path = path
+        worker.start()
+
+    def classify(self, paths: Iterable[str | Path]) -> None:
+        sources = [_Source(name=Path(p).name or str(p), path=str(p)) for p in paths]
+        if sources:
+            self._queue(sources)
+
+    def classify_image(self, image: QImage, name: str = "Pasted image") -> None:
+        buffer = QBuffer()
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        image.save(buffer, "PNG")
+        self._queue([_Source(name=name, data=bytes(buffer.data()))])
+
+    def clear(self) -> None:
+        for entry in self.entries():
+            self._entries.removeWidget(entry)
+            entry.deleteLater()
+        self.placeholder.show()
+
+    # -- ways in -------------------------------------------------------------------------------
+    def open_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", "Models (*.safetensors);;All files (*)")
+        if path:
+            self.load_checkpoint(path)
+
+    def open_images_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
+        self.classify(paths)
+
+    def paste(self) -> None:
+        self.accept_mime(QApplication.clipboard().mimeData(), "clipboard")
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if self.accept_mime(event.mimeData(), "drop"):
+            event.acceptProposedAction()
+
+    def accept_mime(self, mime, where: str) -> bool:
+        """Files and folders (a .safetensors among them loads that model), or a bare image."""
+        if mime is None:
+            return False
+        if mime.hasUrls():
+            paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            models = [p for p in paths if p.lower().endswith(MODEL_SUFFIX)]
+            if models:
+                self.load_checkpoint(models[-1])
+            self.classify(p for p in paths if not p.lower().endswith(MODEL_SUFFIX))
+            return bool(paths)
+        if mime.hasImage():
+            image = QImage(mime.imageData())
+            if not image.isNull():
+                self.classify_image(image, "Pasted image" if where == "clipboard" else "Dropped image")
+                return True
+        if mime.hasText():
+            paths = [line.strip() for line in mime.text().splitlines() if line.strip() and Path(line.strip()).exists()]
+            self.classify(paths)
+            return bool(paths)
+        return False
+
+    # -- workers (GUI-thread slots) ------------------------------------------------------------
+    def _queue(self, sources: list[_Source]) -> None:
+        self._pending.append(sources)
+        self._next()
+
+    def _next(self) -> None:
+        if self._predict_worker is not None or not self._pending:
+            return
+        if self.predictor is None:
+            if self._load_worker is None:
+                self.busy.setText("Waiting for a model: train one, or open or drop a .safetensors model file.")
+            return
+        sources = self._pending.pop(0)
+        self.busy.setText("Classifying…")
+        worker = create_worker(_predict, self.predictor, sources, self.top_k.value(), _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._on_predictions)
+        worker.errored.connect(self._on_predict_error)
+        worker.finished.connect(self._on_predict_finished)
+        self._predict_worker = worker
+        worker.start()
+
+    def _on_predictions(self, chunk: list) -> None:
+        for source, prediction, thumb in chunk:
+            self._add(ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb))
+
+    def _on_predict_error(self, exc: BaseException) -> None:
+        self._add(ResultEntry("Prediction failed", "", (), f"{type(exc).__name__}: {exc}", QImage()))
+
+    def _on_predict_finished(self) -> None:
+        self._predict_worker = None
+        self.busy.setText("")
+        self._next()
+
+    def _add(self, entry: ResultEntry) -> None:
+        self.placeholder.hide()
+        self._entries.insertWidget(0, entry)
+        entries = self.entries()
+        for old in entries[self.max_entries :]:
+            self._entries.removeWidget(old)
+            old.deleteLater()
+        self.scroll.verticalScrollBar().setValue(0)
+
+    def _on_loaded(self, predictor) -> None:
+        self.predictor = predictor
+        self.model_path = self._loading_path
+        meta = predictor.meta
+        classes = ", ".join(meta.class_names[:6]) + (", …" if len(meta.class_names) > 6 else "")
+        acc = meta.summary.get("best_acc")
+        acc_text = f" · test accuracy {acc:.1%}" if isinstance(acc, int | float) and math.isfinite(acc) else ""
+        self.model_info.setText(
+            f"Model <b>{_escape(meta.config.name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
+        )
+        self.model_info.setToolTip(f"{self.model_path}\nClasses: {', '.join(meta.class_names)}")
+        self.message.emit(f"Loaded the model {Path(self.model_path).name}.")
+        self.model_loaded.emit(self.model_path)
+
+    def _on_load_error(self, exc: BaseException) -> None:
+        self.model_info.setText(f"<span style='color:#d03030'>{_escape(str(exc))}</span>")
+        self.message.emit(str(exc))
+
+    def _on_load_finished(self) -> None:
+        self._load_worker = None
+        self.busy.setText("")
+        self._next()
+
+
+def _load_predictor(path: str):
+    # torch and the model are imported here, in the worker, so the window never waits for them.
+    from perceiver_gui.core.inference import Predictor
+
+    return Predictor.from_checkpoint(path)

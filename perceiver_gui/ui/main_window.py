@@ -1,0 +1,294 @@
+"""The main window: composition and wiring of the panels, and nothing else.
+
+Left: the hyperparameter form with its live cost readout. Right: tabs for Training (controls,
+plots, log), Classifier and Runs. The runner drives the engine; the panels only show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from perceiver_gui.config import PRESETS, Config, ConfigError
+from perceiver_gui.core.events import Finished, RunStarted
+from perceiver_gui.ui.classifier_panel import ClassifierPanel
+from perceiver_gui.ui.complexity_view import ComplexityView
+from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from perceiver_gui.ui.plots import PlotsPanel
+from perceiver_gui.ui.runner import TrainingRunner
+from perceiver_gui.ui.runs_panel import RunsPanel
+from perceiver_gui.ui.training_panel import TrainingPanel
+
+__all__ = ["MainWindow"]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings, runs_root: Path | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        from perceiver_gui.core.runs import default_runs_root
+
+        self.settings = settings
+        self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
+        self._close_when_stopped = False
+        self._last_stopped_run = ""
+        self._current_run = ""
+        self.setWindowTitle("Perceiver GUI")
+
+        self.form = HyperparamsPanel(self._saved_config())
+        self.complexity = ComplexityView()
+        self.plots = PlotsPanel()
+        self.training = TrainingPanel(self.plots)
+        self.classifier = ClassifierPanel()
+        self.runs = RunsPanel(self.runs_root)
+        self.runner = TrainingRunner(self.runs_root, self)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        left_layout.addWidget(self.form, 1)
+        left_layout.addWidget(self.complexity)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.training, "Training")
+        self.tabs.addTab(self.classifier, "Classifier")
+        self.tabs.addTab(self.runs, "Runs")
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([390, 890])
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+        self.setMinimumSize(960, 640)
+        self._build_menus()
+
+        self.form.config_changed.connect(self.complexity.set_config)
+        self.form.problems_changed.connect(self._problems_changed)
+        self.form.message.connect(self._show_message)
+        self.training.start_requested.connect(self.start)
+        self.training.pause_requested.connect(self.runner.pause)
+        self.training.continue_requested.connect(self.runner.resume)
+        self.training.stop_requested.connect(self.stop)
+        self.training.resume_requested.connect(self.resume_last)
+        self.runner.event.connect(self._on_event)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.crashed.connect(self._on_crashed)
+        self.runner.stopped_running.connect(self._on_stopped_running)
+        self.runner.paused_changed.connect(self._on_paused)
+        self.classifier.message.connect(self._show_message)
+        self.runs.message.connect(self._show_message)
+        self.runs.resume_requested.connect(self.resume_run)
+        self.runs.open_model_requested.connect(self._open_model)
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+        self.complexity.set_config(self.form.config())
+        self._problems_changed(self.form.problems())
+        self._restore_layout()
+        self.statusBar().showMessage(f"Runs are saved in {self.runs_root}.", 8000)
+
+    # -- menus ---------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        for text, shortcut, slot in (
+            ("&Open settings…", QKeySequence.StandardKey.Open, self.form.open_dialog),
+            ("&Save settings…", QKeySequence.StandardKey.Save, self.form.save_dialog),
+            ("Open &model…", None, self._open_model_dialog),
+        ):
+            action = QAction(text, self)
+            if shortcut is not None:
+                action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        run_menu = self.menuBar().addMenu("&Run")
+        for action in self.training.actions_in_order:
+            run_menu.addAction(action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About Perceiver GUI", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.runner.running or self.form.problems():
+            return
+        try:
+            cfg = self.form.config()
+        except ConfigError as exc:
+            self._show_message(str(exc))
+            return
+        self._begin()
+        self.runner.start(cfg)
+
+    def resume_run(self, run_dir: str) -> None:
+        if self.runner.running:
+            return
+        self._begin()
+        self.tabs.setCurrentWidget(self.training)
+        self.runner.start(self.form.config(), resume=Path(run_dir))
+
+    def resume_last(self) -> None:
+        if self._last_stopped_run:
+            self.resume_run(self._last_stopped_run)
+
+    def stop(self) -> None:
+        if self.runner.running:
+            self.training.set_state("stopping")
+            self.runner.stop()
+
+    def _begin(self) -> None:
+        self.plots.reset()
+        self.training.log.clear()
+        self.training.set_state("running")
+        self.training.set_resumable(False)
+        self.form.set_editable(False)
+
+    def _on_event(self, event) -> None:
+        self.training.on_event(event)
+        self.plots.on_event(event)
+        if isinstance(event, RunStarted):
+            self._current_run = event.run_dir
+            if event.start_step:
+                # A resumed run: show the curves it had so far, then append.
+                from perceiver_gui.core.runs import read_metrics
+
+                self.plots.load_metrics(read_metrics(Path(event.run_dir)))
+            self.runs.set_busy_run(event.run_dir)
+            self.runs.refresh()
+
+    def _on_finished(self, event: Finished) -> None:
+        self.plots.redraw()
+        self._last_stopped_run = event.run_dir if event.status == "stopped" else ""
+        if event.model_path:
+            self.classifier.load_checkpoint(event.model_path)
+        if event.status == "failed":
+            QMessageBox.critical(self, "Training stopped", event.message)
+
+    def _on_crashed(self, sentence: str, detail: str) -> None:
+        self.training.append_log(detail.rstrip(), "warning")
+        self.training.status.setText(sentence)
+        QMessageBox.critical(self, "Training failed", f"{sentence}\n\nThe run's files are kept; details are in the log.")
+
+    def _on_stopped_running(self) -> None:
+        self.training.set_state("idle")
+        self.training.set_resumable(bool(self._last_stopped_run))
+        self.form.set_editable(True)
+        self.runs.set_busy_run("")
+        self.runs.refresh()
+        self._problems_changed(self.form.problems())
+        if self._close_when_stopped:
+            self.close()
+
+    def _on_paused(self, paused: bool) -> None:
+        if self.training.state != "stopping":
+            self.training.set_state("paused" if paused else "running")
+
+    # -- other panels --------------------------------------------------------------------------
+    def _problems_changed(self, problems: list) -> None:
+        self.training.set_blocked(problems[0][1] if problems else "")
+
+    def _open_model(self, path: str) -> None:
+        self.classifier.load_checkpoint(path)
+        self.tabs.setCurrentWidget(self.classifier)
+
+    def _open_model_dialog(self) -> None:
+        self.tabs.setCurrentWidget(self.classifier)
+        self.classifier.open_model_dialog()
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.runs:
+            self.runs.refresh()
+
+    def _show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+
+    def _about(self) -> None:
+        from perceiver_gui import __version__
+
+        QMessageBox.about(
+            self,
+            "About Perceiver GUI",
+            f"<b>Perceiver GUI {__version__}</b><p>Set a Perceiver's hyperparameters, watch it train, "
+            f"and classify images with it.</p><p>Runs are saved in {self.runs_root}.</p>",
+        )
+
+    # -- remembering between launches ----------------------------------------------------------
+    def _saved_config(self) -> Config:
+        raw = self.settings.value("config", "")
+        if raw:
+            try:
+                return Config.from_dict(json.loads(str(raw)))
+            except (ValueError, ConfigError):
+                pass  # settings from another version: start from the preset
+        return PRESETS["digits"]
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        splitter = self.settings.value("splitter")
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
+        tab = self.settings.value("tab")
+        if tab is not None:
+            try:
+                self.tabs.setCurrentIndex(int(tab))
+            except (TypeError, ValueError):
+                pass
+
+    def save_settings(self) -> None:
+        try:
+            self.settings.setValue("config", json.dumps(_json_safe(self.form.config().to_dict())))
+        except ConfigError:
+            pass
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("splitter", self.splitter.saveState())
+        self.settings.setValue("tab", self.tabs.currentIndex())
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        if self.runner.running:
+            if not self._close_when_stopped:
+                answer = QMessageBox.question(
+                    self,
+                    "Quit while training?",
+                    "A run is training. Stop it, save the model, and quit?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                    QMessageBox.StandardButton.Cancel,
+                )
+                if answer != QMessageBox.StandardButton.Yes:
+                    event.ignore()
+                    return
+                self._close_when_stopped = True
+                self.stop()
+            # Close for real once the run has saved (see _on_stopped_running); the window stays responsive meanwhile.
+            event.ignore()
+            return
+        self.save_settings()
+        event.accept()
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,135 @@
+"""Drives the engine's `train` generator in a superqt worker thread and re-emits its events in the
+GUI thread. The UI adds no training logic: start, pause, resume and stop map onto the generator
+and its `RunControl`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Generator
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject, QThread, Signal
+from superqt.utils import GeneratorWorker, create_worker
+
+from perceiver_gui.config import Config
+from perceiver_gui.core.events import Event, Finished
+
+__all__ = ["EngineError", "TrainingRunner"]
+
+
+class EngineError(Exception):
+    """An unexpected exception out of the engine, carried to the GUI thread as `__cause__`.
+
+    superqt's worker treats a RuntimeError escaping the generator as "the worker was deleted" and
+    drops it without a signal; torch reports out-of-memory and device failures as RuntimeError,
+    so every exception is wrapped in this class to be sure it reaches `errored`.
+    """
+
+
+def _run(cfg: Config, runs_root: Path | None, resume: Path | None, control) -> Generator[Event, None, None]:
+    try:
+        # torch is imported here, in the worker, so the window appears without waiting for it.
+        from perceiver_gui.core import runs, training
+
+        if resume is not None:
+            yield from training.train(cfg, resume=resume, control=control)
+        else:
+            out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
+            yield from training.train(cfg, out_dir=out_dir, control=control)
+    except Exception as exc:
+        raise EngineError(str(exc)) from exc
+
+
+class TrainingRunner(QObject):
+    """One training run at a time. Lives in the GUI thread, so its slots (and the signals they
+    re-emit) run there even though the events come from the worker thread."""
+
+    started = Signal()
+    event = Signal(object)  # every engine event, in order
+    finished = Signal(object)  # the Finished event (also sent through `event`)
+    crashed = Signal(str, str)  # (sentence, traceback) for an exception out of the generator
+    stopped_running = Signal()  # the worker thread is done, whatever happened
+    paused_changed = Signal(bool)
+
+    def __init__(self, runs_root: Path | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.runs_root = runs_root
+        self._worker: GeneratorWorker | None = None
+        self._control = None
+        self._last_finished: Finished | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def paused(self) -> bool:
+        return self._control is not None and self._control.paused
+
+    def start(self, cfg: Config, *, resume: Path | None = None) -> None:
+        if self._worker is not None:
+            raise RuntimeError("A run is already in progress.")
+        from perceiver_gui.core.training import RunControl
+
+        self._control = RunControl()
+        self._last_finished = None
+        worker = create_worker(
+            _run, cfg, self.runs_root, resume, self._control, _start_thread=False, _ignore_errors=True
+        )
+        # Bound methods of this GUI-thread object, never lambdas: PySide6 would run a lambda in the worker thread.
+        worker.yielded.connect(self._on_yielded)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+        self.started.emit()
+
+    def pause(self) -> None:
+        if self._control is not None and not self._control.paused:
+            self._control.pause()
+            self.paused_changed.emit(True)
+
+    def resume(self) -> None:
+        if self._control is not None and self._control.paused:
+            self._control.resume()
+            self.paused_changed.emit(False)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step; it saves and ends with Finished("stopped")."""
+        if self._control is not None:
+            was_paused = self._control.paused
+            self._control.stop()
+            if was_paused:
+                self.paused_changed.emit(False)
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Process events until the worker is done (for quitting and tests); False on timeout."""
+        timer = QElapsedTimer()
+        timer.start()
+        while self._worker is not None and timer.elapsed() < msecs:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            QThread.msleep(5)
+        return self._worker is None
+
+    # -- worker signals (GUI thread) ---------------------------------------------------------
+    def _on_yielded(self, event: Event) -> None:
+        self.event.emit(event)
+        if isinstance(event, Finished):
+            self._last_finished = event
+            self.finished.emit(event)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        if isinstance(exc, EngineError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        sentence = str(exc).strip() or type(exc).__name__
+        if not sentence.endswith((".", "!", "?")):
+            sentence += "."
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.crashed.emit(f"{type(exc).__name__}: {sentence}", detail)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._control = None
+        self.stopped_running.emit()
+

@@ -1,0 +1,225 @@
+"""Past runs from the runs folder: name, date, dataset, best accuracy and status; the selected run's
+curves below; resume, rename, delete (after asking) or open its model in the classifier."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from perceiver_gui.core import runs
+from perceiver_gui.core.runs import RunInfo
+from perceiver_gui.ui.plots import PlotsPanel
+
+__all__ = ["RunsPanel"]
+
+COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status")
+PATH_ROLE = Qt.ItemDataRole.UserRole
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class _Item(QTreeWidgetItem):
+    def __lt__(self, other: QTreeWidgetItem) -> bool:
+        # Dates and accuracies sort by value, not by their text.
+        column = self.treeWidget().sortColumn() if self.treeWidget() else 0
+        a, b = self.data(column, SORT_ROLE), other.data(column, SORT_ROLE)
+        if a is not None and b is not None:
+            return a < b
+        return super().__lt__(other)
+
+
+class RunsPanel(QWidget):
+    resume_requested = Signal(str)  # run folder
+    open_model_requested = Signal(str)  # model file
+    message = Signal(str)
+
+    def __init__(self, runs_root: Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runs_root = Path(runs_root)
+        self._infos: dict[str, RunInfo] = {}
+        self._busy_run = ""  # the run training right now: not resumable, renamable or deletable here
+
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(COLUMNS)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setSortingEnabled(True)
+        self.tree.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.itemSelectionChanged.connect(self._selected)
+        self.tree.itemDoubleClicked.connect(lambda *_: self.open_model())
+
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip(f"Read the runs folder again ({self.runs_root}).")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the selected stopped run where it left off.")
+        self.resume_button.clicked.connect(self.resume)
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setToolTip("Change the name shown for the selected run.")
+        self.rename_button.clicked.connect(self.rename)
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.setToolTip("Delete the selected run's folder, after asking.")
+        self.delete_button.clicked.connect(self.delete)
+        self.open_button = QPushButton("Open in classifier")
+        self.open_button.setToolTip("Load the selected run's model in the classifier.")
+        self.open_button.clicked.connect(self.open_model)
+        buttons = QHBoxLayout()
+        for b in (self.refresh_button, self.resume_button, self.rename_button, self.delete_button, self.open_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        self.detail = QLabel("Select a run to see its curves.")
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plots = PlotsPanel()
+
+        lower = QWidget()
+        lower_layout = QVBoxLayout(lower)
+        lower_layout.setContentsMargins(0, 0, 0, 0)
+        lower_layout.addWidget(self.detail)
+        lower_layout.addWidget(self.plots, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.tree)
+        split.addWidget(lower)
+        split.setSizes([200, 400])
+        split.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(buttons)
+        layout.addWidget(split, 1)
+        self.refresh()
+
+    # -- the typed API -------------------------------------------------------------------------
+    def set_busy_run(self, path: str) -> None:
+        self._busy_run = str(path)
+        self._update_buttons()
+
+    def run_names(self) -> list[str]:
+        return [self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())]
+
+    def selected(self) -> RunInfo | None:
+        items = self.tree.selectedItems()
+        return self._infos.get(items[0].data(0, PATH_ROLE)) if items else None
+
+    def select(self, path: str) -> bool:
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(0, PATH_ROLE) == str(path):
+                self.tree.setCurrentItem(item)
+                return True
+        return False
+
+    def refresh(self) -> None:
+        keep = self.selected()
+        infos = runs.list_runs(self.runs_root)
+        self._infos = {info.path: info for info in infos}
+        self.tree.setSortingEnabled(False)
+        self.tree.clear()
+        for info in infos:
+            acc = f"{info.best_acc:.1%}" if math.isfinite(info.best_acc) else "—"
+            status = info.status
+            if info.epochs:
+                status += f" ({info.epochs_done}/{info.epochs} epochs)"
+            item = _Item([info.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created)), info.dataset, acc, status])
+            item.setData(0, PATH_ROLE, info.path)
+            item.setData(1, SORT_ROLE, info.created)
+            item.setData(3, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) else -1.0)
+            item.setToolTip(0, info.path)
+            item.setToolTip(4, info.message or info.status)
+            self.tree.addTopLevelItem(item)
+        self.tree.setSortingEnabled(True)
+        if keep is not None:
+            self.select(keep.path)
+        if not infos:
+            self.detail.setText(f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
+        self._update_buttons()
+
+    # -- actions -------------------------------------------------------------------------------
+    def resume(self) -> None:
+        info = self.selected()
+        if info is not None:
+            self.resume_requested.emit(info.path)
+
+    def rename(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename run", "New name:", text=info.name)
+        if not ok:
+            return
+        try:
+            runs.rename_run(Path(info.path), name)
+        except runs.RunError as exc:
+            self.message.emit(str(exc))
+            return
+        self.refresh()
+
+    def delete(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        answer = QMessageBox.question(
+            self,
+            "Delete run",
+            f"Delete the run “{info.name}” and all its files (model, metrics, resume state)?\n\n{info.path}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            runs.delete_run(Path(info.path))
+        except (runs.RunError, OSError) as exc:
+            self.message.emit(f"Could not delete {info.name}: {exc}")
+            return
+        self.message.emit(f"Deleted the run {info.name}.")
+        self.plots.reset()
+        self.refresh()
+
+    def open_model(self) -> None:
+        info = self.selected()
+        if info is not None and (Path(info.path) / runs.MODEL_FILE).is_file():
+            self.open_model_requested.emit(str(Path(info.path) / runs.MODEL_FILE))
+
+    # -- internals -----------------------------------------------------------------------------
+    def _selected(self) -> None:
+        info = self.selected()
+        self._update_buttons()
+        if info is None:
+            return
+        self.plots.load_metrics(runs.read_metrics(Path(info.path)))
+        self.detail.setText(f"<b>{info.name}</b> · {info.message or info.status}")
+        self.detail.setToolTip(info.path)
+
+    def _update_buttons(self) -> None:
+        info = self.selected()
+        path = Path(info.path) if info else None
+        free = info is not None and info.path != self._busy_run
+        self.resume_button.setEnabled(
+            free and info.status != "completed" and (path / runs.RESUME_FILE).is_file() and not self._busy_run
+        )
+        self.rename_button.setEnabled(free)
+        self.delete_button.setEnabled(free)
+        self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())

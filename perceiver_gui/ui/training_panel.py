@@ -1,0 +1,252 @@
+"""Run controls and live progress: Start / Pause / Stop / Resume, a progress bar with epoch and step,
+throughput, ETA, the device, a status line and a log. The plots are handed in and shown in the middle.
+
+A view: it emits what the user asks for (`start_requested`, ...) and shows what it is told
+(`on_event`, `set_state`, `set_blocked`); the window connects it to the runner.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QSizePolicy,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from perceiver_gui.core.events import (
+    CheckpointSaved,
+    DownloadProgress,
+    EpochEnd,
+    Event,
+    Finished,
+    Log,
+    RunStarted,
+    Step,
+)
+
+__all__ = ["TrainingPanel", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class TrainingPanel(QWidget):
+    start_requested = Signal()
+    pause_requested = Signal()
+    continue_requested = Signal()
+    stop_requested = Signal()
+    resume_requested = Signal()  # continue the last stopped run
+
+    def __init__(self, center: QWidget, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = "idle"  # idle, running, paused, stopping
+        self._blocked = ""
+        self._resumable = False
+        self._steps_per_epoch = 0
+        self._epochs = 0
+
+        self.start_action = QAction("Start", self)
+        self.start_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
+        self.start_action.triggered.connect(self.start_requested)
+        self.pause_action = QAction("Pause", self)
+        self.pause_action.setShortcut(QKeySequence("Ctrl+P"))
+        self.pause_action.triggered.connect(self._pause_clicked)
+        self.stop_action = QAction("Stop", self)
+        self.stop_action.setShortcuts([QKeySequence("Ctrl+."), QKeySequence("Shift+F5")])
+        self.stop_action.triggered.connect(self.stop_requested)
+        self.resume_action = QAction("Resume", self)
+        self.resume_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.resume_action.triggered.connect(self.resume_requested)
+        self.actions_in_order = (self.start_action, self.pause_action, self.stop_action, self.resume_action)
+
+        buttons = QHBoxLayout()
+        self.buttons: dict[str, QToolButton] = {}
+        for action in self.actions_in_order:
+            button = QToolButton()
+            button.setDefaultAction(action)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setMinimumWidth(72)
+            button.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            buttons.addWidget(button)
+            self.buttons[action.text()] = button
+        bold = QFont(self.buttons["Start"].font())
+        bold.setBold(True)
+        self.buttons["Start"].setFont(bold)
+
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Ready")
+        self.progress.setValue(0)
+        self.progress.setMinimumWidth(200)
+        buttons.addWidget(self.progress, 1)
+
+        self.speed_label = QLabel("—")
+        self.speed_label.setToolTip("Training throughput, in images per second.")
+        self.eta_label = QLabel("—")
+        self.eta_label.setToolTip("Estimated time until the run finishes.")
+        self.device_label = QLabel("Device: —")
+        self.device_label.setToolTip("Where the model trains.")
+        facts = QHBoxLayout()
+        for label in (self.device_label, self.speed_label, self.eta_label):
+            facts.addWidget(label)
+            facts.addSpacing(16)
+        facts.addStretch(1)
+
+        self.status = QLabel("Choose settings on the left and press Start.")
+        self.status.setObjectName("statusLine")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setPlaceholderText("The run's log appears here.")
+        self.log.setMinimumHeight(60)
+
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(center)
+        split.addWidget(self.log)
+        split.setStretchFactor(0, 5)
+        split.setStretchFactor(1, 1)
+        split.setSizes([500, 110])
+        split.setChildrenCollapsible(False)
+        self.splitter = split
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(buttons)
+        layout.addLayout(facts)
+        layout.addWidget(self.status)
+        layout.addWidget(split, 1)
+        self._update_actions()
+
+    # -- what the window tells it --------------------------------------------------------------
+    def set_blocked(self, reason: str) -> None:
+        """Disable Start with this reason (a config problem); "" enables it again."""
+        changed = reason != self._blocked
+        self._blocked = reason
+        if self.state == "idle" and changed:
+            self.status.setText(f"Cannot start: {reason}" if reason else "Ready to start.")
+        self._update_actions()
+
+    def set_resumable(self, resumable: bool) -> None:
+        self._resumable = resumable
+        self._update_actions()
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        if state == "paused":
+            self.status.setText("Paused. Continue, or Stop to save and end the run.")
+        elif state == "stopping":
+            self.status.setText("Stopping after this step and saving the model…")
+        elif state == "running" and self.status.text().startswith("Paused"):
+            self.status.setText("Training…")
+        self._update_actions()
+
+    def start_reason(self) -> str:
+        """Why Start is disabled ("" when it is enabled)."""
+        return self._blocked if self.state == "idle" else "A run is in progress."
+
+    def append_log(self, text: str, level: str = "info") -> None:
+        stamp = time.strftime("%H:%M:%S")
+        prefix = "⚠ " if level == "warning" else ""
+        self.log.appendPlainText(f"{stamp}  {prefix}{text}")
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Step):
+            self.progress.setRange(0, max(1, event.total_steps))
+            self.progress.setValue(event.step)
+            self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
+            if event.images_per_s > 0:
+                self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
+                self.eta_label.setText(f"{format_duration(event.eta_s)} left")
+        elif isinstance(event, RunStarted):
+            self._steps_per_epoch = event.steps_per_epoch
+            self._epochs = event.total_steps // max(1, event.steps_per_epoch)
+            self.progress.setRange(0, max(1, event.total_steps))
+            self.progress.setValue(event.start_step)
+            self.progress.setFormat(self._progress_text(event.start_epoch + 1, event.start_step, event.total_steps))
+            self.device_label.setText(f"Device: {event.device_name}")
+            self.status.setText("Training…")
+            self.append_log(
+                f"{'Resumed' if event.start_step else 'Started'} in {event.run_dir}: {event.parameters:,} parameters, "
+                f"{event.train_size:,} training and {event.test_size:,} test images, {len(event.class_names)} classes, "
+                f"{event.total_steps:,} steps on {event.device_name}."
+            )
+        elif isinstance(event, EpochEnd):
+            best = " (best so far)" if event.is_best else ""
+            self.append_log(
+                f"Epoch {event.epoch}: train loss {event.train_loss:.4f}, train accuracy {event.train_acc:.1%}, "
+                f"test loss {event.test_loss:.4f}, test accuracy {event.test_acc:.1%}{best}."
+            )
+            self.status.setText(f"Epoch {event.epoch} done: test accuracy {event.test_acc:.1%}{best}.")
+        elif isinstance(event, DownloadProgress):
+            mb = 1024 * 1024
+            if event.total_bytes > 0:
+                self.progress.setRange(0, 1000)
+                self.progress.setValue(int(1000 * event.done_bytes / event.total_bytes))
+                self.progress.setFormat(
+                    f"Downloading {event.name}: {event.done_bytes / mb:.1f} of {event.total_bytes / mb:.1f} MB"
+                )
+            else:
+                self.progress.setRange(0, 0)  # unknown size: a busy bar
+                self.progress.setFormat(f"Downloading {event.name}: {event.done_bytes / mb:.1f} MB")
+            self.status.setText(f"Downloading {event.name}…")
+        elif isinstance(event, Log):
+            self.append_log(event.message, event.level)
+        elif isinstance(event, CheckpointSaved):
+            what = {"best": "best model", "final": "final model", "stopped": "model", "resume": "resume state"}
+            self.append_log(f"Saved the {what.get(event.reason, event.reason)} (epoch {event.epoch}) to {event.path}.")
+        elif isinstance(event, Finished):
+            self.status.setText(event.message)
+            self.append_log(event.message, "warning" if event.status == "failed" else "info")
+            if self.progress.maximum() == 0:
+                self.progress.setRange(0, 1)
+            text = {"completed": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(event.status, event.status)
+            self.progress.setFormat(f"{text} · {self.progress.format()}" if event.status != "failed" else text)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _progress_text(self, epoch: int, step: int, total: int) -> str:
+        epochs = f"/{self._epochs}" if self._epochs else ""
+        return f"Epoch {epoch}{epochs} · step {step:,}/{total:,} · %p%"
+
+    def _pause_clicked(self) -> None:
+        if self.state == "paused":
+            self.continue_requested.emit()
+        else:
+            self.pause_requested.emit()
+
+    def _update_actions(self) -> None:
+        idle = self.state == "idle"
+        self.start_action.setEnabled(idle and not self._blocked)
+        self.pause_action.setEnabled(self.state in ("running", "paused"))
+        self.pause_action.setText("Continue" if self.state == "paused" else "Pause")
+        self.stop_action.setEnabled(self.state in ("running", "paused"))
+        self.resume_action.setEnabled(idle and self._resumable)
+        self.start_action.setToolTip(
+            f"Cannot start: {self._blocked}" if idle and self._blocked else "Start training with these settings (Ctrl+Enter)"
+        )
+        self.pause_action.setToolTip("Pause or continue the run between steps (Ctrl+P)")
+        self.stop_action.setToolTip("Stop after the current step and save the model (Ctrl+.)")
+        self.resume_action.setToolTip("Continue the last stopped run where it left off (Ctrl+R)")

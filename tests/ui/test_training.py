@@ -1,0 +1,160 @@
+"""Training through the window: the real engine on the bundled digits, driven by the UI's worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perceiver_gui.core import checkpoints
+from perceiver_gui.core.events import Finished, Log
+from tests.ui.helpers import tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _finish(qtbot, window, timeout=60000):
+    with qtbot.waitSignal(window.runner.stopped_running, timeout=timeout):
+        pass
+
+
+def test_an_invalid_value_disables_start_with_its_reason(make_window):
+    window = make_window()
+    window.form.set_config(tiny_config())
+    assert window.training.start_action.isEnabled()
+    dataset = window.form.field("data.dataset")
+    dataset.setCurrentIndex(dataset.findData("folder"))  # a folder dataset without a folder
+    assert not window.training.start_action.isEnabled()
+    assert "Choose an image folder" in window.training.start_action.toolTip()
+    assert "Choose an image folder" in window.training.status.text()
+    window.form.field("data.folder").setText("/somewhere")
+    assert window.training.start_action.isEnabled()
+
+
+def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp_path):
+    window = make_window()
+    window.form.set_config(tiny_config())
+    finished = []
+    window.runner.finished.connect(finished.append)
+    window.training.start_action.trigger()
+    assert window.training.state == "running" and not window.training.start_action.isEnabled()
+    assert not window.form.tabs.isEnabled()  # settings are fixed while training
+    _finish(qtbot, window)
+
+    (event,) = finished
+    assert event.status == "completed", event.message
+    assert Path(event.model_path).is_file() and Path(event.run_dir).parent == tmp_path / "runs"
+    assert checkpoints.read_meta(event.model_path).class_names[:2] == ("0", "1")
+    steps = 2 * 14  # 898 training images in batches of 64, twice
+    assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
+    assert len(window.plots.test_acc_curve.getOriginalDataset()[0]) == 2
+    assert window.plots.best() is not None
+    assert window.training.progress.value() == steps
+    assert "Finished 2 epochs" in window.training.status.text()
+    assert "Epoch 2" in window.training.log.toPlainText()
+    assert window.training.start_action.isEnabled() and window.form.tabs.isEnabled()
+    # The classifier picks up the model just trained, and the runs list shows the run.
+    qtbot.waitUntil(lambda: window.classifier.predictor is not None, timeout=30000)
+    assert window.classifier.model_path == event.model_path
+    assert "tiny" in window.runs.run_names()
+
+
+def test_stop_mid_run_leaves_a_loadable_model_and_can_resume(make_window, qtbot):
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.epochs": 300, "train.batch_size": 8}))
+    finished = []
+    window.runner.finished.connect(finished.append)
+    window.training.start_action.trigger()
+    qtbot.waitUntil(lambda: window.plots.loss_raw.n >= 5, timeout=60000)
+    window.training.stop_action.trigger()
+    assert window.training.state == "stopping"
+    _finish(qtbot, window)
+
+    (event,) = finished
+    assert event.status == "stopped"
+    state, meta = checkpoints.load_model(event.model_path)
+    assert state and meta.config.name == "tiny"
+    assert window.training.resume_action.isEnabled()
+
+    # Resume continues the same run; stop it again right away.
+    window.training.resume_action.trigger()
+    qtbot.waitUntil(lambda: window.training.progress.value() > 0 and window.plots.loss_raw.n > 5, timeout=60000)
+    window.runner.stop()
+    _finish(qtbot, window)
+    assert finished[-1].run_dir == event.run_dir and finished[-1].status == "stopped"
+    qtbot.waitUntil(lambda: not window.classifier.working, timeout=30000)
+
+
+def test_pause_and_continue(make_window, qtbot):
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.epochs": 300, "train.batch_size": 8}))
+    window.training.start_action.trigger()
+    qtbot.waitUntil(lambda: window.plots.loss_raw.n >= 2, timeout=60000)
+    window.training.pause_action.trigger()
+    assert window.training.state == "paused" and window.training.pause_action.text() == "Continue"
+    qtbot.wait(300)
+    seen = window.plots.loss_raw.n
+    qtbot.wait(300)
+    assert window.plots.loss_raw.n <= seen + 1  # at most the step that was in flight
+    window.training.pause_action.trigger()
+    qtbot.waitUntil(lambda: window.plots.loss_raw.n > seen + 2, timeout=30000)
+    window.training.stop_action.trigger()
+    _finish(qtbot, window)
+
+
+def test_an_exception_in_the_worker_shows_a_dialog_and_the_window_survives(make_window, qtbot, dialogs, monkeypatch):
+    from perceiver_gui.core import training
+
+    def broken(cfg, **kwargs):
+        yield Log("about to fail")
+        raise RuntimeError("CUDA out of memory while allocating 12 GiB")
+
+    monkeypatch.setattr(training, "train", broken)
+    window = make_window()
+    window.form.set_config(tiny_config())
+    window.training.start_action.trigger()
+    _finish(qtbot, window)
+    assert [d[0] for d in dialogs] == ["critical"]
+    assert "CUDA out of memory while allocating 12 GiB" in dialogs[0][2]
+    # The window is back to idle and usable: Start is enabled again and the settings can be edited.
+    assert window.training.state == "idle" and window.training.start_action.isEnabled()
+    assert window.form.tabs.isEnabled()
+    assert "about to fail" in window.training.log.toPlainText()
+
+
+def test_a_failed_run_shows_the_engines_sentence(make_window, qtbot, dialogs, tmp_path):
+    window = make_window()
+    window.form.set_config(tiny_config(**{"data.dataset": "folder", "data.folder": str(tmp_path / "missing")}))
+    finished = []
+    window.runner.finished.connect(finished.append)
+    window.training.start_action.trigger()
+    _finish(qtbot, window)
+    assert finished[0].status == "failed"
+    assert dialogs == [("critical", "Training stopped", finished[0].message)]
+    assert "does not exist" in finished[0].message
+
+
+def test_closing_during_training_asks_then_stops_and_saves(make_window, qtbot, dialogs):
+    window = make_window()
+    window.show()
+    window.form.set_config(tiny_config(**{"train.epochs": 300, "train.batch_size": 8}))
+    finished: list[Finished] = []
+    window.runner.finished.connect(finished.append)
+    window.training.start_action.trigger()
+    qtbot.waitUntil(lambda: window.plots.loss_raw.n >= 3, timeout=60000)
+    window.close()
+    assert dialogs[0][0] == "question"
+    assert window.isVisible()  # still saving
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60000)
+    assert finished[0].status == "stopped" and Path(finished[0].model_path).is_file()
+
+
+def test_settings_and_layout_are_remembered(make_window, settings):
+    first = make_window()
+    cfg = tiny_config(**{"name": "remember me", "train.lr": 0.0123})
+    first.form.set_config(cfg)
+    first.tabs.setCurrentIndex(2)
+    first.close()
+    second = make_window(settings=settings)
+    assert second.form.config() == cfg
+    assert second.tabs.currentIndex() == 2
