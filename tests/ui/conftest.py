@@ -52,3 +52,16 @@ def make_window(qtbot, settings, tmp_path, dialogs):
             window.runner.wait(30000)
     # Let every worker thread (training, model loading, prediction) end before the widgets go.
     QThreadPool.globalInstance().waitForDone(30000)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished run of the tiny digits model (trained once per session), in its own runs folder."""
+    from perceiver_gui.core.events import Finished
+    from perceiver_gui.core.training import train
+    from tests.ui.helpers import tiny_config
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny-run"
+    events = list(train(tiny_config(**{"train.epochs": 3}), out_dir=run_dir))
+    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
+    return run_dir
