@@ -53,12 +53,12 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     return step
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, clock=time.perf_counter) -> float:
     """Seconds per call."""
-    start = time.perf_counter()
+    start = clock()
     for _ in range(repeats):
         fn()
-    return (time.perf_counter() - start) / repeats
+    return (clock() - start) / repeats
 
 
 def main() -> None:
@@ -67,7 +67,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per model per round")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with this process's CPU time instead of the wall clock: steadier on a busy "
+                             "machine, but only meaningful with --threads 1 (idle OpenMP threads spin)")
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -93,7 +97,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            times[name].append(timed(jobs[name], args.steps if name in steps else 5))
+            times[name].append(timed(jobs[name], args.steps if name in steps else 5, clock))
 
     ratios = [t_ref / t_ours for t_ref, t_ours in zip(times["perceiver-pytorch"], times["ours"], strict=True)]
     step_flops = training_flops_per_sample(cfg, image) * args.batch
@@ -106,14 +110,15 @@ def main() -> None:
                       "step_s_all": times[name]}
     result = {
         "machine": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
+        "clock": "cpu" if args.cpu_time else "wall", "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
         "training_gflop_per_step": step_flops / 1e9, "matmul_gflops": matmul_gflops,
         "matmul_s_all": times["matmul"], "speedup_median": statistics.median(ratios),
         "speedup_min": min(ratios), "speedup_max": max(ratios), "models": rows,
     }
 
     print(f"{result['machine']}, {result['threads']} threads, torch {torch.__version__}, batch {args.batch}, "
-          f"{args.rounds} rounds × {args.steps} steps; {step_flops / 1e9:.1f} GFLOP per training step")
+          f"{args.rounds} rounds × {args.steps} steps, {result['clock']} clock; "
+          f"{step_flops / 1e9:.1f} GFLOP per training step")
     print(f"{'':20}{'step (s)':>10}{'GFLOP/s':>10}{'of matmul':>11}")
     for name, row in rows.items():
         print(f"{name:20}{row['step_s']:10.3f}{row['gflops']:10.1f}{row['matmul_share']:10.0%}")
