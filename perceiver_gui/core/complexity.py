@@ -96,10 +96,11 @@ class AttentionSizes:
 
     def note(self) -> str:
         """One line for a person: how the Perceiver's attention compares with a transformer's."""
-        times = self.transformer / self.cross
+        times = self.M / self.N  # transformer / cross
+        compared = f"{times:,.0f}× more" if times >= 1 else f"{1 / times:,.0f}× fewer"
         return (f"Cross-attention scores {self.N:,} latents × {self.M:,} inputs = {self.cross:,} "
                 f"({_bytes(self.cross * 4)} float32 per image and head); a transformer over the same inputs "
-                f"would need {self.transformer:,} ({_bytes(self.transformer * 4)}), {times:,.0f}× more.")
+                f"would need {self.transformer:,} ({_bytes(self.transformer * 4)}), {compared}.")
 
 
 def _bytes(n: int) -> str:
