@@ -15,7 +15,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt.utils import qthrottled
 
 from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
@@ -98,11 +107,13 @@ class PlotsPanel(QWidget):
             plot.showGrid(x=True, y=True, alpha=0.15)
             plot.setDownsampling(auto=True, mode="peak")
             plot.setClipToView(True)
-            plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        # Legends where the curves are not: the loss falls (top right is free), accuracy rises (top left is free).
+        self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.acc_plot.addLegend(offset=(10, 10), labelTextSize="8pt")
         self.lr_plot.getAxis("left").enableAutoSIPrefix(False)
         self.acc_plot.setYRange(0, 1, padding=0.02)
 
-        self.raw_curve = self.loss_plot.plot(pen=_pen(BLUE, 1, 60), name="train (raw)")
+        self.raw_curve = self.loss_plot.plot(pen=_pen(BLUE, 1, 90), name="train (raw)")
         self.smooth_curve = self.loss_plot.plot(pen=_pen(BLUE, 2.2), name="train (smoothed)")
         self.test_loss_curve = self.loss_plot.plot(
             pen=_pen(ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=ORANGE, symbolPen=None, name="test"
@@ -114,7 +125,8 @@ class PlotsPanel(QWidget):
         self.lr_curve = self.lr_plot.plot(pen=_pen(PURPLE, 1.5))
         self.best_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DashLine))
         self.best_marker = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(GREEN), pen=None)
-        self.best_label = pg.TextItem(anchor=(0.5, 1.2), color=GREEN)
+        # Anchored at its right end, so the label of a best epoch at the right edge stays inside the plot.
+        self.best_label = pg.TextItem(anchor=(1.0, 1.0), color=GREEN)
         for item in (self.best_line, self.best_marker, self.best_label):
             item.setVisible(False)
             self.acc_plot.addItem(item, ignoreBounds=True)
@@ -132,6 +144,9 @@ class PlotsPanel(QWidget):
         self.log_scale.toggled.connect(self._set_log)
         self.info = QLabel()
         self.info.setObjectName("plotInfo")
+        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # Never widens the window: at small sizes the summary is cut, the plots are not.
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Smoothing"))
@@ -139,8 +154,8 @@ class PlotsPanel(QWidget):
         controls.addWidget(self.smoothing_value)
         controls.addSpacing(12)
         controls.addWidget(self.log_scale)
-        controls.addStretch(1)
-        controls.addWidget(self.info)
+        controls.addSpacing(12)
+        controls.addWidget(self.info, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(controls)
@@ -221,7 +236,7 @@ class PlotsPanel(QWidget):
             epoch, acc = self._best
             self.best_line.setValue(epoch)
             self.best_marker.setData([epoch], [acc])
-            self.best_label.setText(f"best {acc:.1%}")
+            self.best_label.setText(f"best {acc:.1%} ")
             self.best_label.setPos(epoch, acc)
         for item in (self.best_line, self.best_marker, self.best_label):
             item.setVisible(self._best is not None)
@@ -229,7 +244,7 @@ class PlotsPanel(QWidget):
         if self.loss_raw.n:
             parts.append(f"loss {self.loss_smooth.y[-1]:.4g}")
         if self._best is not None:
-            parts.append(f"best test accuracy {self._best[1]:.1%} (epoch {self._best[0]})")
+            parts.append(f"best {self._best[1]:.1%} at epoch {self._best[0]}")
         if self.skipped:
             parts.append(f"{self.skipped} non-finite value{'s' if self.skipped != 1 else ''} not shown")
         self.info.setText(" · ".join(parts))
@@ -274,6 +289,8 @@ class PlotsPanel(QWidget):
             plot.titleLabel.setText(plot.titleLabel.text, color=foreground.name())
             if plot.legend is not None:
                 plot.legend.setLabelTextColor(foreground)
+                for _, label in plot.legend.items:
+                    label.setText(label.text, color=foreground.name())  # re-render with the new colour
 
 
 def _num(value: Any) -> float:

@@ -9,6 +9,8 @@ from PySide6.QtGui import QDropEvent, QImage
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from tests.ui.helpers import digit_images
 
+pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
+
 
 @pytest.fixture
 def panel(qtbot):

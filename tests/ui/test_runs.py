@@ -5,6 +5,8 @@ from PySide6.QtWidgets import QInputDialog
 
 from perceiver_gui.ui.runs_panel import RunsPanel
 
+pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
+
 
 @pytest.fixture
 def panel(qtbot, trained_run):
