@@ -42,5 +42,7 @@ def run_app(argv: list[str] | None = None) -> int:
     for arg in argv[1:]:
         if arg.lower().endswith((".toml", ".json")):
             window.form.open_file(arg)
+    # Logging out or Ctrl+C in a terminal quits without a close event; keep the settings anyway.
+    app.aboutToQuit.connect(window.save_settings)
     window.show()
     return app.exec()
