@@ -34,7 +34,7 @@ __all__ = [
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "folder")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
 
 
@@ -102,7 +102,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this value; 0 = off
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "float32"  # one of PRECISIONS; float16 only on CUDA
+    precision: str = "float32"  # one of PRECISIONS; "auto" = bfloat16 autocast on CUDA, float32 elsewhere
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
     log_every: int = 10  # steps between logged step events in metrics.jsonl
@@ -291,7 +291,7 @@ PRESETS: dict[str, Config] = {
         data=DataConfig(dataset="cifar10", crop_padding=4, hflip=True),
         train=TrainConfig(
             optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=2,
-            batch_size=256, epochs=60, label_smoothing=0.1, grad_clip=1.0, precision="float32",
+            batch_size=256, epochs=60, label_smoothing=0.1, grad_clip=1.0, precision="auto",
         ),
     ),
 }

@@ -253,8 +253,10 @@ class _Run:
         cfg, t = self.cfg, self.cfg.train
         bs = t.batch_size
         autocast = _autocast(self.device, t.precision)
-        clock = time.perf_counter()
-        recent: list[tuple[float, int]] = []  # (seconds, images) of recent steps, for images/s
+        self.clock = time.perf_counter()
+        self.recent: list[tuple[float, int]] = []  # (seconds, images) of recent reports, for images/s
+        self.pending: list[tuple[int, float, int, torch.Tensor]] = []  # (step, lr, images, loss) not yet read
+        self.read_every = _read_every(self.device)
         for epoch in range(self.epochs_done + 1, t.epochs + 1):
             # The permutation is drawn from the generator's state at the epoch start, which is saved,
             # so a resumed run sees exactly the batches it would have seen.
@@ -273,8 +275,12 @@ class _Run:
             correct = torch.zeros((), device=self.device, dtype=torch.long)
             seen = 0
             for i in range(first, self.steps_per_epoch):
-                self.control.wait_while_paused()
+                if self.control.paused:
+                    yield from self._report(epoch)
+                    self.control.wait_while_paused()
+                    self.clock = time.perf_counter()  # a pause is not training time
                 if self.control.stopped:
+                    yield from self._report(epoch)  # what is still pending is real and goes on the curve
                     yield from self._stop()
                     return
                 idx = perm[i * bs:(i + 1) * bs]
@@ -289,12 +295,13 @@ class _Run:
                 with autocast:
                     logits = self.model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
-                loss_value = loss.item()
                 self.step += 1
-                if not math.isfinite(loss_value):
-                    yield Step(epoch, self.step, self.total_steps, loss_value, lr, 0.0, 0.0)
-                    yield from self._diverged(epoch, loss_value)
-                    return
+                self.pending.append((self.step, lr, len(y), loss.detach()))
+                # Reading the loss waits for the device. On the CPU that is free and happens every step,
+                # before backward, so a NaN never reaches the weights; a GPU is read every few steps.
+                if len(self.pending) >= self.read_every:
+                    if (yield from self._report(epoch)):
+                        return
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
                     self.scaler.scale(loss).backward()
@@ -312,26 +319,40 @@ class _Run:
                     loss_sum += loss.detach() * len(y)
                     correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
-
-                now = time.perf_counter()
-                self.elapsed += now - clock
-                recent.append((now - clock, len(y)))
-                clock = now
-                del recent[:-50]
-                speed = sum(n for _, n in recent) / max(1e-9, sum(s for s, _ in recent))
-                eta = (self.total_steps - self.step) * bs / speed
-                if self.step % t.log_every == 0 or self.step == 1:
-                    append_jsonl(self.metrics, {"type": "step", "epoch": epoch, "step": self.step,
-                                                "loss": loss_value, "lr": lr, "images_per_s": speed,
-                                                "time": self.elapsed})
-                yield Step(epoch, self.step, self.total_steps, loss_value, lr, speed, eta)
-
+            if (yield from self._report(epoch)):
+                return
             train_loss = (loss_sum / max(1, seen)).item()
             train_acc = correct.item() / max(1, seen)
             yield from self._end_epoch(epoch, train_loss, train_acc)
-            clock = time.perf_counter()  # evaluation and saving are not training time
+            self.clock = time.perf_counter()  # evaluation and saving are not training time
         self._save_resume()
         yield from self._final()
+
+    def _report(self, epoch: int) -> Generator[Event, None, bool]:
+        """Read the pending losses back in one go and yield their steps; True when the loss diverged."""
+        if not self.pending:
+            return False
+        losses = torch.stack([loss for *_, loss in self.pending]).tolist()  # one wait for the device
+        now = time.perf_counter()
+        images = sum(n for _, _, n, _ in self.pending)
+        self.elapsed += now - self.clock
+        self.recent.append((now - self.clock, images))
+        self.clock = now
+        del self.recent[:-20]
+        speed = sum(n for _, n in self.recent) / max(1e-9, sum(s for s, _ in self.recent))
+        log_every = self.cfg.train.log_every
+        pending, self.pending = self.pending, []
+        for (step, lr, _, _), loss in zip(pending, losses, strict=True):
+            eta = (self.total_steps - step) * self.cfg.train.batch_size / speed
+            if not math.isfinite(loss):
+                yield Step(epoch, step, self.total_steps, loss, lr, speed, eta)
+                yield from self._diverged(epoch, step, loss)
+                return True
+            if step % log_every == 0 or step == 1:
+                append_jsonl(self.metrics, {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
+                                            "images_per_s": speed, "time": self.elapsed})
+            yield Step(epoch, step, self.total_steps, loss, lr, speed, eta)
+        return False
 
     # -- epoch end, evaluation, saving -----------------------------------------------------------
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> Generator[Event, None, None]:
@@ -461,12 +482,12 @@ class _Run:
             yield self._save_model("stopped", self.epochs_done)
         yield self._finish("stopped", f"Stopped at step {self.step}; the run can be resumed.")
 
-    def _diverged(self, epoch: int, loss: float) -> Generator[Event, None, None]:
+    def _diverged(self, epoch: int, step: int, loss: float) -> Generator[Event, None, None]:
         kind = "NaN" if math.isnan(loss) else "infinite"
         kept = f" The last good model is kept at {self.model_path}." if self.model_path else ""
         yield self._finish(
             "failed",
-            f"The loss became {kind} at step {self.step} (epoch {epoch}), so the run stopped.{kept} "
+            f"The loss became {kind} at step {step} (epoch {epoch}), so the run stopped.{kept} "
             f"Try a lower learning rate (e.g. {self.cfg.train.lr / 10:g}) or gradient clipping.",
         )
 
@@ -500,7 +521,15 @@ def _make_optimizer(cfg: Config, model: torch.nn.Module, device: torch.device) -
     return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
 
 
+def _read_every(device: torch.device) -> int:
+    """Steps between reads of the loss: every step on the CPU; on a GPU, reading waits for the queue to
+    drain, so it happens every few steps and the GPU never idles between steps."""
+    return 1 if device.type == "cpu" else 10
+
+
 def _autocast(device: torch.device, precision: str):
+    if precision == "auto":  # bfloat16 pays on GPUs; on most CPUs it is slower than float32
+        precision = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     if precision == "float32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float16

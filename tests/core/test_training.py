@@ -196,3 +196,33 @@ def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     finished = list(train(tiny_digits(), out_dir=tmp_path / "r"))[-1]
     assert finished.status == "failed"
     assert "ran out of memory at batch size 32" in finished.message and "try batch size 16" in finished.message
+
+
+def test_reading_losses_in_batches_as_on_a_gpu_changes_nothing_but_when(tmp_path, monkeypatch):
+    cfg = tiny_digits(**{"train.epochs": 1})
+    every_step = [(e.step, e.loss) for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
+    monkeypatch.setattr(training, "_read_every", lambda device: 5)
+    batched = [(e.step, e.loss) for e in train(cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
+    assert batched == every_step and len(batched) == 28  # every step reported once, in order, same losses
+
+
+def test_trains_on_a_cifar10_copy_on_disk_without_network(tmp_path):
+    from tests.core.data_fixtures import CIFAR10_CLASSES, make_tiny_cifar10
+
+    make_tiny_cifar10(tmp_path / "data", n_train=40, n_test=10)
+    cfg = tiny_digits(**{"data.dataset": "cifar10", "data.root": str(tmp_path / "data"), "data.hflip": True,
+                         "data.crop_padding": 4, "train.epochs": 1, "train.batch_size": 8,
+                         "train.precision": "auto"})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.class_names == tuple(CIFAR10_CLASSES) and (started.train_size, started.test_size) == (40, 10)
+    assert events[-1].status == "completed"
+    _, meta = checkpoints.load_model(tmp_path / "run" / runs.MODEL_FILE)
+    assert meta.channels == 3 and tuple(meta.image_size) == (32, 32) and meta.config.model.input_channels == 3
+
+
+def test_cifar10_that_cannot_be_downloaded_says_where_to_put_it(tmp_path):
+    cfg = tiny_digits(**{"data.dataset": "cifar10", "data.root": str(tmp_path / "data")})
+    finished = list(train(cfg, out_dir=tmp_path / "run"))[-1]
+    assert finished.status == "failed"
+    assert str(tmp_path / "data") in finished.message and "digits" in finished.message.lower()
