@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import sys
+import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +32,18 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
-
-from perceiver_gui.core.images import IMAGE_SUFFIXES
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
 
 THUMB = 72  # thumbnail side in pixels
 CHUNK = 32  # images per prediction batch handed back to the UI, so big folders appear progressively
 MODEL_SUFFIX = ".safetensors"
+# core.images.IMAGE_SUFFIXES, for the file dialog: core.images imports torch, and the window must not
+# wait for torch (tests/ui/test_classifier.py checks the two agree). Workers use the original.
+DIALOG_SUFFIXES = frozenset({
+    ".bmp", ".dds", ".dib", ".gif", ".ico", ".im", ".j2k", ".jfif", ".jp2", ".jpe", ".jpeg", ".jpg", ".pbm", ".pcx",
+    ".pgm", ".png", ".pnm", ".ppm", ".psd", ".sgi", ".tga", ".tif", ".tiff", ".webp",
+})
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class _Source:
 
 
 def _expand(sources: Iterable[_Source]) -> list[_Source]:
+    from perceiver_gui.core.images import IMAGE_SUFFIXES
+
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
@@ -206,6 +213,9 @@ class ClassifierPanel(QWidget):
 
         self.busy = QLabel("")
         self.busy.setObjectName("busy")
+        # Its line is kept while empty: otherwise every "Classifying…" would push the results down and
+        # back, a visible jump and a relayout and repaint of the whole list on each drop.
+        self.busy.setMinimumHeight(self.busy.fontMetrics().height())
         self.placeholder = QLabel("Drop images, folders or a .safetensors model here")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setStyleSheet("color: gray; font-size: 15px; border: 2px dashed gray; border-radius: 8px; padding: 28px;")
@@ -248,6 +258,8 @@ class ClassifierPanel(QWidget):
         """Load a model file in a worker; `model_loaded` follows, or the reason appears in the panel."""
         path = str(path)
         self.busy.setText(f"Loading {Path(path).name}…")
+        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
+
         worker = create_worker(_load_predictor, path, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_loaded)
         worker.errored.connect(self._on_load_error)
@@ -280,7 +292,7 @@ class ClassifierPanel(QWidget):
             self.load_checkpoint(path)
 
     def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        patterns = " ".join(f"*{s}" for s in sorted(DIALOG_SUFFIXES))
         paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
         self.classify(paths)
 
@@ -335,6 +347,8 @@ class ClassifierPanel(QWidget):
             return
         sources = self._pending.pop(0)
         self.busy.setText("Classifying…")
+        from superqt.utils import create_worker
+
         worker = create_worker(_predict, self.predictor, sources, self.top_k.value(), _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(self._on_predictions)
         worker.errored.connect(self._on_predict_error)
@@ -387,8 +401,19 @@ class ClassifierPanel(QWidget):
         self._next()
 
 
+_threads_lock = threading.Lock()
+
+
 def _load_predictor(path: str):
     # torch and the model are imported here, in the worker, so the window never waits for them.
-    from perceiver_gui.core.inference import Predictor
+    with _threads_lock:
+        first = "torch" not in sys.modules
+        from perceiver_gui.core.device import configure_threads
+        from perceiver_gui.core.inference import Predictor
 
+        if first:
+            # The app's rule for torch's CPU threads (all cores but one) unless a training run has already
+            # set them: torch's default of every core made one image take 350 ms instead of 15 ms on two
+            # busy cores, where the GUI thread and other programs want the same cores.
+            configure_threads(0)
     return Predictor.from_checkpoint(path)

@@ -92,13 +92,13 @@ class RunsPanel(QWidget):
         self.detail = QLabel("Select a run to see its curves.")
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.plots = PlotsPanel()
+        self._plots: PlotsPanel | None = None
 
         lower = QWidget()
         lower_layout = QVBoxLayout(lower)
         lower_layout.setContentsMargins(0, 0, 0, 0)
         lower_layout.addWidget(self.detail)
-        lower_layout.addWidget(self.plots, 1)
+        self._lower_layout = lower_layout
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.tree)
         split.addWidget(lower)
@@ -112,6 +112,19 @@ class RunsPanel(QWidget):
         self.refresh()
 
     # -- the typed API -------------------------------------------------------------------------
+    @property
+    def plots(self) -> PlotsPanel:
+        """The selected run's curves. Made when first needed (the tab is shown, a run selected): a plots
+        panel takes ~0.1 s to build, which the launch should not spend on a tab nobody has opened."""
+        if self._plots is None:
+            self._plots = PlotsPanel()
+            self._lower_layout.addWidget(self._plots, 1)
+        return self._plots
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        _ = self.plots  # made on first show
+        super().showEvent(event)
+
     def set_busy_run(self, path: str) -> None:
         self._busy_run = str(path)
         self._update_buttons()

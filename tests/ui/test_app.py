@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,27 @@ def test_core_stays_free_of_qt():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_window_is_up_before_torch_is_loaded(tmp_path):
+    # The launch must not wait seconds for torch: it is loaded by the first training run or model.
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from perceiver_gui.ui.app import run_app\n"
+        "from perceiver_gui.ui.main_window import MainWindow\n"
+        "app = QApplication(['perceiver-gui'])\n"
+        "def report():\n"
+        "    shown = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]\n"
+        "    heavy = [m for m in ('torch', 'torchvision', 'sklearn') if m in sys.modules]\n"
+        "    print(len(shown), heavy, flush=True)\n"
+        "    app.quit()\n"
+        "QTimer.singleShot(0, report)  # the first thing the event loop does once run_app has shown the window\n"
+        "sys.exit(run_app(['perceiver-gui']))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}  # the user's settings stay untouched
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1 []"

@@ -90,3 +90,10 @@ def test_a_pasted_image_is_classified(panel, qtbot, trained_run):
     qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
     entry = panel.entries()[0]
     assert entry.error == "" and len(entry.top) == 3
+
+
+def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads():
+    from perceiver_gui.core.images import IMAGE_SUFFIXES
+    from perceiver_gui.ui.classifier_panel import DIALOG_SUFFIXES
+
+    assert DIALOG_SUFFIXES == IMAGE_SUFFIXES

@@ -69,3 +69,52 @@ def test_load_metrics_records_with_nulls(plots):
     ])
     assert len(plots.raw_curve.getOriginalDataset()[0]) == 1
     assert plots.best() == (1, 0.4)
+
+
+def test_ema_matches_the_step_by_step_definition():
+    rng = np.random.default_rng(1)
+    values = rng.random(5000) * 3 + np.linspace(5, 0, 5000)
+    for weight in (0.0, 0.01, 0.5, 0.9, 0.99):
+        acc, expected = 0.0, []
+        for i, v in enumerate(values):
+            acc = acc * weight + (1 - weight) * v
+            expected.append(acc / (1 - weight ** (i + 1)) if weight > 0 else v)
+        np.testing.assert_allclose(ema(values, weight), expected, rtol=1e-10)
+
+
+def test_a_million_steps_are_drawn_as_their_envelope_with_every_spike(plots, qtbot):
+    plots.resize(800, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    n = 1_000_000
+    steps = np.arange(1, n + 1, dtype=float)
+    loss = 1.0 + 0.1 * np.sin(steps / 5000)
+    loss[123_457] = 9.0  # one diverging batch must stay visible
+    loss[876_543] = 0.01
+    plots.loss_raw.set(steps, loss)  # as a million add_step calls would leave them, in a fraction of the time
+    plots.loss_smooth.set(steps, ema(loss, 0.9))
+    plots.redraw()
+    x, y = plots.raw_curve.getData()
+    assert len(x) <= 4 * plots.loss_plot.getViewBox().width() + 4  # a few points per pixel column, not a million
+    assert y.max() == 9.0 and y.min() == 0.01
+    assert x[0] == 1 and x[-1] == n
+    # Zoomed in, the steps in view are drawn one by one.
+    plots.loss_plot.setXRange(500_000, 500_100, padding=0)
+    x, y = plots.raw_curve.getData()
+    inside = x[(x >= 500_000) & (x <= 500_100)]
+    np.testing.assert_array_equal(inside, np.arange(500_000, 500_101))
+
+
+def test_axes_stay_put_while_steps_arrive(plots, qtbot):
+    # Rebuilding an axis is most of a redraw's cost: the ranges move in round jumps, not every step.
+    plots.resize(800, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    ranges = set()
+    for i in range(1, 401):
+        plots.add_step(i, 2.0 / math.sqrt(i), 1e-3 * (1 - i / 400))
+        plots.redraw()
+        (x0, x1), (y0, y1) = plots.loss_plot.viewRange()
+        assert x1 >= i and y0 <= 2.0 / math.sqrt(i) <= y1  # everything so far is in view
+        ranges.add((round(x0, 6), round(x1, 6), round(y0, 6), round(y1, 6)))
+    assert len(ranges) < 50  # (one per step, 400, before)

@@ -158,3 +158,16 @@ def test_settings_and_layout_are_remembered(make_window, settings):
     second = make_window(settings=settings)
     assert second.form.config() == cfg
     assert second.tabs.currentIndex() == 2
+
+
+def test_pause_pressed_before_the_engine_has_loaded_holds_the_run(make_window, qtbot):
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.epochs": 300, "train.batch_size": 8}))
+    window.training.start_action.trigger()
+    window.training.pause_action.trigger()  # torch and the dataset are still loading in the worker
+    assert window.training.state == "paused"
+    qtbot.wait(1500)
+    assert window.plots.loss_raw.n == 0
+    window.training.stop_action.trigger()
+    _finish(qtbot, window)
+    assert window.training.state == "idle"
