@@ -27,10 +27,13 @@ import io
 import re
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
+    import torch
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "open_image", "to_uint8_tensor"]
 
@@ -104,6 +107,8 @@ def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         array = array[None]
     else:
         array = array.transpose(2, 0, 1)
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(array))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
 import time
 from collections.abc import Generator
 from contextlib import nullcontext
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core import checkpoints, data, runs
+from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
 from perceiver_gui.core.events import (
     CheckpointSaved,
@@ -37,36 +37,6 @@ from perceiver_gui.core.files import append_jsonl, atomic_write_json, atomic_wri
 from perceiver_gui.core.model import build_model, to_channels_last
 
 __all__ = ["RunControl", "lr_factor", "train"]
-
-
-class RunControl:
-    """Thread-safe stop and pause for a running `train` generator (the UI calls these from its thread)."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._running.set()  # a paused run must wake up to stop
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def wait_while_paused(self) -> None:
-        self._running.wait()
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:

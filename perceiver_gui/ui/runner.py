@@ -5,7 +5,6 @@ and its `RunControl`.
 
 from __future__ import annotations
 
-import threading
 import traceback
 from collections.abc import Generator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject, QThread, Signal
 
 from perceiver_gui.config import Config
+from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.events import Event, Finished
 
 if TYPE_CHECKING:
@@ -31,63 +31,16 @@ class EngineError(Exception):
     """
 
 
-class _Control:
-    """Stands for the run's `RunControl` until the worker has made it.
-
-    `core.training` imports torch, which takes seconds the first time: the worker imports it, never
-    the GUI thread. Pause and stop pressed before the engine is loaded are handed on when it is.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._real = None
-        self._stopped = False
-        self._paused = False
-
-    def attach(self, real) -> None:
-        with self._lock:
-            self._real = real
-            if self._paused:
-                real.pause()
-            if self._stopped:
-                real.stop()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped, self._paused = True, False
-            if self._real is not None:
-                self._real.stop()
-
-    def pause(self) -> None:
-        with self._lock:
-            self._paused = True
-            if self._real is not None:
-                self._real.pause()
-
-    def resume(self) -> None:
-        with self._lock:
-            self._paused = False
-            if self._real is not None:
-                self._real.resume()
-
-    @property
-    def paused(self) -> bool:
-        with self._lock:
-            return self._real.paused if self._real is not None else self._paused
-
-
-def _run(cfg: Config, runs_root: Path | None, resume: Path | None, control: _Control) -> Generator[Event, None, None]:
+def _run(cfg: Config, runs_root: Path | None, resume: Path | None, control: RunControl) -> Generator[Event, None, None]:
     try:
         # torch is imported here, in the worker, so the window appears without waiting for it.
         from perceiver_gui.core import runs, training
 
-        real = training.RunControl()
-        control.attach(real)
         if resume is not None:
-            yield from training.train(cfg, resume=resume, control=real)
+            yield from training.train(cfg, resume=resume, control=control)
         else:
             out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
-            yield from training.train(cfg, out_dir=out_dir, control=real)
+            yield from training.train(cfg, out_dir=out_dir, control=control)
     except Exception as exc:
         raise EngineError(str(exc)) from exc
 
@@ -107,7 +60,7 @@ class TrainingRunner(QObject):
         super().__init__(parent)
         self.runs_root = runs_root
         self._worker: GeneratorWorker | None = None
-        self._control: _Control | None = None
+        self._control: RunControl | None = None
         self._last_finished: Finished | None = None
 
     @property
@@ -123,7 +76,7 @@ class TrainingRunner(QObject):
             raise RuntimeError("A run is already in progress.")
         from superqt.utils import create_worker  # here, not at launch (~0.16 s)
 
-        self._control = _Control()
+        self._control = RunControl()
         self._last_finished = None
         worker = create_worker(
             _run, cfg, self.runs_root, resume, self._control, _start_thread=False, _ignore_errors=True

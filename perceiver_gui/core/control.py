@@ -1,0 +1,38 @@
+"""Stop and pause for a running training generator, in a module without torch so a window can hold one
+before the engine (and torch) has loaded."""
+
+from __future__ import annotations
+
+import threading
+
+__all__ = ["RunControl"]
+
+
+class RunControl:
+    """Thread-safe stop and pause for a running `train` generator (the UI calls these from its thread)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused run must wake up to stop
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        self._running.wait()
