@@ -110,9 +110,14 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
 class ResultEntry(QFrame):
     """One image: thumbnail, name, and top-k bars — or the reason it could not be classified."""
 
-    def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage, parent=None):
+    attention_requested = Signal()  # the "Attention" button, or a double-click on a classified entry
+
+    def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage,
+                 parent=None, *, data: bytes = b""):
         super().__init__(parent)
+        self.name = name
         self.path = path
+        self.data = data  # a pasted image's bytes, so its attention can be computed later
         self.top = top
         self.error = error
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -158,12 +163,21 @@ class ResultEntry(QFrame):
                 bars.addWidget(bar, row, 1)
             bars.setColumnStretch(1, 1)
             right.addLayout(bars)
+            self.attention_button = QPushButton("Attention")
+            self.attention_button.setToolTip("Show where the model looked in this image (or double-click the entry).")
+            self.attention_button.clicked.connect(self.attention_requested)
+            right.addWidget(self.attention_button, 0, Qt.AlignmentFlag.AlignLeft)
         right.addStretch(1)
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(picture, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(right, 1)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if not self.error and self.top:
+            self.attention_requested.emit()
+        super().mouseDoubleClickEvent(event)
 
 
 def _escape(text: str) -> str:
@@ -183,6 +197,8 @@ class ClassifierPanel(QWidget):
         self._load_worker = None
         self._predict_worker = None
         self._pending: list[list[_Source]] = []
+        self._attention_workers: list = []
+        self._attention_done = 0
 
         self.model_info = QLabel("No model yet: train one, or open or drop a .safetensors model file here.")
         self.model_info.setObjectName("modelInfo")
@@ -252,7 +268,8 @@ class ClassifierPanel(QWidget):
 
     @property
     def working(self) -> bool:
-        return self._load_worker is not None or self._predict_worker is not None or bool(self._pending)
+        return (self._load_worker is not None or self._predict_worker is not None or bool(self._pending)
+                or bool(self._attention_workers))
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Load a model file in a worker; `model_loaded` follows, or the reason appears in the panel."""
@@ -278,6 +295,25 @@ class ClassifierPanel(QWidget):
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
         image.save(buffer, "PNG")
         self._queue([_Source(name=name, data=bytes(buffer.data()))])
+
+    def show_attention(self, entry: ResultEntry):
+        """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
+        from superqt.utils import create_worker
+
+        from perceiver_gui.ui.attention_view import AttentionDialog, compute_attention
+
+        dialog = AttentionDialog(entry.name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        source = entry.data or entry.path
+        worker = create_worker(compute_attention, self.predictor, entry.name, source, self.top_k.value(),
+                               _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(dialog.show_result)
+        worker.errored.connect(dialog.show_exception)
+        worker.finished.connect(self._on_attention_finished)
+        self._attention_workers.append(worker)
+        worker.start()
+        return dialog
 
     def clear(self) -> None:
         for entry in self.entries():
@@ -358,7 +394,20 @@ class ClassifierPanel(QWidget):
 
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:
-            self._add(ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb))
+            entry = ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb, data=source.data)
+            entry.attention_requested.connect(self._on_attention_requested)
+            self._add(entry)
+
+    def _on_attention_requested(self) -> None:
+        if self.predictor is not None:
+            self.show_attention(self.sender())
+
+    def _on_attention_finished(self) -> None:
+        # A worker still queued in the thread pool is not running yet either, so count what has ended.
+        self._attention_done += 1
+        if self._attention_done == len(self._attention_workers):
+            self._attention_workers.clear()
+            self._attention_done = 0
 
     def _on_predict_error(self, exc: BaseException) -> None:
         self._add(ResultEntry("Prediction failed", "", (), f"{type(exc).__name__}: {exc}", QImage()))
