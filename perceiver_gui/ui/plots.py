@@ -428,6 +428,8 @@ class PlotsPanel(QWidget):
                 self.best_line.setValue(epoch)
                 self.best_marker.setData([epoch], [acc])
                 self.best_label.setText(f"best {acc:.1%} ")
+                # Above the star while there is room; below it near the top, where it would be clipped.
+                self.best_label.setAnchor((1.0, 0.0) if acc > 0.6 else (1.0, 1.0))
                 self.best_label.setPos(epoch, acc)
             for item in (self.best_line, self.best_marker, self.best_label):
                 item.setVisible(self._best is not None)
