@@ -246,11 +246,13 @@ class _Run:
             seen = 0
             for i in range(first, self.steps_per_epoch):
                 if self.control.paused:
-                    yield from self._report(epoch)
+                    if (yield from self._report(epoch)):
+                        return
                     self.control.wait_while_paused()
                     self.clock = time.perf_counter()  # a pause is not training time
                 if self.control.stopped:
-                    yield from self._report(epoch)  # what is still pending is real and goes on the curve
+                    if (yield from self._report(epoch)):  # what is still pending is real and goes on the curve
+                        return
                     yield from self._stop()
                     return
                 idx = perm[i * bs:(i + 1) * bs]
