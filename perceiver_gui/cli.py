@@ -77,9 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sentence(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text + ("" if text.endswith((".", "!", "?")) else ".") + " (Run with --debug for details.)" * (
-        not isinstance(exc, ConfigError | ValueError)
-    )
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    if not isinstance(exc, ConfigError | ValueError):  # a surprise, not a setting to fix: point at the details
+        text += " (Run with --debug for details.)"
+    return text
 
 
 # -- train -------------------------------------------------------------------------------------
