@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.config import PRESETS, Config, ConfigError
+from perceiver_gui.config import PRESETS, Config, ConfigError, load_config
 from perceiver_gui.core.events import Finished, RunStarted
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
@@ -139,6 +139,10 @@ class MainWindow(QMainWindow):
     def resume_run(self, run_dir: str) -> None:
         if self.runner.running:
             return
+        try:  # the form shows what is running: the run's own config, which the engine resumes with
+            self.form.set_config(load_config(Path(run_dir) / "config.json"))
+        except ConfigError:
+            pass  # the engine reports an unreadable run folder itself
         self._begin()
         self.tabs.setCurrentWidget(self.training)
         self.runner.start(self.form.config(), resume=Path(run_dir))

@@ -76,8 +76,10 @@ def test_stop_mid_run_leaves_a_loadable_model_and_can_resume(make_window, qtbot)
     assert state and meta.config.name == "tiny"
     assert window.training.resume_action.isEnabled()
 
-    # Resume continues the same run; stop it again right away.
+    # Resume continues the same run, and the form shows that run's config again; stop it right away.
+    window.form.set_config(tiny_config(**{"name": "something else"}))
     window.training.resume_action.trigger()
+    assert window.form.config().name == "tiny" and window.form.config().train.epochs == 300
     qtbot.waitUntil(lambda: window.training.progress.value() > 0 and window.plots.loss_raw.n > 5, timeout=60000)
     window.runner.stop()
     _finish(qtbot, window)
