@@ -9,13 +9,20 @@ __all__ = ["APP_NAME", "ORGANIZATION", "app_icon", "run_app"]
 
 APP_NAME = "Perceiver GUI"
 ORGANIZATION = "perceiver-gui"  # QSettings live under this name (e.g. ~/.config/perceiver-gui/Perceiver GUI.conf)
-ICON = Path(__file__).resolve().parents[2] / "resources" / "perceiver-gui.svg"
+# A checkout (or editable install) has resources/ beside the package; a wheel installs the icon under the prefix.
+ICON_PLACES = (
+    Path(__file__).resolve().parents[2] / "resources" / "perceiver-gui.svg",
+    Path(sys.prefix) / "share" / "icons" / "hicolor" / "scalable" / "apps" / "perceiver-gui.svg",
+)
 
 
 def app_icon():
     from PySide6.QtGui import QIcon
 
-    return QIcon(str(ICON)) if ICON.is_file() else QIcon()
+    for path in ICON_PLACES:
+        if path.is_file():
+            return QIcon(str(path))
+    return QIcon.fromTheme("perceiver-gui")
 
 
 def run_app(argv: list[str] | None = None) -> int:

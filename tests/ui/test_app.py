@@ -24,11 +24,12 @@ def test_long_sessions_do_not_crash_on_leaked_none_references():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
-def test_run_app_is_the_entry_the_cli_calls():
-    from perceiver_gui.ui.app import ICON, run_app
+def test_run_app_is_the_entry_the_cli_calls(qapp):
+    from perceiver_gui.ui.app import ICON_PLACES, app_icon, run_app
 
     assert callable(run_app)
-    assert ICON.is_file() and ICON.read_text().lstrip().startswith("<svg")
+    assert ICON_PLACES[0].is_file() and ICON_PLACES[0].read_text().lstrip().startswith("<svg")
+    assert not app_icon().isNull()
 
 
 @pytest.mark.slow
