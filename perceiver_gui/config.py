@@ -101,6 +101,7 @@ class TrainConfig:
     epochs: int = 2  # passes over the training set
     grad_clip: float = 0.0  # clip the gradient norm to this value; 0 = off
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter: blend image pairs and their labels; 0 = off
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
     precision: str = "float32"  # one of PRECISIONS; "auto" = bfloat16 autocast on CUDA, float32 elsewhere
     seed: int = 0  # makes CPU runs repeat exactly
@@ -248,6 +249,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(1 <= t.epochs <= 10000, "train.epochs", "train.epochs must be between 1 and 10000.")
     need(t.grad_clip >= 0, "train.grad_clip", "train.grad_clip must be 0 (off) or positive.")
     need(0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "train.label_smoothing must be between 0 and 1.")
+    need(0.0 <= t.mixup <= 10.0, "train.mixup", "train.mixup must be 0 (off) or a Beta parameter up to 10 (0.2–0.4 is usual).")
     need(t.device == "auto" or t.device in ("cpu", "mps") or t.device.startswith("cuda"), "train.device",
          "train.device must be auto, cpu, cuda (or cuda:N) or mps.")
     need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",

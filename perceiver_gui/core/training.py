@@ -264,9 +264,14 @@ class _Run:
                 lr = t.lr * lr_factor(self.step, self.total_steps, t.schedule, self.warmup_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                if t.mixup > 0:
+                    x, y_mix, lam = _mixup(x, y, t.mixup, self.gen)
                 with autocast:
                     logits = self.model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
+                    if t.mixup > 0:
+                        mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
+                        loss = lam * loss + (1.0 - lam) * mixed
                 self.step += 1
                 self.pending.append((self.step, lr, len(y), loss.detach()))
                 # Reading the loss waits for the device. On the CPU that is free and happens every step,
@@ -491,6 +496,17 @@ def _make_optimizer(cfg: Config, model: torch.nn.Module, device: torch.device) -
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
+
+
+def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Blend each image with another of the batch (Zhang et al., 2018); the loss blends their labels by lam.
+
+    lam ~ Beta(alpha, alpha) comes from torch's global CPU generator and the pairing from the run's
+    generator; both states are saved for resume, so a resumed run draws the same values."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(y), generator=gen, device=y.device)
+    return lam * x + (1.0 - lam) * x[perm], y[perm], lam
 
 
 def _read_every(device: torch.device) -> int:

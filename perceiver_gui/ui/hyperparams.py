@@ -141,6 +141,7 @@ TRAIN_FIELDS = (
     _Spec("train.epochs", "Epochs", "Passes over the whole training set.", "int", 1, 10000),
     _Spec("train.grad_clip", "Gradient clip", "Clip the gradient norm to this value to tame spikes; 0 switches it off.", "float", 0, 1000, 0.5),
     _Spec("train.label_smoothing", "Label smoothing", "Soften the targets a little so the model is less over-confident.", "float", 0, 0.99, 0.05),
+    _Spec("train.mixup", "Mixup", "Blend pairs of images and their labels (Beta parameter, 0.2–0.4 is usual) to fight overfitting; 0 switches it off.", "float", 0, 10, 0.1),
     _Spec("train.device", "Device", "Where to train: auto picks a GPU when there is one.", "device", choices=_c("auto", "cpu", "cuda", "mps")),
     _Spec("train.precision", "Precision", "Number format for the forward pass; bfloat16/float16 are faster on GPUs.", "choice", choices=_c(*PRECISIONS)),
     _Spec("train.seed", "Seed", "The same seed repeats a CPU run exactly.", "int", 0, 2**31 - 1),

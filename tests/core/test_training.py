@@ -53,7 +53,7 @@ def test_the_same_seed_repeats_exactly_on_cpu(tmp_path):
 
 
 def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
-    cfg = tiny_digits(**{"data.crop_padding": 1, "model.ff_dropout": 0.1})
+    cfg = tiny_digits(**{"data.crop_padding": 1, "model.ff_dropout": 0.1, "train.mixup": 0.4})
     full = [e for e in train(cfg, out_dir=tmp_path / "full")]
     full_losses = [e.loss for e in full if isinstance(e, Step)]
 
@@ -226,3 +226,14 @@ def test_cifar10_that_cannot_be_downloaded_says_where_to_put_it(tmp_path):
     finished = list(train(cfg, out_dir=tmp_path / "run"))[-1]
     assert finished.status == "failed"
     assert str(tmp_path / "data") in finished.message and "digits" in finished.message.lower()
+
+
+def test_mixup_blends_images_and_labels_and_still_learns(tmp_path):
+    torch.manual_seed(0)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 3])
+    mixed, y_mix, lam = training._mixup(x, y, 0.4, torch.Generator().manual_seed(0))
+    assert 0.0 <= lam <= 1.0 and sorted(y_mix.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[y_mix])  # labels follow their images
+    events = list(train(tiny_digits(**{"train.epochs": 3, "train.mixup": 0.4}), out_dir=tmp_path / "r"))
+    assert events[-1].status == "completed" and events[-1].best_acc > 0.2
