@@ -274,10 +274,14 @@ def _read_header(fh: BinaryIO, size: int, where: str) -> tuple[dict[str, Any], l
     if size == 0:
         raise CheckpointError(f"{where} is empty (0 bytes); it was probably cut off while being written or copied.")
     head = fh.read(8)
-    _refuse_foreign(head, fh, where)
+    length = int.from_bytes(head, "little")
+    # A real header's length can begin with the same bytes as a pickle, so other formats are only
+    # named when the file does not frame a safetensors header.
+    if not (len(head) == 8 and 2 <= length <= _MAX_HEADER and fh.read(1) == b"{"):
+        _refuse_foreign(head, fh, where)
+    fh.seek(8)
     if size < 8:
         raise CheckpointError(f"{where} is not a Perceiver GUI checkpoint: at {size} bytes it is too short to be one.")
-    length = int.from_bytes(head, "little")
     if length > size - 8 or length < 2 or length > _MAX_HEADER:
         start = fh.read(2)
         if start == b'{"' and 2 <= length <= _MAX_HEADER:

@@ -513,3 +513,19 @@ def test_damaged_training_tree_is_refused(tmp_path: Path):
            "optimizer": {}, "scheduler": {}, "scaler": None, "progress": {}}
     path.write_bytes(st_save({"w": torch.zeros(1)}, metadata={"perceiver_gui": json.dumps(raw)}))
     assert "incomplete or malformed" in refuse(path, load_training_state)
+
+
+@pytest.mark.parametrize("length", [0x10280, 0x10580, 0x20480])
+def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path: Path, length: int):
+    # A header length of 0x10480 is stored as 80 04 01 ..., the opening bytes of a protocol-4 pickle.
+    path = tmp_path / "model.safetensors"
+
+    def header_length(pad: int) -> int:
+        save_model(path, {"w": torch.zeros(2)}, tiny_meta(note="x" * pad))
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    base = header_length(0)  # each padding character adds one byte; safetensors aligns to 8
+    assert any(header_length(pad) == length for pad in range(length - base - 8, length - base + 8))
+    assert path.read_bytes()[0] == 0x80 and 2 <= path.read_bytes()[1] <= 5
+    state, meta = load_model(path)
+    assert meta.summary["note"].startswith("x") and torch.equal(state["w"], torch.zeros(2))
