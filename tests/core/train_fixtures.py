@@ -7,7 +7,8 @@ def tiny_digits(**updates):
     cfg = preset("digits").with_updates({
         "name": "tiny",
         "model.depth": 1, "model.num_latents": 8, "model.latent_dim": 16, "model.latent_heads": 1,
-        "model.latent_dim_head": 8, "model.cross_dim_head": 8, "model.num_freq_bands": 2,
+        "model.latent_dim_head": 8, "model.cross_dim_head": 8, "model.num_freq_bands": 2, "model.cross_heads": 1,
+        "train.mixup": 0.0,
         "train.epochs": 2, "train.batch_size": 32, "train.threads": 1,
         # Constant, fairly high lr: a tiny Perceiver leaves chance level within a few epochs.
         "train.schedule": "constant", "train.lr": 0.01, "data.crop_padding": 0,

@@ -15,7 +15,7 @@ def tiny_config(**updates) -> Config:
     base = {
         "name": "tiny", "train.epochs": 2, "train.batch_size": 64, "train.threads": 1, "train.log_every": 1,
         "model.depth": 1, "model.num_latents": 8, "model.latent_dim": 16, "model.latent_heads": 1,
-        "model.cross_dim_head": 8, "model.latent_dim_head": 8,
+        "model.cross_dim_head": 8, "model.latent_dim_head": 8, "model.cross_heads": 1, "train.mixup": 0.0,
     }
     base.update(updates)
     return PRESETS["digits"].with_updates(base)

@@ -20,7 +20,7 @@ def two_layer_model(tmp_path_factory):
     from perceiver_gui.core.training import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "two-layer"
-    events = list(train(tiny_config(**{"model.depth": 2, "train.epochs": 1}), out_dir=run_dir))
+    events = list(train(tiny_config(**{"model.depth": 2, "model.cross_heads": 4, "train.epochs": 1}), out_dir=run_dir))
     assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
     return run_dir / "model.safetensors"
 
