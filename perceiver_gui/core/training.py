@@ -264,8 +264,10 @@ class _Run:
                 lr = t.lr * lr_factor(self.step, self.total_steps, t.schedule, self.warmup_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                target = y  # what training accuracy counts: with mixup, the label that dominates the blend
                 if t.mixup > 0:
                     x, y_mix, lam = _mixup(x, y, t.mixup, self.gen)
+                    target = y if lam >= 0.5 else y_mix
                 with autocast:
                     logits = self.model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
@@ -294,7 +296,7 @@ class _Run:
                     self.optimizer.step()
                 with torch.no_grad():
                     loss_sum += loss.detach() * len(y)
-                    correct += (logits.argmax(1) == y).sum()
+                    correct += (logits.argmax(1) == target).sum()
                 seen += len(y)
             if (yield from self._report(epoch)):
                 return
