@@ -337,7 +337,7 @@ def save_config(cfg: Config, path: str | Path) -> Path:
 
 def to_toml(cfg: Config) -> str:
     """TOML text for a config: flat tables of scalars, so a tiny writer is enough."""
-    lines = [f"name = {json.dumps(cfg.name)}"]
+    lines = [f"name = {_toml_value(cfg.name)}"]
     for section in ("model", "data", "train"):
         lines.append(f"\n[{section}]")
         for key, value in dataclasses.asdict(getattr(cfg, section)).items():
@@ -352,4 +352,6 @@ def _toml_value(value: Any) -> str:
         return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
     if isinstance(value, int):
         return str(value)
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
+    # A JSON string is a TOML basic string, as long as characters beyond the BMP stay literal
+    # (JSON would escape them as surrogate pairs, which TOML rejects).
+    return json.dumps(value, ensure_ascii=False)

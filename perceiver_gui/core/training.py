@@ -127,6 +127,8 @@ class _Run:
         self.elapsed = 0.0
         self.model_path = ""
         self.in_epoch = False  # an epoch's permutation has been drawn and the epoch is not over
+        self.done = False  # Finished has been produced
+        self.epoch_sums = (0.0, 0, 0)  # (loss sum, correct, images) of the epoch so far, restored on resume
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Generator[Event, None, None]:
@@ -142,8 +144,17 @@ class _Run:
             yield self._finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
             return
 
+        loader = data.open_dataset(cfg.data)
         try:
-            dataset = yield from data.open_dataset(cfg.data)
+            while True:  # forward download progress, and let Stop end a long download
+                event = next(loader)
+                yield event
+                if self.control.stopped:
+                    loader.close()
+                    yield self._finish("stopped", "Stopped while loading the data; nothing was trained.")
+                    return
+        except StopIteration as loaded:
+            dataset = loaded.value
         except data.DatasetError as exc:
             yield self._finish("failed", str(exc))
             return
@@ -208,12 +219,15 @@ class _Run:
                 smaller = max(1, bs // 2)
                 yield self._finish(
                     "failed",
-                    f"The {dev.type.upper()} ran out of memory at batch size {bs}; try batch size {smaller}.",
+                    f"The {dev.type.upper()} ran out of memory at batch size {bs}; start a new run with batch "
+                    f"size {smaller} (a resumed run keeps its batch size).",
                 )
-            except GeneratorExit:
-                # The consumer dropped the generator (e.g. a worker was aborted): save like a stop.
-                self._save_resume()
-                self._write_status("stopped", "The run was interrupted; it can be resumed.")
+            except (GeneratorExit, KeyboardInterrupt):
+                # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
+                # land mid-step, so nothing is saved now: resuming continues from the last finished epoch.
+                if not self.done:
+                    self._write_status("stopped", "The run was interrupted; resuming continues from its last "
+                                                  "finished epoch.")
                 raise
         if dev.type == "cuda":
             del self.train_x, self.test_x, self.model, self.optimizer
@@ -241,9 +255,10 @@ class _Run:
             self.in_epoch = True
             first = self.step - (epoch - 1) * self.steps_per_epoch
             self.model.train()
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), device=self.device, dtype=torch.long)
-            seen = 0
+            loss_sum0, correct0, seen = self.epoch_sums if first else (0.0, 0, 0)
+            loss_sum = torch.full((), loss_sum0, device=self.device)
+            correct = torch.full((), correct0, device=self.device, dtype=torch.long)
+            self.epoch_tensors, self.epoch_seen = (loss_sum, correct), seen
             for i in range(first, self.steps_per_epoch):
                 if self.control.paused:
                     if (yield from self._report(epoch)):
@@ -298,6 +313,7 @@ class _Run:
                     loss_sum += loss.detach() * len(y)
                     correct += (logits.argmax(1) == target).sum()
                 seen += len(y)
+                self.epoch_seen = seen
             if (yield from self._report(epoch)):
                 return
             train_loss = (loss_sum / max(1, seen)).item()
@@ -414,6 +430,9 @@ class _Run:
             "model_path": self.model_path,
             "in_epoch": self.in_epoch,
         }
+        if self.in_epoch:  # the running train loss and accuracy of the interrupted epoch
+            loss_sum, correct = self.epoch_tensors
+            progress["epoch_sums"] = [loss_sum.item(), int(correct.item()), self.epoch_seen]
         extra = {"rng.cpu": torch.get_rng_state(), "rng.gen": self.gen.get_state().cpu(),
                  "rng.epoch_gen": self.epoch_gen_state.cpu() if hasattr(self, "epoch_gen_state") else
                  self.gen.get_state().cpu()}
@@ -452,6 +471,9 @@ class _Run:
         atomic_write_text(
             self.run_dir / runs.METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept)
         )
+        if p.get("in_epoch") and p.get("epoch_sums"):
+            loss_sum, correct, seen = p["epoch_sums"]
+            self.epoch_sums = (float(loss_sum), int(correct), int(seen))
         # Inside an epoch: replay its permutation; between epochs: continue from the current state.
         return state.rng["rng.epoch_gen"] if p.get("in_epoch") else None
 
@@ -482,6 +504,7 @@ class _Run:
                        best_acc=self.best_acc, best_epoch=self.best_epoch)
 
     def _finish(self, status: str, message: str) -> Finished:
+        self.done = True
         if (self.run_dir / runs.CONFIG_FILE).exists():
             self._write_status(status, message)
         return Finished(status, message, self.best_acc, self.best_epoch, self.epochs_done, str(self.run_dir),

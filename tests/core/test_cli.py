@@ -84,3 +84,15 @@ def test_an_empty_folder_is_reported_not_silently_skipped(trained, tmp_path, cap
     (tmp_path / "empty").mkdir()
     assert main(["predict", "--model", str(trained / "model.safetensors"), str(tmp_path / "empty"), "--json"]) == 1
     assert "no image files" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_info_into_a_closed_pipe_is_quiet(trained):
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "perceiver_gui", "info", str(trained / "model.safetensors")],
+                          stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
+    reader.stdin.close()
+    reader.wait()
+    assert proc.returncode == 0 and "Broken pipe" not in proc.stderr

@@ -87,3 +87,8 @@ def test_bad_files_speak(tmp_path):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="digits"):
         preset("nope")
+
+
+def test_names_and_paths_with_any_characters_survive_toml(tmp_path):
+    cfg = preset("digits").with_updates({"name": 'é😀 "quoted" \\ tab\t', "data.folder": "/data/猫 🐈/"})
+    assert load_config(save_config(cfg, tmp_path / "odd.toml")) == cfg

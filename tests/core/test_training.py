@@ -69,6 +69,10 @@ def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert second[-1].status == "completed"
     resumed_losses = [e.loss for e in first + second if isinstance(e, Step)]
     assert resumed_losses == full_losses
+    # The interrupted epoch's train loss and accuracy count its steps from before the stop too.
+    epochs_full = [(e.train_loss, e.train_acc, e.test_acc) for e in full if isinstance(e, EpochEnd)]
+    epochs_split = [(e.train_loss, e.train_acc, e.test_acc) for e in first + second if isinstance(e, EpochEnd)]
+    assert epochs_split == epochs_full
     a, _ = checkpoints.load_model(tmp_path / "full" / runs.MODEL_FILE)
     b, _ = checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -195,7 +199,7 @@ def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "build_model", build_hungry)
     finished = list(train(tiny_digits(), out_dir=tmp_path / "r"))[-1]
     assert finished.status == "failed"
-    assert "ran out of memory at batch size 32" in finished.message and "try batch size 16" in finished.message
+    assert "ran out of memory at batch size 32" in finished.message and "new run with batch size 16" in finished.message
 
 
 def test_reading_losses_in_batches_as_on_a_gpu_changes_nothing_but_when(tmp_path, monkeypatch):
@@ -237,3 +241,42 @@ def test_mixup_blends_images_and_labels_and_still_learns(tmp_path):
     assert torch.allclose(mixed, lam * x + (1 - lam) * x[y_mix])  # labels follow their images
     events = list(train(tiny_digits(**{"train.epochs": 3, "train.mixup": 0.4}), out_dir=tmp_path / "r"))
     assert events[-1].status == "completed" and events[-1].best_acc > 0.2
+
+
+def test_dropping_the_generator_after_finished_keeps_the_status(tmp_path):
+    gen = train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r")
+    for event in gen:
+        if isinstance(event, Finished):
+            break
+    gen.close()
+    assert runs.read_run(tmp_path / "r")["status"] == "completed"
+
+
+def test_dropping_the_generator_mid_run_marks_it_stopped_and_it_resumes_from_the_last_epoch(tmp_path):
+    gen = train(tiny_digits(**{"train.epochs": 3}), out_dir=tmp_path / "r")
+    for event in gen:
+        if isinstance(event, Step) and event.step == 40:  # mid second epoch
+            break
+    gen.close()
+    assert runs.read_run(tmp_path / "r")["status"] == "stopped"
+    started = next(e for e in train(resume=tmp_path / "r") if isinstance(e, RunStarted))
+    assert started.start_step == 28 and started.start_epoch == 1  # the end of the first epoch
+
+
+def test_stop_while_the_data_loads_trains_nothing(tmp_path, monkeypatch):
+    from perceiver_gui.core import data
+    from perceiver_gui.core.events import DownloadProgress
+
+    def slow_download(cfg):
+        for done in range(10):
+            yield DownloadProgress("CIFAR-10", done, 10)
+        raise AssertionError("the loader should have been closed")
+
+    monkeypatch.setattr(data, "open_dataset", slow_download)
+    control = RunControl()
+    events = []
+    for event in train(tiny_digits(), out_dir=tmp_path / "r", control=control):
+        events.append(event)
+        control.stop()
+    assert events[-1].status == "stopped" and "nothing was trained" in events[-1].message
+    assert not (tmp_path / "r" / runs.MODEL_FILE).exists()
