@@ -65,3 +65,14 @@ def trained_run(tmp_path_factory):
     events = list(train(tiny_config(**{"train.epochs": 3}), out_dir=run_dir))
     assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
     return run_dir
+
+
+@pytest.fixture
+def panel(qtbot):
+    """A classifier panel, torn down only after its workers are done."""
+    from perceiver_gui.ui.classifier_panel import ClassifierPanel
+
+    widget = ClassifierPanel(top_k=3)
+    qtbot.addWidget(widget)
+    yield widget
+    qtbot.waitUntil(lambda: not widget.working, timeout=30000)

@@ -34,3 +34,22 @@ def digit_images(folder: Path, count: int = 2) -> list[Path]:
         Image.fromarray(pixels, mode="L").resize((32, 32), Image.Resampling.NEAREST).save(path)
         paths.append(path)
     return paths
+
+
+def drop_files(widget, paths):
+    """Hand `widget` the drop event a file manager sends for these files."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    widget.dropEvent(event)
+    return event
+
+
+def load_model(qtbot, widget, model):
+    """Load a checkpoint into a classifier panel and wait until it is ready."""
+    with qtbot.waitSignal(widget.model_loaded, timeout=30000):
+        widget.load_checkpoint(model)

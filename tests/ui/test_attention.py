@@ -6,9 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from perceiver_gui.ui.attention_view import AttentionDialog
-from perceiver_gui.ui.classifier_panel import ClassifierPanel
-from tests.ui.helpers import digit_images, tiny_config
-from tests.ui.test_classifier import _drop, _loaded
+from tests.ui.helpers import digit_images, drop_files, load_model, tiny_config
 
 pytestmark = pytest.mark.slow  # trains a tiny two-layer model once (~2 s)
 
@@ -25,14 +23,6 @@ def two_layer_model(tmp_path_factory):
     return run_dir / "model.safetensors"
 
 
-@pytest.fixture
-def panel(qtbot):
-    widget = ClassifierPanel(top_k=3)
-    qtbot.addWidget(widget)
-    yield widget
-    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
-
-
 def _dialog(qtbot, panel) -> AttentionDialog:
     qtbot.waitUntil(lambda: bool(_dialogs(panel)), timeout=10000)
     dialog = _dialogs(panel)[-1]
@@ -45,8 +35,8 @@ def _dialogs(panel) -> list[AttentionDialog]:
 
 
 def test_attention_button_opens_a_dialog_whose_maps_follow_the_layer_and_head(panel, qtbot, two_layer_model, tmp_path):
-    _loaded(qtbot, panel, two_layer_model)
-    _drop(panel, digit_images(tmp_path / "images", 1))
+    load_model(qtbot, panel, two_layer_model)
+    drop_files(panel, digit_images(tmp_path / "images", 1))
     qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
     entry = panel.entries()[0]
     entry.attention_button.click()
@@ -84,9 +74,9 @@ def test_attention_button_opens_a_dialog_whose_maps_follow_the_layer_and_head(pa
 
 
 def test_an_unreadable_file_shows_its_error_in_the_dialog(panel, qtbot, two_layer_model, tmp_path):
-    _loaded(qtbot, panel, two_layer_model)
+    load_model(qtbot, panel, two_layer_model)
     [image] = digit_images(tmp_path / "images", 1)
-    _drop(panel, [image])
+    drop_files(panel, [image])
     qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
     image.write_bytes(b"no longer a picture")  # the file changed after it was classified
     entry = panel.entries()[0]

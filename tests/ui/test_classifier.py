@@ -3,44 +3,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtGui import QImage
 
-from perceiver_gui.ui.classifier_panel import ClassifierPanel
-from tests.ui.helpers import digit_images
+from tests.ui.helpers import digit_images, drop_files, load_model
 
 pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 
 
-@pytest.fixture
-def panel(qtbot):
-    widget = ClassifierPanel(top_k=3)
-    qtbot.addWidget(widget)
-    yield widget
-    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
-
-
-def _drop(widget, paths):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
-    widget.dropEvent(event)
-    return event
-
-
-def _loaded(qtbot, widget, model):
-    with qtbot.waitSignal(widget.model_loaded, timeout=30000):
-        widget.load_checkpoint(model)
-
-
 def test_dropping_images_shows_predictions_newest_first_and_a_corrupt_file_inline(panel, qtbot, trained_run, tmp_path):
-    _loaded(qtbot, panel, trained_run / "model.safetensors")
+    load_model(qtbot, panel, trained_run / "model.safetensors")
     assert "tiny" in panel.model_info.text() and "10 classes" in panel.model_info.text()
     good = digit_images(tmp_path / "images", 2)
     corrupt = tmp_path / "images" / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
-    event = _drop(panel, [*good, corrupt])
+    event = drop_files(panel, [*good, corrupt])
     assert event.isAccepted()
     qtbot.waitUntil(lambda: len(panel.entries()) == 3, timeout=30000)
 
@@ -56,19 +32,19 @@ def test_dropping_images_shows_predictions_newest_first_and_a_corrupt_file_inlin
 
 
 def test_dropping_a_folder_classifies_its_images(panel, qtbot, trained_run, tmp_path):
-    _loaded(qtbot, panel, trained_run / "model.safetensors")
+    load_model(qtbot, panel, trained_run / "model.safetensors")
     digit_images(tmp_path / "digits" / "sub", 3)
-    _drop(panel, [tmp_path / "digits"])
+    drop_files(panel, [tmp_path / "digits"])
     qtbot.waitUntil(lambda: len(panel.entries()) == 3, timeout=30000)
     assert all(not e.error for e in panel.entries())
 
 
 def test_dropping_a_model_file_loads_it_and_images_wait_for_it(panel, qtbot, trained_run, tmp_path):
     images = digit_images(tmp_path / "images", 1)
-    _drop(panel, images)  # no model yet: the image waits
+    drop_files(panel, images)  # no model yet: the image waits
     assert "Waiting for a model" in panel.busy.text()
     with qtbot.waitSignal(panel.model_loaded, timeout=30000):
-        _drop(panel, [trained_run / "model.safetensors"])
+        drop_files(panel, [trained_run / "model.safetensors"])
     qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
     assert panel.entries()[0].top
 
@@ -76,14 +52,14 @@ def test_dropping_a_model_file_loads_it_and_images_wait_for_it(panel, qtbot, tra
 def test_a_file_that_is_not_a_model_is_reported_in_the_panel(panel, qtbot, tmp_path):
     bogus = tmp_path / "weights.safetensors"
     bogus.write_bytes(b"definitely not safetensors")
-    _drop(panel, [bogus])
+    drop_files(panel, [bogus])
     qtbot.waitUntil(lambda: not panel.working, timeout=30000)
     assert panel.predictor is None
     assert "weights.safetensors" in panel.model_info.text()
 
 
 def test_a_pasted_image_is_classified(panel, qtbot, trained_run):
-    _loaded(qtbot, panel, trained_run / "model.safetensors")
+    load_model(qtbot, panel, trained_run / "model.safetensors")
     image = QImage(16, 16, QImage.Format.Format_Grayscale8)
     image.fill(0)
     panel.classify_image(image)
