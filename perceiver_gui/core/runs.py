@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,22 @@ __all__ = [
     "MODEL_FILE",
     "RESUME_FILE",
     "RUN_FILE",
+    "CompareRow",
+    "MetricsSummary",
     "RunError",
     "RunInfo",
     "app_home",
+    "compare_configs",
     "default_runs_root",
     "delete_run",
+    "flatten_config",
     "list_runs",
     "new_run_dir",
+    "read_config",
     "read_metrics",
     "read_run",
     "rename_run",
+    "summarize_metrics",
     "write_run",
 ]
 
@@ -122,6 +129,84 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     except OSError:
         pass
     return records
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json as plain data (not validated: an older run may hold settings this version lacks)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RunError(f"Could not read the settings of this run ({path}): {exc.strerror or exc}.") from exc
+    except ValueError as exc:
+        raise RunError(f"The settings file of this run is damaged ({path} is not valid JSON).") from exc
+    if not isinstance(data, dict):
+        raise RunError(f"The settings file of this run is damaged ({path} does not hold a table of settings).")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class CompareRow:
+    """One setting across several runs."""
+
+    key: str  # dotted, e.g. "model.depth"
+    values: tuple[Any, ...]  # one per run; None where a run has no such setting or its config was unreadable
+    differs: bool  # the runs whose config was read do not all have the same value
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"depth": 6}} -> {"model.depth": 6}, in the config's own order."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def compare_configs(configs: Sequence[Mapping[str, Any] | None]) -> list[CompareRow]:
+    """The settings of several runs side by side, one row per dotted setting, in the order the configs
+    list them. A config that could not be read (None) shows None everywhere and takes no part in what
+    differs: an unknown value is not a difference. A setting only some runs have (an older app version)
+    differs."""
+    flats = [flatten_config(c) if c is not None else None for c in configs]
+    keys = list(dict.fromkeys(k for flat in flats if flat is not None for k in flat))
+    missing = object()
+    rows = []
+    for key in keys:
+        known = [flat.get(key, missing) for flat in flats if flat is not None]
+        differs = any(not _same(known[0], v) for v in known[1:])
+        values = tuple(flat.get(key) if flat is not None else None for flat in flats)
+        rows.append(CompareRow(key=key, values=values, differs=differs))
+    return rows
+
+
+def _same(a: Any, b: Any) -> bool:
+    # 10 and 10.0 are the same setting (JSON from an older version); two NaNs are too.
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSummary:
+    best_acc: float  # the highest finite test accuracy; nan until an epoch has one
+    best_epoch: int  # the first epoch that reached it; 0 until then
+    epochs_done: int  # epochs with a logged result
+
+
+def summarize_metrics(records: Iterable[Mapping[str, Any]]) -> MetricsSummary:
+    """Best test accuracy, its epoch and the epochs done, from metrics.jsonl records. Non-finite and
+    missing accuracies (JSON null) are skipped; records of another shape are ignored."""
+    best_acc, best_epoch, epochs = math.nan, 0, set()
+    for r in records:
+        if r.get("type") != "epoch" or not isinstance(r.get("epoch"), int) or isinstance(r.get("epoch"), bool):
+            continue
+        epochs.add(r["epoch"])
+        acc = r.get("test_acc")
+        if isinstance(acc, int | float) and not isinstance(acc, bool) and math.isfinite(acc):
+            if not acc <= best_acc:  # also true while best_acc is nan
+                best_acc, best_epoch = float(acc), r["epoch"]
+    return MetricsSummary(best_acc=best_acc, best_epoch=best_epoch, epochs_done=len(epochs))
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:
