@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,7 +26,9 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core import runs
 from perceiver_gui.core.runs import RunInfo
-from perceiver_gui.ui.plots import PlotsPanel
+
+if TYPE_CHECKING:
+    from perceiver_gui.ui.plots import PlotsPanel  # imported when first shown: pyqtgraph loads after launch
 
 __all__ = ["RunsPanel"]
 
@@ -117,6 +120,8 @@ class RunsPanel(QWidget):
         """The selected run's curves. Made when first needed (the tab is shown, a run selected): a plots
         panel takes ~0.1 s to build, which the launch should not spend on a tab nobody has opened."""
         if self._plots is None:
+            from perceiver_gui.ui.plots import PlotsPanel
+
             self._plots = PlotsPanel()
             self._lower_layout.addWidget(self._plots, 1)
         return self._plots
