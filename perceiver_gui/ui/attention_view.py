@@ -2,17 +2,19 @@
 
 The maps are computed in a superqt worker (`compute_attention`), which hands back plain numpy arrays;
 torch is only imported there, so opening the window never waits for it. The dialog shows the image as
-the model saw it, the attention of one cross-attend layer and head averaged over latents as a heat map
-on the image, and the maps of the latents whose attention is most concentrated.
+the model saw it, the attention of one cross-attend layer and head as a heat map on the image (the mean
+or the max over latents, or one latent's own map), and a grid of the most distinct latents' maps;
+clicking a tile shows that latent on the image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -26,12 +28,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["AttentionDialog", "AttentionResult", "compute_attention", "concentrated_latents"]
+__all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "compute_attention",
+           "distinct_latents"]
 
 VIEW = 224  # side of the image and heat map views, in pixels
 TILE = 88  # side of each latent's map
 LATENTS_SHOWN = 8
 ALL_HEADS = -1
+ALL_LATENTS_MEAN = -1  # the latent chooser's two summaries; a latent's own index is 0 or more
+ALL_LATENTS_MAX = -2
+SELECTED = "border: 3px solid palette(highlight);"
+UNSELECTED = "border: 3px solid transparent;"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +65,36 @@ def compute_attention(predictor, name: str, source, top_k: int = 5) -> Attention
     return AttentionResult(name, tuple(result.prediction.top), image, maps)
 
 
-def concentrated_latents(maps: np.ndarray, count: int = LATENTS_SHOWN) -> np.ndarray:
-    """Indices of the `count` latents (maps: latents × H × W) with the lowest attention entropy."""
+def distinct_latents(maps: np.ndarray, count: int = LATENTS_SHOWN) -> np.ndarray:
+    """Indices of up to `count` latents (maps: latents × H × W, each summing to 1) whose maps differ most.
+
+    Greedy farthest-first: the most concentrated latent (lowest entropy) comes first, then, again and
+    again, the latent furthest from its nearest already-picked one in total variation distance (the
+    share of attention that would have to move to turn one map into the other, 0..1). Distances within
+    0.001 count as equal and the more concentrated latent wins. A trained model has many latents that
+    look at the same place; ranking by concentration alone fills the grid with near-copies of one map.
+    """
     flat = maps.reshape(maps.shape[0], -1).astype(np.float64)
     entropy = -(flat * np.log(np.clip(flat, 1e-12, None))).sum(axis=1)
-    return np.argsort(entropy, kind="stable")[:count]
+    chosen = [int(np.argmin(entropy))]
+    nearest = np.full(len(flat), np.inf)
+    while len(chosen) < min(count, len(flat)):
+        nearest = np.minimum(nearest, 0.5 * np.abs(flat - flat[chosen[-1]]).sum(axis=1))
+        nearest[chosen] = -1.0
+        order = np.lexsort((entropy, -np.round(nearest, 3)))  # the last key sorts first
+        chosen.append(int(order[0]))
+    return np.asarray(chosen, dtype=int)
+
+
+class _Tile(QLabel):
+    """One latent's map in the grid; a click shows that latent on the image."""
+
+    clicked = Signal()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.pixmap() is not None and not self.pixmap().isNull():
+            self.clicked.emit()
+        super().mousePressEvent(event)
 
 
 def _lookup_table() -> np.ndarray:
@@ -87,7 +119,7 @@ class AttentionDialog(QDialog):
         self.setModal(False)
         self.setWindowTitle(f"Attention — {name}")
         self.result: AttentionResult | None = None
-        self.heat: np.ndarray | None = None  # the shown mean map (H, W), before display normalisation
+        self.heat: np.ndarray | None = None  # the map on the image (H, W), before display normalisation
         self.latents: np.ndarray = np.zeros(0, dtype=int)  # indices of the latents in the grid
         self.latent_maps: np.ndarray | None = None  # their maps (k, H, W), before display normalisation
         self._lut = _lookup_table()
@@ -101,6 +133,18 @@ class AttentionDialog(QDialog):
         self.layer.setToolTip("Which cross-attention layer (the model reads the image once per layer).")
         self.head = QComboBox()
         self.head.setToolTip("Which cross-attention head, or all heads averaged.")
+        self.summary = QComboBox()
+        self.summary.addItem("mean over latents", ALL_LATENTS_MEAN)
+        self.summary.addItem("max over latents", ALL_LATENTS_MAX)
+        self.summary.addItem("one latent:", 0)
+        self.summary.setToolTip(
+            "What the map on the image shows: the attention averaged over all latents, the most any latent "
+            "pays each position, or one latent's own map (or click a latent's tile below)."
+        )
+        self.latent = QSpinBox()
+        self.latent.setPrefix("latent ")
+        self.latent.setToolTip("Which latent's map to show on the image.")
+        self.latent.hide()
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(65)
@@ -110,9 +154,9 @@ class AttentionDialog(QDialog):
         self._layer_label = QLabel("Layer")
         for w in (self._layer_label, self.layer, QLabel("Head"), self.head):
             controls.addWidget(w)
-        controls.addSpacing(16)
-        controls.addWidget(QLabel("Overlay"))
-        controls.addWidget(self.opacity)
+        controls.addSpacing(12)
+        for w in (QLabel("Show"), self.summary, self.latent):
+            controls.addWidget(w)
         controls.addStretch(1)
         self.controls = QWidget()
         self.controls.setLayout(controls)
@@ -120,23 +164,35 @@ class AttentionDialog(QDialog):
 
         self.image_view = QLabel()
         self.heat_view = QLabel()
+        self.heat_caption = QLabel()
+        overlay_row = QHBoxLayout()
+        overlay_row.addWidget(self.heat_caption, 1)
+        overlay_row.addWidget(QLabel("Overlay"))
+        overlay_row.addWidget(self.opacity)
         views = QGridLayout()
-        for column, (view, caption) in enumerate(((self.image_view, "The image as the model sees it"),
-                                                   (self.heat_view, "Attention, averaged over latents"))):
+        views.addWidget(QLabel("The image as the model sees it"), 0, 0)
+        views.addLayout(overlay_row, 0, 1)
+        for column, view in enumerate((self.image_view, self.heat_view)):
             view.setFixedSize(VIEW, VIEW)
             view.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            views.addWidget(QLabel(caption), 0, column)
             views.addWidget(view, 1, column)
         self.legend = QLabel()
         self.legend.setStyleSheet("color: gray;")
+        self.legend.setWordWrap(True)
 
         self.tiles_title = QLabel()
+        self.tiles_title.setWordWrap(True)
         self.tiles = QGridLayout()
-        self.tiles.setSpacing(6)
-        self._tile_views: list[tuple[QLabel, QLabel]] = []
+        self.tiles.setSpacing(4)
+        self._tile_views: list[tuple[_Tile, QLabel]] = []
         for i in range(LATENTS_SHOWN):
-            picture, caption = QLabel(), QLabel()
-            picture.setFixedSize(TILE, TILE)
+            picture, caption = _Tile(), QLabel()
+            picture.setFixedSize(TILE + 6, TILE + 6)  # room for the selection border around the map
+            picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            picture.setStyleSheet(UNSELECTED)
+            picture.setCursor(Qt.CursorShape.PointingHandCursor)
+            picture.setToolTip("This latent's map, scaled to its own peak. Click to show it on the image.")
+            picture.clicked.connect(partial(self._tile_clicked, i))
             caption.setStyleSheet("color: gray;")
             self.tiles.addWidget(picture, 2 * (i // 4), i % 4)
             self.tiles.addWidget(caption, 2 * (i // 4) + 1, i % 4)
@@ -162,6 +218,8 @@ class AttentionDialog(QDialog):
 
         self.layer.valueChanged.connect(self._redraw)
         self.head.currentIndexChanged.connect(self._redraw)
+        self.summary.currentIndexChanged.connect(self._redraw)
+        self.latent.valueChanged.connect(self._redraw)
         self.opacity.valueChanged.connect(self._redraw)
 
     # -- worker results (GUI-thread slots) -----------------------------------------------------
@@ -180,12 +238,14 @@ class AttentionDialog(QDialog):
         )
         from superqt.utils import signals_blocked
 
-        with signals_blocked(self.layer), signals_blocked(self.head):
+        with signals_blocked(self.layer), signals_blocked(self.head), signals_blocked(self.latent):
             self.layer.setRange(1, layers)
             self.head.clear()
             self.head.addItem("all (mean)", ALL_HEADS)
             for i in range(heads):
                 self.head.addItem(f"{i + 1} of {heads}", i)
+            self.latent.setRange(1, latents)
+            self.latent.setSuffix(f" of {latents}")
         # One layer needs no chooser; one head needs none beyond "all".
         self.layer.setVisible(layers > 1)
         self._layer_label.setVisible(layers > 1)
@@ -203,6 +263,26 @@ class AttentionDialog(QDialog):
     def show_exception(self, exc: BaseException) -> None:
         self.show_error(f"Could not compute the attention maps: {type(exc).__name__}: {exc}")
 
+    # -- the latent choice ---------------------------------------------------------------------
+    def selected_latent(self) -> int:
+        """The latent shown on the image (0-based), or ALL_LATENTS_MEAN / ALL_LATENTS_MAX."""
+        mode = self.summary.currentData()
+        return self.latent.value() - 1 if mode == 0 else mode
+
+    def select_latent(self, latent: int) -> None:
+        """Show one latent (0-based) on the image, or ALL_LATENTS_MEAN / ALL_LATENTS_MAX."""
+        from superqt.utils import signals_blocked
+
+        with signals_blocked(self.summary), signals_blocked(self.latent):
+            if latent >= 0:
+                self.latent.setValue(latent + 1)
+            self.summary.setCurrentIndex(self.summary.findData(min(latent, 0)))
+        self._redraw()
+
+    def _tile_clicked(self, slot: int) -> None:
+        if slot < len(self.latents):
+            self.select_latent(int(self.latents[slot]))
+
     # -- drawing -------------------------------------------------------------------------------
     def current_maps(self) -> np.ndarray:
         """(latents, H, W) of the chosen layer and head (the mean over heads for "all")."""
@@ -211,10 +291,26 @@ class AttentionDialog(QDialog):
         return maps.mean(axis=0) if head in (None, ALL_HEADS) else maps[head]
 
     def _redraw(self) -> None:
+        self.latent.setVisible(self.summary.currentData() == 0)
         if self.result is None:
             return
         maps = self.current_maps()
-        self.heat = maps.mean(axis=0)
+        chosen = self.selected_latent()
+        even = f"an even spread gives {1 / maps[0].size:.1%} each"
+        if chosen == ALL_LATENTS_MEAN:
+            self.heat = maps.mean(axis=0)
+            self.heat_caption.setText("Attention, averaged over latents")
+            legend = f"Dark → yellow: no attention → the peak, {float(self.heat.max()):.1%} ({even})."
+        elif chosen == ALL_LATENTS_MAX:
+            self.heat = maps.max(axis=0)
+            self.heat_caption.setText("Attention, the max over latents")
+            legend = (f"Each position shows the most attention any one latent pays it; dark → yellow: "
+                      f"none → {float(self.heat.max()):.1%} ({even}).")
+        else:
+            self.heat = maps[chosen]
+            self.heat_caption.setText(f"Attention of latent {chosen + 1}")
+            legend = (f"Latent {chosen + 1}'s own map; dark → yellow: no attention → its peak, "
+                      f"{float(self.heat.max()):.1%} ({even}).")
         base = self._rgb(self.result.image).astype(np.float32)
         # The image in grey under the heat map, so the colours read as attention only.
         grey = np.repeat(base.mean(axis=2, keepdims=True), 3, axis=2)
@@ -223,20 +319,21 @@ class AttentionDialog(QDialog):
         alpha = self.opacity.value() / 100 * self._scaled(self.heat)[..., None]
         overlay = (1 - alpha) * grey + alpha * self._colour(self.heat)
         self.heat_view.setPixmap(QPixmap.fromImage(_to_qimage(overlay.clip(0, 255), VIEW)))
-        self.legend.setText(
-            f"Dark → yellow: no attention → the peak, {float(self.heat.max()):.1%} "
-            f"(an even spread gives {1 / self.heat.size:.1%} each)."
-        )
+        self.legend.setText(legend)
 
-        self.latents = concentrated_latents(maps)
+        self.latents = distinct_latents(maps)
         self.latent_maps = maps[self.latents]
-        self.tiles_title.setText(f"The {len(self.latents)} latents with the most concentrated attention "
-                                 f"(each scaled to its own peak)")
+        self.tiles_title.setText(
+            f"{len(self.latents)} latents that look at different places: the most concentrated first, then each "
+            f"the most unlike those before it. Click one to show it above."
+        )
         for (picture, caption), index, single in zip(self._tile_views, self.latents, self.latent_maps, strict=False):
             picture.setPixmap(QPixmap.fromImage(_to_qimage(self._colour(single), TILE)))
+            picture.setStyleSheet(SELECTED if index == chosen else UNSELECTED)
             caption.setText(f"latent {index + 1} · peak {float(single.max()):.0%}")
         for picture, caption in self._tile_views[len(self.latents):]:
             picture.clear()
+            picture.setStyleSheet(UNSELECTED)
             caption.clear()
 
     def _colour(self, heat: np.ndarray) -> np.ndarray:

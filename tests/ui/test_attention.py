@@ -5,10 +5,29 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from perceiver_gui.ui.attention_view import AttentionDialog
+from perceiver_gui.ui.attention_view import (
+    ALL_LATENTS_MAX,
+    ALL_LATENTS_MEAN,
+    SELECTED,
+    AttentionDialog,
+    AttentionResult,
+    distinct_latents,
+)
 from tests.ui.helpers import digit_images, drop_files, load_model, tiny_config
 
-pytestmark = pytest.mark.slow  # trains a tiny two-layer model once (~2 s)
+
+def _softmax_maps(rng, *shape) -> np.ndarray:
+    """Random attention maps (…, H, W) that each sum to 1, peaked like a trained model's."""
+    logits = 3 * rng.standard_normal(shape)
+    flat = np.exp(logits.reshape(*shape[:-2], -1))
+    return (flat / flat.sum(-1, keepdims=True)).reshape(shape).astype(np.float32)
+
+
+def _result(channels: int, height: int, width: int, *, layers=2, heads=3, latents=20, seed=0) -> AttentionResult:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    maps = tuple(_softmax_maps(rng, heads, latents, height, width) for _ in range(layers))
+    return AttentionResult("photo.png", (("cat", 0.7), ("dog", 0.2)), image, maps)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +53,7 @@ def _dialogs(panel) -> list[AttentionDialog]:
     return [w for w in QApplication.topLevelWidgets() if isinstance(w, AttentionDialog) and w.parent() is panel]
 
 
+@pytest.mark.slow  # trains a tiny two-layer model once (~2 s)
 def test_attention_button_opens_a_dialog_whose_maps_follow_the_layer_and_head(panel, qtbot, two_layer_model, tmp_path):
     load_model(qtbot, panel, two_layer_model)
     drop_files(panel, digit_images(tmp_path / "images", 1))
@@ -66,13 +86,18 @@ def test_attention_button_opens_a_dialog_whose_maps_follow_the_layer_and_head(pa
     dialog.head.setCurrentIndex(3)  # head 3 of 4
     assert not np.allclose(dialog.heat, before)
     np.testing.assert_allclose(dialog.heat, dialog.result.maps[1][2].mean(axis=0), rtol=1e-5)
-    # The latents in the grid are the most concentrated ones, most concentrated first.
+    # The grid starts with the most concentrated latent.
     peaks = dialog.latent_maps.reshape(8, -1).max(axis=1)
     assert peaks[0] >= np.median(dialog.result.maps[1][2].reshape(8, -1).max(axis=1))
+    # Clicking a tile puts that latent on the image.
+    qtbot.mouseClick(dialog._tile_views[5][0], Qt.MouseButton.LeftButton)
+    assert dialog.selected_latent() == dialog.latents[5]
+    np.testing.assert_array_equal(dialog.heat, dialog.result.maps[1][2][dialog.latents[5]])
 
     dialog.grab().save("/tmp/attention.png")
 
 
+@pytest.mark.slow
 def test_an_unreadable_file_shows_its_error_in_the_dialog(panel, qtbot, two_layer_model, tmp_path):
     load_model(qtbot, panel, two_layer_model)
     [image] = digit_images(tmp_path / "images", 1)
@@ -84,3 +109,102 @@ def test_an_unreadable_file_shows_its_error_in_the_dialog(panel, qtbot, two_laye
     dialog = _dialog(qtbot, panel)
     assert dialog.result is None and dialog.body.isHidden()
     assert image.name in dialog.status.text()
+
+
+@pytest.mark.parametrize(("channels", "height", "width"), [(1, 8, 8), (3, 5, 12), (3, 40, 28)])
+def test_the_latent_choice_decides_the_map_on_the_image(qtbot, channels, height, width):
+    dialog = AttentionDialog("photo.png")
+    qtbot.addWidget(dialog)
+    result = _result(channels, height, width)
+    dialog.show_result(result)
+    dialog.show()
+    maps = result.maps[0].mean(axis=0)  # layer 1, all heads: (latents, H, W)
+    assert dialog.selected_latent() == ALL_LATENTS_MEAN and dialog.latent.isHidden()
+    np.testing.assert_allclose(dialog.heat, maps.mean(axis=0), rtol=1e-6)
+    assert "averaged over latents" in dialog.heat_caption.text()
+    # The picture keeps the input's proportions, whatever its size.
+    shown = dialog.image_view.pixmap()
+    assert abs(shown.width() / shown.height() - width / height) < 0.05
+    mean_picture = dialog.heat_view.pixmap().toImage()
+
+    # Max over latents: at every position, the strongest single latent; not the mean.
+    dialog.summary.setCurrentIndex(dialog.summary.findData(ALL_LATENTS_MAX))
+    np.testing.assert_array_equal(dialog.heat, maps.max(axis=0))
+    assert not np.allclose(dialog.heat, maps.mean(axis=0))
+    assert "max over latents" in dialog.heat_caption.text()
+    assert dialog.heat_view.pixmap().toImage() != mean_picture
+
+    # One latent, picked with the chooser: exactly that latent's map, which sums to 1.
+    dialog.summary.setCurrentIndex(dialog.summary.findData(0))
+    assert dialog.latent.isVisible() and dialog.latent.maximum() == 20
+    dialog.latent.setValue(7)
+    assert dialog.selected_latent() == 6
+    np.testing.assert_array_equal(dialog.heat, maps[6])
+    assert dialog.heat.sum() == pytest.approx(1.0, abs=1e-5)
+    assert "latent 7" in dialog.heat_caption.text() and "Latent 7" in dialog.legend.text()
+
+    # ... and it follows the head: head 2's own map of latent 7.
+    dialog.head.setCurrentIndex(2)
+    np.testing.assert_array_equal(dialog.heat, result.maps[0][1][6])
+
+    # Clicking a tile in the grid selects that latent and marks its tile.
+    tile = dialog._tile_views[3][0]
+    qtbot.mouseClick(tile, Qt.MouseButton.LeftButton)
+    picked = int(dialog.latents[3])
+    assert dialog.selected_latent() == picked and dialog.latent.value() == picked + 1
+    np.testing.assert_array_equal(dialog.heat, result.maps[0][1][picked])
+    assert tile.styleSheet() == SELECTED
+    assert [t.styleSheet() == SELECTED for t, _ in dialog._tile_views].count(True) == 1
+
+    dialog.select_latent(ALL_LATENTS_MEAN)
+    assert dialog.latent.isHidden() and "averaged" in dialog.heat_caption.text()
+    assert all(t.styleSheet() != SELECTED for t, _ in dialog._tile_views)
+    if (channels, height, width) == (3, 5, 12):
+        dialog.select_latent(picked)
+        dialog.grab().save("/tmp/attention_colour.png")
+
+
+def test_the_grid_shows_latents_that_look_at_different_places():
+    """Four latents on the top-left corner, one on the bottom-right, one spread out: one of each kind."""
+    maps = np.full((6, 4, 4), 0.01 / 15, dtype=np.float32)
+    for i, peak in enumerate((0.99, 0.98, 0.97, 0.96)):
+        maps[i] = (1 - peak) / 15
+        maps[i, 0, 0] = peak
+    maps[4] = 0.05 / 15
+    maps[4, 3, 3] = 0.95
+    maps[5] = 1 / 16
+    picked = distinct_latents(maps, 3)
+    assert list(picked) == [0, 4, 5]  # the most concentrated first, then the most unlike the ones before
+    assert len(distinct_latents(maps, 10)) == 6 and len(set(distinct_latents(maps, 10))) == 6
+
+
+@pytest.mark.slow
+def test_a_colour_model_of_any_shape_shows_its_attention(panel, qtbot, tmp_path):
+    """An RGB checkpoint reading 6×10 inputs; a 40×25 photo is resized to that grid, in colour."""
+    import torch
+    from PIL import Image
+
+    from perceiver_gui.config import Config, ModelConfig
+    from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.model import build_model
+
+    cfg = Config(name="colour", model=ModelConfig(
+        num_freq_bands=2, depth=1, max_freq=4.0, input_channels=3, num_latents=12, latent_dim=16, cross_heads=2,
+        latent_heads=1, cross_dim_head=8, latent_dim_head=8, num_classes=2))
+    torch.manual_seed(0)
+    meta = ModelMeta(config=cfg, class_names=("red", "blue"), mean=(0.5,) * 3, std=(0.25,) * 3,
+                     image_size=(6, 10), channels=3)
+    model = save_model(tmp_path / "colour.safetensors", build_model(cfg.model).state_dict(), meta)
+    photo = tmp_path / "photo.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (25, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels, mode="RGB").save(photo)
+
+    load_model(qtbot, panel, model)
+    drop_files(panel, [photo])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
+    panel.entries()[0].attention_button.click()
+    dialog = _dialog(qtbot, panel)
+    assert dialog.result.image.shape == (6, 10, 3) and dialog.result.image.std(axis=2).max() > 0  # in colour
+    assert dialog.heat.shape == (6, 10) and not dialog.layer.isVisibleTo(dialog)
+    qtbot.mouseClick(dialog._tile_views[0][0], Qt.MouseButton.LeftButton)
+    np.testing.assert_array_equal(dialog.heat, dialog.result.maps[0].mean(axis=0)[dialog.latents[0]])
