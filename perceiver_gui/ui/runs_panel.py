@@ -1,14 +1,16 @@
 """Past runs from the runs folder: name, date, dataset, best accuracy and status; the selected run's
-curves below; resume, rename, delete (after asking) or open its model in the classifier."""
+curves below; resume, rename, delete (after asking) or open its model in the classifier. Select several
+runs (Ctrl- or Shift-click) to compare them: their curves overlaid and their settings side by side."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -28,10 +30,13 @@ from perceiver_gui.core import runs
 from perceiver_gui.core.runs import RunInfo
 
 if TYPE_CHECKING:
+    from perceiver_gui.ui.compare_view import CompareView
     from perceiver_gui.ui.plots import PlotsPanel  # imported when first shown: pyqtgraph loads after launch
 
 __all__ = ["RunsPanel"]
 
+HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
+MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
 COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status")
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -62,7 +67,7 @@ class RunsPanel(QWidget):
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
-        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         header = self.tree.header()
@@ -82,7 +87,7 @@ class RunsPanel(QWidget):
         self.rename_button.setToolTip("Change the name shown for the selected run.")
         self.rename_button.clicked.connect(self.rename)
         self.delete_button = QPushButton("Delete…")
-        self.delete_button.setToolTip("Delete the selected run's folder, after asking.")
+        self.delete_button.setToolTip("Delete the selected runs' folders, after asking.")
         self.delete_button.clicked.connect(self.delete)
         self.open_button = QPushButton("Open in classifier")
         self.open_button.setToolTip("Load the selected run's model in the classifier.")
@@ -92,10 +97,11 @@ class RunsPanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
 
-        self.detail = QLabel("Select a run to see its curves.")
+        self.detail = QLabel(HINT)
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._plots: PlotsPanel | None = None
+        self._compare: CompareView | None = None
 
         lower = QWidget()
         lower_layout = QVBoxLayout(lower)
@@ -126,8 +132,20 @@ class RunsPanel(QWidget):
             self._lower_layout.addWidget(self._plots, 1)
         return self._plots
 
+    @property
+    def compare(self) -> CompareView:
+        """The view of several selected runs, made (and its module imported) the first time two are."""
+        if self._compare is None:
+            from perceiver_gui.ui.compare_view import CompareView
+
+            self._compare = CompareView()
+            self._compare.setVisible(False)
+            self._lower_layout.addWidget(self._compare, 1)
+        return self._compare
+
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        _ = self.plots  # made on first show
+        if self._compare is None or not self._compare.isVisible():
+            _ = self.plots  # made on first show
         super().showEvent(event)
 
     def set_busy_run(self, path: str) -> None:
@@ -138,19 +156,40 @@ class RunsPanel(QWidget):
         return [self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())]
 
     def selected(self) -> RunInfo | None:
-        items = self.tree.selectedItems()
-        return self._infos.get(items[0].data(0, PATH_ROLE)) if items else None
+        """The selected run, when exactly one is (the actions on one run use it)."""
+        chosen = self.selected_runs()
+        return chosen[0] if len(chosen) == 1 else None
+
+    def selected_runs(self) -> list[RunInfo]:
+        """Every selected run, in the order the list shows them."""
+        items = sorted(self.tree.selectedItems(), key=self.tree.indexOfTopLevelItem)
+        return [self._infos[path] for item in items if (path := item.data(0, PATH_ROLE)) in self._infos]
 
     def select(self, path: str) -> bool:
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
-            if item.data(0, PATH_ROLE) == str(path):
-                self.tree.setCurrentItem(item)
-                return True
-        return False
+        """Select this run alone."""
+        return self.select_runs([path]) == 1
+
+    def select_runs(self, paths: Sequence[str]) -> int:
+        """Select these runs (and no others), as Ctrl-clicks would; returns how many were found."""
+        wanted = {str(p) for p in paths}
+        found = 0
+        self.tree.blockSignals(True)  # one update for the whole selection, not one per run
+        try:
+            self.tree.clearSelection()
+            for i in range(self.tree.topLevelItemCount()):
+                item = self.tree.topLevelItem(i)
+                if item.data(0, PATH_ROLE) in wanted:
+                    if not found:
+                        self.tree.setCurrentItem(item, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
+                    item.setSelected(True)
+                    found += 1
+        finally:
+            self.tree.blockSignals(False)
+        self._selected()
+        return found
 
     def refresh(self) -> None:
-        keep = self.selected()
+        keep = [info.path for info in self.selected_runs()]
         infos = runs.list_runs(self.runs_root)
         self._infos = {info.path: info for info in infos}
         self.tree.setSortingEnabled(False)
@@ -168,8 +207,7 @@ class RunsPanel(QWidget):
             item.setToolTip(4, info.message or info.status)
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
-        if keep is not None:
-            self.select(keep.path)
+        self.select_runs(keep)
         if not infos:
             self.detail.setText(f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
         self._update_buttons()
@@ -195,25 +233,40 @@ class RunsPanel(QWidget):
         self.refresh()
 
     def delete(self) -> None:
-        info = self.selected()
-        if info is None:
+        chosen = self.selected_runs()
+        if not chosen or any(info.path == self._busy_run for info in chosen):
             return
+        if len(chosen) == 1:
+            title = "Delete run"
+            text = f"Delete the run “{chosen[0].name}” and all its files (model, metrics, resume state)?\n\n{chosen[0].path}"
+        else:
+            title = f"Delete {len(chosen)} runs"
+            text = (f"Delete these {len(chosen)} runs and all their files (models, metrics, resume states)?\n\n"
+                    + "\n".join(f"• {info.name}" for info in chosen))
         answer = QMessageBox.question(
             self,
-            "Delete run",
-            f"Delete the run “{info.name}” and all its files (model, metrics, resume state)?\n\n{info.path}",
+            title,
+            text,
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
-        try:
-            runs.delete_run(Path(info.path))
-        except (runs.RunError, OSError) as exc:
-            self.message.emit(f"Could not delete {info.name}: {exc}")
-            return
-        self.message.emit(f"Deleted the run {info.name}.")
-        self.plots.reset()
+        failed = []
+        for info in chosen:
+            try:
+                runs.delete_run(Path(info.path))
+            except (runs.RunError, OSError) as exc:
+                failed.append(f"Could not delete {info.name}: {exc}")
+        deleted = len(chosen) - len(failed)
+        if failed:
+            self.message.emit(" ".join(failed))
+        elif deleted == 1:
+            self.message.emit(f"Deleted the run {chosen[0].name}.")
+        else:
+            self.message.emit(f"Deleted {deleted} runs.")
+        if self._plots is not None:
+            self._plots.reset()
         self.refresh()
 
     def open_model(self) -> None:
@@ -223,21 +276,46 @@ class RunsPanel(QWidget):
 
     # -- internals -----------------------------------------------------------------------------
     def _selected(self) -> None:
-        info = self.selected()
+        chosen = self.selected_runs()
         self._update_buttons()
-        if info is None:
+        if len(chosen) >= 2:
+            self._show_comparison(chosen)
             return
+        if self._compare is not None and self._compare.isVisible():
+            self._compare.setVisible(False)
+            self.plots.setVisible(True)
+            if not chosen:
+                self.plots.reset()  # the curves shown belonged to none of the runs now selected
+                self.detail.setText(HINT)
+                self.detail.setToolTip("")
+        if not chosen:
+            return
+        info = chosen[0]
         self.plots.load_metrics(runs.read_metrics(Path(info.path)))
         self.detail.setText(f"<b>{info.name}</b> · {info.message or info.status}")
         self.detail.setToolTip(info.path)
 
+    def _show_comparison(self, chosen: list[RunInfo]) -> None:
+        shown = chosen[:MAX_COMPARED]
+        if self._plots is not None:
+            self._plots.setVisible(False)
+        self.compare.set_runs(shown)
+        self.compare.setVisible(True)
+        text = f"<b>Comparing {len(shown)} runs</b> · Ctrl-click a run to add or remove it"
+        if len(chosen) > len(shown):
+            text = (f"<b>Comparing the first {len(shown)} of {len(chosen)} selected runs</b> · "
+                    f"more would be too many to tell apart")
+        self.detail.setText(text)
+        self.detail.setToolTip("")
+
     def _update_buttons(self) -> None:
-        info = self.selected()
+        chosen = self.selected_runs()
+        info = chosen[0] if len(chosen) == 1 else None  # resume, rename and open act on one run
         path = Path(info.path) if info else None
         free = info is not None and info.path != self._busy_run
         self.resume_button.setEnabled(
             free and info.status != "completed" and (path / runs.RESUME_FILE).is_file() and not self._busy_run
         )
         self.rename_button.setEnabled(free)
-        self.delete_button.setEnabled(free)
+        self.delete_button.setEnabled(bool(chosen) and all(i.path != self._busy_run for i in chosen))
         self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())

@@ -1,0 +1,428 @@
+"""Several runs side by side: their test accuracy and loss curves overlaid, one colour per run, and a
+table of their settings with the ones that differ highlighted, under their best accuracy.
+
+Shown by the runs panel when more than one run is selected. The curves are a snapshot of each run's
+metrics.jsonl (Refresh in the runs panel reads them again); a run's parsed metrics are kept while its
+file is unchanged, so adding a run to the selection does not read the others again.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from perceiver_gui.core import runs
+from perceiver_gui.core.runs import RunInfo
+from perceiver_gui.ui.plots import ema
+
+__all__ = ["CompareView", "run_style"]
+
+# Paul Tol's "bright" qualitative scheme: told apart with the common colour-vision deficiencies and
+# readable on light and dark backgrounds (Okabe-Ito's yellow and black are not, on one or the other).
+PALETTE = ((68, 119, 170), (238, 102, 119), (34, 136, 51), (204, 187, 68), (102, 204, 238), (170, 51, 119),
+           (187, 187, 187))
+# Past seven runs the colours come round again with a different dash, so ten runs stay distinct.
+DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
+DIFFERS = QColor(240, 180, 0, 90)  # amber wash over the rows whose values differ
+SUMMARY_ROWS = ("Best test accuracy", "Best epoch", "Epochs done")
+
+
+def run_style(index: int) -> tuple[QColor, Qt.PenStyle]:
+    """The colour and line style of the index-th run in a comparison."""
+    return QColor(*PALETTE[index % len(PALETTE)]), DASHES[(index // len(PALETTE)) % len(DASHES)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Curves:
+    """One run's metrics as arrays (non-finite values already left out)."""
+
+    steps: np.ndarray  # logged train steps
+    loss: np.ndarray  # train loss at those steps
+    ends: np.ndarray  # global step at the end of each epoch (epoch records, in order)
+    epochs: np.ndarray  # those epochs' numbers
+    test_loss: np.ndarray  # nan where an epoch had none
+    test_acc: np.ndarray  # nan where an epoch had none
+    summary: runs.MetricsSummary
+    skipped: int  # non-finite values left out
+
+
+def _read_curves(run_dir: Path) -> _Curves:
+    records = runs.read_metrics(run_dir)
+    steps, loss, ends, epochs, test_loss, test_acc = [], [], [], [], [], []
+    skipped = 0
+    for r in records:
+        try:
+            if r.get("type") == "step":
+                value = _num(r.get("loss"))
+                if math.isfinite(value):
+                    steps.append(int(r["step"]))
+                    loss.append(value)
+                else:
+                    skipped += 1
+            elif r.get("type") == "epoch":
+                epoch, step = int(r["epoch"]), int(r.get("step", 0))
+                ends.append(step)
+                epochs.append(epoch)
+                test_loss.append(_num(r.get("test_loss")))
+                test_acc.append(_num(r.get("test_acc")))
+                skipped += sum(not math.isfinite(v) for v in (test_loss[-1], test_acc[-1]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a record from another version of the app: use the rest
+    return _Curves(np.array(steps, dtype=float), np.array(loss), np.array(ends, dtype=float),
+                   np.array(epochs, dtype=float), np.array(test_loss), np.array(test_acc),
+                   runs.summarize_metrics(records), skipped)
+
+
+def _num(value: Any) -> float:
+    # JSON has no NaN: the engine writes null for a non-finite value.
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def _epochs_at(steps: np.ndarray, ends: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Fractional epochs of train steps, from the steps at which epochs ended (the last epoch's length
+    carries on past its end, for an epoch still running). Runs with different batch sizes line up."""
+    order = np.argsort(ends, kind="stable")
+    xs = np.concatenate(([0.0], ends[order]))
+    ys = np.concatenate(([0.0], epochs[order]))
+    x = np.interp(steps, xs, ys)
+    last = max(xs[-1] - xs[-2], 1.0)
+    after = steps > xs[-1]
+    x[after] = ys[-1] + (steps[after] - xs[-1]) / last
+    return x
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if value == "":
+        return "(empty)"
+    return str(value)
+
+
+def _elide(name: str, limit: int = 32) -> str:
+    # The legend takes its width from the plots; the table's column headers carry the whole name.
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _swatch(color: QColor, style: Qt.PenStyle) -> QIcon:
+    """A short line in a run's colour and dash, for the table's column headers."""
+    pixmap = QPixmap(22, 10)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    pen = QPen(color, 3, style)
+    painter.setPen(pen)
+    painter.drawLine(1, 5, 21, 5)
+    painter.end()
+    return QIcon(pixmap)
+
+
+class CompareView(QWidget):
+    """Overlaid curves and a settings table for several runs (`set_runs`)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._runs: list[RunInfo] = []
+        self._data: list[_Curves] = []
+        self._configs: list[dict[str, Any] | None] = []
+        self._cache: dict[str, tuple[tuple[int, int], _Curves]] = {}
+        self._settings_rows: list[runs.CompareRow] = []
+        self._acc_curves: list[pg.PlotDataItem] = []
+        self._loss_curves: list[pg.PlotDataItem] = []
+        self._test_loss_curves: list[pg.PlotDataItem] = []
+
+        self.x_axis = QComboBox()
+        self.x_axis.addItems(["epoch", "step"])
+        self.x_axis.setToolTip("Epochs line up runs with different batch sizes; steps show the updates made.")
+        self.x_axis.currentIndexChanged.connect(self._draw)
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(90)
+        self.smoothing.setMaximumWidth(140)
+        self.smoothing.setToolTip("How strongly the train loss curves are smoothed (0 = raw values).")
+        self.smoothing.valueChanged.connect(self._draw)
+        self.log_scale = QCheckBox("Log-scale loss")
+        self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("x axis"))
+        controls.addWidget(self.x_axis)
+        controls.addSpacing(12)
+        controls.addWidget(QLabel("Smoothing"))
+        controls.addWidget(self.smoothing)
+        controls.addSpacing(12)
+        controls.addWidget(self.log_scale)
+        controls.addStretch(1)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setMinimumSize(360, 220)
+        self.acc_plot = self.graphics.addPlot(row=0, col=0)
+        self.loss_plot = self.graphics.addPlot(row=0, col=1)
+        self.acc_plot.setTitle("Test accuracy", size="10pt")
+        self.loss_plot.setTitle("Loss: lines train (smoothed), dots test", size="10pt")
+        for plot in (self.acc_plot, self.loss_plot):
+            plot.showGrid(x=True, y=True, alpha=0.15)
+        self.acc_plot.setYRange(0, 1, padding=0.02)
+        self.acc_plot.getAxis("left").setLabel("")
+        # The legend gets its own column, beside the plots, so it never hides a curve however many runs.
+        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-6, frame=False)
+        self.legend.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)  # its own size, top right
+        self.graphics.addItem(self.legend, row=0, col=2)
+        self.graphics.ci.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignTop)
+        self.graphics.ci.layout.setColumnStretchFactor(0, 1)
+        self.graphics.ci.layout.setColumnStretchFactor(1, 1)
+
+        self.only_differences = QCheckBox("Show only differences")
+        self.only_differences.setChecked(True)
+        self.only_differences.setToolTip("Hide the settings that all selected runs share.")
+        self.only_differences.toggled.connect(self._filter_rows)
+        self.table_note = QLabel()
+        self.table_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.table = QTableWidget()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setMaximumSectionSize(220)  # a long run name is elided; its tooltip has it all
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.setWordWrap(False)
+
+        upper = QWidget()
+        upper_layout = QVBoxLayout(upper)
+        upper_layout.setContentsMargins(0, 0, 0, 0)
+        upper_layout.addLayout(controls)
+        upper_layout.addWidget(self.note)
+        upper_layout.addWidget(self.graphics, 1)
+        lower = QWidget()
+        lower_layout = QVBoxLayout(lower)
+        lower_layout.setContentsMargins(0, 0, 0, 0)
+        table_controls = QHBoxLayout()
+        table_controls.addWidget(self.only_differences)
+        table_controls.addSpacing(12)
+        table_controls.addWidget(self.table_note, 1)
+        lower_layout.addLayout(table_controls)
+        lower_layout.addWidget(self.table, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(upper)
+        split.addWidget(lower)
+        split.setChildrenCollapsible(False)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+        self._apply_palette()
+
+    # -- the typed API -------------------------------------------------------------------------
+    def set_runs(self, infos: Sequence[RunInfo]) -> None:
+        """Compare these runs (in this order, which gives their colours)."""
+        self._runs = list(infos)
+        self._data = [self._curves(Path(info.path)) for info in self._runs]
+        self._configs, errors = [], []
+        for info in self._runs:
+            try:
+                self._configs.append(runs.read_config(Path(info.path)))
+            except runs.RunError as exc:
+                self._configs.append(None)
+                errors.append(f"“{info.name}” — {exc}")
+        self._rebuild_curves()
+        self._draw()
+        self._fill_table()
+        notes = list(errors)
+        waiting = [f"“{info.name}”" for info, d in zip(self._runs, self._data, strict=True) if not d.epochs.size]
+        if waiting:
+            notes.append(f"{', '.join(waiting)} {'has' if len(waiting) == 1 else 'have'} no finished epoch yet.")
+        skipped = sum(d.skipped for d in self._data)
+        if skipped:
+            notes.append(f"{skipped} non-finite value{'s' if skipped != 1 else ''} (NaN or infinite) not shown.")
+        self.note.setText(" ".join(notes))
+        self.note.setVisible(bool(notes))
+
+    def legend_names(self) -> list[str]:
+        return [html.unescape(label.text) for _, label in self.legend.items]
+
+    def differing_settings(self) -> list[str]:
+        """The dotted settings whose values differ between the runs (the highlighted rows)."""
+        return [row.key for row in self._settings_rows if row.differs]
+
+    def visible_settings(self) -> list[str]:
+        offset = len(SUMMARY_ROWS)
+        return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
+
+    # -- curves --------------------------------------------------------------------------------
+    def _curves(self, run_dir: Path) -> _Curves:
+        try:
+            st = os.stat(run_dir / runs.METRICS_FILE)
+            key = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (0, 0)
+        cached = self._cache.get(str(run_dir))
+        if cached is None or cached[0] != key:
+            cached = (key, _read_curves(run_dir))
+            self._cache[str(run_dir)] = cached
+        return cached[1]
+
+    def _rebuild_curves(self) -> None:
+        for plot, curves in ((self.acc_plot, self._acc_curves), (self.loss_plot, self._loss_curves),
+                             (self.loss_plot, self._test_loss_curves)):
+            for curve in curves:
+                plot.removeItem(curve)
+            curves.clear()
+        self.legend.clear()
+        for i, info in enumerate(self._runs):
+            color, dash = run_style(i)
+            acc = self.acc_plot.plot(pen=pg.mkPen(color, width=2, style=dash), symbol="o", symbolSize=5,
+                                     symbolBrush=color, symbolPen=None)
+            loss = self.loss_plot.plot(pen=pg.mkPen(color, width=1.8, style=dash))
+            loss.setDownsampling(auto=True, method="peak")  # long runs: one min/max pair per pixel column
+            loss.setClipToView(True)
+            test = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
+            self._acc_curves.append(acc)
+            self._loss_curves.append(loss)
+            self._test_loss_curves.append(test)
+            self.legend.addItem(acc, html.escape(_elide(info.name)))
+        self._apply_palette()
+
+    def _draw(self) -> None:
+        by_epoch = self.x_axis.currentText() == "epoch"
+        weight = self.smoothing.value() / 100.0
+        for acc, loss, test, d in zip(self._acc_curves, self._loss_curves, self._test_loss_curves, self._data,
+                                      strict=True):
+            x_end = d.epochs if by_epoch else d.ends
+            ok = np.isfinite(d.test_acc)
+            acc.setData(x_end[ok], d.test_acc[ok])
+            ok = np.isfinite(d.test_loss)
+            test.setData(x_end[ok], d.test_loss[ok])
+            if by_epoch and not d.ends.size:
+                loss.setData([], [])  # no epoch has ended: where its steps fall in epochs is not known yet
+            else:
+                x = _epochs_at(d.steps, d.ends, d.epochs) if by_epoch else d.steps
+                loss.setData(x, ema(d.loss, weight))
+        for plot in (self.acc_plot, self.loss_plot):
+            plot.setLabel("bottom", "epoch" if by_epoch else "step")
+        self.loss_plot.enableAutoRange()
+        self.acc_plot.enableAutoRange(axis="x")
+
+    # -- table ---------------------------------------------------------------------------------
+    def _fill_table(self) -> None:
+        self._settings_rows = runs.compare_configs(self._configs)
+        table = self.table
+        table.clear()
+        table.setColumnCount(1 + len(self._runs))
+        table.setRowCount(len(SUMMARY_ROWS) + len(self._settings_rows))
+        table.setHorizontalHeaderItem(0, QTableWidgetItem("Setting"))
+        for i, (info, config) in enumerate(zip(self._runs, self._configs, strict=True)):
+            header = QTableWidgetItem(_swatch(*run_style(i)), info.name if config is not None else f"{info.name} ⚠")
+            header.setToolTip(f"{info.name}\n{info.path}" if config is not None
+                              else f"{info.name}\nIts settings could not be read.")
+            table.setHorizontalHeaderItem(1 + i, header)
+        bold = QFont(table.font())
+        bold.setBold(True)
+
+        summaries = [d.summary for d in self._data]
+        best = max((s.best_acc for s in summaries if math.isfinite(s.best_acc)), default=math.nan)
+        for row, label in enumerate(SUMMARY_ROWS):
+            name = QTableWidgetItem(label)
+            name.setFont(bold)
+            table.setItem(row, 0, name)
+            for i, (config, s) in enumerate(zip(self._configs, summaries, strict=True)):
+                if row == 0:
+                    text = f"{s.best_acc:.2%}" if math.isfinite(s.best_acc) else "—"
+                elif row == 1:
+                    text = str(s.best_epoch) if s.best_epoch else "—"
+                else:
+                    train = config.get("train") if config else None
+                    planned = train.get("epochs") if isinstance(train, dict) else None
+                    text = f"{s.epochs_done} / {planned}" if isinstance(planned, int) else str(s.epochs_done)
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if row == 0 and s.best_acc == best:
+                    item.setFont(bold)  # the winner stands out
+                    item.setToolTip("The best of the selected runs.")
+                table.setItem(row, 1 + i, item)
+
+        wash = QBrush(DIFFERS)
+        for r, setting in enumerate(self._settings_rows):
+            row = len(SUMMARY_ROWS) + r
+            name = QTableWidgetItem(setting.key)
+            table.setItem(row, 0, name)
+            items = [name]
+            for i, value in enumerate(setting.values):
+                item = QTableWidgetItem(_format(value))
+                if value is None:
+                    item.setToolTip("Its settings could not be read." if self._configs[i] is None
+                                    else "This run has no such setting (made by another version of the app).")
+                table.setItem(row, 1 + i, item)
+                items.append(item)
+            if setting.differs:
+                name.setFont(bold)
+                for item in items:
+                    item.setBackground(wash)
+        self._filter_rows()
+
+    def _filter_rows(self) -> None:
+        only = self.only_differences.isChecked()
+        for r, setting in enumerate(self._settings_rows):
+            self.table.setRowHidden(len(SUMMARY_ROWS) + r, only and not setting.differs)
+        differ = len(self.differing_settings())
+        readable = sum(c is not None for c in self._configs)
+        if readable < 2:
+            text = ""
+        elif differ == 0:
+            text = f"The {readable} runs have the same settings."
+        else:
+            text = f"{differ} of {len(self._settings_rows)} settings differ (highlighted)."
+        self.table_note.setText(text)
+
+    # -- light and dark ------------------------------------------------------------------------
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def _apply_palette(self) -> None:
+        """Plot background and text follow the window's palette, like the training plots."""
+        palette = self.palette() if self.parent() else QApplication.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        foreground = palette.color(QPalette.ColorRole.Text)
+        self.graphics.setBackground(background)
+        for plot in (self.acc_plot, self.loss_plot):
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setPen(pg.mkPen(foreground))
+                axis.setTextPen(pg.mkPen(foreground))
+            plot.titleLabel.setText(plot.titleLabel.text, color=foreground.name())
+        self.legend.setLabelTextColor(foreground)
+        for _, label in self.legend.items:
+            label.setText(label.text, color=foreground.name())
