@@ -30,7 +30,6 @@ def run_app(argv: list[str] | None = None) -> int:
 
     A .toml or .json path among the arguments is opened in the settings form.
     """
-    import pyqtgraph as pg
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -43,7 +42,6 @@ def run_app(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName(APP_NAME)
     app.setDesktopFileName("perceiver-gui")  # matches resources/perceiver-gui.desktop (taskbar icon on Wayland)
     app.setWindowIcon(app_icon())
-    pg.setConfigOptions(antialias=True)
 
     window = MainWindow(QSettings())
     for arg in argv[1:]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
+    QLabel,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -23,13 +25,16 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.config import PRESETS, Config, ConfigError, load_config
 from perceiver_gui.core.events import Finished, RunStarted
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
-from perceiver_gui.ui.plots import PlotsPanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
+
+if TYPE_CHECKING:
+    from perceiver_gui.ui.plots import PlotsPanel
 
 __all__ = ["MainWindow"]
 
@@ -48,8 +53,18 @@ class MainWindow(QMainWindow):
 
         self.form = HyperparamsPanel(self._saved_config())
         self.complexity = ComplexityView()
-        self.plots = PlotsPanel()
-        self.training = TrainingPanel(self.plots)
+        # The plots need pyqtgraph, which loads after the window is shown (see ui/deferred.py); until
+        # then the Training tab holds an empty frame for them. `self.plots` makes them on demand.
+        self._plots: PlotsPanel | None = None
+        self._plots_loading = False
+        self._plots_frame = QWidget()
+        frame_layout = QVBoxLayout(self._plots_frame)
+        frame_layout.setContentsMargins(0, 0, 0, 0)
+        self._plots_placeholder = QLabel("Loading plots…")
+        self._plots_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._plots_placeholder.setEnabled(False)
+        frame_layout.addWidget(self._plots_placeholder)
+        self.training = TrainingPanel(self._plots_frame)
         self.classifier = ClassifierPanel()
         self.runs = RunsPanel(self.runs_root)
         self.runner = TrainingRunner(self.runs_root, self)
@@ -97,6 +112,27 @@ class MainWindow(QMainWindow):
         self._problems_changed(self.form.problems())
         self._restore_layout()
         self.statusBar().showMessage(f"Runs are saved in {self.runs_root}.", 8000)
+
+    @property
+    def plots(self) -> PlotsPanel:
+        """The live curves of the Training tab, made now if pyqtgraph has not finished loading."""
+        if self._plots is None:
+            deferred.import_plotting()
+            from perceiver_gui.ui.plots import PlotsPanel
+
+            self._plots = PlotsPanel()
+            layout = self._plots_frame.layout()
+            layout.removeWidget(self._plots_placeholder)
+            self._plots_placeholder.deleteLater()
+            layout.addWidget(self._plots)
+            self._plots.show()  # now, not on the layout's queued show
+        return self._plots
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        if self._plots is None and not self._plots_loading:
+            self._plots_loading = True
+            deferred.after_first_paint(self, lambda: deferred.load_step_by_step(self, lambda: self.plots))
 
     # -- menus ---------------------------------------------------------------------------------
     def _build_menus(self) -> None:

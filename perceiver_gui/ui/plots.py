@@ -32,6 +32,8 @@ from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
 
 __all__ = ["PlotsPanel", "Series", "ema"]
 
+pg.setConfigOptions(antialias=True)  # smooth curves; must be set before any plot is made
+
 BLUE = (31, 119, 180)
 ORANGE = (255, 127, 14)
 GREEN = (44, 160, 44)

@@ -56,7 +56,7 @@ def test_the_window_is_up_before_torch_is_loaded(tmp_path):
         "app = QApplication(['perceiver-gui'])\n"
         "def report():\n"
         "    shown = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]\n"
-        "    heavy = [m for m in ('torch', 'torchvision', 'sklearn') if m in sys.modules]\n"
+        "    heavy = [m for m in ('torch', 'torchvision', 'sklearn', 'numpy', 'pyqtgraph') if m in sys.modules]\n"
         "    print(len(shown), heavy, flush=True)\n"
         "    app.quit()\n"
         "QTimer.singleShot(0, report)  # the first thing the event loop does once run_app has shown the window\n"
@@ -67,3 +67,33 @@ def test_the_window_is_up_before_torch_is_loaded(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "1 []"
+
+
+def test_the_plots_arrive_after_the_window_without_torch(tmp_path):
+    # pyqtgraph loads in slices once the window has painted; the Training tab then has real plots,
+    # torch is still not loaded, and torch's optional `cuda.bindings` (hidden while pyqtgraph loads,
+    # so its GL-interop widget does not pull it in) is importable again.
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from perceiver_gui.ui.app import run_app\n"
+        "from perceiver_gui.ui.main_window import MainWindow\n"
+        "app = QApplication(['perceiver-gui'])\n"
+        "def check():\n"
+        "    window = next(w for w in app.topLevelWidgets() if isinstance(w, MainWindow))\n"
+        "    if window._plots is None:\n"
+        "        QTimer.singleShot(10, check)\n"
+        "        return\n"
+        "    on_tab = window._plots.isVisibleTo(window.training)\n"
+        "    hidden = 'cuda.bindings' in sys.modules and sys.modules['cuda.bindings'] is None\n"
+        "    print(on_tab, 'torch' in sys.modules, hidden, flush=True)\n"
+        "    app.quit()\n"
+        "QTimer.singleShot(0, check)\n"
+        "sys.exit(run_app(['perceiver-gui']))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True False False"

@@ -1,0 +1,127 @@
+"""Loading the plotting stack after the window is up.
+
+numpy and pyqtgraph take about half a second to import here (pyqtgraph wraps every Qt class, which
+makes PySide6 build ~600 enum types), which is half of the launch budget. The window does not need
+them to be usable — the form, the classifier and the runs list are plain Qt — so it shows first and
+imports them afterwards, in the GUI thread, in slices of ~20 ms between events. The longest slices
+are numpy's and pyqtgraph's own module code (~0.15–0.2 s each); a click is handled between slices.
+
+Not in a thread: PySide6 builds its Python types lazily and that is not safe to do from two threads
+at once (shiboken's type map; see PYSIDE lazy-init crashes), and pyqtgraph's import does exactly that.
+
+`import_plotting()` does all of it at once, for code that needs a plot now (a run starts, a test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QObject
+    from PySide6.QtWidgets import QWidget
+
+__all__ = ["after_first_paint", "import_plotting", "load_step_by_step", "plotting_loaded"]
+
+SLICE_S = 0.02  # work for at most about this long per event-loop turn (a unit may run over)
+
+
+def plotting_loaded() -> bool:
+    return "perceiver_gui.ui.plots" in sys.modules
+
+
+def import_plotting() -> None:
+    """Import everything the plots need, now (a no-op once done)."""
+    for _ in _units():
+        pass
+
+
+def load_step_by_step(context: QObject, done: Callable[[], object]) -> None:
+    """Do the imports in short slices between events, then call `done`, in the GUI thread; nothing
+    more happens once `context` (the window that asked) is gone."""
+    from PySide6.QtCore import QTimer
+
+    units = _units()
+
+    def work() -> None:
+        deadline = time.perf_counter() + SLICE_S
+        for _ in units:
+            if time.perf_counter() >= deadline:
+                QTimer.singleShot(0, context, work)
+                return
+        done()
+
+    QTimer.singleShot(0, context, work)
+
+
+def after_first_paint(window: QWidget, then: Callable[[], object], fallback_ms: int = 1000) -> None:
+    """Call `then` once `window` has painted for the first time (or after `fallback_ms`, for a window
+    that never paints, e.g. minimised), so work queued at launch does not delay the first frame."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class _Watcher(QObject):
+        def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+            if event.type() == QEvent.Type.UpdateRequest:  # the window's backing store is being painted
+                self.fire()
+            return False
+
+        def fire(self) -> None:
+            if self.parent() is None:
+                return
+            window.removeEventFilter(self)
+            self.setParent(None)  # fires once
+            QTimer.singleShot(0, window, then)  # after this paint has finished
+
+    watcher = _Watcher(window)
+    window.installEventFilter(watcher)
+    QTimer.singleShot(fallback_ms, watcher, watcher.fire)
+
+
+def _units() -> Iterator[None]:
+    """The loading, cut into units that each take a few to ~200 ms; yields after each."""
+    _import("numpy")  # one block: the C extension and its BLAS (~150 ms)
+    yield
+    # The Qt modules pyqtgraph imports besides the three below.
+    for name in ("PySide6.QtSvg", "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets", "PySide6.QtTest"):
+        _import(name)
+        yield
+    # pyqtgraph touches every class of these three (`pyqtgraph.Qt._copy_attrs`), which makes PySide6
+    # build each class and its enums on first use: ~250 ms in one go. Touch them here a few at a time.
+    if "pyqtgraph" not in sys.modules:
+        for module_name in ("PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets"):
+            module = importlib.import_module(module_name)
+            for attribute in dir(module):
+                getattr(module, attribute)
+                yield
+    _import("pyqtgraph")  # the rest of it (~200 ms)
+    yield
+    _import("perceiver_gui.ui.plots")
+    yield
+
+
+def _import(name: str) -> None:
+    if name in sys.modules:
+        return
+    with _without_cuda_bindings():
+        importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _without_cuda_bindings() -> Iterator[None]:
+    """pyqtgraph's RawImageGLWidget imports NVIDIA's `cuda.bindings` when it is installed (torch's
+    CUDA wheels bring it): ~90 ms for a GL-interop widget this app never uses. pyqtgraph and torch
+    both treat an ImportError as "not installed", so it is hidden while pyqtgraph loads and offered
+    again afterwards; torch, imported later, loads it as usual. Left alone once torch is loading."""
+    if "cuda.bindings" in sys.modules or "torch" in sys.modules:
+        yield
+        return
+    sys.modules["cuda.bindings"] = None  # type: ignore[assignment]  # makes `import cuda.bindings` raise ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("cuda.bindings", 0) is None:
+            del sys.modules["cuda.bindings"]
