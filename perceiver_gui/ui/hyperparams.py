@@ -44,6 +44,7 @@ from perceiver_gui.config import (
     load_config,
     save_config,
 )
+from perceiver_gui.ui.fourier_view import FourierView
 from perceiver_gui.ui.widgets import FloatSpinBox
 
 __all__ = ["DATASET_LABELS", "HyperparamsPanel", "dataset_shape", "folder_classes"]
@@ -320,6 +321,10 @@ class HyperparamsPanel(QWidget):
             else:
                 form.addRow(label, field.widget)
             form.addRow(field.error)
+            if spec.key == "model.max_freq":
+                # What the Fourier settings add and look like, right under them.
+                self.fourier = FourierView(page)
+                form.addRow(self.fourier)
         if derived:
             self.derived_label = QLabel()
             self.derived_label.setObjectName("derived")
@@ -433,8 +438,12 @@ class HyperparamsPanel(QWidget):
             if classes:
                 d.update(input_axis=2, num_classes=max(2, classes))
             side = data["image_size"]
+            h = w = side
             text = f"1 or 3 channels (from the images) · {side}×{side} pixels · {classes or '?'} classes (subfolders)"
         self.derived_label.setText(text)
+        model = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("model.")}
+        self.fourier.set_encoding(enabled=model["fourier_encode_data"], num_bands=model["num_freq_bands"],
+                                  max_freq=model["max_freq"], sides=(h, w), input_axis=d["input_axis"])
 
         is_folder = dataset == "folder"
         applies = {
