@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -50,6 +50,7 @@ PALETTE = ((68, 119, 170), (238, 102, 119), (34, 136, 51), (204, 187, 68), (102,
 # Past seven runs the colours come round again with a different dash, so ten runs stay distinct.
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
 DIFFERS = QColor(240, 180, 0, 90)  # amber wash over the rows whose values differ
+READ_NOW_BYTES = 2_000_000  # metrics files up to this much in all (~15k records, ~0.1 s) are read without a worker
 SUMMARY_ROWS = ("Best test accuracy", "Best epoch", "Epochs done")
 
 
@@ -97,6 +98,29 @@ def _read_curves(run_dir: Path) -> _Curves:
     return _Curves(np.array(steps, dtype=float), np.array(loss), np.array(ends, dtype=float),
                    np.array(epochs, dtype=float), np.array(test_loss), np.array(test_acc),
                    runs.summarize_metrics(records), skipped)
+
+
+def _empty() -> _Curves:
+    none = np.empty(0)
+    return _Curves(none, none, none, none, none, none, runs.summarize_metrics(()), 0)
+
+
+_EMPTY = _empty()
+_LOADING = _empty()  # told apart from _EMPTY by identity
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    """What tells whether a metrics file changed since it was read: (mtime, size); (0, 0) when missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _read_all(generation: int, wanted: list[tuple[str, tuple[int, int]]]):
+    """In a worker: read these runs' metrics (plain arrays cross back to the GUI thread)."""
+    return generation, [(path, key, _read_curves(Path(path))) for path, key in wanted]
 
 
 def _num(value: Any) -> float:
@@ -149,10 +173,14 @@ def _swatch(color: QColor, style: Qt.PenStyle) -> QIcon:
 class CompareView(QWidget):
     """Overlaid curves and a settings table for several runs (`set_runs`)."""
 
+    loaded = Signal()  # every shown run's metrics are read and drawn
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._runs: list[RunInfo] = []
-        self._data: list[_Curves] = []
+        self._data: list[_Curves] = []  # _LOADING for a run whose metrics are being read
+        self._errors: list[str] = []
+        self._generation = 0  # counts set_runs calls, so a late worker result for other runs is only cached
         self._configs: list[dict[str, Any] | None] = []
         self._cache: dict[str, tuple[tuple[int, int], _Curves]] = {}
         self._settings_rows: list[runs.CompareRow] = []
@@ -213,7 +241,7 @@ class CompareView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setMaximumSectionSize(220)  # a long run name is elided; its tooltip has it all
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setWordWrap(False)
@@ -237,8 +265,7 @@ class CompareView(QWidget):
         split.addWidget(upper)
         split.addWidget(lower)
         split.setChildrenCollapsible(False)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        split.setSizes([600, 400])  # scaled to the height there is: plots 3/5, table 2/5
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
@@ -246,28 +273,35 @@ class CompareView(QWidget):
 
     # -- the typed API -------------------------------------------------------------------------
     def set_runs(self, infos: Sequence[RunInfo]) -> None:
-        """Compare these runs (in this order, which gives their colours)."""
+        """Compare these runs (in this order, which gives their colours). Settings show at once; metrics
+        files too when they are small, larger ones are read in a worker and drawn when read (`loaded`)."""
         self._runs = list(infos)
-        self._data = [self._curves(Path(info.path)) for info in self._runs]
-        self._configs, errors = [], []
+        self._generation += 1
+        self._configs, self._errors = [], []
         for info in self._runs:
             try:
                 self._configs.append(runs.read_config(Path(info.path)))
             except runs.RunError as exc:
                 self._configs.append(None)
-                errors.append(f"“{info.name}” — {exc}")
+                self._errors.append(f"“{info.name}” — {exc}")
+        stale = []
+        for info in self._runs:
+            key = _file_key(Path(info.path) / runs.METRICS_FILE)
+            cached = self._cache.get(info.path)
+            if cached is None or cached[0] != key:
+                stale.append((info.path, key))
+        if sum(key[1] for _, key in stale) <= READ_NOW_BYTES:
+            for path, key in stale:
+                self._cache[path] = (key, _read_curves(Path(path)))
+        else:
+            self._read_in_worker(stale)
         self._rebuild_curves()
-        self._draw()
-        self._fill_table()
-        notes = list(errors)
-        waiting = [f"“{info.name}”" for info, d in zip(self._runs, self._data, strict=True) if not d.epochs.size]
-        if waiting:
-            notes.append(f"{', '.join(waiting)} {'has' if len(waiting) == 1 else 'have'} no finished epoch yet.")
-        skipped = sum(d.skipped for d in self._data)
-        if skipped:
-            notes.append(f"{skipped} non-finite value{'s' if skipped != 1 else ''} (NaN or infinite) not shown.")
-        self.note.setText(" ".join(notes))
-        self.note.setVisible(bool(notes))
+        self._show()
+
+    @property
+    def loading(self) -> bool:
+        """Metrics are being read for the runs shown."""
+        return any(d is _LOADING for d in self._data)
 
     def legend_names(self) -> list[str]:
         return [html.unescape(label.text) for _, label in self.legend.items]
@@ -281,17 +315,47 @@ class CompareView(QWidget):
         return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
 
     # -- curves --------------------------------------------------------------------------------
-    def _curves(self, run_dir: Path) -> _Curves:
-        try:
-            st = os.stat(run_dir / runs.METRICS_FILE)
-            key = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = (0, 0)
-        cached = self._cache.get(str(run_dir))
-        if cached is None or cached[0] != key:
-            cached = (key, _read_curves(run_dir))
-            self._cache[str(run_dir)] = cached
-        return cached[1]
+    def _read_in_worker(self, wanted: list[tuple[str, tuple[int, int]]]) -> None:
+        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
+
+        worker = create_worker(_read_all, self._generation, wanted, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_read)
+        worker.errored.connect(self._on_read_error)
+        worker.start()
+
+    def _on_read(self, result: tuple[int, list[tuple[str, tuple[int, int], _Curves]]]) -> None:
+        generation, read = result
+        for path, key, curves in read:
+            self._cache[path] = (key, curves)
+        if generation == self._generation:  # still the runs asked for
+            self._show()
+
+    def _on_read_error(self, exc: Exception) -> None:
+        for info in self._runs:
+            self._cache.setdefault(info.path, ((0, 0), _EMPTY))  # drawn as empty rather than waiting forever
+        self._errors.append(f"Could not read the runs' metrics: {exc}")
+        self._show()
+
+    def _show(self) -> None:
+        """Draw the curves, table and notes for the runs set, with what has been read so far."""
+        self._data = [self._cache.get(info.path, (None, _LOADING))[1] for info in self._runs]
+        self._draw()
+        self._fill_table()
+        notes = list(self._errors)
+        loading = [f"“{info.name}”" for info, d in zip(self._runs, self._data, strict=True) if d is _LOADING]
+        if loading:
+            notes.append(f"Reading the metrics of {', '.join(loading)}…")
+        waiting = [f"“{info.name}”" for info, d in zip(self._runs, self._data, strict=True)
+                   if d is not _LOADING and not d.epochs.size]
+        if waiting:
+            notes.append(f"{', '.join(waiting)} {'has' if len(waiting) == 1 else 'have'} no finished epoch yet.")
+        skipped = sum(d.skipped for d in self._data)
+        if skipped:
+            notes.append(f"{skipped} non-finite value{'s' if skipped != 1 else ''} (NaN or infinite) not shown.")
+        self.note.setText(" ".join(notes))
+        self.note.setVisible(bool(notes))
+        if not loading:
+            self.loaded.emit()
 
     def _rebuild_curves(self) -> None:
         for plot, curves in ((self.acc_plot, self._acc_curves), (self.loss_plot, self._loss_curves),
@@ -357,7 +421,9 @@ class CompareView(QWidget):
             name.setFont(bold)
             table.setItem(row, 0, name)
             for i, (config, s) in enumerate(zip(self._configs, summaries, strict=True)):
-                if row == 0:
+                if self._data[i] is _LOADING:
+                    text = "…"
+                elif row == 0:
                     text = f"{s.best_acc:.2%}" if math.isfinite(s.best_acc) else "—"
                 elif row == 1:
                     text = str(s.best_epoch) if s.best_epoch else "—"
@@ -395,6 +461,7 @@ class CompareView(QWidget):
         only = self.only_differences.isChecked()
         for r, setting in enumerate(self._settings_rows):
             self.table.setRowHidden(len(SUMMARY_ROWS) + r, only and not setting.differs)
+        self.table.resizeColumnsToContents()  # fits the rows now shown (a hidden row is not measured)
         differ = len(self.differing_settings())
         readable = sum(c is not None for c in self._configs)
         if readable < 2:

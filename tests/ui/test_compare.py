@@ -183,3 +183,16 @@ def test_rename_is_still_one_run_at_a_time(panel, root, monkeypatch):
     panel.rename_button.click()
     assert sorted(panel.run_names()) == ["lr 0.01", "renamed"]
     assert panel.selected().name == "renamed"  # the selection survives the refresh
+
+
+def test_long_metrics_are_read_in_the_background_and_drawn_when_read(qtbot, panel, root, monkeypatch):
+    from perceiver_gui.ui import compare_view
+
+    monkeypatch.setattr(compare_view, "READ_NOW_BYTES", 0)  # as if both runs had long histories
+    view = panel.compare
+    with qtbot.waitSignal(view.loaded, timeout=30000):
+        panel.select_runs([str(root / "a"), str(root / "b")])
+        assert view.note.text().startswith("Reading the metrics of")  # the window is not frozen meanwhile
+        assert view.table.item(0, 1).text() == "…" and sorted(view.differing_settings()) == ["train.lr", "train.seed"]
+    assert not view.loading and view.table.item(0, 1).text().endswith("%")
+    assert len([c for c in view.acc_plot.listDataItems() if len(c.getData()[0])]) == 2
