@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
-from perceiver_gui.core import checkpoints, data, runs
+from perceiver_gui.core import checkpoints, data, evaluation, runs
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
 from perceiver_gui.core.events import (
@@ -129,6 +129,7 @@ class _Run:
         self.in_epoch = False  # an epoch's permutation has been drawn and the epoch is not over
         self.done = False  # Finished has been produced
         self.epoch_sums = (0.0, 0, 0)  # (loss sum, correct, images) of the epoch so far, restored on resume
+        self.test_digest = ""  # evaluation.test_digest of the test split, taken at the first evaluation
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Generator[Event, None, None]:
@@ -351,7 +352,12 @@ class _Run:
 
     # -- epoch end, evaluation, saving -----------------------------------------------------------
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> Generator[Event, None, None]:
-        test_loss, test_acc, per_class, confusion = self._evaluate()
+        test_loss, test_acc, per_class, confusion, predictions = self._evaluate()
+        # Written before the epoch is announced, so a view that hears of it finds the images behind its matrix.
+        evaluation.save_evaluation(self.run_dir, evaluation.Evaluation(
+            epoch=epoch, step=self.step, class_names=tuple(self.info.class_names), test_digest=self.test_digest,
+            **predictions,
+        ))
         self.epochs_done = epoch
         self.in_epoch = False
         is_best = not (test_acc <= self.best_acc)  # true for the first epoch (best is nan)
@@ -370,28 +376,42 @@ class _Run:
         runs.write_run(self.run_dir, epochs_done=epoch, best_acc=self.best_acc, best_epoch=self.best_epoch)
 
     @torch.inference_mode()
-    def _evaluate(self) -> tuple[float, float, tuple[float, ...], tuple[tuple[int, ...], ...]]:
+    def _evaluate(self) -> tuple[float, float, tuple[float, ...], tuple[tuple[int, ...], ...], dict[str, Any]]:
+        """Loss, accuracy, per-class accuracy and confusion on the test split, and each test image's prediction
+        (as numpy arrays for evaluation.Evaluation: the same argmax the confusion counts, and its probability)."""
+        if not self.test_digest:
+            self.test_digest = evaluation.test_digest(self.test_x.cpu().numpy(), self.test_y.cpu().numpy())
         self.model.eval()
         k = len(self.info.class_names)
         loss_sum = torch.zeros((), device=self.device)
         confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
         eval_bs = max(256, self.cfg.train.batch_size)
         autocast = _autocast(self.device, self.cfg.train.precision)
+        preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
         for start in range(0, self.info.test_size, eval_bs):
             x = self.test_x[start:start + eval_bs]
             y = self.test_y[start:start + eval_bs]
             with autocast:
                 logits = self.model(to_channels_last(data.normalize(x, self.info.mean, self.info.std))).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+            pred = logits.argmax(1)
+            confusion += torch.bincount(y * k + pred, minlength=k * k)
+            probs = logits.softmax(1)
+            preds.append(pred)
+            prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
+            prob_true.append(probs.gather(1, y[:, None])[:, 0])
         self.model.train()
+        predictions = {"labels": self.test_y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
+                       "prob_true": torch.cat(prob_true)}
+        predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
         matrix = confusion.view(k, k).cpu()
         totals = matrix.sum(1)
         per_class = tuple(
             float(matrix[i, i] / totals[i]) if totals[i] > 0 else math.nan for i in range(k)
         )
         acc = float(matrix.diag().sum() / max(1, int(totals.sum())))
-        return (loss_sum / self.info.test_size).item(), acc, per_class, tuple(tuple(r) for r in matrix.tolist())
+        confusion_rows = tuple(tuple(r) for r in matrix.tolist())
+        return (loss_sum / self.info.test_size).item(), acc, per_class, confusion_rows, predictions
 
     def _meta(self) -> checkpoints.ModelMeta:
         info = self.info

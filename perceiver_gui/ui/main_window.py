@@ -29,6 +29,7 @@ from perceiver_gui.ui import deferred
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
@@ -67,6 +68,7 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(self._plots_frame)
         self.classifier = ClassifierPanel()
         self.runs = RunsPanel(self.runs_root)
+        self.mistakes = MistakesPanel()
         self.runner = TrainingRunner(self.runs_root, self)
 
         left = QWidget()
@@ -78,6 +80,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.classifier, "Classifier")
         self.tabs.addTab(self.runs, "Runs")
+        self.tabs.addTab(self.mistakes, "Mistakes")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -98,6 +101,7 @@ class MainWindow(QMainWindow):
         self.training.stop_requested.connect(self.stop)
         self.training.resume_requested.connect(self.resume_last)
         self.runner.event.connect(self._on_event)
+        self.runner.event.connect(self.mistakes.on_event)
         self.runner.finished.connect(self._on_finished)
         self.runner.crashed.connect(self._on_crashed)
         self.runner.stopped_running.connect(self._on_stopped_running)
@@ -254,6 +258,8 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.runs:
             self.runs.refresh()
+        elif self.tabs.widget(index) is self.mistakes and not self.runner.running and self.runs.selected():
+            self.mistakes.load_run(self.runs.selected().path)  # the run picked in the Runs tab
 
     def _show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)

@@ -1,0 +1,137 @@
+"""The Mistakes tab: the confusion matrix of the latest epoch, and the test images behind a cell."""
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from perceiver_gui.core.events import EpochEnd, RunStarted
+from perceiver_gui.core.training import train
+from tests.ui.helpers import tiny_config
+
+TEST_SIZE = 899  # the digits test split
+
+
+@pytest.fixture
+def mistakes(qtbot):
+    from perceiver_gui.ui.mistakes_panel import MistakesPanel
+
+    widget = MistakesPanel()
+    widget.resize(1100, 700)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    yield widget
+    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
+
+
+def _load(qtbot, panel, run_dir):
+    with qtbot.waitSignal(panel.matrix_shown, timeout=30000):
+        panel.load_run(str(run_dir))
+
+
+def _click(qtbot, panel, true, pred):
+    with qtbot.waitSignal(panel.cell_shown, timeout=60000):
+        qtbot.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=panel.view.cell_rect(true, pred).center().toPoint())
+    qtbot.waitUntil(lambda: not panel.working, timeout=60000)
+
+
+def _largest_mistake(counts):
+    k = len(counts)
+    return max((counts[t][p], t, p) for t in range(k) for p in range(k) if t != p)
+
+
+def test_a_finished_run_shows_its_last_epoch_with_every_test_image_counted(qtbot, mistakes, trained_run):
+    _load(qtbot, mistakes, trained_run)
+    view = mistakes.view
+    assert len(view.counts) == 10 and view.class_names == tuple(str(i) for i in range(10))
+    assert sum(map(sum, view.counts)) == TEST_SIZE
+    right = sum(view.counts[i][i] for i in range(10))
+    assert "epoch 3" in mistakes.summary.text() and f"{right} of {TEST_SIZE} test images right" in mistakes.summary.text()
+
+    # Counts, then each row as a share of its true class: the rows add up to 100%.
+    assert [view.text(0, p) for p in range(10)] == [str(c) if c else "" for c in view.counts[0]]
+    mistakes.share_button.click()
+    assert view.normalised
+    row = view.counts[0]
+    assert [view.text(0, p) for p in range(10)] == [
+        ("<1%" if c / sum(row) < 0.005 else f"{c / sum(row):.0%}") if c else "" for c in row
+    ]
+    mistakes.counts_button.click()
+    assert view.text(0, 0) == (str(row[0]) if row[0] else "")
+
+
+def test_clicking_a_cell_shows_its_test_images_with_their_probabilities(qtbot, mistakes, trained_run):
+    _load(qtbot, mistakes, trained_run)
+    count, t, p = _largest_mistake(mistakes.view.counts)
+    _click(qtbot, mistakes, t, p)
+    assert mistakes.view.selected == (t, p)
+    assert mistakes.gallery.count() == count
+    assert f"{count} test image" in mistakes.gallery_title.text()
+    caption = mistakes.gallery.item(0).text()
+    assert caption.startswith(f"pred {p} ") and f"\ntrue {t} " in caption and caption.endswith("%")
+    assert not mistakes.gallery.item(0).icon().isNull()
+
+    # A cell on the diagonal: the images the model got right.
+    _click(qtbot, mistakes, p, p)
+    assert mistakes.gallery.count() == mistakes.view.counts[p][p]
+
+
+def test_an_empty_cell_or_a_click_beside_the_matrix_says_so(qtbot, mistakes, trained_run):
+    _load(qtbot, mistakes, trained_run)
+    counts = mistakes.view.counts
+    t, p = next((t, p) for t in range(10) for p in range(10) if counts[t][p] == 0)
+    _click(qtbot, mistakes, t, p)
+    assert mistakes.gallery.count() == 0
+    assert f"no test image of <b>{t}</b>" in mistakes.gallery_title.text()
+    with qtbot.waitSignal(mistakes.cell_shown):
+        qtbot.mouseClick(mistakes.view, Qt.MouseButton.LeftButton, pos=QPoint(3, mistakes.view.height() - 3))
+    assert mistakes.view.selected is None and mistakes.gallery.count() == 0
+    assert "Click a cell of the matrix" in mistakes.gallery_title.text()
+
+
+def test_a_run_without_saved_predictions_shows_a_sentence_not_a_crash(qtbot, mistakes, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with qtbot.waitSignal(mistakes.matrix_shown, timeout=30000):
+        mistakes.load_run(str(tmp_path))
+    assert mistakes.confusion is None
+    assert "no finished epoch yet" in mistakes.summary.text()
+
+
+def test_the_matrix_follows_a_live_run_epoch_by_epoch_and_the_chosen_cell_with_it(qtbot, mistakes, tmp_path):
+    chosen = None
+    for event in train(tiny_config(**{"train.epochs": 3}), out_dir=tmp_path / "live"):
+        if isinstance(event, EpochEnd) and chosen is not None:
+            with qtbot.waitSignal(mistakes.cell_shown, timeout=60000):  # the chosen cell reloads for the new epoch
+                mistakes.on_event(event)
+            qtbot.waitUntil(lambda: not mistakes.working, timeout=60000)
+            assert mistakes.view.selected == chosen
+            assert mistakes.gallery.count() == event.confusion[chosen[0]][chosen[1]]
+            assert mistakes.cell is None or mistakes.cell.epoch == event.epoch
+        else:
+            mistakes.on_event(event)
+        if isinstance(event, RunStarted):
+            assert mistakes.confusion is None
+        if isinstance(event, EpochEnd):
+            assert mistakes.confusion.epoch == event.epoch
+            assert mistakes.view.counts == event.confusion and sum(map(sum, mistakes.view.counts)) == TEST_SIZE
+            assert f"epoch {event.epoch}" in mistakes.summary.text()
+            if chosen is None:
+                count, *chosen = _largest_mistake(event.confusion)
+                chosen = tuple(chosen)
+                _click(qtbot, mistakes, *chosen)
+                assert mistakes.cell.epoch == 1 and mistakes.gallery.count() == count
+
+
+def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_tab(qtbot, make_window, trained_run):
+    window = make_window(runs_root=trained_run.parent)
+    window.runs.refresh()
+    assert window.runs.select(str(trained_run))
+    window.tabs.setCurrentWidget(window.mistakes)
+    qtbot.waitUntil(lambda: window.mistakes.confusion is not None, timeout=30000)
+    assert window.mistakes.confusion.run_dir == str(trained_run) and window.mistakes.confusion.epoch == 3
+
+    window.form.set_config(tiny_config())
+    with qtbot.waitSignal(window.runner.stopped_running, timeout=120000):
+        window.start()
+    shown = window.mistakes.confusion
+    assert shown.run_dir != str(trained_run) and shown.epoch == 2
+    assert sum(map(sum, shown.counts)) == TEST_SIZE
