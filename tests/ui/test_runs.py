@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from PySide6.QtWidgets import QInputDialog
 
@@ -9,41 +11,44 @@ pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to 
 
 
 @pytest.fixture
-def panel(qtbot, trained_run):
-    widget = RunsPanel(trained_run.parent)
+def run(trained_run, tmp_path):
+    """The session's trained run, alone in a runs folder of this test's own (other tests add runs beside
+    the session's)."""
+    copy = tmp_path / "runs" / trained_run.name
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture
+def panel(qtbot, run):
+    widget = RunsPanel(run.parent)
     qtbot.addWidget(widget)
     return widget
 
 
-def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, trained_run):
+def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.run_names() == ["tiny"]
     item = panel.tree.topLevelItem(0)
     assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).startswith("completed")
-    assert panel.select(str(trained_run))
+    assert panel.select(str(run))
     assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
     assert panel.open_button.isEnabled() and not panel.resume_button.isEnabled()  # completed: nothing to resume
 
 
-def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, trained_run):
-    panel.select(str(trained_run))
+def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, run):
+    panel.select(str(run))
     with qtbot.waitSignal(panel.open_model_requested) as asked:
         panel.open_button.click()
-    assert asked.args == [str(trained_run / "model.safetensors")]
+    assert asked.args == [str(run / "model.safetensors")]
 
 
-def test_rename_then_delete_with_confirmation(qtbot, trained_run, tmp_path, dialogs, monkeypatch):
-    import shutil
-
-    root = tmp_path / "runs"
-    shutil.copytree(trained_run, root / trained_run.name)
-    panel = RunsPanel(root)
-    qtbot.addWidget(panel)
-    panel.select(str(root / trained_run.name))
+def test_rename_then_delete_with_confirmation(panel, run, dialogs, monkeypatch):
+    panel.select(str(run))
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("digits, first try", True)))
     panel.rename_button.click()
     assert panel.run_names() == ["digits, first try"]
-    panel.select(str(root / trained_run.name))
+    panel.select(str(run))
     panel.delete_button.click()
     assert dialogs[-1][0] == "question" and "digits, first try" in dialogs[-1][2]
-    assert panel.run_names() == [] and not (root / trained_run.name).exists()
+    assert panel.run_names() == [] and not run.exists()
