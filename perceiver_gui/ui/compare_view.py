@@ -47,7 +47,7 @@ __all__ = ["CompareView", "run_style"]
 # readable on light and dark backgrounds (Okabe-Ito's yellow and black are not, on one or the other).
 PALETTE = ((68, 119, 170), (238, 102, 119), (34, 136, 51), (204, 187, 68), (102, 204, 238), (170, 51, 119),
            (187, 187, 187))
-# Past seven runs the colours come round again with a different dash, so ten runs stay distinct.
+# Past seven runs the colours come round again with a different dash, so a dozen runs stay distinct.
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
 DIFFERS = QColor(240, 180, 0, 90)  # amber wash over the rows whose values differ
 READ_NOW_BYTES = 2_000_000  # metrics files up to this much in all (~15k records, ~0.1 s) are read without a worker
