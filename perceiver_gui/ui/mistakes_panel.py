@@ -160,7 +160,8 @@ class ConfusionView(QWidget):
         values = [[self.value(t, p) for p in range(k)] for t in range(k)]
         right_max = max((values[i][i] for i in range(k)), default=0) or 1
         wrong_max = max((values[t][p] for t in range(k) for p in range(k) if t != p), default=0) or 1
-        show_text = cell >= max(fm.height() + 2, fm.horizontalAdvance("100%") + 4)
+        widest = max(fm.horizontalAdvance(self.text(t, p)) for t in range(k) for p in range(k))
+        show_text = cell >= max(fm.height() + 2, widest + 4)
         grid = cell >= 6
         text_colour = self.palette().text().color()
 
