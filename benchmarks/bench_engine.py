@@ -1,10 +1,13 @@
-"""The whole engine against the seed tutorial's loop, on the same CIFAR-format data, in one process.
+"""The whole engine against the seed tutorial's loop, on the same CIFAR-format data.
 
 The peer is the tutorial verbatim (minus its `cross_dim=128`, which perceiver-pytorch rejects): a
 torchvision CIFAR10 dataset with per-image ToTensor + Normalize, a DataLoader (batch 4, shuffled, 2
 workers), perceiver-pytorch's Perceiver and SGD. The data is synthetic CIFAR-10 in the real on-disk
 format (this machine cannot download CIFAR-10), so torchvision's md5 check is switched off for the peer;
 the engine never md5-checks local copies. Ours runs `train()` on the same folder.
+
+Every measurement runs in a fresh process: a training run tunes the process's malloc for its length
+(core.device.keep_freed_memory), and the tutorial's loop must get the allocator a script of its own gets.
 
     .venv/bin/python benchmarks/bench_engine.py [--images 2000] [--rounds 2]
 """
@@ -16,6 +19,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,26 +88,46 @@ def engine(root: Path, images: int, updates: dict) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
+VARIANTS = {
+    "seed": "seed loop (peer: torchvision + DataLoader, batch 4)",
+    "engine": "engine, seed preset (batch 4)",
+    "engine128": "engine, seed model, batch 128",
+}
+
+
+def child(variant: str, root: Path, images: int) -> float:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    threads = torch.get_num_threads()
+    if variant == "seed":
+        return seed_loop(root, images, device)
+    if variant == "engine":
+        return engine(root, images, {"train.threads": threads})
+    return engine(root, images * 4, {"train.threads": threads, "train.batch_size": 128})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=2000, help="training images timed per measurement")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--child", choices=tuple(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(child(args.child, args.root, args.images), flush=True)
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     threads = torch.get_num_threads()
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_tiny_cifar10(root, n_train=max(args.images + 500, 5000), n_test=500)
-        variants = {
-            "seed loop (peer: torchvision + DataLoader, batch 4)": lambda: seed_loop(root, args.images, device),
-            "engine, seed preset (batch 4)": lambda: engine(root, args.images, {"train.threads": threads}),
-            "engine, seed model, batch 128": lambda: engine(
-                root, args.images * 4, {"train.threads": threads, "train.batch_size": 128}),
-        }
         for _ in range(args.rounds):  # alternating rounds, median per variant
-            for name, fn in variants.items():
-                rows.setdefault(name, []).append(fn())
+            for key, name in VARIANTS.items():
+                done = subprocess.run([sys.executable, __file__, "--child", key, "--root", str(root),
+                                       "--images", str(args.images)], capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
+                rows.setdefault(name, []).append(float(done.stdout.split()[-1]))
     peer = statistics.median(rows[next(iter(rows))])
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else (platform.processor() or "CPU")
     result = {"device": f"{device_name}, {os.cpu_count()} cores, {threads} torch threads", "rows": {}}
