@@ -1,4 +1,4 @@
-"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict` and `info` run headless.
+"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict`, `info` and `export` run headless.
 
 Errors print one sentence (``--debug`` shows the traceback). Heavy imports (torch) happen inside the
 commands, so `perceiver-gui --help` and the app's first window are quick.
@@ -20,6 +20,7 @@ from perceiver_gui import __version__
 from perceiver_gui.config import PRESETS, ConfigError, load_config, preset
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_MODEL = 0, 1, 2
+EXPORT_FORMATS = ("csv", "onnx")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("info", help="show a saved model's config, classes and training summary")
     inf.add_argument("file", type=Path)
     inf.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    ex = sub.add_parser("export", help="write a run's metrics as CSV, or a model as ONNX",
+                        description="Write a run's metrics (every logged step and epoch) as CSV, or a saved model "
+                                    "as ONNX with its class names and preprocessing in the file's metadata.")
+    source = ex.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, metavar="DIR", help="a run folder (for csv; for onnx, its model)")
+    source.add_argument("--model", type=Path, metavar="FILE", help="a model.safetensors written by training (onnx)")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, help="csv or onnx (default: from the --out suffix)")
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
+    ex.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             from perceiver_gui.ui.app import run_app
 
             return run_app(sys.argv[:1])
-        return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info}[command](args)
+        return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info, "export": cmd_export}[command](args)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         else:
             print(f"error: {_sentence(exc)}", file=sys.stderr)
-        return EXIT_MODEL if command in ("predict", "info") else 1
+        return EXIT_MODEL if command in ("predict", "info", "export") else 1
 
 
 def _sentence(exc: BaseException) -> str:
@@ -254,4 +265,31 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"{key}: {value}")
     print(f"App version: {meta.app_version}")
     print("\n# config\n" + to_toml(meta.config), end="")
+    return EXIT_OK
+
+
+# -- export ------------------------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    """Exit 0 when written; 2 when the run or model cannot be read or the file cannot be written."""
+    fmt = args.format or args.out.suffix.lower().lstrip(".")
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"Say which format to write with --format csv or --format onnx ({args.out.name} has no "
+                          "suffix that tells).")
+    if fmt == "csv" and args.model:
+        raise ConfigError("CSV export writes a run's metrics; give the run folder with --run DIR.")
+    from perceiver_gui.core.checkpoints import CheckpointError
+    from perceiver_gui.core.export import ExportError, export_onnx, metrics_csv
+    from perceiver_gui.core.runs import MODEL_FILE
+
+    try:
+        if fmt == "csv":
+            rows = metrics_csv(args.run, args.out)
+            print(f"Wrote {rows:,} rows of {args.run} to {args.out}")
+        else:
+            model = args.model or args.run / MODEL_FILE
+            export_onnx(model, args.out)
+            print(f"Wrote {model} as ONNX to {args.out}")
+    except (ExportError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
     return EXIT_OK

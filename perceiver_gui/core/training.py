@@ -39,6 +39,7 @@ from perceiver_gui.core.events import (
     RunStarted,
     Step,
 )
+from perceiver_gui.core.export import ScalarLog
 from perceiver_gui.core.files import append_jsonl, atomic_write_json, atomic_write_text, remove_stale_temp_files
 from perceiver_gui.core.model import build_model, to_channels_last
 
@@ -220,7 +221,9 @@ class _Run:
         if self.resuming:
             yield Log(f"Resumed at step {self.step} (epoch {self.epochs_done + 1}).")
 
-        with open(self.run_dir / runs.METRICS_FILE, "a", encoding="utf-8") as self.metrics:
+        with (open(self.run_dir / runs.METRICS_FILE, "a", encoding="utf-8") as self.metrics,
+              ScalarLog(self.run_dir, class_names=info.class_names,
+                        resume_step=self.step if self.resuming else None) as self.scalars):
             try:
                 yield from self._epochs(epoch_gen_state)
             except torch.OutOfMemoryError:
@@ -352,10 +355,15 @@ class _Run:
                 yield from self._diverged(epoch, step, loss)
                 return True
             if step % log_every == 0 or step == 1:
-                append_jsonl(self.metrics, {"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
-                                            "images_per_s": speed, "time": self.elapsed})
+                self._log({"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
+                           "images_per_s": speed, "time": self.elapsed})
             yield Step(epoch, step, self.total_steps, loss, lr, speed, eta)
         return False
+
+    def _log(self, record: dict[str, Any]) -> None:
+        """One record into metrics.jsonl, and into TensorBoard's files when tensorboard is installed."""
+        append_jsonl(self.metrics, record)
+        self.scalars.write(record)
 
     # -- epoch end, evaluation, saving -----------------------------------------------------------
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> Generator[Event, None, None]:
@@ -375,7 +383,7 @@ class _Run:
             test_acc=test_acc, per_class_acc=per_class, confusion=confusion, elapsed_s=self.elapsed,
             is_best=is_best,
         )
-        append_jsonl(self.metrics, {"type": "epoch", **dataclasses.asdict(record)})
+        self._log({"type": "epoch", **dataclasses.asdict(record)})
         yield record
         if is_best:
             yield self._save_model("best", epoch)

@@ -96,3 +96,41 @@ def test_info_into_a_closed_pipe_is_quiet(trained):
     reader.stdin.close()
     reader.wait()
     assert proc.returncode == 0 and "Broken pipe" not in proc.stderr
+
+
+def test_export_csv_writes_a_row_per_logged_step_and_epoch(trained, tmp_path, capsys):
+    from perceiver_gui.core.runs import read_metrics
+
+    out = tmp_path / "metrics.csv"
+    assert main(["export", "--run", str(trained), "--format", "csv", "--out", str(out)]) == 0
+    records = read_metrics(trained)
+    assert f"Wrote {len(records)} rows" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("type,epoch,step,") and len(lines) == 1 + len(records)
+    assert main(["export", "--run", str(trained), "--out", str(tmp_path / "again.csv")]) == 0  # format from suffix
+
+
+def test_export_problems_are_one_sentence_and_exit_2(trained, tmp_path, capsys):
+    for argv in (["--run", str(tmp_path / "missing"), "--out", str(tmp_path / "m.csv")],
+                 ["--model", str(trained / "model.safetensors"), "--format", "csv", "--out", str(tmp_path / "m.csv")],
+                 ["--model", str(trained / "config.json"), "--out", str(tmp_path / "m.onnx")],
+                 ["--run", str(trained), "--out", str(tmp_path / "m")]):
+        assert main(["export", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_export_onnx_writes_a_model_onnxruntime_runs(trained, tmp_path, capsys):
+    import onnx
+    import onnxruntime
+
+    out = tmp_path / "digits.onnx"
+    assert main(["export", "--model", str(trained / "model.safetensors"), "--format", "onnx", "--out", str(out)]) == 0
+    assert "as ONNX to" in capsys.readouterr().out
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["class_names"]) == [str(i) for i in range(10)]
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(["probabilities"], {"image": np.zeros((4, 8, 8, 1), np.float32)})
+    assert probs.shape == (4, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)

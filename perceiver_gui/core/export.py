@@ -1,0 +1,297 @@
+"""Getting data and models out: a run's metrics as CSV, TensorBoard scalars as a run trains, and a
+trained model as ONNX with everything needed to feed it stored inside.
+
+    metrics_csv("runs/20250101-120000-digits", "digits.csv")
+    export_onnx("runs/20250101-120000-digits/model.safetensors", "digits.onnx")
+
+TensorBoard and ONNX are optional extras (`pip install 'perceiver-gui[tensorboard]'`, `[onnx]`): without
+them `ScalarLog` does nothing and `export_onnx` says what to install (their imports happen inside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import numbers
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perceiver_gui.core import runs
+from perceiver_gui.core.files import atomic_write_bytes, atomic_write_text
+
+__all__ = ["ExportError", "ScalarLog", "export_onnx", "metrics_csv"]
+
+# CSV columns in this order (as metrics.jsonl names them); other numeric fields follow, then per-class accuracy.
+_CSV_COLUMNS = ("type", "epoch", "step", "time", "loss", "lr", "images_per_s", "train_loss", "train_acc",
+                "test_loss", "test_acc", "is_best", "elapsed_s")
+_RECORD_TYPES = ("step", "epoch")
+_TB_FLUSH_SECS = 5.0
+_ONNX_INSTALL = "pip install 'perceiver-gui[onnx]'"
+
+
+class ExportError(Exception):
+    """An export that cannot be done as asked; the message is one sentence a user can act on."""
+
+
+# -- metrics as CSV ----------------------------------------------------------------------------
+def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
+    """Write every step and epoch record of a run's metrics.jsonl to `out` as CSV; returns the row count.
+
+    One row per record, in the file's order, values at full precision. Per-class test accuracy gets a
+    column per class (`test_acc_<class>`); confusion matrices are not tabular and stay in metrics.jsonl.
+    Only numbers reach the file (besides the record type), so a tampered run folder cannot plant a
+    spreadsheet formula in it.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    if not run_dir.is_dir():
+        raise ExportError(f"There is no run folder at {run_dir}.")
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        raise ExportError(f"{run_dir} is not a run folder (it has no {runs.CONFIG_FILE}).")
+    records = [r for r in runs.read_metrics(run_dir) if r.get("type") in _RECORD_TYPES]
+    if not records:
+        raise ExportError(f"{run_dir} has no metrics yet: its {runs.METRICS_FILE} holds no step or epoch; "
+                          "export it once the run has logged a step.")
+    extra = []  # numeric fields a newer version logs, so nothing in the file is left behind
+    for record in records:
+        extra.extend(k for k, v in record.items()
+                     if k not in _CSV_COLUMNS and k not in extra and _is_number(v) and isinstance(k, str))
+    n_classes = max((len(r["per_class_acc"]) for r in records if isinstance(r.get("per_class_acc"), list)), default=0)
+    class_columns = [f"test_acc_{name}" for name in _class_names(run_dir, n_classes)]
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow([*_CSV_COLUMNS, *extra, *class_columns])
+    for record in records:
+        row = [record["type"]] + [_cell(record.get(k)) for k in (*_CSV_COLUMNS[1:], *extra)]
+        per_class = record.get("per_class_acc")
+        per_class = per_class if isinstance(per_class, list) else []
+        row += [_cell(per_class[i]) if i < len(per_class) else "" for i in range(n_classes)]
+        writer.writerow(row)
+    _write(out, lambda: atomic_write_text(out, text.getvalue()))
+    return len(records)
+
+
+def _class_names(run_dir: Path, count: int) -> list[str]:
+    """The class names from the run's model file when it has them for `count` classes; else 0, 1, 2, ..."""
+    if count and (run_dir / runs.MODEL_FILE).is_file():
+        from perceiver_gui.core.checkpoints import CheckpointError, read_meta
+
+        try:
+            names = list(read_meta(run_dir / runs.MODEL_FILE).class_names)
+        except CheckpointError:
+            names = []
+        if len(names) == count and len(set(names)) == count:
+            return names
+    return [str(i) for i in range(count)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real)
+
+
+def _cell(value: Any) -> Any:
+    """A number as Python writes it (repr: it reads back exactly; nan and inf as such); anything else empty."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    return ""
+
+
+def _write(out: Path, write) -> None:
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; choose a file name to export to.")
+    try:
+        write()
+    except OSError as exc:
+        raise ExportError(f"Could not write {out}: {exc.strerror or exc}.") from None
+
+
+# -- TensorBoard scalars -----------------------------------------------------------------------
+class ScalarLog:
+    """TensorBoard event files in the run folder, fed the same records as metrics.jsonl.
+
+    Does nothing when the tensorboard package is not installed. Each record becomes one event, written
+    in the caller's thread into a buffered file, flushed at each epoch and every few seconds: ~30 µs a
+    step record, where torch's SummaryWriter (an event per value, handed to a writer thread) took ~0.9 ms.
+    A resumed run (`resume_step`) marks its restart, so TensorBoard drops what an earlier process logged
+    after that step, as resume trims metrics.jsonl. Use as a context manager, or call `close`.
+    """
+
+    def __init__(self, run_dir: str | Path, *, class_names: Sequence[str] = (), resume_step: int | None = None):
+        self.class_names = tuple(class_names)
+        self._records = None
+        try:
+            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError:  # the optional extra is not installed
+            return
+        self._event, self._summary = Event, Summary
+        # TensorBoard reads files whose names hold "tfevents", in name order: nanoseconds put a resumed
+        # run's file after the earlier ones.
+        path = Path(run_dir) / f"events.out.tfevents.{time.time_ns()}.perceiver-gui"
+        self._records = RecordWriter(open(path, "wb"))  # closed in close()
+        self._flushed = time.monotonic()
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if resume_step is not None:  # what torch's SummaryWriter(purge_step=...) writes
+            self._write(Event(wall_time=time.time(), step=resume_step + 1,
+                              session_log=SessionLog(status=SessionLog.START)))
+
+    @property
+    def enabled(self) -> bool:
+        return self._records is not None
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One metrics.jsonl record: a step's loss, lr and speed, or an epoch's losses and accuracies."""
+        if self._records is None:
+            return
+        if record.get("type") == "step":
+            scalars = {"loss/train_step": record["loss"], "lr": record["lr"], "speed/images_per_s": record["images_per_s"]}
+        else:
+            scalars = {"loss/train": record["train_loss"], "loss/test": record["test_loss"],
+                       "accuracy/train": record["train_acc"], "accuracy/test": record["test_acc"]}
+            for i, acc in enumerate(record.get("per_class_acc") or ()):
+                name = self.class_names[i] if i < len(self.class_names) else str(i)
+                scalars[f"accuracy_per_class/{name}"] = acc
+        values = [self._summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        self._write(self._event(wall_time=time.time(), step=int(record["step"]), summary=self._summary(value=values)))
+        # A live TensorBoard sees each epoch at once, and long epochs' steps every few seconds.
+        if record.get("type") == "epoch" or time.monotonic() - self._flushed > _TB_FLUSH_SECS:
+            self._records.flush()
+            self._flushed = time.monotonic()
+
+    def _write(self, event) -> None:
+        self._records.write(event.SerializeToString())
+
+    def close(self) -> None:
+        if self._records is not None:
+            self._records.close()
+            self._records = None
+
+    def __enter__(self) -> ScalarLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- ONNX --------------------------------------------------------------------------------------
+def export_onnx(model_path: str | Path, out: str | Path) -> Path:
+    """Write a model file as ONNX: input `image` float32 (batch, height, width, channels), normalised;
+    outputs `logits` and `probabilities` (batch, classes). Returns `out`.
+
+    The batch size is free. The class names and the exact preprocessing are stored as metadata_props
+    (see `onnx_metadata`). When onnxruntime is installed the file is run once and checked against
+    PyTorch before it is written, so a silently wrong export never reaches the disk.
+    """
+    out = Path(out)
+    try:
+        import onnx  # noqa: F401 - needed by the exporter; checked here for a clear message
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError(f"ONNX export needs the onnx and onnxscript packages; install them with {_ONNX_INSTALL}.") from None
+    from perceiver_gui.core.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(model_path)  # CheckpointError: one sentence naming the file
+    meta = predictor.meta
+    model = _WithProbabilities(predictor.model).eval()
+    height, width = meta.image_size
+    example = torch.zeros(2, height, width, meta.channels)  # batch 2, so the exporter cannot fix it at 1
+    try:
+        with _quiet_onnxscript():
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, input_names=["image"], output_names=["logits", "probabilities"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+            )
+    except Exception as exc:  # the exporter's own errors are long reports; the first line says what
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{model_path} could not be exported to ONNX ({first.rstrip('.')}).") from exc
+    proto = program.model_proto
+    metadata = onnx_metadata(meta)
+    proto.doc_string = metadata["preprocessing"]
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    data = proto.SerializeToString()
+    _check_with_onnxruntime(data, predictor.model, example.shape, str(model_path))
+    _write(out, lambda: atomic_write_bytes(out, data))
+    return out
+
+
+class _WithProbabilities(torch.nn.Module):
+    """The model with softmax probabilities as a second output (what most users of the file want to read)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(image)
+        return logits, logits.softmax(dim=-1)
+
+
+def onnx_metadata(meta) -> dict[str, str]:
+    """metadata_props for a model's ONNX file: strings, JSON where the value is structured."""
+    height, width = meta.image_size
+    mode = "L (grayscale)" if meta.channels == 1 else "RGB"
+    return {
+        "class_names": json.dumps(list(meta.class_names)),
+        "image_size": json.dumps([height, width]),
+        "channels": str(meta.channels),
+        "color_mode": "L" if meta.channels == 1 else "RGB",
+        "mean": json.dumps(list(meta.mean)),
+        "std": json.dumps(list(meta.std)),
+        "pixel_scale": "1/255",
+        "input_layout": "NHWC",
+        "resize": "bilinear",
+        "preprocessing": (
+            f"Convert the image to {mode}, transparent pixels composited onto white; resize to {width}x{height} "
+            f"(width x height) with bilinear filtering; scale pixel values to 0..1 (divide by 255); subtract mean "
+            f"and divide by std per channel; feed float32 in layout (batch, height, width, channels) as input "
+            f"'image'. Outputs: 'logits' and 'probabilities' (softmax), (batch, classes) in class_names order."
+        ),
+        "perceiver_gui_version": meta.app_version,
+        "config": json.dumps(meta.config.to_dict()),
+        "summary": json.dumps(meta.summary, allow_nan=False, default=str),
+    }
+
+
+@contextlib.contextmanager
+def _quiet_onnxscript() -> Iterator[None]:
+    # Its optimiser logs notes such as "Skipping constant folding ..." as warnings; they are not the user's to act on.
+    logger = logging.getLogger("onnxscript")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_with_onnxruntime(data: bytes, model, example_shape, where: str) -> None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    import numpy as np
+
+    shape = (3, *example_shape[1:])  # another batch size than the export's, to prove it is free
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x).softmax(-1).numpy()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"image": x.numpy()})[0]
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4):
+        worst = float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf
+        raise ExportError(f"The ONNX export of {where} does not reproduce PyTorch's probabilities (they differ by "
+                          f"up to {worst:.2g}), so it was not written; please report this with the model.")

@@ -1,0 +1,220 @@
+"""Getting data and models out: metrics as CSV, TensorBoard scalars, models as ONNX."""
+
+import csv
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from perceiver_gui.core import runs
+from perceiver_gui.core.control import RunControl
+from perceiver_gui.core.events import Finished, Step
+from perceiver_gui.core.export import ExportError, ScalarLog, export_onnx, metrics_csv
+from perceiver_gui.core.training import train
+from tests.core.train_fixtures import tiny_digits
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished two-epoch run that logged every step."""
+    out = tmp_path_factory.mktemp("export") / "run"
+    events = list(train(tiny_digits(**{"train.log_every": 1}), out_dir=out))
+    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
+    return out
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def scalars(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep every event, no sampling
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+def test_csv_has_a_row_for_every_step_and_epoch_with_the_logged_values(run, tmp_path):
+    records = runs.read_metrics(run)
+    out = tmp_path / "metrics.csv"
+    assert metrics_csv(run, out) == len(records)
+    rows = read_csv(out)
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert len(steps) == 2 * 28 and len(epochs) == 2  # every step of two epochs, logged with log_every=1
+    assert len(rows) == len(steps) + len(epochs)
+    assert [r["type"] for r in rows] == [r["type"] for r in records]
+    for row, record in zip(rows, records, strict=True):
+        for key, value in record.items():
+            if key in ("type", "per_class_acc", "confusion"):
+                continue
+            if isinstance(value, bool):
+                assert row[key] == str(value)
+            elif isinstance(value, float) and math.isnan(value):
+                assert row[key] == "nan"
+            else:
+                assert float(row[key]) == value, key  # full precision: equal, not approximately
+    # Per-class accuracy: one column per digit, named by its class; confusion matrices stay in metrics.jsonl.
+    class_columns = [k for k in rows[0] if k.startswith("test_acc_")]
+    assert class_columns == [f"test_acc_{d}" for d in range(10)]
+    last = rows[-1]
+    assert [float(last[c]) for c in class_columns] == pytest.approx(epochs[-1]["per_class_acc"], abs=0)
+    assert rows[0]["test_acc_0"] == ""  # a step row has no accuracy
+    assert "confusion" not in rows[0]
+
+
+def test_csv_of_a_missing_or_unfinished_folder_is_a_sentence(tmp_path):
+    with pytest.raises(ExportError, match="There is no run folder at"):
+        metrics_csv(tmp_path / "nowhere", tmp_path / "out.csv")
+    (tmp_path / "notarun").mkdir()
+    with pytest.raises(ExportError, match="is not a run folder"):
+        metrics_csv(tmp_path / "notarun", tmp_path / "out.csv")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / runs.CONFIG_FILE).write_text("{}")
+    (fresh / runs.METRICS_FILE).write_text("")
+    with pytest.raises(ExportError, match="has no metrics yet"):
+        metrics_csv(fresh, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_csv_from_a_tampered_run_holds_only_numbers(tmp_path):
+    """A run folder from someone else cannot plant spreadsheet formulas, and odd lines are skipped."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / runs.CONFIG_FILE).write_text("{}")
+    (folder / runs.MODEL_FILE).write_bytes(b"not a model")  # class names fall back to numbers
+    lines = [
+        {"type": "step", "epoch": 1, "step": 1, "loss": "=HYPERLINK(\"http://evil\")", "lr": 0.1, "time": 1e308},
+        {"type": "step", "epoch": 1, "step": 2, "loss": {"nested": 1}, "lr": [1, 2], "grad_norm": 2.5},
+        {"type": "shell", "cmd": "=1+1"},
+        ["not", "a", "record"],
+        {"type": "epoch", "epoch": 1, "step": 2, "test_acc": float("nan"), "per_class_acc": [0.5, "=2"],
+         "is_best": True},
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in lines) + '{"type": "step", "step": 3, "loss'  # torn last line
+    (folder / runs.METRICS_FILE).write_text(text)
+    out = tmp_path / "odd.csv"
+    assert metrics_csv(folder, out) == 3
+    rows = read_csv(out)
+    cells = [v for row in rows for v in row.values()]
+    assert not any(v.startswith(("=", "+", "@")) for v in cells)
+    assert rows[0]["loss"] == "" and rows[0]["time"] == "1e+308"
+    assert rows[1]["grad_norm"] == "2.5"  # a numeric field this version does not know is kept
+    assert rows[2]["test_acc"] == "nan" and rows[2]["is_best"] == "True"
+    assert (rows[2]["test_acc_0"], rows[2]["test_acc_1"]) == ("0.5", "")
+
+
+def test_csv_to_a_place_that_cannot_be_written_is_a_sentence(run, tmp_path):
+    with pytest.raises(ExportError, match="is a folder"):
+        metrics_csv(run, tmp_path)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="Could not write"):
+        metrics_csv(run, blocker / "metrics.csv")
+
+
+# -- TensorBoard ----------------------------------------------------------------------------------
+def test_training_writes_tensorboard_scalars_equal_to_the_metrics(run):
+    records = runs.read_metrics(run)
+    found = scalars(run)
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [s for s, _ in found["loss/train_step"]] == [r["step"] for r in steps]
+    # TensorBoard stores scalars as float32.
+    assert [v for _, v in found["loss/train_step"]] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
+    assert [v for _, v in found["lr"]] == pytest.approx([r["lr"] for r in steps], rel=1e-6)
+    assert found["accuracy/test"] == [(r["step"], pytest.approx(r["test_acc"], rel=1e-6)) for r in epochs]
+    assert found["loss/test"] == [(r["step"], pytest.approx(r["test_loss"], rel=1e-6)) for r in epochs]
+    assert {f"accuracy_per_class/{d}" for d in range(10)} <= set(found)
+
+
+def test_tensorboard_curves_continue_after_resume_and_drop_what_a_killed_process_logged(tmp_path):
+    cfg = tiny_digits(**{"train.log_every": 1})
+    control = RunControl()
+    for event in train(cfg, out_dir=tmp_path / "run", control=control):
+        if isinstance(event, Step) and event.step == 40:  # mid second epoch
+            control.stop()
+    # As if a later process logged steps 41-45 and was killed before it saved anything.
+    with ScalarLog(tmp_path / "run") as ghost:
+        for step in range(41, 46):
+            ghost.write({"type": "step", "epoch": 2, "step": step, "loss": 99.0, "lr": 0.01, "images_per_s": 1.0})
+    events = list(train(resume=tmp_path / "run"))
+    assert events[-1].status == "completed"
+    curve = scalars(tmp_path / "run")["loss/train_step"]
+    assert [s for s, _ in curve] == list(range(1, 57))  # every step once, in order
+    assert 99.0 not in [v for _, v in curve]
+    logged = [r["loss"] for r in runs.read_metrics(tmp_path / "run") if r["type"] == "step"]
+    assert [v for _, v in curve] == pytest.approx(logged, rel=1e-6)
+
+
+def test_without_tensorboard_the_scalar_log_does_nothing(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m.split(".")[0] == "tensorboard"] + ["tensorboard"]:
+        monkeypatch.setitem(sys.modules, name, None)  # an install without the extra: every import of it fails
+    with ScalarLog(tmp_path, class_names=("a", "b")) as log:
+        assert not log.enabled
+        log.write({"type": "step", "epoch": 1, "step": 1, "loss": 1.0, "lr": 0.1, "images_per_s": 5.0, "time": 0.1})
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_file(run, tmp_path_factory):
+    return export_onnx(run / runs.MODEL_FILE, tmp_path_factory.mktemp("onnx") / "digits.onnx")
+
+
+def preprocess_from_metadata(path, props):
+    """What a user of the .onnx file does, from its metadata alone: no Perceiver GUI code."""
+    height, width = json.loads(props["image_size"])
+    img = Image.open(path).convert(props["color_mode"]).resize((width, height), Image.Resampling.BILINEAR)
+    x = np.asarray(img, dtype=np.float32).reshape(height, width, int(props["channels"])) / 255.0
+    assert props["input_layout"] == "NHWC"
+    return (x - np.array(json.loads(props["mean"]), np.float32)) / np.array(json.loads(props["std"]), np.float32)
+
+
+@pytest.mark.slow
+def test_onnx_model_gives_pytorchs_probabilities_for_the_same_images(run, onnx_file, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from perceiver_gui.core.inference import Predictor
+    from tests.ui.helpers import digit_images
+
+    props = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
+    predictor = Predictor.from_checkpoint(run / runs.MODEL_FILE)
+    assert json.loads(props["class_names"]) == list(predictor.meta.class_names)
+    assert "bilinear" in props["preprocessing"] and json.loads(props["config"])["name"] == "tiny"
+
+    paths = digit_images(tmp_path, count=5)
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    batch = np.stack([preprocess_from_metadata(p, props) for p in paths])
+    for x in (batch, batch[:1]):  # any batch size
+        logits, probs = session.run(["logits", "probabilities"], {"image": x})
+        expected = predictor.predict(paths[: len(x)], top_k=10)
+        for row, pred in zip(probs, expected, strict=True):
+            names = json.loads(props["class_names"])
+            assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
+        assert np.allclose(probs, torch.from_numpy(logits).softmax(-1).numpy(), atol=1e-6)
+
+
+def test_onnx_export_of_a_file_that_is_not_a_model_is_a_sentence(tmp_path):
+    from perceiver_gui.core.checkpoints import CheckpointError
+
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x80\x04 a pickle")
+    with pytest.raises(CheckpointError, match="pickle"):
+        export_onnx(bad, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_onnx_export_without_the_extra_says_what_to_install(run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(ExportError, match=r"perceiver-gui\[onnx\]"):
+        export_onnx(run / runs.MODEL_FILE, tmp_path / "out.onnx")
