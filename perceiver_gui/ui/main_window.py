@@ -28,6 +28,7 @@ from perceiver_gui.core.events import Finished, RunStarted
 from perceiver_gui.ui import deferred
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
+from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
@@ -152,6 +153,10 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             file_menu.addAction(action)
         file_menu.addSeparator()
+        self.export_actions = ExportActions(self, run=self._run_to_export, model=lambda: self.classifier.model_path)
+        self.export_actions.message.connect(self._show_message)
+        file_menu.addActions(self.export_actions.actions)
+        file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -250,6 +255,10 @@ class MainWindow(QMainWindow):
     def _open_model(self, path: str) -> None:
         self.classifier.load_checkpoint(path)
         self.tabs.setCurrentWidget(self.classifier)
+
+    def _run_to_export(self) -> str:
+        selected = self.runs.selected()  # the run picked in the Runs tab, else the one trained last
+        return selected.path if selected is not None else self._current_run
 
     def _open_model_dialog(self) -> None:
         self.tabs.setCurrentWidget(self.classifier)

@@ -1,0 +1,105 @@
+"""The File menu's exports: a run's metrics as CSV, and a model as ONNX (in a worker: it takes seconds).
+
+The window says which run and which model: `run()` gives the run folder to export ("" when there is
+none), `model()` the loaded model file ("" to ask for one). Success is a status-bar sentence (`message`),
+failure a dialog with the sentence the core gave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+__all__ = ["ExportActions"]
+
+
+class ExportActions(QObject):
+    message = Signal(str)  # a sentence for the status bar
+
+    def __init__(self, parent: QWidget, *, run: Callable[[], str], model: Callable[[], str]):
+        super().__init__(parent)
+        self._parent = parent
+        self._run = run
+        self._model = model
+        self._worker = None
+        self.metrics_action = QAction("Export run metrics as &CSV…", parent)
+        self.metrics_action.setStatusTip("Every logged step and epoch of the run selected in the Runs tab "
+                                         "(or the last one trained), for a spreadsheet or pandas")
+        self.metrics_action.triggered.connect(self.export_metrics)
+        self.onnx_action = QAction("Export model as O&NNX…", parent)
+        self.onnx_action.setStatusTip("The classifier's model (or one you choose) as ONNX, with its classes "
+                                      "and preprocessing in the file")
+        self.onnx_action.triggered.connect(self.export_onnx)
+        self.actions = (self.metrics_action, self.onnx_action)
+
+    @property
+    def working(self) -> bool:
+        return self._worker is not None
+
+    def export_metrics(self) -> None:
+        run = self._run()
+        if not run:
+            self.message.emit("Select a run in the Runs tab (or train one) to export its metrics.")
+            return
+        path = self._save_name("Export run metrics as CSV", Path(run).name + ".csv", "CSV files (*.csv)")
+        if not path:
+            return
+        from perceiver_gui.core.export import ExportError, metrics_csv
+
+        try:
+            rows = metrics_csv(run, path)
+        except ExportError as exc:
+            QMessageBox.warning(self._parent, "Export failed", str(exc))
+            return
+        self.message.emit(f"Exported {rows:,} rows of metrics to {path}.")
+
+    def export_onnx(self) -> None:
+        if self._worker is not None:
+            return
+        model = self._model()
+        if not model:
+            model, _ = QFileDialog.getOpenFileName(self._parent, "Choose a model to export as ONNX", "",
+                                                   "Models (*.safetensors);;All files (*)")
+            if not model:
+                return
+        name = Path(model).parent.name if Path(model).name == "model.safetensors" else Path(model).stem
+        path = self._save_name("Export model as ONNX", (name or "model") + ".onnx", "ONNX models (*.onnx)")
+        if not path:
+            return
+        from superqt.utils import create_worker  # here, not at launch
+
+        from perceiver_gui.core.export import export_onnx
+
+        worker = create_worker(export_onnx, model, path, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_exported)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.onnx_action.setEnabled(False)
+        self.message.emit(f"Exporting {Path(model).name} as ONNX…")
+        worker.start()
+
+    def _save_name(self, title: str, suggested: str, filter_: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self._parent, title, str(Path.home() / suggested), filter_)
+        suffix = Path(suggested).suffix
+        if path and not path.lower().endswith(suffix):  # the dialog adds no suffix on some platforms
+            path += suffix
+        return path
+
+    def _on_exported(self, path) -> None:
+        self.message.emit(f"Exported the model as ONNX to {path}.")
+
+    def _on_error(self, exc: BaseException) -> None:
+        from perceiver_gui.core.checkpoints import CheckpointError
+        from perceiver_gui.core.export import ExportError
+
+        text = str(exc) if isinstance(exc, ExportError | CheckpointError) else f"The export failed: {exc}"
+        QMessageBox.warning(self._parent, "Export failed", text)
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.onnx_action.setEnabled(True)

@@ -1,0 +1,110 @@
+"""File menu exports: a run's metrics as CSV and a model as ONNX, with the file dialogs answered by the test."""
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QFileDialog
+
+from perceiver_gui.core.runs import read_metrics
+from tests.ui.helpers import load_model
+
+
+def answer_dialogs(monkeypatch, save="", open_=""):
+    """QFileDialog answers: `save` for getSaveFileName, `open_` for getOpenFileName; records what was asked."""
+    asked = []
+
+    def save_name(parent, title, start, filter_):
+        asked.append(("save", title, start))
+        return str(save), filter_
+
+    def open_name(parent, title, start, filter_):
+        asked.append(("open", title, start))
+        return str(open_), filter_
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_name))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(open_name))
+    return asked
+
+
+def file_menu_texts(window):
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    return [a.text() for a in menu.actions()]
+
+
+def test_the_file_menu_offers_both_exports(make_window):
+    texts = file_menu_texts(make_window())
+    assert "Export run metrics as &CSV…" in texts and "Export model as O&NNX…" in texts
+
+
+def test_the_selected_run_exports_its_metrics_as_csv(make_window, trained_run, tmp_path, monkeypatch):
+    window = make_window(runs_root=trained_run.parent)
+    window.runs.refresh()
+    assert window.runs.select(str(trained_run))
+    asked = answer_dialogs(monkeypatch, save=tmp_path / "tiny")  # typed without a suffix
+    window.export_actions.metrics_action.trigger()
+    assert asked[0][2].endswith("tiny-run.csv")  # the dialog suggests a name after the run
+    with open(tmp_path / "tiny.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(read_metrics(trained_run))
+    assert "tiny.csv" in window.statusBar().currentMessage()
+
+
+def test_without_a_run_it_says_how_to_choose_one(make_window, monkeypatch):
+    window = make_window()
+    asked = answer_dialogs(monkeypatch)
+    window.export_actions.metrics_action.trigger()
+    assert asked == []
+    assert "Select a run in the Runs tab" in window.statusBar().currentMessage()
+
+
+def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_path, monkeypatch, dialogs):
+    window = make_window(runs_root=trained_run.parent)
+    window.runs.refresh()
+    window.runs.select(str(trained_run))
+    (tmp_path / "taken.csv").mkdir()
+    answer_dialogs(monkeypatch, save=tmp_path / "taken.csv")
+    window.export_actions.metrics_action.trigger()
+    assert dialogs == [("warning", "Export failed", f"{tmp_path / 'taken.csv'} is a folder; choose a file name to "
+                                                    "export to.")]
+
+
+@pytest.mark.slow
+def test_the_classifiers_model_exports_as_onnx_in_the_background(make_window, trained_run, tmp_path, monkeypatch,
+                                                                 qtbot, dialogs):
+    import onnxruntime
+
+    window = make_window()
+    load_model(qtbot, window.classifier, trained_run / "model.safetensors")
+    asked = answer_dialogs(monkeypatch, save=tmp_path / "digits.onnx")
+    window.export_actions.onnx_action.trigger()
+    assert [kind for kind, *_ in asked] == ["save"]  # the loaded model is the one exported: no question
+    assert not window.export_actions.onnx_action.isEnabled()  # one export at a time, while the window stays live
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=180000)
+    assert dialogs == []
+    assert window.export_actions.onnx_action.isEnabled()
+    assert "Exported the model as ONNX" in window.statusBar().currentMessage()
+    session = onnxruntime.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(["probabilities"], {"image": np.zeros((2, 8, 8, 1), np.float32)})
+    assert probs.shape == (2, 10)
+
+
+def test_without_a_loaded_model_onnx_asks_for_one_and_says_what_is_wrong_with_it(make_window, tmp_path, monkeypatch,
+                                                                                 qtbot, dialogs):
+    window = make_window()
+    not_a_model = tmp_path / "weights.safetensors"
+    not_a_model.write_bytes(b"\x80\x04 a pickle")
+    asked = answer_dialogs(monkeypatch, open_=not_a_model, save=tmp_path / "out.onnx")
+    window.export_actions.onnx_action.trigger()
+    assert [kind for kind, *_ in asked] == ["open", "save"]
+    assert asked[1][2].endswith("weights.onnx")
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=60000)
+    assert len(dialogs) == 1 and dialogs[0][1] == "Export failed" and "pickle" in dialogs[0][2]
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cancelling_the_model_choice_does_nothing(make_window, monkeypatch):
+    window = make_window()
+    asked = answer_dialogs(monkeypatch)  # both dialogs cancelled
+    window.export_actions.onnx_action.trigger()
+    assert [kind for kind, *_ in asked] == ["open"] and not window.export_actions.working
