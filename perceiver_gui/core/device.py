@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import os
-import sys
-import threading
-from collections.abc import Iterator
 
 import torch
 
-__all__ = ["DeviceError", "configure_threads", "describe_device", "keep_freed_memory", "resolve_device"]
+__all__ = ["DeviceError", "configure_threads", "describe_device", "resolve_device"]
 
 
 class DeviceError(RuntimeError):
@@ -62,57 +56,3 @@ def describe_device(device: torch.device) -> str:
         return "Apple GPU (MPS)"
     threads = torch.get_num_threads()
     return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_GLIBC_DEFAULT = 128 * 1024  # both thresholds' documented defaults
-_KEEP = 1 << 30  # 1 GiB: tensors below this come from the heap, and up to this much free memory stays
-_keep_lock = threading.Lock()
-_keep_users = 0
-
-
-def _glibc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        libc.malloc_trim.argtypes = (ctypes.c_size_t,)
-        libc.gnu_get_libc_version  # noqa: B018 (musl has mallopt as a no-op but not this)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-@contextlib.contextmanager
-def keep_freed_memory() -> Iterator[None]:
-    """While training, keep the memory of freed tensors in the process, then hand it back.
-
-    torch allocates CPU tensors with malloc, and glibc serves big ones (above 128 KiB to 32 MiB,
-    adapting) with fresh mmap pages and returns them to the OS on free: every step then page-faults
-    and zeroes its activations again, thousands of faults per step for the seed model (about a fifth
-    of its CPU time here; see benchmarks/README.md). Raising both thresholds for the run makes freed
-    blocks get reused instead; at the end both go back to 128 KiB (fixed, where glibc would adapt)
-    and `malloc_trim` returns what is free, so the app does not keep the peak between runs.
-    A no-op off glibc Linux."""
-    global _keep_users
-    libc = _glibc()
-    if libc is None:
-        yield
-        return
-    with _keep_lock:
-        _keep_users += 1
-        if _keep_users == 1:
-            libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)
-            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
-    try:
-        yield
-    finally:
-        with _keep_lock:
-            _keep_users -= 1
-            if _keep_users == 0:
-                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT)
-                libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
-                libc.malloc_trim(0)

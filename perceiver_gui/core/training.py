@@ -23,13 +23,7 @@ from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core import checkpoints, data, evaluation, runs
 from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.device import (
-    DeviceError,
-    configure_threads,
-    describe_device,
-    keep_freed_memory,
-    resolve_device,
-)
+from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
 from perceiver_gui.core.events import (
     CheckpointSaved,
     EpochEnd,
@@ -106,8 +100,7 @@ def train(
                 math.nan, 0, 0, str(run_dir), "",
             )
             return
-    with keep_freed_memory():  # no page faults on every step's activations (see its docstring)
-        yield from _Run(cfg, run_dir, control, resuming=resume is not None).run()
+    yield from _Run(cfg, run_dir, control, resuming=resume is not None).run()
 
 
 def _read_run_config(run_dir: Path) -> Config:
