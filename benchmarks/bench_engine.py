@@ -6,8 +6,7 @@ workers), perceiver-pytorch's Perceiver and SGD. The data is synthetic CIFAR-10 
 format (this machine cannot download CIFAR-10), so torchvision's md5 check is switched off for the peer;
 the engine never md5-checks local copies. Ours runs `train()` on the same folder.
 
-Every measurement runs in a fresh process: a training run tunes the process's malloc for its length
-(core.device.keep_freed_memory), and the tutorial's loop must get the allocator a script of its own gets.
+Every measurement runs in a fresh process, so none inherits another's threads, allocator state or caches.
 
     .venv/bin/python benchmarks/bench_engine.py [--images 2000] [--rounds 2]
 """

@@ -1,7 +1,6 @@
 """Training step of our Perceiver vs perceiver-pytorch's, in one process; results in benchmarks/README.md.
 
     .venv/bin/python benchmarks/bench_model.py [--rounds 9] [--steps 3] [--batch 128] [--threads N]
-                                               [--allocator engine|default]
 
 A step is forward, cross-entropy, backward and an SGD step (the seed recipe: lr 0.001, momentum
 0.9) on the seed model (CIFAR-10 shape, 32×32×3, float32, CPU). Both models start from the same
@@ -9,10 +8,6 @@ weights. Each round times `--steps` steps of each model and one large float32 ma
 that alternates between rounds, so that load from other processes hits all three alike; the
 reported numbers are medians over rounds. Achieved GFLOP/s uses the model's nominal training FLOPs
 (perceiver_gui.core.complexity.training_flops_per_sample: matmuls only, 3 × forward).
-
-`--allocator engine` (the default) times everything inside `keep_freed_memory()`, as a training run
-does: freed tensors' memory is reused instead of being page-faulted in again each step. `default`
-leaves glibc's malloc as a plain script has it. Both models run under the same setting either way.
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ import torch.nn.functional as F
 
 from perceiver_gui.config import preset
 from perceiver_gui.core.complexity import training_flops_per_sample
-from perceiver_gui.core.device import keep_freed_memory
 from perceiver_gui.core.model import Perceiver
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_model.json"
@@ -76,14 +70,7 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time instead of the wall clock: steadier on a busy "
                              "machine, but only meaningful with --threads 1 (idle OpenMP threads spin)")
-    parser.add_argument("--allocator", choices=("engine", "default"), default="engine",
-                        help="engine: freed memory kept for reuse, as in a training run; default: glibc as is")
-    args = parser.parse_args()
-    if args.allocator == "engine":
-        with keep_freed_memory():
-            run(args)
-    else:
-        run(args)
+    run(parser.parse_args())
 
 
 def run(args: argparse.Namespace) -> None:
@@ -126,24 +113,23 @@ def run(args: argparse.Namespace) -> None:
                       "step_s_all": times[name]}
     result = {
         "machine": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "clock": "cpu" if args.cpu_time else "wall", "allocator": args.allocator, "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
+        "clock": "cpu" if args.cpu_time else "wall", "batch": args.batch, "rounds": args.rounds, "steps_per_round": args.steps,
         "training_gflop_per_step": step_flops / 1e9, "matmul_gflops": matmul_gflops,
         "matmul_s_all": times["matmul"], "speedup_median": statistics.median(ratios),
         "speedup_min": min(ratios), "speedup_max": max(ratios), "models": rows,
     }
 
     print(f"{result['machine']}, {result['threads']} threads, torch {torch.__version__}, batch {args.batch}, "
-          f"{args.rounds} rounds × {args.steps} steps, {result['clock']} clock, {args.allocator} allocator; "
+          f"{args.rounds} rounds × {args.steps} steps, {result['clock']} clock; "
           f"{step_flops / 1e9:.1f} GFLOP per training step")
     print(f"{'':20}{'step (s)':>10}{'GFLOP/s':>10}{'of matmul':>11}")
     for name, row in rows.items():
         print(f"{name:20}{row['step_s']:10.3f}{row['gflops']:10.1f}{row['matmul_share']:10.0%}")
     print(f"{f'matmul {MATMUL_SIZE}²':20}{'':10}{matmul_gflops:10.1f}{1:10.0%}")
     print(f"speed-up: median {result['speedup_median']:.2f}× (rounds range {min(ratios):.2f}–{max(ratios):.2f}×)")
-    out = RESULTS if args.allocator == "engine" else RESULTS.with_name("bench_model_default_allocator.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":
