@@ -131,6 +131,7 @@ class _Run:
         self.done = False  # Finished has been produced
         self.epoch_sums = (0.0, 0, 0)  # (loss sum, correct, images) of the epoch so far, restored on resume
         self.test_digest = ""  # evaluation.test_digest of the test split, taken at the first evaluation
+        self.eval_batch_size = max(256, cfg.train.batch_size)  # halved if the device runs out of memory
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Generator[Event, None, None]:
@@ -389,26 +390,19 @@ class _Run:
         (as numpy arrays for evaluation.Evaluation: the same argmax the confusion counts, and its probability)."""
         if not self.test_digest:
             self.test_digest = evaluation.test_digest(self.test_x.cpu().numpy(), self.test_y.cpu().numpy())
-        self.model.eval()
         k = len(self.info.class_names)
-        loss_sum = torch.zeros((), device=self.device)
-        confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
-        eval_bs = max(256, self.cfg.train.batch_size)
-        autocast = _autocast(self.device, self.cfg.train.precision)
-        preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
-        for start in range(0, self.info.test_size, eval_bs):
-            x = self.test_x[start:start + eval_bs]
-            y = self.test_y[start:start + eval_bs]
-            with autocast:
-                logits = self.model(to_channels_last(data.normalize(x, self.info.mean, self.info.std))).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            pred = logits.argmax(1)
-            confusion += torch.bincount(y * k + pred, minlength=k * k)
-            probs = logits.softmax(1)
-            preds.append(pred)
-            prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
-            prob_true.append(probs.gather(1, y[:, None])[:, 0])
-        self.model.train()
+        # Evaluation keeps no activations, so it takes bigger batches than training; if the GPU cannot
+        # hold one, it halves them down to the training batch size (which fits) and keeps that size.
+        while True:
+            try:
+                loss_sum, confusion, preds, prob_pred, prob_true = self._eval_pass(self.eval_batch_size, k)
+                break
+            except torch.OutOfMemoryError:
+                if self.eval_batch_size <= self.cfg.train.batch_size:
+                    raise
+                self.eval_batch_size = max(self.cfg.train.batch_size, self.eval_batch_size // 2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
         predictions = {"labels": self.test_y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
                        "prob_true": torch.cat(prob_true)}
         predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
@@ -420,6 +414,29 @@ class _Run:
         acc = float(matrix.diag().sum() / max(1, int(totals.sum())))
         confusion_rows = tuple(tuple(r) for r in matrix.tolist())
         return (loss_sum / self.info.test_size).item(), acc, per_class, confusion_rows, predictions
+
+    def _eval_pass(self, eval_bs: int, k: int):
+        self.model.eval()
+        try:
+            loss_sum = torch.zeros((), device=self.device)
+            confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
+            autocast = _autocast(self.device, self.cfg.train.precision)
+            preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
+            for start in range(0, self.info.test_size, eval_bs):
+                x = self.test_x[start:start + eval_bs]
+                y = self.test_y[start:start + eval_bs]
+                with autocast:
+                    logits = self.model(to_channels_last(data.normalize(x, self.info.mean, self.info.std))).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                pred = logits.argmax(1)
+                confusion += torch.bincount(y * k + pred, minlength=k * k)
+                probs = logits.softmax(1)
+                preds.append(pred)
+                prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
+                prob_true.append(probs.gather(1, y[:, None])[:, 0])
+        finally:
+            self.model.train()
+        return loss_sum, confusion, preds, prob_pred, prob_true
 
     def _meta(self) -> checkpoints.ModelMeta:
         info = self.info

@@ -202,6 +202,35 @@ def test_out_of_memory_suggests_a_smaller_batch(tmp_path, monkeypatch):
     assert "ran out of memory at batch size 32" in finished.message and "new run with batch size 16" in finished.message
 
 
+def test_evaluation_falls_back_to_smaller_batches_when_memory_runs_out(tmp_path, monkeypatch):
+    # A GPU that only just fits training can run out of memory on evaluation's bigger batches: the
+    # run then evaluates in smaller ones and gets the same numbers, instead of failing.
+    cfg = tiny_digits(**{"train.epochs": 1})
+    plain = [e for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, EpochEnd)]
+    real_build = training.build_model
+    batches = []
+
+    def build_tight(cfg):
+        model = real_build(cfg)
+
+        def hook(module, args):
+            if not module.training:
+                batches.append(len(args[0]))
+                if len(args[0]) > 64:
+                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        model.register_forward_pre_hook(hook)
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_tight)
+    events = list(train(cfg, out_dir=tmp_path / "b"))
+    assert events[-1].status == "completed", events[-1].message
+    tight = [e for e in events if isinstance(e, EpochEnd)]
+    assert (tight[0].test_acc, tight[0].confusion) == (plain[0].test_acc, plain[0].confusion)
+    assert abs(tight[0].test_loss - plain[0].test_loss) < 1e-6
+    assert batches[:3] == [256, 128, 64] and max(batches[2:]) == 64  # 256 and 128 ran out; 64 held
+
+
 def test_reading_losses_in_batches_as_on_a_gpu_changes_nothing_but_when(tmp_path, monkeypatch):
     cfg = tiny_digits(**{"train.epochs": 1})
     every_step = [(e.step, e.loss) for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
