@@ -153,6 +153,22 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _labels(infos: Sequence[RunInfo]) -> list[str]:
+    """What names each run in the legend and the table: its name, and for runs that share a name (every run
+    of a preset is called after it) when it was started, as precisely as it takes to tell them apart."""
+    import time
+
+    labels = [info.name for info in infos]
+    for fmt in ("%H:%M", "%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"):
+        if len(set(labels)) == len(labels):
+            return labels
+        labels = [f"{info.name} · {time.strftime(fmt, time.localtime(info.created))}" if labels.count(label) > 1
+                  else label for info, label in zip(infos, labels, strict=True)]
+    # Started in the same second: the folder names differ.
+    return [f"{label} · {Path(info.path).name}" if labels.count(label) > 1 else label
+            for info, label in zip(infos, labels, strict=True)]
+
+
 def _elide(name: str, limit: int = 32) -> str:
     # The legend takes its width from the plots; the table's column headers carry the whole name.
     return name if len(name) <= limit else name[: limit - 1] + "…"
@@ -364,7 +380,7 @@ class CompareView(QWidget):
                 plot.removeItem(curve)
             curves.clear()
         self.legend.clear()
-        for i, info in enumerate(self._runs):
+        for i, label in enumerate(_labels(self._runs)):
             color, dash = run_style(i)
             acc = self.acc_plot.plot(pen=pg.mkPen(color, width=2, style=dash), symbol="o", symbolSize=5,
                                      symbolBrush=color, symbolPen=None)
@@ -375,7 +391,7 @@ class CompareView(QWidget):
             self._acc_curves.append(acc)
             self._loss_curves.append(loss)
             self._test_loss_curves.append(test)
-            self.legend.addItem(acc, html.escape(_elide(info.name)))
+            self.legend.addItem(acc, html.escape(_elide(label)))
         self._apply_palette()
 
     def _draw(self) -> None:
@@ -406,8 +422,8 @@ class CompareView(QWidget):
         table.setColumnCount(1 + len(self._runs))
         table.setRowCount(len(SUMMARY_ROWS) + len(self._settings_rows))
         table.setHorizontalHeaderItem(0, QTableWidgetItem("Setting"))
-        for i, (info, config) in enumerate(zip(self._runs, self._configs, strict=True)):
-            header = QTableWidgetItem(_swatch(*run_style(i)), info.name if config is not None else f"{info.name} ⚠")
+        for i, (info, config, label) in enumerate(zip(self._runs, self._configs, _labels(self._runs), strict=True)):
+            header = QTableWidgetItem(_swatch(*run_style(i)), label if config is not None else f"{label} ⚠")
             header.setToolTip(f"{info.name}\n{info.path}" if config is not None
                               else f"{info.name}\nIts settings could not be read.")
             table.setHorizontalHeaderItem(1 + i, header)

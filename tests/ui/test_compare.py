@@ -196,3 +196,16 @@ def test_long_metrics_are_read_in_the_background_and_drawn_when_read(qtbot, pane
         assert view.table.item(0, 1).text() == "…" and sorted(view.differing_settings()) == ["train.lr", "train.seed"]
     assert not view.loading and view.table.item(0, 1).text().endswith("%")
     assert len([c for c in view.acc_plot.listDataItems() if len(c.getData()[0])]) == 2
+
+
+def test_runs_that_share_a_name_are_told_apart_in_the_legend_and_the_table(panel, root):
+    # Every run of a preset is named after it: comparing two "digits" runs must not show "digits" twice.
+    for folder in ("a", "b"):
+        _rename(root / folder, "digits")
+    panel.refresh()
+    panel.select_runs([str(root / "a"), str(root / "b")])
+    view = panel.compare
+    legend = view.legend_names()
+    headers = [view.table.horizontalHeaderItem(c).text() for c in (1, 2)]
+    assert len(set(legend)) == 2 and all(name.startswith("digits · ") for name in legend), legend
+    assert headers == legend
