@@ -43,7 +43,7 @@ class ExportActions(QObject):
     def export_metrics(self) -> None:
         run = self._run()
         if not run:
-            self.message.emit("Select a run in the Runs tab (or train one) to export its metrics.")
+            self.message.emit("Select one run in the Runs tab (or train one) to export its metrics.")
             return
         path = self._save_name("Export run metrics as CSV", Path(run).name + ".csv", "CSV files (*.csv)")
         if not path:

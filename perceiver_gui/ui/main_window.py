@@ -257,8 +257,10 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.classifier)
 
     def _run_to_export(self) -> str:
-        selected = self.runs.selected()  # the run picked in the Runs tab, else the one trained last
-        return selected.path if selected is not None else self._current_run
+        """The run picked in the Runs tab, else the one trained last; none while several are picked (not
+        silently another run than the ones in view)."""
+        chosen = self.runs.selected_runs()
+        return chosen[0].path if len(chosen) == 1 else "" if chosen else self._current_run
 
     def _open_model_dialog(self) -> None:
         self.tabs.setCurrentWidget(self.classifier)

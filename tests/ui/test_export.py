@@ -55,7 +55,23 @@ def test_without_a_run_it_says_how_to_choose_one(make_window, monkeypatch):
     asked = answer_dialogs(monkeypatch)
     window.export_actions.metrics_action.trigger()
     assert asked == []
-    assert "Select a run in the Runs tab" in window.statusBar().currentMessage()
+    assert "Select one run in the Runs tab" in window.statusBar().currentMessage()
+
+
+def test_with_several_runs_selected_it_asks_for_one_rather_than_export_another(make_window, trained_run, tmp_path,
+                                                                                monkeypatch):
+    import shutil
+
+    for name in ("copy", "second"):
+        shutil.copytree(trained_run, tmp_path / "runs" / name)
+    window = make_window(runs_root=tmp_path / "runs")
+    window._current_run = str(trained_run)  # a run trained in this session, not among those selected
+    window.runs.refresh()
+    assert window.runs.select_runs([str(tmp_path / "runs" / "copy"), str(tmp_path / "runs" / "second")]) == 2
+    asked = answer_dialogs(monkeypatch, save=tmp_path / "out.csv")
+    window.export_actions.metrics_action.trigger()
+    assert asked == [] and not (tmp_path / "out.csv").exists()
+    assert "Select one run in the Runs tab" in window.statusBar().currentMessage()
 
 
 def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_path, monkeypatch, dialogs):
