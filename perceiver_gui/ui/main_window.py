@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
         self._close_when_stopped = False
         self._last_stopped_run = ""
         self._current_run = ""
+        self._mistakes_pick = ""  # the run of the Runs tab last shown in the Mistakes tab
         self.setWindowTitle("Perceiver GUI")
 
         self.form = HyperparamsPanel(self._saved_config())
@@ -111,6 +112,7 @@ class MainWindow(QMainWindow):
         self.runs.message.connect(self._show_message)
         self.runs.resume_requested.connect(self.resume_run)
         self.runs.open_model_requested.connect(self._open_model)
+        self.runs.selection_changed.connect(self._runs_picked)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
@@ -256,6 +258,9 @@ class MainWindow(QMainWindow):
         self.classifier.load_checkpoint(path)
         self.tabs.setCurrentWidget(self.classifier)
 
+    def _runs_picked(self) -> None:
+        self._mistakes_pick = ""  # the Mistakes tab shows the new pick when it is next opened
+
     def _run_to_export(self) -> str:
         """The run picked in the Runs tab, else the one trained last; none while several are picked (not
         silently another run than the ones in view)."""
@@ -269,8 +274,12 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.runs:
             self.runs.refresh()
-        elif self.tabs.widget(index) is self.mistakes and not self.runner.running and self.runs.selected():
-            self.mistakes.load_run(self.runs.selected().path)  # the run picked in the Runs tab
+        elif self.tabs.widget(index) is self.mistakes and not self.runner.running:
+            # The run picked in the Runs tab, once per pick: a run trained since then stays on show.
+            picked = self.runs.selected()
+            if picked is not None and picked.path != self._mistakes_pick:
+                self._mistakes_pick = picked.path
+                self.mistakes.load_run(picked.path)
 
     def _show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)

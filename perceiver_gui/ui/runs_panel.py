@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -56,11 +56,13 @@ class RunsPanel(QWidget):
     resume_requested = Signal(str)  # run folder
     open_model_requested = Signal(str)  # model file
     message = Signal(str)
+    selection_changed = Signal()  # other runs are selected (not when a refresh keeps the same ones)
 
     def __init__(self, runs_root: Path, parent: QWidget | None = None):
         super().__init__(parent)
         self.runs_root = Path(runs_root)
         self._infos: dict[str, RunInfo] = {}
+        self._selection: tuple[str, ...] = ()  # the selected runs' folders, as last announced
         self._busy_run = ""  # the run training right now: not resumable, renamable or deletable here
 
         self.tree = QTreeWidget()
@@ -193,7 +195,8 @@ class RunsPanel(QWidget):
         infos = runs.list_runs(self.runs_root)
         self._infos = {info.path: info for info in infos}
         self.tree.setSortingEnabled(False)
-        self.tree.clear()
+        with QSignalBlocker(self.tree):  # the selection is put back below
+            self.tree.clear()
         for info in infos:
             acc = f"{info.best_acc:.1%}" if math.isfinite(info.best_acc) else "—"
             status = info.status
@@ -278,6 +281,9 @@ class RunsPanel(QWidget):
     def _selected(self) -> None:
         chosen = self.selected_runs()
         self._update_buttons()
+        if (paths := tuple(info.path for info in chosen)) != self._selection:
+            self._selection = paths
+            self.selection_changed.emit()
         if len(chosen) >= 2:
             self._show_comparison(chosen)
             return

@@ -135,3 +135,15 @@ def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_
     shown = window.mistakes.confusion
     assert shown.run_dir != str(trained_run) and shown.epoch == 2
     assert sum(map(sum, shown.counts)) == TEST_SIZE
+
+    # Looking at another tab and back keeps the run just trained on show, though the Runs tab still
+    # has the older run selected; picking a run there again shows that run.
+    window.tabs.setCurrentWidget(window.training)
+    window.tabs.setCurrentWidget(window.mistakes)
+    qtbot.wait(200)
+    qtbot.waitUntil(lambda: not window.mistakes.working, timeout=30000)
+    assert window.mistakes.confusion.run_dir == shown.run_dir
+    window.tabs.setCurrentWidget(window.runs)
+    assert window.runs.select(shown.run_dir) and window.runs.select(str(trained_run))
+    window.tabs.setCurrentWidget(window.mistakes)
+    qtbot.waitUntil(lambda: window.mistakes.confusion.run_dir == str(trained_run), timeout=30000)
