@@ -3,7 +3,9 @@
 Always shown (it is only text): how many channels the encoding adds to each input, and a note when the
 maximum frequency is above the input's Nyquist limit (the fastest bands alias) or far below it (positions
 are told apart only coarsely). On request ("Show encoding"), a small plot of every band's sine and
-cosine over the positions of one axis, as the model computes them (`core.fourier`).
+cosine along one axis, as the model computes them (`core.fourier`): smooth curves, with dots at the pixels
+on small inputs, which are all the model gets to see of them. A band above the limit then shows what
+aliasing is: the dots skip whole wiggles of its curve.
 
 pyqtgraph and numpy are imported when the plot is first shown, not with the form: launch does not wait.
 """
@@ -22,6 +24,7 @@ __all__ = ["FourierView"]
 
 PLOT_HEIGHT = 120
 SYMBOLS_UP_TO = 16  # pixels along the axis; beyond this the dots at the samples would merge into the lines
+CURVE_POINTS = 241  # the curves are drawn through this many positions (or the pixels, when there are more)
 NOTE_STYLES = {"aliasing": "color: #d03030;", "coarse": "color: #b07000;"}  # otherwise the muted default
 NYQUIST_TIP = (
     "Band k encodes a position x in [-1, 1] as sin(π·f·x) and cos(π·f·x), with f spaced evenly from 1 to "
@@ -46,7 +49,7 @@ class FourierView(QWidget):
         super().__init__(parent)
         self.encoding: _Encoding | None = None
         self.plot = None  # a pyqtgraph PlotWidget, made when the plot is first shown
-        self._curves: list[tuple[object, object]] = []  # (sine, cosine) per band, reused as bands change
+        self._curves: list[tuple[object, object, object]] = []  # (sine, cosine, sine's dots at the pixels) per band
         self._coordinate = None
 
         self.channels = QLabel()
@@ -143,30 +146,37 @@ class FourierView(QWidget):
         from perceiver_gui.core.fourier import axis_encoding
 
         e = self.encoding
-        positions, sines, cosines = axis_encoding(e.side, e.max_freq, e.num_bands)
+        # Smooth curves, not straight lines between a few pixels: a sine drawn through 8 samples is a
+        # zigzag, and a band above the Nyquist limit would look like the slower band it aliases to.
+        positions, sines, cosines = axis_encoding(max(CURVE_POINTS, e.side), e.max_freq, e.num_bands)
+        pixels, pixel_sines, _ = axis_encoding(e.side, e.max_freq, e.num_bands)
         item = self.plot.getPlotItem()
         # Purple (band 1) to yellow (the fastest band), as in the attention maps' colour scale.
         shades = [k / max(1, e.num_bands - 1) for k in range(e.num_bands)]
         colours = pg.colormap.get("viridis").map(shades, mode="qcolor") if shades else []
         while len(self._curves) < e.num_bands:
-            self._curves.append((item.plot(), item.plot()))
+            self._curves.append((item.plot(), item.plot(), item.plot(pen=None, symbol="o", symbolSize=5,
+                                                                     symbolPen=None)))
         dots = e.side <= SYMBOLS_UP_TO
-        for k, (sine, cosine) in enumerate(self._curves):
+        for k, (sine, cosine, samples) in enumerate(self._curves):
             if k >= e.num_bands:
-                sine.setData([], [])
-                cosine.setData([], [])
+                for curve in (sine, cosine, samples):
+                    curve.setData([], [])
                 continue
             colour = colours[k]
-            sine.setData(positions, sines[k], pen=pg.mkPen(colour, width=1.5),
-                         symbol="o" if dots else None, symbolSize=4, symbolPen=None, symbolBrush=colour)
+            sine.setData(positions, sines[k], pen=pg.mkPen(colour, width=1.5))
             cosine.setData(positions, cosines[k], pen=pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine))
+            if dots:
+                samples.setData(pixels, pixel_sines[k], symbolBrush=colour)
+            else:
+                samples.setData([], [])
         self._coordinate.setData(positions, positions)
         item.setXRange(-1, 1, padding=0.02)
-        at_pixels = ", dots at the pixels" if dots else ""
+        at_pixels = f"; the dots are the sines' values at the {e.side} pixels, all the model sees" if dots else ""
         bands = {0: "no bands", 1: "band 1"}.get(e.num_bands, f"band 1 (purple) to {e.num_bands} (yellow)")
         self.caption.setText(
-            f"Along one axis of {e.side} pixels, x from −1 to 1: each band's sine (solid{at_pixels}) and cosine "
-            f"(dashed), {bands}; dotted grey is the coordinate itself."
+            f"Along one axis of {e.side} pixels, x from −1 to 1: each band's sine (solid) and cosine (dashed), "
+            f"{bands}; dotted grey is the coordinate itself{at_pixels}."
         )
 
     # -- light and dark ------------------------------------------------------------------------

@@ -66,9 +66,20 @@ def test_switching_the_encoding_off_hides_its_readout(form):
     assert view.isEnabled() and view.plot.isVisible() and "18" in view.channels.text()
 
 
-def _shown_curves(view) -> list[tuple[np.ndarray, np.ndarray]]:
+def _shown_curves(view, dots: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The lines drawn (or, with `dots`, the dots at the pixels) as (x, y)."""
     return [(np.asarray(c.xData), np.asarray(c.yData)) for c in view.plot.getPlotItem().listDataItems()
-            if c.xData is not None and len(c.xData)]
+            if c.xData is not None and len(c.xData) and (c.opts["pen"] is None) == dots]
+
+
+def _matches_the_model(curves, size: int, bands: int, max_freq: float, columns: range) -> bool:
+    """Each of these model features along an axis of `size` positions is one of the curves."""
+    enc = fourier_features((size, size), max_freq, bands, "cpu", torch.float64)
+    along = enc.reshape(size, size, 2, 2 * bands + 1)[:, 0, 0, :].numpy()  # down the first axis
+    for x, _ in curves:
+        np.testing.assert_allclose(x, np.linspace(-1, 1, size))
+    shown = np.stack([y for _, y in curves], axis=1)
+    return all(np.abs(shown - along[:, [j]]).max(axis=0).min() < 1e-9 for j in columns)
 
 
 def test_the_plot_shows_the_models_own_encoding_and_follows_the_settings(form):
@@ -78,14 +89,17 @@ def test_the_plot_shows_the_models_own_encoding_and_follows_the_settings(form):
     assert view.plot.isVisible() and view.plot.height() <= 130 and view.caption.isVisible()
 
     def check(side: int, bands: int, max_freq: float) -> None:
-        enc = fourier_features((side, side), max_freq, bands, "cpu", torch.float64)
-        along = enc.reshape(side, side, 2, 2 * bands + 1)[:, 0, 0, :].numpy()  # down the first axis
         curves = _shown_curves(view)
         assert len(curves) == 2 * bands + 1  # a sine and a cosine per band, and the coordinate
-        for x, _ in curves:
-            np.testing.assert_allclose(x, np.linspace(-1, 1, side))
-        shown = np.stack([y for _, y in curves], axis=1)
-        assert all(np.abs(shown - along[:, [j]]).max(axis=0).min() < 1e-9 for j in range(2 * bands + 1))
+        points = len(curves[0][0])
+        assert points >= 200  # smooth, not straight lines between the pixels
+        # The model's own encoding, evaluated along the curves' positions.
+        assert _matches_the_model(curves, points, bands, max_freq, range(2 * bands + 1))
+        dots = _shown_curves(view, dots=True)
+        if side <= 16:  # the sines' values at the pixels, which is what the model gets
+            assert len(dots) == bands and _matches_the_model(dots, side, bands, max_freq, range(bands))
+        else:
+            assert dots == []
 
     check(8, 4, 4.0)
     form.field("model.num_freq_bands").setValue(7)
