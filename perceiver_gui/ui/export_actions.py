@@ -19,6 +19,7 @@ __all__ = ["ExportActions"]
 
 class ExportActions(QObject):
     message = Signal(str)  # a sentence for the status bar
+    finished = Signal()  # an ONNX export ended (written or not)
 
     def __init__(self, parent: QWidget, *, run: Callable[[], str], model: Callable[[], str]):
         super().__init__(parent)
@@ -103,3 +104,4 @@ class ExportActions(QObject):
     def _on_finished(self) -> None:
         self._worker = None
         self.onnx_action.setEnabled(True)
+        self.finished.emit()

@@ -49,6 +49,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
         self._close_when_stopped = False
+        self._close_after_export = False
         self._last_stopped_run = ""
         self._current_run = ""
         self._mistakes_pick = ""  # the run of the Runs tab last shown in the Mistakes tab
@@ -157,6 +158,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_actions = ExportActions(self, run=self._run_to_export, model=lambda: self.classifier.model_path)
         self.export_actions.message.connect(self._show_message)
+        self.export_actions.finished.connect(self._on_export_finished)
         file_menu.addActions(self.export_actions.actions)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
@@ -330,7 +332,17 @@ class MainWindow(QMainWindow):
         self.settings.setValue("tab", self.tabs.currentIndex())
         self.settings.sync()
 
+    def _on_export_finished(self) -> None:
+        if self._close_after_export:
+            self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        if self.export_actions.working:
+            # Quitting now would tear the export down halfway: no file, and a traceback in the terminal.
+            self._close_after_export = True
+            self._show_message("Closing once the ONNX export is written…")
+            event.ignore()
+            return
         if self.runner.running:
             if not self._close_when_stopped:
                 answer = QMessageBox.question(

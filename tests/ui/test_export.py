@@ -1,6 +1,7 @@
 """File menu exports: a run's metrics as CSV and a model as ONNX, with the file dialogs answered by the test."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,25 @@ def test_cancelling_the_model_choice_does_nothing(make_window, monkeypatch):
     asked = answer_dialogs(monkeypatch)  # both dialogs cancelled
     window.export_actions.onnx_action.trigger()
     assert [kind for kind, *_ in asked] == ["open"] and not window.export_actions.working
+
+
+def test_closing_the_window_during_an_onnx_export_waits_for_the_file(make_window, tmp_path, monkeypatch, qtbot):
+    import time
+
+    from perceiver_gui.core import export
+
+    def slow_export(model, out):
+        time.sleep(1.0)
+        Path(out).write_bytes(b"onnx")
+        return out
+
+    monkeypatch.setattr(export, "export_onnx", slow_export)
+    window = make_window()
+    window.show()
+    answer_dialogs(monkeypatch, save=tmp_path / "model.onnx", open_=tmp_path / "model.safetensors")
+    window.export_actions.onnx_action.trigger()
+    assert window.export_actions.working
+    window.close()
+    assert window.isVisible() and "Closing once the ONNX export" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
+    assert (tmp_path / "model.onnx").read_bytes() == b"onnx"
