@@ -75,7 +75,7 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
         per_class = per_class if isinstance(per_class, list) else []
         row += [_cell(per_class[i]) if i < len(per_class) else "" for i in range(n_classes)]
         writer.writerow(row)
-    _write(out, lambda: atomic_write_text(out, text.getvalue()))
+    _write(out, lambda: atomic_write_text(out, text.getvalue(), shared=True))
     return len(records)
 
 
@@ -224,7 +224,7 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
         proto.metadata_props.add(key=key, value=value)
     data = proto.SerializeToString()
     _check_with_onnxruntime(data, predictor.model, example.shape, str(model_path))
-    _write(out, lambda: atomic_write_bytes(out, data))
+    _write(out, lambda: atomic_write_bytes(out, data, shared=True))
     return out
 
 

@@ -70,6 +70,19 @@ def test_csv_has_a_row_for_every_step_and_epoch_with_the_logged_values(run, tmp_
     assert "confusion" not in rows[0]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_an_exported_csv_is_readable_by_others_like_any_file_the_user_saves(run, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        metrics_csv(run, tmp_path / "metrics.csv")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "metrics.csv").stat().st_mode) == 0o644  # not 0o600, as a temporary file is
+
+
 def test_csv_of_a_missing_or_unfinished_folder_is_a_sentence(tmp_path):
     with pytest.raises(ExportError, match="There is no run folder at"):
         metrics_csv(tmp_path / "nowhere", tmp_path / "out.csv")
