@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import numbers
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -214,9 +215,8 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
                 model, (example,), dynamo=True, input_names=["image"], output_names=["logits", "probabilities"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
             )
-    except Exception as exc:  # the exporter's own errors are long reports; the first line says what
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{model_path} could not be exported to ONNX ({first.rstrip('.')}).") from exc
+    except Exception as exc:  # the exporter's own errors are long reports: name the cause at their root
+        raise ExportError(f"{model_path} could not be exported to ONNX ({_root_cause(exc)}).") from exc
     proto = program.model_proto
     metadata = onnx_metadata(meta)
     proto.doc_string = metadata["preprocessing"]
@@ -226,6 +226,17 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     _check_with_onnxruntime(data, predictor.model, example.shape, str(model_path))
     _write(out, lambda: atomic_write_bytes(out, data, shared=True))
     return out
+
+
+def _root_cause(exc: BaseException) -> str:
+    """One line for an exporter's error: its innermost cause's first line, without terminal colour codes.
+    Its own first line is a heading ("Failed to export the model with torch.export. This is step 1/3 ...")."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).strip()
+    first = text.splitlines()[0].rstrip(".:") if text else ""
+    return f"{type(root).__name__}: {first}" if first else type(root).__name__
 
 
 class _WithProbabilities(torch.nn.Module):

@@ -231,3 +231,21 @@ def test_onnx_export_without_the_extra_says_what_to_install(run, tmp_path, monke
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(ExportError, match=r"perceiver-gui\[onnx\]"):
         export_onnx(run / runs.MODEL_FILE, tmp_path / "out.onnx")
+
+
+def test_an_exporter_failure_names_its_cause_in_one_clean_line(run, tmp_path, monkeypatch):
+    # torch.onnx's errors open with a coloured heading; the cause is at the root of the chain.
+    def failing_export(*args, **kwargs):
+        try:
+            raise AttributeError("'_OpNamespace' 'prims' object has no attribute 'sum'")
+        except AttributeError as cause:
+            raise RuntimeError("Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m of "
+                               "exporting the model to ONNX. Next steps:\n- Modify the model code") from cause
+
+    monkeypatch.setattr(torch.onnx, "export", failing_export)
+    with pytest.raises(ExportError) as caught:
+        export_onnx(run / runs.MODEL_FILE, tmp_path / "out.onnx")
+    message = str(caught.value)
+    assert "\x1b" not in message and "\n" not in message
+    assert message.endswith("(AttributeError: '_OpNamespace' 'prims' object has no attribute 'sum').")
+    assert not (tmp_path / "out.onnx").exists()
