@@ -506,6 +506,7 @@ class MistakesPanel(QWidget):
             return
         self.view.set_matrix(confusion.counts, confusion.class_names)
         self.summary.setText(self._summary(confusion))
+        self.summary.setToolTip(confusion.run_dir)  # runs of a preset share its name; the folder tells them apart
         same_run = previous is not None and previous.run_dir == confusion.run_dir
         if not same_run:
             self.view.selected = None
@@ -582,6 +583,9 @@ def _pixmap(image, side: int) -> QPixmap:
 
 
 def _name(run_dir: str) -> str:
+    """The run's name as the Runs tab shows it (run.json, a few hundred bytes), else its folder's."""
     from pathlib import Path
 
-    return Path(run_dir).name
+    from perceiver_gui.core.runs import read_run
+
+    return str(read_run(Path(run_dir)).get("name") or Path(run_dir).name)

@@ -46,6 +46,8 @@ def test_a_finished_run_shows_its_last_epoch_with_every_test_image_counted(qtbot
     assert sum(map(sum, view.counts)) == TEST_SIZE
     right = sum(view.counts[i][i] for i in range(10))
     assert "epoch 3" in mistakes.summary.text() and f"{right} of {TEST_SIZE} test images right" in mistakes.summary.text()
+    # Named as in the Runs tab (the name in run.json), not by its folder, which the tooltip gives.
+    assert mistakes.summary.text().startswith("<b>tiny</b>") and mistakes.summary.toolTip() == str(trained_run)
 
     # Counts, then each row as a share of its true class: the rows add up to 100%.
     assert [view.text(0, p) for p in range(10)] == [str(c) if c else "" for c in view.counts[0]]
