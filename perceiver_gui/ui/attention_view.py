@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLayout,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -145,6 +146,9 @@ class AttentionDialog(QDialog):
         self.latent = QSpinBox()
         self.latent.setPrefix("latent ")
         self.latent.setToolTip("Which latent's map to show on the image.")
+        keep = self.latent.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)  # the dialog keeps its size when the latent chooser comes and goes
+        self.latent.setSizePolicy(keep)
         self.latent.hide()
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -166,6 +170,9 @@ class AttentionDialog(QDialog):
         self.image_view = QLabel()
         self.heat_view = QLabel()
         self.heat_caption = QLabel()
+        # As wide as its longest text, so the dialog does not change size with the choice.
+        self.heat_caption.setMinimumWidth(max(self.heat_caption.fontMetrics().horizontalAdvance(text) for text in (
+            "Attention, averaged over latents", "Attention, the max over latents", "Attention of latent 0000")))
         overlay_row = QHBoxLayout()
         overlay_row.addWidget(self.heat_caption, 1)
         overlay_row.addWidget(QLabel("Overlay"))
@@ -180,6 +187,11 @@ class AttentionDialog(QDialog):
         self.legend = QLabel()
         self.legend.setStyleSheet("color: gray;")
         self.legend.setWordWrap(True)
+        for label in (self.status, self.legend):  # wrapped to the pictures' width, never widening the dialog
+            policy = label.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            label.setSizePolicy(policy)
+        self.legend.setMinimumHeight(2 * self.legend.fontMetrics().lineSpacing())  # one line or two, same height
 
         self.tiles_title = QLabel()
         self.tiles_title.setWordWrap(True)

@@ -208,3 +208,18 @@ def test_a_colour_model_of_any_shape_shows_its_attention(panel, qtbot, tmp_path)
     assert dialog.heat.shape == (6, 10) and not dialog.layer.isVisibleTo(dialog)
     qtbot.mouseClick(dialog._tile_views[0][0], Qt.MouseButton.LeftButton)
     np.testing.assert_array_equal(dialog.heat, dialog.result.maps[0].mean(axis=0)[dialog.latents[0]])
+
+
+def test_the_dialog_keeps_its_size_while_choosing_what_to_show(qtbot):
+    # It sizes itself to its contents; the chooser, captions and legend changing with the choice made it
+    # jump by ~70 pixels under the pointer.
+    dialog = AttentionDialog("photo.png")
+    qtbot.addWidget(dialog)
+    dialog.show_result(_result(1, 8, 8, latents=32))
+    dialog.show()
+    sizes = set()
+    for latent in (ALL_LATENTS_MEAN, 17, ALL_LATENTS_MAX, 3, ALL_LATENTS_MEAN):
+        dialog.select_latent(latent)
+        qtbot.wait(20)  # the layout settles on the next event-loop turn
+        sizes.add((dialog.width(), dialog.height()))
+    assert len(sizes) == 1, sizes
