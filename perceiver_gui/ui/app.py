@@ -30,7 +30,7 @@ def run_app(argv: list[str] | None = None) -> int:
 
     A .toml or .json path among the arguments is opened in the settings form.
     """
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QSettings, QThreadPool
     from PySide6.QtWidgets import QApplication
 
     from perceiver_gui.ui.main_window import MainWindow
@@ -50,4 +50,8 @@ def run_app(argv: list[str] | None = None) -> int:
     # Logging out or Ctrl+C in a terminal quits without a close event; keep the settings anyway.
     app.aboutToQuit.connect(window.save_settings)
     window.show()
-    return app.exec()
+    status = app.exec()
+    # Short workers still running (test images for the Mistakes tab, metrics for a comparison, a
+    # prediction) end before Python tears their objects down under them.
+    QThreadPool.globalInstance().waitForDone(10_000)
+    return status
