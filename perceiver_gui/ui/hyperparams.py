@@ -252,6 +252,7 @@ class HyperparamsPanel(QWidget):
         self._derived = {name: getattr(Config().model, name) for name in DERIVED}
         self._problems: list[tuple[str, str]] = []
         self._fields: dict[str, _Field] = {}
+        self._editable = True  # False while a run trains (set_editable)
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Preset"))
@@ -368,9 +369,17 @@ class HyperparamsPanel(QWidget):
         return self._fields[key].widget
 
     def set_editable(self, editable: bool) -> None:
-        """While a run trains, its settings are fixed: the form is shown but cannot be changed."""
-        for widget in (self.preset_box, self.open_button, self.name_edit, self.tabs):
+        """While a run trains, its settings are fixed: the fields cannot be changed, but the tabs can
+        still be browsed (and the Fourier plot opened) to see what the run uses."""
+        self._editable = editable
+        for widget in (self.preset_box, self.open_button, self.name_edit):
             widget.setEnabled(editable)
+        for field in self._fields.values():
+            field.widget.setEnabled(editable)
+            if field.browse is not None:
+                field.browse.setEnabled(editable)
+        if editable:
+            self._refresh()  # fields that do not apply (momentum without SGD, ...) stay greyed
 
     # -- files ---------------------------------------------------------------------------------
     def open_file(self, path: str | Path) -> bool:
@@ -460,9 +469,9 @@ class HyperparamsPanel(QWidget):
         applies["model.max_freq"] = applies["model.num_freq_bands"]
         for key, on in applies.items():
             field = self._fields[key]
-            field.widget.setEnabled(on)
+            field.widget.setEnabled(on and self._editable)
             if field.browse is not None:
-                field.browse.setEnabled(on)
+                field.browse.setEnabled(on and self._editable)
 
         try:
             problems = self.config().validate()

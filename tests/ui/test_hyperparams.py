@@ -95,3 +95,15 @@ def test_a_broken_settings_file_is_reported_and_the_form_kept(form, tmp_path, qt
         assert not form.open_file(bad)
     assert "train.lr" in said.args[0]
     assert form.config() == PRESETS["digits"]
+
+
+def test_while_a_run_trains_the_settings_are_locked_but_can_be_browsed(form):
+    form.set_config(PRESETS["digits"].with_updates({"train.optimizer": "adamw"}))
+    form.set_editable(False)
+    assert form.tabs.isEnabled()  # Model / Data / Training can still be looked at
+    assert not any(field.widget.isEnabled() for field in form._fields.values())
+    assert not form.preset_box.isEnabled() and not form.name_edit.isEnabled()
+    assert form.fourier.isEnabled()  # the encoding plot can still be opened
+    form.set_editable(True)
+    assert form.field("train.lr").isEnabled()
+    assert not form.field("train.momentum").isEnabled()  # still greyed: AdamW has no momentum

@@ -38,7 +38,7 @@ def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp
     window.runner.finished.connect(finished.append)
     window.training.start_action.trigger()
     assert window.training.state == "running" and not window.training.start_action.isEnabled()
-    assert not window.form.tabs.isEnabled()  # settings are fixed while training
+    assert not window.form.field("train.lr").isEnabled()  # settings are fixed while training
     _finish(qtbot, window)
 
     (event,) = finished
@@ -52,7 +52,7 @@ def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp
     assert window.training.progress.value() == steps
     assert "Finished 2 epochs" in window.training.status.text()
     assert "Epoch 2" in window.training.log.toPlainText()
-    assert window.training.start_action.isEnabled() and window.form.tabs.isEnabled()
+    assert window.training.start_action.isEnabled() and window.form.field("train.lr").isEnabled()
     # The classifier picks up the model just trained, and the runs list shows the run.
     qtbot.waitUntil(lambda: window.classifier.predictor is not None, timeout=30000)
     assert window.classifier.model_path == event.model_path
@@ -120,7 +120,7 @@ def test_an_exception_in_the_worker_shows_a_dialog_and_the_window_survives(make_
     assert "CUDA out of memory while allocating 12 GiB" in dialogs[0][2]
     # The window is back to idle and usable: Start is enabled again and the settings can be edited.
     assert window.training.state == "idle" and window.training.start_action.isEnabled()
-    assert window.form.tabs.isEnabled()
+    assert window.form.field("train.lr").isEnabled()
     assert "about to fail" in window.training.log.toPlainText()
 
 
