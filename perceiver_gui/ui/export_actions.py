@@ -1,4 +1,5 @@
-"""The File menu's exports: a run's metrics as CSV, and a model as ONNX (in a worker: it takes seconds).
+"""The File menu's exports: a run's metrics as CSV, and a model as ONNX, each in a worker (ONNX takes
+seconds; a long run's CSV too: 100,000 logged steps take ~2 s). One export at a time.
 
 The window says which run and which model: `run()` gives the run folder to export ("" when there is
 none), `model()` the loaded model file ("" to ask for one). Success is a status-bar sentence (`message`),
@@ -19,7 +20,7 @@ __all__ = ["ExportActions"]
 
 class ExportActions(QObject):
     message = Signal(str)  # a sentence for the status bar
-    finished = Signal()  # an ONNX export ended (written or not)
+    finished = Signal()  # an export ended (written or not)
 
     def __init__(self, parent: QWidget, *, run: Callable[[], str], model: Callable[[], str]):
         super().__init__(parent)
@@ -27,6 +28,7 @@ class ExportActions(QObject):
         self._run = run
         self._model = model
         self._worker = None
+        self._done: Callable[[object], str] = str  # the status sentence for the running export's result
         self.metrics_action = QAction("Export run metrics as &CSV…", parent)
         self.metrics_action.setStatusTip("Every logged step and epoch of the run selected in the Runs tab "
                                          "(or the last one trained), for a spreadsheet or pandas")
@@ -42,6 +44,8 @@ class ExportActions(QObject):
         return self._worker is not None
 
     def export_metrics(self) -> None:
+        if self._worker is not None:
+            return
         run = self._run()
         if not run:
             self.message.emit("Select one run in the Runs tab (or train one) to export its metrics.")
@@ -49,14 +53,10 @@ class ExportActions(QObject):
         path = self._save_name("Export run metrics as CSV", Path(run).name + ".csv", "CSV files (*.csv)")
         if not path:
             return
-        from perceiver_gui.core.export import ExportError, metrics_csv
+        from perceiver_gui.core.export import metrics_csv
 
-        try:
-            rows = metrics_csv(run, path)
-        except ExportError as exc:
-            QMessageBox.warning(self._parent, "Export failed", str(exc))
-            return
-        self.message.emit(f"Exported {rows:,} rows of metrics to {path}.")
+        self._start(metrics_csv, run, path, busy=f"Exporting the metrics of {Path(run).name}…",
+                    done=lambda rows: f"Exported {rows:,} rows of metrics to {path}.")
 
     def export_onnx(self) -> None:
         if self._worker is not None:
@@ -71,17 +71,22 @@ class ExportActions(QObject):
         path = self._save_name("Export model as ONNX", (name or "model") + ".onnx", "ONNX models (*.onnx)")
         if not path:
             return
-        from superqt.utils import create_worker  # here, not at launch
-
         from perceiver_gui.core.export import export_onnx
 
-        worker = create_worker(export_onnx, model, path, _start_thread=False, _ignore_errors=True)
+        self._start(export_onnx, model, path, busy=f"Exporting {Path(model).name} as ONNX…",
+                    done=lambda out: f"Exported the model as ONNX to {out}.")
+
+    def _start(self, fn: Callable[..., object], *args: str, busy: str, done: Callable[[object], str]) -> None:
+        from superqt.utils import create_worker  # here, not at launch
+
+        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_exported)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.onnx_action.setEnabled(False)
-        self.message.emit(f"Exporting {Path(model).name} as ONNX…")
+        self._worker, self._done = worker, done
+        for action in self.actions:
+            action.setEnabled(False)
+        self.message.emit(busy)
         worker.start()
 
     def _save_name(self, title: str, suggested: str, filter_: str) -> str:
@@ -91,8 +96,8 @@ class ExportActions(QObject):
             path += suffix
         return path
 
-    def _on_exported(self, path) -> None:
-        self.message.emit(f"Exported the model as ONNX to {path}.")
+    def _on_exported(self, result: object) -> None:
+        self.message.emit(self._done(result))
 
     def _on_error(self, exc: BaseException) -> None:
         from perceiver_gui.core.checkpoints import CheckpointError
@@ -103,5 +108,6 @@ class ExportActions(QObject):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self.onnx_action.setEnabled(True)
+        for action in self.actions:
+            action.setEnabled(True)
         self.finished.emit()

@@ -340,7 +340,7 @@ class MainWindow(QMainWindow):
         if self.export_actions.working:
             # Quitting now would tear the export down halfway: no file, and a traceback in the terminal.
             self._close_after_export = True
-            self._show_message("Closing once the ONNX export is written…")
+            self._show_message("Closing once the export is written…")
             event.ignore()
             return
         if self.runner.running:

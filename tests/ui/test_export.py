@@ -38,12 +38,16 @@ def test_the_file_menu_offers_both_exports(make_window):
     assert "Export run metrics as &CSV…" in texts and "Export model as O&NNX…" in texts
 
 
-def test_the_selected_run_exports_its_metrics_as_csv(make_window, trained_run, tmp_path, monkeypatch):
+def test_the_selected_run_exports_its_metrics_as_csv_in_the_background(make_window, trained_run, tmp_path,
+                                                                        monkeypatch, qtbot):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
     assert window.runs.select(str(trained_run))
     asked = answer_dialogs(monkeypatch, save=tmp_path / "tiny")  # typed without a suffix
     window.export_actions.metrics_action.trigger()
+    assert window.export_actions.working and not window.export_actions.onnx_action.isEnabled()  # one at a time
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=30000)
+    assert window.export_actions.metrics_action.isEnabled()
     assert asked[0][2].endswith("tiny-run.csv")  # the dialog suggests a name after the run
     with open(tmp_path / "tiny.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -75,13 +79,14 @@ def test_with_several_runs_selected_it_asks_for_one_rather_than_export_another(m
     assert "Select one run in the Runs tab" in window.statusBar().currentMessage()
 
 
-def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_path, monkeypatch, dialogs):
+def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_path, monkeypatch, dialogs, qtbot):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
     window.runs.select(str(trained_run))
     (tmp_path / "taken.csv").mkdir()
     answer_dialogs(monkeypatch, save=tmp_path / "taken.csv")
     window.export_actions.metrics_action.trigger()
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=30000)
     assert dialogs == [("warning", "Export failed", f"{tmp_path / 'taken.csv'} is a folder; choose a file name to "
                                                     "export to.")]
 
@@ -144,6 +149,6 @@ def test_closing_the_window_during_an_onnx_export_waits_for_the_file(make_window
     window.export_actions.onnx_action.trigger()
     assert window.export_actions.working
     window.close()
-    assert window.isVisible() and "Closing once the ONNX export" in window.statusBar().currentMessage()
+    assert window.isVisible() and "Closing once the export" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
     assert (tmp_path / "model.onnx").read_bytes() == b"onnx"
