@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core import runs
 from perceiver_gui.core.runs import RunInfo
-from perceiver_gui.ui.plots import ema
+from perceiver_gui.ui.plots import ema, style_plot
 
 __all__ = ["CompareView", "run_style"]
 
@@ -500,12 +500,5 @@ class CompareView(QWidget):
         background = palette.color(QPalette.ColorRole.Base)
         foreground = palette.color(QPalette.ColorRole.Text)
         self.graphics.setBackground(background)
-        for plot in (self.acc_plot, self.loss_plot):
-            for name in ("left", "bottom"):
-                axis = plot.getAxis(name)
-                axis.setPen(pg.mkPen(foreground))
-                axis.setTextPen(pg.mkPen(foreground))
-            plot.titleLabel.setText(plot.titleLabel.text, color=foreground.name())
-        self.legend.setLabelTextColor(foreground)
-        for _, label in self.legend.items:
-            label.setText(label.text, color=foreground.name())
+        style_plot(self.acc_plot, foreground, legend=self.legend)
+        style_plot(self.loss_plot, foreground)

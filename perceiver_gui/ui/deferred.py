@@ -25,13 +25,9 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
 
-__all__ = ["after_first_paint", "import_plotting", "load_step_by_step", "plotting_loaded"]
+__all__ = ["after_first_paint", "import_plotting", "load_step_by_step"]
 
 SLICE_S = 0.02  # work for at most about this long per event-loop turn (a unit may run over)
-
-
-def plotting_loaded() -> bool:
-    return "perceiver_gui.ui.plots" in sys.modules
 
 
 def import_plotting() -> None:

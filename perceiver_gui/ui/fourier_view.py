@@ -187,12 +187,9 @@ class FourierView(QWidget):
 
     def _apply_palette(self) -> None:
         """The plot's background and axes follow the form's palette, so a dark desktop gets a dark plot."""
-        import pyqtgraph as pg
+        from perceiver_gui.ui.plots import style_plot  # with the plot, not at launch
 
         background = self.palette().color(QPalette.ColorRole.Base)
         foreground = self.palette().color(QPalette.ColorRole.Text)
         self.plot.setBackground(background)
-        for name in ("left", "bottom"):
-            axis = self.plot.getPlotItem().getAxis(name)
-            axis.setPen(pg.mkPen(foreground))
-            axis.setTextPen(pg.mkPen(foreground))
+        style_plot(self.plot.getPlotItem(), foreground)

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
 
-__all__ = ["PlotsPanel", "Series", "ema"]
+__all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
 pg.setConfigOptions(antialias=True)  # smooth curves; must be set before any plot is made
 
@@ -503,16 +503,26 @@ class PlotsPanel(QWidget):
         self.graphics.setBackground(background)
         self.raw_curve.setPen(pg.mkPen(_mix(QColor(*BLUE), background, 0.35), width=1))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
-            for name in ("left", "bottom"):
-                axis = plot.getAxis(name)
-                axis.set_background(background)
-                axis.setPen(pg.mkPen(foreground))
-                axis.setTextPen(pg.mkPen(foreground))
-            plot.titleLabel.setText(plot.titleLabel.text, color=foreground.name())
-            if plot.legend is not None:
-                plot.legend.setLabelTextColor(foreground)
-                for _, label in plot.legend.items:
-                    label.setText(label.text, color=foreground.name())  # re-render with the new colour
+            style_plot(plot, foreground, background=background)
+
+
+def style_plot(plot: pg.PlotItem, foreground: QColor, *, background: QColor | None = None,
+               legend: pg.LegendItem | None = None) -> None:
+    """Axes, title and legend (the plot's own, or `legend`) in the palette's text colour, so a dark desktop
+    gets dark plots; `background` goes to our `_Axis` grid lines."""
+    for name in ("left", "bottom"):
+        axis = plot.getAxis(name)
+        if background is not None and isinstance(axis, _Axis):
+            axis.set_background(background)
+        axis.setPen(pg.mkPen(foreground))
+        axis.setTextPen(pg.mkPen(foreground))
+    if plot.titleLabel.text:
+        plot.titleLabel.setText(plot.titleLabel.text, color=foreground.name())
+    legend = legend if legend is not None else plot.legend
+    if legend is not None:
+        legend.setLabelTextColor(foreground)
+        for _, label in legend.items:
+            label.setText(label.text, color=foreground.name())  # re-render with the new colour
 
 
 def _num(value: Any) -> float:

@@ -45,41 +45,47 @@ def test_core_stays_free_of_qt():
     assert done.stdout.strip() == "[]"
 
 
+_APP_SCRIPT = (
+    "import sys\n"
+    "from PySide6.QtCore import QTimer\n"
+    "from PySide6.QtWidgets import QApplication\n"
+    "from perceiver_gui.ui.app import run_app\n"
+    "from perceiver_gui.ui.main_window import MainWindow\n"
+    "app = QApplication(['perceiver-gui'])\n"
+    "{check}"
+    "QTimer.singleShot(0, check)  # the first thing the event loop does once run_app has shown the window\n"
+    "sys.exit(run_app(['perceiver-gui']))\n"
+)
+
+
+def _launch(tmp_path, check: str) -> str:
+    """Run the real app in a fresh process with `check` (code defining check(), which prints and quits)
+    called from its event loop; returns what it printed."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}  # the user's settings stay untouched
+    done = subprocess.run([sys.executable, "-c", _APP_SCRIPT.format(check=check)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
 def test_the_window_is_up_before_torch_is_loaded(tmp_path):
     # The launch must not wait seconds for torch: it is loaded by the first training run or model.
-    code = (
-        "import sys\n"
-        "from PySide6.QtCore import QTimer\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "from perceiver_gui.ui.app import run_app\n"
-        "from perceiver_gui.ui.main_window import MainWindow\n"
-        "app = QApplication(['perceiver-gui'])\n"
-        "def report():\n"
+    printed = _launch(tmp_path, (
+        "def check():\n"
         "    shown = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]\n"
         "    heavy = [m for m in ('torch', 'torchvision', 'sklearn', 'numpy', 'pyqtgraph') if m in sys.modules]\n"
         "    print(len(shown), heavy, flush=True)\n"
         "    app.quit()\n"
-        "QTimer.singleShot(0, report)  # the first thing the event loop does once run_app has shown the window\n"
-        "sys.exit(run_app(['perceiver-gui']))\n"
-    )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}  # the user's settings stay untouched
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "1 []"
+    ))
+    assert printed == "1 []"
 
 
 def test_the_plots_arrive_after_the_window_without_torch(tmp_path):
     # pyqtgraph loads in slices once the window has painted; the Training tab then has real plots,
     # torch is still not loaded, and torch's optional `cuda.bindings` (hidden while pyqtgraph loads,
     # so its GL-interop widget does not pull it in) is importable again.
-    code = (
-        "import sys\n"
-        "from PySide6.QtCore import QTimer\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "from perceiver_gui.ui.app import run_app\n"
-        "from perceiver_gui.ui.main_window import MainWindow\n"
-        "app = QApplication(['perceiver-gui'])\n"
+    printed = _launch(tmp_path, (
         "def check():\n"
         "    window = next(w for w in app.topLevelWidgets() if isinstance(w, MainWindow))\n"
         "    if window._plots is None:\n"
@@ -89,11 +95,5 @@ def test_the_plots_arrive_after_the_window_without_torch(tmp_path):
         "    hidden = 'cuda.bindings' in sys.modules and sys.modules['cuda.bindings'] is None\n"
         "    print(on_tab, 'torch' in sys.modules, hidden, flush=True)\n"
         "    app.quit()\n"
-        "QTimer.singleShot(0, check)\n"
-        "sys.exit(run_app(['perceiver-gui']))\n"
-    )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "True False False"
+    ))
+    assert printed == "True False False"
