@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -115,20 +116,18 @@ def training_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from perceiver_gui.core.events import CheckpointSaved, DownloadProgress, EpochEnd, Finished, Log, RunStarted, Step
-    from perceiver_gui.core.training import RunControl, train
+    from perceiver_gui.core.training import RunControl, resume, train
 
     if args.resume:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
-        cfg = None
-    else:
-        cfg = training_config(args)
     control = RunControl()
-    # First Ctrl+C stops after the current step and saves; a second one interrupts at once.
-    signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, signal.default_int_handler)))
+    _stop_on_signals(control)
+    events = resume(args.resume, control=control) if args.resume else \
+        train(training_config(args), out_dir=args.out, control=control)
     bar = _ProgressBar(sys.stderr)
     finished = None
-    for event in train(cfg, out_dir=args.out, resume=args.resume, control=control):
+    for event in events:
         if isinstance(event, RunStarted):
             print(f"Run folder: {event.run_dir}")
             print(f"Device: {event.device_name} · {event.parameters:,} parameters · "
@@ -158,6 +157,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     if finished.status == "stopped" and finished.run_dir:
         print(f"Resume with: perceiver-gui train --resume {finished.run_dir}")
     return 0 if finished.status in ("completed", "stopped") else 1
+
+
+def _stop_on_signals(control) -> None:
+    """Ctrl+C, SIGTERM (kill, a scheduler) and SIGHUP (the terminal closed, logging out) stop the run after
+    the current step and save it, so it can be resumed. A second Ctrl+C interrupts at once (the run is then
+    marked stopped, resumable from its last finished epoch); a second SIGTERM or SIGHUP ends the process
+    (the run's lock is released by the OS). Only the main thread may set handlers: the GUI never does."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+
+    def stop(signum, frame) -> None:
+        control.stop()
+        for name in names:  # the next one acts at once
+            sig = getattr(signal, name)
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+
+    for name in names:
+        signal.signal(getattr(signal, name), stop)
 
 
 class _ProgressBar:

@@ -9,7 +9,8 @@ __all__ = ["RunControl"]
 
 
 class RunControl:
-    """Thread-safe stop and pause for a running `train` generator (the UI calls these from its thread)."""
+    """Thread-safe stop, pause and continue for a running `train` or `resume` generator (the UI calls these
+    from its thread). Continuing a paused run is not resuming: `training.resume` continues a run from disk."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -23,7 +24,8 @@ class RunControl:
     def pause(self) -> None:
         self._running.clear()
 
-    def resume(self) -> None:
+    def continue_(self) -> None:
+        """Let a paused run go on."""
         self._running.set()
 
     @property

@@ -228,12 +228,12 @@ def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, No
         raise _missing(remote, "the app is set to work offline")
     for file_name, md5 in todo:
         for mirror in remote.mirrors:
-            yield Log(f"Downloading {file_name} from {mirror}")
+            yield Log(message=f"Downloading {file_name} from {mirror}")
             try:
                 yield from _download(mirror + file_name, remote.folder / file_name, md5, remote.name)
                 break
             except _Unreachable as exc:
-                yield Log(f"Could not download {mirror + file_name}: {exc}", "warning")
+                yield Log(message=f"Could not download {mirror + file_name}: {exc}", level="warning")
         else:
             raise _missing(remote, "no network")
 
@@ -253,7 +253,7 @@ def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadPr
         with out, _connect(url) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
-            yield DownloadProgress(name, 0, total)
+            yield DownloadProgress(name=name, done_bytes=0, total_bytes=total)
             while chunk := _read_chunk(response):
                 try:
                     out.write(chunk)
@@ -261,7 +261,7 @@ def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadPr
                     raise DatasetError(f"Can't write {part}: {exc.strerror or exc}.") from None
                 digest.update(chunk)
                 done += len(chunk)
-                yield DownloadProgress(name, done, total)
+                yield DownloadProgress(name=name, done_bytes=done, total_bytes=total)
         if digest.hexdigest() != md5:
             raise DatasetError(
                 f"The downloaded {dest.name} is damaged (its checksum does not match); try again, or put a copy "
@@ -437,7 +437,7 @@ def _load_cifar(cfg: DataConfig, root: Path):
         if _md5(archive) != spec.archive_md5:  # a copy dropped in by hand must be the official one too
             raise DatasetError(f"{archive} is damaged or not the official {spec.name} archive (its checksum does "
                                f"not match); delete it and download it again.")
-        yield Log(f"Extracting {archive.name}")
+        yield Log(message=f"Extracting {archive.name}")
         _extract_tar(archive, spec.folder, root)
         missing = [f for f in needed if not (folder / f).is_file()]
         if missing:
@@ -447,7 +447,7 @@ def _load_cifar(cfg: DataConfig, root: Path):
     if not isinstance(names, list) or len(names) != spec.num_classes or not all(isinstance(n, str) for n in names):
         raise DatasetError(f"{folder / spec.meta} does not list the {spec.num_classes} class names; delete it so "
                            f"it can be downloaded again.")
-    yield Log(f"Reading {spec.name} from {folder}")
+    yield Log(message=f"Reading {spec.name} from {folder}")
     train = _cifar_batches([folder / f for f in spec.train], spec.label_key, spec.num_classes)
     test = _cifar_batches([folder / spec.test], spec.label_key, spec.num_classes)
     return spec.name, names, train, test, ()
@@ -497,7 +497,7 @@ def _load_mnist(cfg: DataConfig, root: Path):
             missing.append((base + ".gz", md5))
     if missing:
         yield from _fetch(_Remote(name, raw, tuple(missing), mirrors), cfg)
-    yield Log(f"Reading {name} from {raw}")
+    yield Log(message=f"Reading {name} from {raw}")
     train_x, train_y, test_x, test_y = (_read_idx(p, 3 if "images" in p.name else 1) for p in paths)
     for x, y, images in ((train_x, train_y, paths[0]), (test_x, test_y, paths[2])):
         if len(x) != len(y) or (len(y) and y.max() >= 10):
@@ -511,7 +511,7 @@ def _load_mnist(cfg: DataConfig, root: Path):
 
 # -- digits ----------------------------------------------------------------------------------
 def _load_digits(cfg: DataConfig, root: Path):
-    yield Log("Loading the bundled 8×8 digits (scikit-learn)")
+    yield Log(message="Loading the bundled 8×8 digits (scikit-learn)")
     images, labels = _digits_arrays()
     # 0..16 grey levels to 0..255, so the images look and save like any other 8-bit picture.
     x = torch.from_numpy(np.rint(images * (255.0 / 16.0)).astype(np.uint8)).reshape(-1, 1, 8, 8)
@@ -587,21 +587,21 @@ def _load_folder(cfg: DataConfig, root: Path):
     cached = _read_cache(cache, fingerprint)
     if cached is not None:
         x, y, skipped = cached
-        yield Log(f"Using the decoded images of {folder} cached in {cache.parent}")
+        yield Log(message=f"Using the decoded images of {folder} cached in {cache.parent}")
     else:
         total = sum(len(f) for f in files)
-        yield Log(f"Decoding {total} images from {folder} at {side}×{side}")
+        yield Log(message=f"Decoding {total} images from {folder} at {side}×{side}")
         x, y, skipped = yield from _decode_folder(folder, files, side)
         try:
             _write_cache(cache, x, y, skipped, fingerprint, class_names)
         except OSError as exc:
-            yield Log(f"Could not cache the decoded images in {cache.parent} ({exc.strerror or exc}); they will be "
-                      f"decoded again next time.", "warning")
+            yield Log(message=f"Could not cache the decoded images in {cache.parent} ({exc.strerror or exc}); they will be "
+                      f"decoded again next time.", level="warning")
     if skipped:
         shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
                                                                      if len(skipped) > 5 else "")
-        yield Log(f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: {shown}.",
-                  "warning")
+        yield Log(message=f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: {shown}.",
+                  level="warning")
     counts = torch.bincount(y, minlength=len(classes))
     for class_index, count in enumerate(counts.tolist()):
         if count == 0:
@@ -612,7 +612,7 @@ def _load_folder(cfg: DataConfig, root: Path):
         raise DatasetError(f"The image folder {folder} has too few images to hold any out for testing; add images.")
     lonely = [class_names[i] for i, n in enumerate(counts.tolist()) if n == 1]
     if lonely:
-        yield Log(f"Classes with a single image are used for training only: {', '.join(lonely)}.", "warning")
+        yield Log(message=f"Classes with a single image are used for training only: {', '.join(lonely)}.", level="warning")
     train = (x[train_idx].contiguous(), y[train_idx].contiguous())
     test = (x[test_idx].contiguous(), y[test_idx].contiguous())
     return folder.name, class_names, train, test, skipped
@@ -641,7 +641,7 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
                 images.append(result)
                 labels.append(label)
             if done % report_every == 0:
-                yield Log(f"Decoded {done} of {len(jobs)} images")
+                yield Log(message=f"Decoded {done} of {len(jobs)} images")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
     x = torch.stack(images) if images else torch.zeros((0, 3, side, side), dtype=torch.uint8)
@@ -704,6 +704,7 @@ def _write_cache(path: Path, x: torch.Tensor, y: torch.Tensor, skipped: list[str
 
     meta = {"format": CACHE_FORMAT, "fingerprint": fingerprint, "skipped": json.dumps(skipped),
             "class_names": json.dumps(class_names)}
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, save({"x": x.contiguous(), "y": y.contiguous()}, metadata=meta))
 
 

@@ -199,11 +199,11 @@ def read_confusion(run_dir: str | Path) -> Confusion:
         note = str(exc)
     from perceiver_gui.core.runs import read_metrics
 
-    epochs = [r for r in read_metrics(run_dir) if r.get("type") == "epoch"]
-    counts = _matrix(epochs[-1].get("confusion")) if epochs else None
-    if counts is None:
+    epochs = [r for r in read_metrics(run_dir).epochs if r.confusion]  # damaged records are skipped there
+    if not epochs:
         raise EvaluationError(f"{run_dir.name} has no finished epoch yet, so there is no confusion matrix to show.")
-    return Confusion(str(run_dir), int(epochs[-1].get("epoch") or 0), _class_names(run_dir, len(counts)), counts,
+    last = epochs[-1]
+    return Confusion(str(run_dir), last.epoch, _class_names(run_dir, len(last.confusion)), last.confusion,
                      has_images=False, note=note)
 
 
@@ -211,15 +211,16 @@ def load_test_split(run_dir: str | Path) -> TestSplit:
     """The test split of the run's dataset, loaded the way the training loop loaded it (never downloading)."""
     import dataclasses
 
-    from perceiver_gui.config import Config, ConfigError
     from perceiver_gui.core import data, runs
 
-    config_path = Path(run_dir) / runs.CONFIG_FILE
     try:
-        cfg = Config.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, ConfigError) as exc:
-        raise EvaluationError(f"Could not read the run's settings ({config_path}), so its test images can't be "
-                              f"found: {exc}") from None
+        saved = runs.read_config(Path(run_dir))
+    except runs.RunError as exc:
+        raise EvaluationError(f"{exc} So its test images can't be found.") from None
+    if saved.config is None:
+        raise EvaluationError(f"The run's settings can't be used ({saved.problem}), so its test images can't be "
+                              f"found.")
+    cfg = saved.config
     try:
         dataset = data.load_dataset(dataclasses.replace(cfg.data, download=False))
     except data.DatasetError as exc:
@@ -248,14 +249,6 @@ def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, 
         prob_pred=tuple(float(p) for p in evaluation.prob_pred[shown]),
         prob_true=tuple(float(p) for p in evaluation.prob_true[shown]),
     )
-
-
-def _matrix(raw: object) -> tuple[tuple[int, ...], ...] | None:
-    if not (isinstance(raw, list) and raw and all(isinstance(r, list) and len(r) == len(raw) for r in raw)):
-        return None
-    if not all(isinstance(v, int) and v >= 0 for r in raw for v in r):
-        return None
-    return tuple(tuple(r) for r in raw)
 
 
 def _class_names(run_dir: Path, k: int) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
 """Events the training generator yields. They cross threads, so they hold plain values only:
-floats, ints, strings and tuples of them — never tensors — and are never mutated."""
+floats, ints, strings and tuples of them — never tensors — and are never mutated. They are built with
+keywords (kw_only), so a field added or reordered can't shift the values of the others."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted:
     run_dir: str  # the run folder
     device: str  # "cpu", "cuda:0", "mps"
@@ -32,7 +33,7 @@ class RunStarted:
     start_epoch: int  # epochs already done when resuming
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
     epoch: int  # 1-based epoch this step belongs to
     step: int  # global step, 1-based, counted across epochs
@@ -43,7 +44,7 @@ class Step:
     eta_s: float  # estimated seconds left in the run
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EpochEnd:
     epoch: int  # 1-based
     step: int  # global step at the end of this epoch
@@ -57,28 +58,28 @@ class EpochEnd:
     is_best: bool  # the best test accuracy so far
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointSaved:
     path: str
     epoch: int
     step: int
-    reason: str  # "best", "final", "stopped", "resume"
+    reason: str  # "best", "final" or "stopped"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadProgress:
     name: str  # what is downloading, e.g. "CIFAR-10"
     done_bytes: int
     total_bytes: int  # 0 when unknown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Log:
     message: str
     level: str = "info"  # "info" or "warning"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Finished:
     status: str  # "completed", "stopped" or "failed"
     message: str  # one sentence for the status line

@@ -33,7 +33,6 @@ __all__ = ["ExportError", "ScalarLog", "export_onnx", "metrics_csv"]
 # CSV columns in this order (as metrics.jsonl names them); other numeric fields follow, then per-class accuracy.
 _CSV_COLUMNS = ("type", "epoch", "step", "time", "loss", "lr", "images_per_s", "train_loss", "train_acc",
                 "test_loss", "test_acc", "is_best", "elapsed_s")
-_RECORD_TYPES = ("step", "epoch")
 _TB_FLUSH_SECS = 5.0
 _ONNX_INSTALL = "pip install 'perceiver-gui[onnx]'"
 
@@ -56,7 +55,7 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
         raise ExportError(f"There is no run folder at {run_dir}.")
     if not (run_dir / runs.CONFIG_FILE).is_file():
         raise ExportError(f"{run_dir} is not a run folder (it has no {runs.CONFIG_FILE}).")
-    records = [r for r in runs.read_metrics(run_dir) if r.get("type") in _RECORD_TYPES]
+    records = [runs.metrics_json(r) for r in runs.read_metrics(run_dir).records]  # damaged lines are skipped
     if not records:
         raise ExportError(f"{run_dir} has no metrics yet: its {runs.METRICS_FILE} holds no step or epoch; "
                           "export it once the run has logged a step.")
@@ -76,7 +75,7 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
         per_class = per_class if isinstance(per_class, list) else []
         row += [_cell(per_class[i]) if i < len(per_class) else "" for i in range(n_classes)]
         writer.writerow(row)
-    _write(out, lambda: atomic_write_text(out, text.getvalue(), shared=True))
+    _write(out, lambda: atomic_write_text(out, text.getvalue()))
     return len(records)
 
 
@@ -224,7 +223,7 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
         proto.metadata_props.add(key=key, value=value)
     data = proto.SerializeToString()
     _check_with_onnxruntime(data, predictor.model, example.shape, str(model_path))
-    _write(out, lambda: atomic_write_bytes(out, data, shared=True))
+    _write(out, lambda: atomic_write_bytes(out, data))
     return out
 
 

@@ -1,4 +1,5 @@
 """Atomic file writes: a temporary file in the same folder, flushed, fsynced, then renamed.
+Files get the user's umask, as open() would give them.
 
 Killing the process at any instant leaves either the old file or the new one, never half of one.
 """
@@ -11,35 +12,46 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_jsonl", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "remove_stale_temp_files"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "remove_stale_temp_files"]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, shared: bool = False) -> Path:
-    """Write `data` to `path` atomically. The file is readable by its owner only (the temporary file's
-    mode), or with `shared` (a file the user exports to hand on) as open() would make it: 0o666 less the umask."""
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically, with the mode open() would give it (0o666 less the umask).
+
+    The folder must exist: a run folder deleted or renamed while its run trains must not be re-made by
+    the next save. An OSError names `path` (a bare "[Errno 28] No space left on device" names nothing)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            if shared and os.name == "posix":
+            if os.name == "posix":  # mkstemp makes it 0600
                 os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
     _fsync_dir(path.parent)
     return path
 
 
-def atomic_write_text(path: str | Path, text: str, *, shared: bool = False) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"), shared=shared)
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error (same class and errno), naming the file the caller meant to write."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path)) if exc.errno else exc
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -56,12 +68,6 @@ def remove_stale_temp_files(folder: str | Path) -> int:
         except OSError:
             pass
     return removed
-
-
-def append_jsonl(fh, record: dict[str, Any]) -> None:
-    """Append one JSON line to an open text file and flush it, so a crash loses at most this line."""
-    fh.write(json.dumps(record, allow_nan=True) + "\n")
-    fh.flush()
 
 
 def _umask() -> int:

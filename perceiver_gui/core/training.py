@@ -1,18 +1,23 @@
-"""The one training loop. `train(cfg)` is a generator of events; the GUI, the CLI and the tests
-all drive it. Stopping, pausing and resuming happen between steps; every file it writes is atomic.
+"""The one training loop. `train(cfg)` starts a run and `resume(run_dir)` continues one from disk; both are
+generators of events that the GUI, the CLI and the tests drive. Stopping and pausing happen between steps;
+every file a run writes is atomic, and every way a run ends leaves a status and a sentence in run.json.
 
     for event in train(preset("digits")):
         print(event)
+
+Reading order: the entry points, the session (lock, final status), the run (setup, then the loop over
+epochs and steps), then the step, evaluation and saving as plain functions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import time
 from collections.abc import Generator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +39,13 @@ from perceiver_gui.core.events import (
     Step,
 )
 from perceiver_gui.core.export import ScalarLog
-from perceiver_gui.core.files import append_jsonl, atomic_write_json, atomic_write_text, remove_stale_temp_files
+from perceiver_gui.core.files import remove_stale_temp_files
 from perceiver_gui.core.model import build_model, to_channels_last
 
-__all__ = ["RunControl", "lr_factor", "train"]
+__all__ = ["RunControl", "lr_factor", "resume", "train"]
+
+DIVERGING = 3.0  # an epoch's mean training loss this many times the run's first losses: warn
+_START_LOSSES = 5  # how many first logged losses make "the start"
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
@@ -65,86 +73,228 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> 
     raise ConfigError(f"Unknown learning-rate schedule '{schedule}'.")
 
 
-def train(
-    cfg: Config | None = None,
-    *,
-    out_dir: str | Path | None = None,
-    resume: str | Path | None = None,
-    control: RunControl | None = None,
-) -> Generator[Event, None, None]:
-    """Train, yielding events. A problem the user can fix ends the run with Finished(status="failed")
-    and a sentence; the run folder's files stay loadable whatever happens.
-
-    `resume` continues the run in that folder with the config saved there (`cfg` is then ignored);
-    otherwise `cfg` is required and `out_dir` (default: a new folder in the runs folder) is created."""
-    control = control or RunControl()
-    if resume is not None:
-        run_dir = Path(resume)
-        try:
-            cfg = _read_run_config(run_dir)
-        except ConfigError as exc:
-            yield Finished("failed", str(exc), math.nan, 0, 0, str(run_dir), "")
-            return
+# -- entry points --------------------------------------------------------------------------------
+def train(cfg: Config, *, out_dir: str | Path | None = None, control: RunControl | None = None
+          ) -> Generator[Event, None, None]:
+    """Start a new run of `cfg` in `out_dir` (default: a new folder in the runs folder), yielding events.
+    A problem the user can fix ends the run with Finished(status="failed") and a sentence; a start that
+    fails before anything was trained leaves no folder behind."""
+    problems = cfg.validate()
+    if problems:
+        yield _failed(problems[0][1])
+        return
+    if out_dir is None:
+        run_dir = runs.new_run_dir(cfg.name)
     else:
-        if cfg is None:
-            raise TypeError("train() needs a config unless it resumes a run folder")
-        problems = cfg.validate()
-        if problems:
-            yield Finished("failed", problems[0][1], math.nan, 0, 0, "", "")
+        run_dir = Path(out_dir).expanduser()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            yield _failed(f"Could not create the run folder {run_dir}: {exc.strerror or exc}.")
             return
-        run_dir = Path(out_dir) if out_dir is not None else runs.new_run_dir(cfg.name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / runs.CONFIG_FILE).exists():
-            yield Finished(
-                "failed", f"{run_dir} already holds a run; choose a new folder, or resume that run.",
-                math.nan, 0, 0, str(run_dir), "",
-            )
-            return
-    yield from _Run(cfg, run_dir, control, resuming=resume is not None).run()
+    if (run_dir / runs.CONFIG_FILE).exists():
+        yield _failed(f"{run_dir} already holds a run; choose a new folder, or resume that run.", run_dir)
+        return
+    fresh = not any(run_dir.iterdir())  # ours to remove again if the start fails
+    yield from _session(cfg, run_dir, control or RunControl(), resuming=False, fresh=fresh)
 
 
-def _read_run_config(run_dir: Path) -> Config:
+def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generator[Event, None, None]:
+    """Continue the run in `run_dir` from its resume.safetensors, with the config saved there."""
+    run_dir = Path(run_dir).expanduser()
     if not (run_dir / runs.RESUME_FILE).is_file():
-        raise ConfigError(f"{run_dir} has nothing to resume from (no {runs.RESUME_FILE}).")
+        yield _failed(f"{run_dir} has nothing to resume from (no {runs.RESUME_FILE}).", run_dir)
+        return
     try:
-        raw = json.loads((run_dir / runs.CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"Could not read {run_dir / runs.CONFIG_FILE}: {exc}.") from None
-    return Config.from_dict(raw)
+        saved = runs.read_config(run_dir)
+    except runs.RunError as exc:
+        yield _failed(str(exc), run_dir)
+        return
+    if saved.config is None:
+        yield _failed(f"{run_dir} can't be resumed: {saved.problem}.", run_dir)
+        return
+    yield from _session(saved.config, run_dir, control or RunControl(), resuming=True, fresh=False)
 
 
+def _failed(message: str, run_dir: Path | None = None) -> Finished:
+    """The end of a run that never started (nothing of it is written)."""
+    return Finished(status="failed", message=message, best_acc=math.nan, best_epoch=0, epochs_done=0,
+                    run_dir=str(run_dir or ""), model_path="")
+
+
+# -- the session: the lock, and a final status however the run ends --------------------------------
+class _FolderGone(Exception):
+    """The run folder was deleted or renamed while the run trained."""
+
+
+def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool, fresh: bool
+             ) -> Generator[Event, None, None]:
+    try:
+        lock = runs.lock_run(run_dir)
+    except runs.RunError as exc:
+        yield _failed(str(exc), run_dir)
+        return
+    with lock:
+        run = _Run(cfg, run_dir, control, resuming=resuming)
+        try:
+            yield from run.run()
+        except (GeneratorExit, KeyboardInterrupt):
+            # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
+            # land mid-step, so nothing is saved now: resuming continues from the last finished epoch.
+            if not run.done and run.folder_intact():
+                run.write_status("stopped", "The run was interrupted; " + run.how_to_resume())
+            raise
+        except torch.OutOfMemoryError:
+            bs = cfg.train.batch_size
+            yield run.finish("failed", f"The {run.device_kind} ran out of memory at batch size {bs}; start a new "
+                                       f"run with batch size {max(1, bs // 2)} (a resumed run keeps its batch size).")
+        except _FolderGone:
+            yield run.finish("failed", run.gone_sentence())
+        except OSError as exc:
+            if not run.folder_intact():
+                yield run.finish("failed", run.gone_sentence())
+            else:
+                what = exc.filename or run_dir
+                yield run.finish("failed", f"Could not write {what}: {exc.strerror or exc}; the run stopped. "
+                                           f"Free some space or fix the folder's permissions, then "
+                                           + run.how_to_resume())
+        except Exception as exc:
+            if run.folder_intact():  # a surprise: leave a status, and let the caller show the details
+                run.write_status("failed", f"The run failed ({type(exc).__name__}: {exc}); " + run.how_to_resume())
+            raise
+        finally:
+            if fresh and not (run_dir / runs.CONFIG_FILE).exists():
+                _remove_empty_run_folder(run_dir)
+
+
+def _remove_empty_run_folder(run_dir: Path) -> None:
+    """A start that failed before anything was written leaves no folder (only our lock file is there)."""
+    try:
+        (run_dir / runs.LOCK_FILE).unlink(missing_ok=True)
+        run_dir.rmdir()
+    except OSError:
+        pass  # something else is in it, or it is gone: leave it
+
+
+# -- the state a run saves to resume ---------------------------------------------------------------
+@dataclass(kw_only=True)
+class RunState:
+    """Everything a run saves to resume besides the weights, optimizer and random states: created whole in
+    one place, saved and restored as a unit (resume.safetensors' "progress")."""
+
+    step: int = 0  # global steps done
+    epochs_done: int = 0
+    best_acc: float = math.nan  # nan until an epoch finished
+    best_epoch: int = 0
+    elapsed: float = 0.0  # seconds of training, over all sessions
+    model_path: str = ""  # the saved model, "" until one is
+    in_epoch: bool = False  # an epoch's permutation is drawn and the epoch is not over
+    epoch_loss_sum: float = 0.0  # the interrupted epoch's running train loss sum, correct and images
+    epoch_correct: int = 0
+    epoch_seen: int = 0
+    start_loss: float = math.nan  # mean of the run's first logged losses, to tell when it diverges
+
+    def to_progress(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "epochs_done": self.epochs_done,
+            "best_acc": None if math.isnan(self.best_acc) else self.best_acc, "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed, "model_path": self.model_path, "in_epoch": self.in_epoch,
+            "epoch_sums": [self.epoch_loss_sum, self.epoch_correct, self.epoch_seen],
+            "start_loss": None if math.isnan(self.start_loss) else self.start_loss,
+        }
+
+    @classmethod
+    def from_progress(cls, p: dict[str, Any], where: Path) -> RunState:
+        """Raises CheckpointError naming the field that is missing or of the wrong type."""
+        def get(key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+            value = p.get(key, default)
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                raise checkpoints.CheckpointError(f"{where} is damaged: its progress field '{key}' is "
+                                                  f"{value!r}; start a new run.")
+            return value
+
+        in_epoch = get("in_epoch", bool, False)
+        sums = p.get("epoch_sums") if in_epoch and p.get("epoch_sums") else [0.0, 0, 0]
+        if not (isinstance(sums, list | tuple) and len(sums) == 3):
+            raise checkpoints.CheckpointError(f"{where} is damaged: its progress field 'epoch_sums' is {sums!r}.")
+        best, start = get("best_acc", (int, float, type(None))), get("start_loss", (int, float, type(None)))
+        return cls(
+            step=get("step", int), epochs_done=get("epochs_done", int),
+            best_acc=math.nan if best is None else float(best), best_epoch=get("best_epoch", int, 0),
+            elapsed=float(get("elapsed", (int, float), 0.0)), model_path=get("model_path", str, ""),
+            in_epoch=in_epoch, epoch_loss_sum=float(sums[0]), epoch_correct=int(sums[1]),
+            epoch_seen=int(sums[2]), start_loss=math.nan if start is None else float(start),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Setup:
+    """What a run trains with, built whole once the data is loaded; never changes during the run."""
+
+    cfg: Config  # with the input shape and classes the data decided
+    info: data.DatasetInfo
+    device: torch.device
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    gen: torch.Generator  # the run's generator: permutations, augmentation, mixup pairs
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
+    info = dataset.info
+    # What the data decides is not the user's to set: channels, axes and classes come from it.
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, input_channels=info.channels, input_axis=2, num_classes=len(info.class_names)))
+    torch.manual_seed(cfg.train.seed)  # the model's initial weights
+    train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
+    test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).to(device)
+    n, bs = info.train_size, cfg.train.batch_size
+    steps_per_epoch = max(1, n // bs) if n >= bs else 1
+    return _Setup(
+        cfg=cfg, info=info, device=device, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+        gen=gen, model=model, optimizer=_make_optimizer(cfg, model, device),
+        scaler=torch.amp.GradScaler("cuda") if cfg.train.precision == "float16" else None,
+        steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.train.epochs,
+        warmup_steps=max(1, round(cfg.train.warmup_epochs * steps_per_epoch)),
+    )
+
+
+# -- the run -------------------------------------------------------------------------------------
 class _Run:
-    """The state of one run. Split into methods so the loop in `run` reads top to bottom."""
+    """One session of a run: from the device and the data, through the epochs, to its final status."""
 
     def __init__(self, cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.control = control
         self.resuming = resuming
-        self.best_acc = math.nan
-        self.best_epoch = 0
-        self.epochs_done = 0
-        self.step = 0
-        self.elapsed = 0.0
-        self.model_path = ""
-        self.in_epoch = False  # an epoch's permutation has been drawn and the epoch is not over
+        self.state = RunState()  # replaced by the saved one when resuming
+        self.device_kind = "device"  # "CPU", "CUDA", ... once known, for the out-of-memory sentence
         self.done = False  # Finished has been produced
-        self.epoch_sums = (0.0, 0, 0)  # (loss sum, correct, images) of the epoch so far, restored on resume
-        self.test_digest = ""  # evaluation.test_digest of the test split, taken at the first evaluation
-        self.eval_batch_size = max(256, cfg.train.batch_size)  # halved if the device runs out of memory
+        self._identity = _identity(run_dir)  # to notice the folder deleted or renamed under us
 
-    # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Generator[Event, None, None]:
         cfg = self.cfg
         try:
-            self.device = resolve_device(cfg.train.device)
+            device = resolve_device(cfg.train.device)
         except DeviceError as exc:
-            yield self._finish("failed", str(exc))
+            yield self.finish("failed", str(exc))
             return
-        if self.device.type == "cpu":
+        self.device_kind = device.type.upper()
+        if device.type == "cpu":
             configure_threads(cfg.train.threads)
-        if cfg.train.precision == "float16" and self.device.type != "cuda":
-            yield self._finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
+        if cfg.train.precision == "float16" and device.type != "cuda":
+            yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
             return
 
         loader = data.open_dataset(cfg.data)
@@ -154,406 +304,453 @@ class _Run:
                 yield event
                 if self.control.stopped:
                     loader.close()
-                    yield self._finish("stopped", "Stopped while loading the data; nothing was trained.")
+                    yield self.finish("stopped", "Stopped while loading the data; nothing was trained.")
                     return
         except StopIteration as loaded:
             dataset = loaded.value
         except data.DatasetError as exc:
-            yield self._finish("failed", str(exc))
+            yield self.finish("failed", str(exc))
             return
         if dataset.skipped:
-            yield Log(f"Skipped {len(dataset.skipped)} unreadable file(s): " + "; ".join(dataset.skipped[:5]), "warning")
+            yield Log(message=f"Skipped {len(dataset.skipped)} unreadable file(s): " + "; ".join(dataset.skipped[:5]),
+                      level="warning")
         info = dataset.info
         if info.test_size == 0 or info.train_size == 0:
-            yield self._finish("failed", f"{info.name} has no images in its training or test split.")
+            yield self.finish("failed", f"{info.name} has no images in its training or test split.")
             return
-        # What the data decides is not the user's to set: channels, axes and classes come from it.
-        self.cfg = cfg = dataclasses.replace(
-            cfg,
-            model=dataclasses.replace(
-                cfg.model, input_channels=info.channels, input_axis=2, num_classes=len(info.class_names)
-            ),
-        )
-        self.info = info
 
-        torch.manual_seed(cfg.train.seed)
-        dev = self.device
-        self.train_x, self.train_y = dataset.train_x.to(dev), dataset.train_y.to(dev)
-        self.test_x, self.test_y = dataset.test_x.to(dev), dataset.test_y.to(dev)
-        self.gen = torch.Generator(device=dev)
-        self.gen.manual_seed(cfg.train.seed)
-        self.model = build_model(cfg.model).to(dev)
-        self.optimizer = _make_optimizer(cfg, self.model, dev)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.train.precision == "float16" else None
-
-        n = info.train_size
-        bs = cfg.train.batch_size
-        self.steps_per_epoch = max(1, n // bs) if n >= bs else 1
-        self.total_steps = self.steps_per_epoch * cfg.train.epochs
-        self.warmup_steps = max(1, round(cfg.train.warmup_epochs * self.steps_per_epoch))
-
-        epoch_gen_state = None
+        s = _build(cfg, dataset, device)
+        self.cfg = s.cfg
+        epoch_gen_state = None  # the generator's state at the start of an interrupted epoch
         if self.resuming:
             try:
-                epoch_gen_state = self._restore()
+                self.state, epoch_gen_state, dropped = _restore(s, self.run_dir)
             except checkpoints.CheckpointError as exc:
-                yield self._finish("failed", str(exc))
+                yield self.finish("failed", str(exc))
                 return
+            if dropped:
+                yield Log(message=f"Skipped damaged records of {runs.METRICS_FILE}: " + "; ".join(dropped[:3]) + ".",
+                          level="warning")
         else:
-            atomic_write_json(self.run_dir / runs.CONFIG_FILE, cfg.to_dict())
-            atomic_write_text(self.run_dir / runs.METRICS_FILE, "")
+            self.check_folder()
+            runs.write_config(self.run_dir, s.cfg)
+            runs.rewrite_metrics(self.run_dir, ())
             runs.write_run(self.run_dir, name=cfg.name, created=time.time(), app_version=__version__)
-        runs.write_run(self.run_dir, status="running", message="", epochs_done=self.epochs_done)
+        runs.write_run(self.run_dir, status="running", message="", epochs_done=self.state.epochs_done)
 
-        params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        params = sum(p.numel() for p in s.model.parameters() if p.requires_grad)
         yield RunStarted(
-            run_dir=str(self.run_dir), device=str(dev), device_name=describe_device(dev), parameters=params,
+            run_dir=str(self.run_dir), device=str(device), device_name=describe_device(device), parameters=params,
             train_size=info.train_size, test_size=info.test_size, class_names=tuple(info.class_names),
-            steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, start_step=self.step,
-            start_epoch=self.epochs_done,
+            steps_per_epoch=s.steps_per_epoch, total_steps=s.total_steps, start_step=self.state.step,
+            start_epoch=self.state.epochs_done,
         )
         if self.resuming:
-            yield Log(f"Resumed at step {self.step} (epoch {self.epochs_done + 1}).")
+            yield Log(message=f"Resumed at step {self.state.step} (epoch {self.state.epochs_done + 1}).")
 
-        with (open(self.run_dir / runs.METRICS_FILE, "a", encoding="utf-8") as self.metrics,
+        with (runs.MetricsWriter(self.run_dir) as metrics,
               ScalarLog(self.run_dir, class_names=info.class_names,
-                        resume_step=self.step if self.resuming else None) as self.scalars):
-            try:
-                yield from self._epochs(epoch_gen_state)
-            except torch.OutOfMemoryError:
-                smaller = max(1, bs // 2)
-                yield self._finish(
-                    "failed",
-                    f"The {dev.type.upper()} ran out of memory at batch size {bs}; start a new run with batch "
-                    f"size {smaller} (a resumed run keeps its batch size).",
-                )
-            except (GeneratorExit, KeyboardInterrupt):
-                # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
-                # land mid-step, so nothing is saved now: resuming continues from the last finished epoch.
-                if not self.done:
-                    self._write_status("stopped", "The run was interrupted; resuming continues from its last "
-                                                  "finished epoch.")
-                raise
-        if dev.type == "cuda":
-            del self.train_x, self.test_x, self.model, self.optimizer
+                        resume_step=self.state.step if self.resuming else None) as scalars):
+            yield from self._epochs(s, _Log(metrics, scalars), epoch_gen_state)
+        if device.type == "cuda":
+            del s
             torch.cuda.empty_cache()
 
-    def _epochs(self, epoch_gen_state: torch.Tensor | None) -> Generator[Event, None, None]:
-        cfg, t = self.cfg, self.cfg.train
+    def _epochs(self, s: _Setup, log: _Log, epoch_gen_state: torch.Tensor | None) -> Generator[Event, None, None]:
+        t, state, control = s.cfg.train, self.state, self.control
         bs = t.batch_size
-        autocast = _autocast(self.device, t.precision)
-        self.clock = time.perf_counter()
-        self.recent: list[tuple[float, int]] = []  # (seconds, images) of recent reports, for images/s
-        self.pending: list[tuple[int, float, int, torch.Tensor]] = []  # (step, lr, images, loss) not yet read
-        self.read_every = _read_every(self.device)
-        for epoch in range(self.epochs_done + 1, t.epochs + 1):
+        autocast = _autocast(s.device, t.precision)
+        pace = _Pace(read_every=_read_every(s.device))
+        eval_bs = max(256, bs)  # halved if the device runs out of memory evaluating
+        test_digest = evaluation.test_digest(s.test_x.cpu().numpy(), s.test_y.cpu().numpy())
+        epoch_gen = s.gen.get_state()  # saved: the generator's state at the start of the current epoch
+        for epoch in range(state.epochs_done + 1, t.epochs + 1):
             # The permutation is drawn from the generator's state at the epoch start, which is saved,
             # so a resumed run sees exactly the batches it would have seen.
             if epoch_gen_state is not None:
-                current = self.gen.get_state()
-                self.gen.set_state(epoch_gen_state)
-            self.epoch_gen_state = self.gen.get_state()
-            perm = torch.randperm(self.info.train_size, generator=self.gen, device=self.device)
+                current = s.gen.get_state()
+                s.gen.set_state(epoch_gen_state)
+            epoch_gen = s.gen.get_state()
+            perm = torch.randperm(s.info.train_size, generator=s.gen, device=s.device)
             if epoch_gen_state is not None:
-                self.gen.set_state(current)
+                s.gen.set_state(current)
                 epoch_gen_state = None
-            self.in_epoch = True
-            first = self.step - (epoch - 1) * self.steps_per_epoch
-            self.model.train()
-            loss_sum0, correct0, seen = self.epoch_sums if first else (0.0, 0, 0)
-            loss_sum = torch.full((), loss_sum0, device=self.device)
-            correct = torch.full((), correct0, device=self.device, dtype=torch.long)
-            self.epoch_tensors, self.epoch_seen = (loss_sum, correct), seen
-            for i in range(first, self.steps_per_epoch):
-                if self.control.paused:
-                    if (yield from self._report(epoch)):
+            state.in_epoch = True
+            first = state.step - (epoch - 1) * s.steps_per_epoch
+            s.model.train()
+            loss_sum0, correct0, seen = (state.epoch_loss_sum, state.epoch_correct, state.epoch_seen) if first \
+                else (0.0, 0, 0)
+            loss_sum = torch.full((), loss_sum0, device=s.device)
+            correct = torch.full((), correct0, device=s.device, dtype=torch.long)
+            for i in range(first, s.steps_per_epoch):
+                if control.paused:
+                    if (yield from self._report(s, pace, log, epoch)):
                         return
-                    self.control.wait_while_paused()
-                    self.clock = time.perf_counter()  # a pause is not training time
-                if self.control.stopped:
-                    if (yield from self._report(epoch)):  # what is still pending is real and goes on the curve
+                    control.wait_while_paused()
+                    pace.clock = time.perf_counter()  # a pause is not training time
+                if control.stopped:
+                    if (yield from self._report(s, pace, log, epoch)):  # what is pending is real: on the curve
                         return
-                    yield from self._stop()
+                    state.epoch_loss_sum, state.epoch_correct, state.epoch_seen = \
+                        loss_sum.item(), int(correct.item()), seen
+                    yield from self._stop(s, epoch_gen)
                     return
-                idx = perm[i * bs:(i + 1) * bs]
-                x = self.train_x[idx]
-                y = self.train_y[idx]
-                if cfg.data.crop_padding or cfg.data.hflip:
-                    x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=self.gen)
-                x = to_channels_last(data.normalize(x, self.info.mean, self.info.std))
-                lr = t.lr * lr_factor(self.step, self.total_steps, t.schedule, self.warmup_steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                target = y  # what training accuracy counts: with mixup, the label that dominates the blend
-                if t.mixup > 0:
-                    x, y_mix, lam = _mixup(x, y, t.mixup, self.gen)
-                    target = y if lam >= 0.5 else y_mix
-                with autocast:
-                    logits = self.model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
-                    if t.mixup > 0:
-                        mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
-                        loss = lam * loss + (1.0 - lam) * mixed
-                self.step += 1
-                self.pending.append((self.step, lr, len(y), loss.detach()))
+                lr = t.lr * lr_factor(state.step, s.total_steps, t.schedule, s.warmup_steps)
+                loss, logits, target = forward(s, perm[i * bs:(i + 1) * bs], lr, autocast)
+                state.step += 1
+                pace.pending.append((state.step, lr, len(target), loss.detach()))
                 # Reading the loss waits for the device. On the CPU that is free and happens every step,
                 # before backward, so a NaN never reaches the weights; a GPU is read every few steps.
-                if len(self.pending) >= self.read_every:
-                    if (yield from self._report(epoch)):
+                if len(pace.pending) >= pace.read_every:
+                    if (yield from self._report(s, pace, log, epoch)):
                         return
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    self.scaler.unscale_(self.optimizer)
-                else:
-                    loss.backward()
-                if t.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    self.optimizer.step()
+                apply_gradients(s, loss)
                 with torch.no_grad():
-                    loss_sum += loss.detach() * len(y)
+                    loss_sum += loss.detach() * len(target)
                     correct += (logits.argmax(1) == target).sum()
-                seen += len(y)
-                self.epoch_seen = seen
-            if (yield from self._report(epoch)):
+                seen += len(target)
+            if (yield from self._report(s, pace, log, epoch)):
                 return
             train_loss = (loss_sum / max(1, seen)).item()
             train_acc = correct.item() / max(1, seen)
-            yield from self._end_epoch(epoch, train_loss, train_acc)
-            self.clock = time.perf_counter()  # evaluation and saving are not training time
-        self._save_resume()
-        yield from self._final()
+            if math.isnan(state.start_loss) and pace.first_losses:
+                state.start_loss = sum(pace.first_losses) / len(pace.first_losses)
+            if train_loss > DIVERGING * state.start_loss and not pace.warned:
+                pace.warned = True
+                yield Log(level="warning", message=(
+                    f"The training loss rose to {train_loss:.3g} in epoch {epoch}, more than {DIVERGING:g}× its "
+                    f"start ({state.start_loss:.3g}): the run is diverging. Try a lower learning rate "
+                    f"(e.g. {t.lr / 10:g}) or gradient clipping."))
+            result = evaluate(s, eval_bs)
+            eval_bs = result.batch_size
+            yield from self._end_epoch(s, log, epoch, train_loss, train_acc, result, test_digest, epoch_gen)
+            pace.clock = time.perf_counter()  # evaluation and saving are not training time
+        self._save_resume(s, epoch_gen)
+        yield from self._final(s)
 
-    def _report(self, epoch: int) -> Generator[Event, None, bool]:
+    def _report(self, s: _Setup, pace: _Pace, log: _Log, epoch: int) -> Generator[Event, None, bool]:
         """Read the pending losses back in one go and yield their steps; True when the loss diverged."""
-        if not self.pending:
+        if not pace.pending:
             return False
-        losses = torch.stack([loss for *_, loss in self.pending]).tolist()  # one wait for the device
+        losses = torch.stack([loss for *_, loss in pace.pending]).tolist()  # one wait for the device
         now = time.perf_counter()
-        images = sum(n for _, _, n, _ in self.pending)
-        self.elapsed += now - self.clock
-        self.recent.append((now - self.clock, images))
-        self.clock = now
-        del self.recent[:-20]
-        speed = sum(n for _, n in self.recent) / max(1e-9, sum(s for s, _ in self.recent))
-        log_every = self.cfg.train.log_every
-        pending, self.pending = self.pending, []
+        images = sum(n for _, _, n, _ in pace.pending)
+        self.state.elapsed += now - pace.clock
+        pace.recent.append((now - pace.clock, images))
+        pace.clock = now
+        del pace.recent[:-20]
+        speed = sum(n for _, n in pace.recent) / max(1e-9, sum(sec for sec, _ in pace.recent))
+        t = s.cfg.train
+        pending, pace.pending = pace.pending, []
         for (step, lr, _, _), loss in zip(pending, losses, strict=True):
-            eta = (self.total_steps - step) * self.cfg.train.batch_size / speed
+            eta = (s.total_steps - step) * t.batch_size / speed
+            event = Step(epoch=epoch, step=step, total_steps=s.total_steps, loss=loss, lr=lr, images_per_s=speed,
+                         eta_s=eta)
             if not math.isfinite(loss):
-                yield Step(epoch, step, self.total_steps, loss, lr, speed, eta)
-                yield from self._diverged(epoch, step, loss)
+                yield event
+                yield self._diverged(epoch, step, loss)
                 return True
-            if step % log_every == 0 or step == 1:
-                self._log({"type": "step", "epoch": epoch, "step": step, "loss": loss, "lr": lr,
-                           "images_per_s": speed, "time": self.elapsed})
-            yield Step(epoch, step, self.total_steps, loss, lr, speed, eta)
+            if step <= _START_LOSSES:
+                pace.first_losses.append(loss)
+            if step % t.log_every == 0 or step == 1:
+                self.check_folder()
+                log.write(runs.StepRecord(epoch=epoch, step=step, loss=loss, lr=lr, images_per_s=speed,
+                                          time=self.state.elapsed))
+            yield event
         return False
 
-    def _log(self, record: dict[str, Any]) -> None:
-        """One record into metrics.jsonl, and into TensorBoard's files when tensorboard is installed."""
-        append_jsonl(self.metrics, record)
-        self.scalars.write(record)
-
-    # -- epoch end, evaluation, saving -----------------------------------------------------------
-    def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> Generator[Event, None, None]:
-        test_loss, test_acc, per_class, confusion, predictions = self._evaluate()
+    # -- epoch end and saving ------------------------------------------------------------------
+    def _end_epoch(self, s: _Setup, log: _Log, epoch: int, train_loss: float, train_acc: float,
+                   result: _Evaluated, test_digest: str, epoch_gen: torch.Tensor) -> Generator[Event, None, None]:
+        state = self.state
+        self.check_folder()
         # Written before the epoch is announced, so a view that hears of it finds the images behind its matrix.
         evaluation.save_evaluation(self.run_dir, evaluation.Evaluation(
-            epoch=epoch, step=self.step, class_names=tuple(self.info.class_names), test_digest=self.test_digest,
-            **predictions,
+            epoch=epoch, step=state.step, class_names=tuple(s.info.class_names), test_digest=test_digest,
+            **result.predictions,
         ))
-        self.epochs_done = epoch
-        self.in_epoch = False
-        is_best = not (test_acc <= self.best_acc)  # true for the first epoch (best is nan)
+        state.epochs_done = epoch
+        state.in_epoch = False
+        is_best = not (result.acc <= state.best_acc)  # true for the first epoch (best is nan)
         if is_best:
-            self.best_acc, self.best_epoch = test_acc, epoch
+            state.best_acc, state.best_epoch = result.acc, epoch
         record = EpochEnd(
-            epoch=epoch, step=self.step, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-            test_acc=test_acc, per_class_acc=per_class, confusion=confusion, elapsed_s=self.elapsed,
-            is_best=is_best,
+            epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc, test_loss=result.loss,
+            test_acc=result.acc, per_class_acc=result.per_class, confusion=result.confusion,
+            elapsed_s=state.elapsed, is_best=is_best,
         )
-        self._log({"type": "epoch", **dataclasses.asdict(record)})
+        log.write(runs.EpochRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)}))
         yield record
         if is_best:
-            yield self._save_model("best", epoch)
-        self._save_resume()
-        runs.write_run(self.run_dir, epochs_done=epoch, best_acc=self.best_acc, best_epoch=self.best_epoch)
+            yield self._save_model(s, "best", epoch)
+        self._save_resume(s, epoch_gen)
+        runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch)
 
-    @torch.inference_mode()
-    def _evaluate(self) -> tuple[float, float, tuple[float, ...], tuple[tuple[int, ...], ...], dict[str, Any]]:
-        """Loss, accuracy, per-class accuracy and confusion on the test split, and each test image's prediction
-        (as numpy arrays for evaluation.Evaluation: the same argmax the confusion counts, and its probability)."""
-        if not self.test_digest:
-            self.test_digest = evaluation.test_digest(self.test_x.cpu().numpy(), self.test_y.cpu().numpy())
-        k = len(self.info.class_names)
-        # Evaluation keeps no activations, so it takes bigger batches than training; if the GPU cannot
-        # hold one, it halves them down to the training batch size (which fits) and keeps that size.
-        while True:
-            try:
-                loss_sum, confusion, preds, prob_pred, prob_true = self._eval_pass(self.eval_batch_size, k)
-                break
-            except torch.OutOfMemoryError:
-                if self.eval_batch_size <= self.cfg.train.batch_size:
-                    raise
-                self.eval_batch_size = max(self.cfg.train.batch_size, self.eval_batch_size // 2)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        predictions = {"labels": self.test_y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
-                       "prob_true": torch.cat(prob_true)}
-        predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
-        matrix = confusion.view(k, k).cpu()
-        totals = matrix.sum(1)
-        per_class = tuple(
-            float(matrix[i, i] / totals[i]) if totals[i] > 0 else math.nan for i in range(k)
-        )
-        acc = float(matrix.diag().sum() / max(1, int(totals.sum())))
-        confusion_rows = tuple(tuple(r) for r in matrix.tolist())
-        return (loss_sum / self.info.test_size).item(), acc, per_class, confusion_rows, predictions
-
-    def _eval_pass(self, eval_bs: int, k: int):
-        self.model.eval()
-        try:
-            loss_sum = torch.zeros((), device=self.device)
-            confusion = torch.zeros(k * k, device=self.device, dtype=torch.long)
-            autocast = _autocast(self.device, self.cfg.train.precision)
-            preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
-            for start in range(0, self.info.test_size, eval_bs):
-                x = self.test_x[start:start + eval_bs]
-                y = self.test_y[start:start + eval_bs]
-                with autocast:
-                    logits = self.model(to_channels_last(data.normalize(x, self.info.mean, self.info.std))).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                pred = logits.argmax(1)
-                confusion += torch.bincount(y * k + pred, minlength=k * k)
-                probs = logits.softmax(1)
-                preds.append(pred)
-                prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
-                prob_true.append(probs.gather(1, y[:, None])[:, 0])
-        finally:
-            self.model.train()
-        return loss_sum, confusion, preds, prob_pred, prob_true
-
-    def _meta(self) -> checkpoints.ModelMeta:
-        info = self.info
-        return checkpoints.ModelMeta(
-            config=self.cfg,
-            class_names=tuple(info.class_names),
-            mean=tuple(info.mean),
-            std=tuple(info.std),
-            image_size=tuple(info.image_size),
-            channels=info.channels,
-            summary={
-                "dataset": info.name,
-                "best_acc": None if math.isnan(self.best_acc) else self.best_acc,
-                "best_epoch": self.best_epoch,
-                "epochs_done": self.epochs_done,
-                "steps": self.step,
-                "train_seconds": round(self.elapsed, 3),
-                "run": self.run_dir.name,
-            },
-            app_version=__version__,
-        )
-
-    def _save_model(self, reason: str, epoch: int) -> CheckpointSaved:
+    def _save_model(self, s: _Setup, reason: str, epoch: int) -> CheckpointSaved:
+        self.check_folder()
         path = self.run_dir / runs.MODEL_FILE
-        checkpoints.save_model(path, _cpu_state(self.model), self._meta())
-        self.model_path = str(path)
-        return CheckpointSaved(str(path), epoch, self.step, reason)
+        checkpoints.save_model(path, _cpu_state(s.model), _meta(s, self.state, self.run_dir))
+        self.state.model_path = str(path)
+        return CheckpointSaved(path=str(path), epoch=epoch, step=self.state.step, reason=reason)
 
-    def _save_resume(self) -> None:
-        progress = {
-            "step": self.step,
-            "epochs_done": self.epochs_done,
-            "best_acc": None if math.isnan(self.best_acc) else self.best_acc,
-            "best_epoch": self.best_epoch,
-            "elapsed": self.elapsed,
-            "model_path": self.model_path,
-            "in_epoch": self.in_epoch,
-        }
-        if self.in_epoch:  # the running train loss and accuracy of the interrupted epoch
-            loss_sum, correct = self.epoch_tensors
-            progress["epoch_sums"] = [loss_sum.item(), int(correct.item()), self.epoch_seen]
-        extra = {"rng.cpu": torch.get_rng_state(), "rng.gen": self.gen.get_state().cpu(),
-                 "rng.epoch_gen": self.epoch_gen_state.cpu() if hasattr(self, "epoch_gen_state") else
-                 self.gen.get_state().cpu()}
-        if self.device.type == "cuda":
-            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        checkpoints.save_training_state(
-            self.run_dir / runs.RESUME_FILE,
-            model_state=_cpu_state(self.model),
-            optimizer_state=self.optimizer.state_dict(),
-            scheduler_state={},
-            scaler_state=self.scaler.state_dict() if self.scaler is not None else None,
-            progress=progress,
-            rng=extra,
-        )
+    def _save_resume(self, s: _Setup, epoch_gen: torch.Tensor) -> None:
+        self.check_folder()
+        save_resume_state(s, self.state, epoch_gen, self.run_dir / runs.RESUME_FILE)
 
-    def _restore(self) -> torch.Tensor | None:
-        remove_stale_temp_files(self.run_dir)  # left by a process killed mid-write
-        state = checkpoints.load_training_state(self.run_dir / runs.RESUME_FILE)
-        self.model.load_state_dict(state.model_state)
-        self.optimizer.load_state_dict(state.optimizer_state)
-        if self.scaler is not None and state.scaler_state:
-            self.scaler.load_state_dict(state.scaler_state)
-        p = state.progress
-        self.step = int(p["step"])
-        self.epochs_done = int(p["epochs_done"])
-        self.best_acc = math.nan if p.get("best_acc") is None else float(p["best_acc"])
-        self.best_epoch = int(p.get("best_epoch") or 0)
-        self.elapsed = float(p.get("elapsed") or 0.0)
-        self.model_path = str(p.get("model_path") or "")
-        torch.set_rng_state(state.rng["rng.cpu"])
-        self.gen.set_state(state.rng["rng.gen"])  # generator states are CPU byte tensors on every device
-        if self.device.type == "cuda" and "rng.cuda" in state.rng:
-            torch.cuda.set_rng_state(state.rng["rng.cuda"], self.device)
-        # Records logged after the saved state (a crash after it) would repeat: drop them.
-        kept = [r for r in runs.read_metrics(self.run_dir) if int(r.get("step", 0)) <= self.step]
-        atomic_write_text(
-            self.run_dir / runs.METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept)
-        )
-        if p.get("in_epoch") and p.get("epoch_sums"):
-            loss_sum, correct, seen = p["epoch_sums"]
-            self.epoch_sums = (float(loss_sum), int(correct), int(seen))
-        # Inside an epoch: replay its permutation; between epochs: continue from the current state.
-        return state.rng["rng.epoch_gen"] if p.get("in_epoch") else None
+    def _stop(self, s: _Setup, epoch_gen: torch.Tensor) -> Generator[Event, None, None]:
+        self._save_resume(s, epoch_gen)
+        if not self.state.model_path:  # nothing better saved yet: keep what there is, so Stop always leaves a model
+            yield self._save_model(s, "stopped", self.state.epochs_done)
+        yield self.finish("stopped", f"Stopped at step {self.state.step}; " + self.how_to_resume())
 
-    def _stop(self) -> Generator[Event, None, None]:
-        self._save_resume()
-        if not self.model_path:  # nothing better saved yet: keep what there is, so Stop always leaves a model
-            yield self._save_model("stopped", self.epochs_done)
-        yield self._finish("stopped", f"Stopped at step {self.step}; the run can be resumed.")
-
-    def _diverged(self, epoch: int, step: int, loss: float) -> Generator[Event, None, None]:
+    def _diverged(self, epoch: int, step: int, loss: float) -> Finished:
         kind = "NaN" if math.isnan(loss) else "infinite"
-        kept = f" The last good model is kept at {self.model_path}." if self.model_path else ""
-        yield self._finish(
+        kept = f" The last good model is kept at {self.state.model_path}." if self.state.model_path else ""
+        return self.finish(
             "failed",
             f"The loss became {kind} at step {step} (epoch {epoch}), so the run stopped.{kept} "
             f"Try a lower learning rate (e.g. {self.cfg.train.lr / 10:g}) or gradient clipping.",
         )
 
-    def _final(self) -> Generator[Event, None, None]:
-        if not self.model_path:
-            yield self._save_model("final", self.epochs_done)
-        acc = "n/a" if math.isnan(self.best_acc) else f"{self.best_acc:.1%}"
-        yield self._finish("completed", f"Finished {self.epochs_done} epochs; best test accuracy {acc} "
-                                        f"(epoch {self.best_epoch}).")
+    def _final(self, s: _Setup) -> Generator[Event, None, None]:
+        state = self.state
+        if not state.model_path:
+            yield self._save_model(s, "final", state.epochs_done)
+        acc = "n/a" if math.isnan(state.best_acc) else f"{state.best_acc:.1%}"
+        epochs = f"{state.epochs_done} epoch{'s' if state.epochs_done != 1 else ''}"
+        yield self.finish("completed", f"Finished {epochs}; best test accuracy {acc} (epoch {state.best_epoch}).")
 
-    def _write_status(self, status: str, message: str) -> None:
-        runs.write_run(self.run_dir, status=status, message=message, epochs_done=self.epochs_done,
-                       best_acc=self.best_acc, best_epoch=self.best_epoch)
+    # -- status --------------------------------------------------------------------------------
+    def check_folder(self) -> None:
+        """Raise _FolderGone when the run folder was deleted or renamed: saving would re-create half a run."""
+        if not self.folder_intact():
+            raise _FolderGone(str(self.run_dir))
 
-    def _finish(self, status: str, message: str) -> Finished:
+    def folder_intact(self) -> bool:
+        return _identity(self.run_dir) == self._identity
+
+    def gone_sentence(self) -> str:
+        return (f"The run folder {self.run_dir} was deleted or renamed while the run trained, so training stopped "
+                f"rather than re-create it; if you moved the folder, continue the run from its new place with "
+                f"`perceiver-gui train --resume NEW_FOLDER`.")
+
+    def how_to_resume(self) -> str:
+        if (self.run_dir / runs.RESUME_FILE).is_file():
+            return (f"the run can be resumed from its last save with `perceiver-gui train --resume {self.run_dir}` "
+                    f"(or Resume on the Runs tab).")
+        return "nothing was saved to resume from, so start the run again."
+
+    def write_status(self, status: str, message: str) -> None:
+        s = self.state
+        runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
+                       best_acc=s.best_acc, best_epoch=s.best_epoch)
+
+    def finish(self, status: str, message: str) -> Finished:
         self.done = True
-        if (self.run_dir / runs.CONFIG_FILE).exists():
-            self._write_status(status, message)
-        return Finished(status, message, self.best_acc, self.best_epoch, self.epochs_done, str(self.run_dir),
-                        self.model_path)
+        if self.folder_intact() and (self.run_dir / runs.CONFIG_FILE).exists():
+            try:
+                self.write_status(status, message)
+            except OSError:
+                pass  # e.g. the disk is still full: the lock is free once we exit, so it lists as interrupted
+        s = self.state
+        return Finished(status=status, message=message, best_acc=s.best_acc, best_epoch=s.best_epoch,
+                        epochs_done=s.epochs_done, run_dir=str(self.run_dir), model_path=s.model_path)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Pace:
+    """Throughput and the losses not yet read back from the device, for one session."""
+
+    def __init__(self, *, read_every: int) -> None:
+        self.read_every = read_every
+        self.clock = time.perf_counter()
+        self.recent: list[tuple[float, int]] = []  # (seconds, images) of recent reports, for images/s
+        self.pending: list[tuple[int, float, int, torch.Tensor]] = []  # (step, lr, images, loss) not yet read
+        self.first_losses: list[float] = []  # the run's first logged losses: its start, to tell divergence
+        self.warned = False  # the divergence warning is given once
+
+
+class _Log:
+    """Writes a record to metrics.jsonl, and to TensorBoard's files when tensorboard is installed."""
+
+    def __init__(self, metrics: runs.MetricsWriter, scalars: ScalarLog) -> None:
+        self.metrics = metrics
+        self.scalars = scalars
+
+    def write(self, record: runs.StepRecord | runs.EpochRecord) -> None:
+        self.scalars.write(self.metrics.append(record))
+
+
+# -- the step, evaluation and saving, as plain functions -----------------------------------------
+def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Set the learning rate and run the batch `idx` of the training split forward: (loss, logits, target),
+    where target is what training accuracy counts (with mixup, the label that dominates the blend)."""
+    cfg, t = s.cfg, s.cfg.train
+    x = s.train_x[idx]
+    y = s.train_y[idx]
+    if cfg.data.crop_padding or cfg.data.hflip:
+        x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=s.gen)
+    x = to_channels_last(data.normalize(x, s.info.mean, s.info.std))
+    for group in s.optimizer.param_groups:
+        group["lr"] = lr
+    target = y
+    if t.mixup > 0:
+        x, y_mix, lam = _mixup(x, y, t.mixup, s.gen)
+        target = y if lam >= 0.5 else y_mix
+    with autocast:
+        logits = s.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
+        if t.mixup > 0:
+            mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
+            loss = lam * loss + (1.0 - lam) * mixed
+    return loss, logits, target
+
+
+def apply_gradients(s: _Setup, loss: torch.Tensor) -> None:
+    """Backward, clip and one optimizer step."""
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.scaler is not None:
+        s.scaler.scale(loss).backward()
+        s.scaler.unscale_(s.optimizer)
+    else:
+        loss.backward()
+    if s.cfg.train.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.grad_clip)
+    if s.scaler is not None:
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+    else:
+        s.optimizer.step()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Evaluated:
+    loss: float
+    acc: float
+    per_class: tuple[float, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    predictions: dict[str, Any]  # numpy arrays for evaluation.Evaluation
+    batch_size: int  # the evaluation batch size that fit
+
+
+@torch.inference_mode()
+def evaluate(s: _Setup, batch_size: int) -> _Evaluated:
+    """Loss, accuracy, per-class accuracy and confusion on the test split, and each test image's prediction
+    (the same argmax the confusion counts, and its probability). Evaluation keeps no activations, so it takes
+    bigger batches than training; if the device cannot hold one, it halves them down to the training batch
+    size (which fits) and reports the size that fit, for the next epoch."""
+    k = len(s.info.class_names)
+    while True:
+        try:
+            loss_sum, confusion, preds, prob_pred, prob_true = _eval_pass(s, batch_size, k)
+            break
+        except torch.OutOfMemoryError:
+            if batch_size <= s.cfg.train.batch_size:
+                raise
+            batch_size = max(s.cfg.train.batch_size, batch_size // 2)
+            if s.device.type == "cuda":
+                torch.cuda.empty_cache()
+    predictions = {"labels": s.test_y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
+                   "prob_true": torch.cat(prob_true)}
+    predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
+    matrix = confusion.view(k, k).cpu()
+    totals = matrix.sum(1)
+    per_class = tuple(float(matrix[i, i] / totals[i]) if totals[i] > 0 else math.nan for i in range(k))
+    acc = float(matrix.diag().sum() / max(1, int(totals.sum())))
+    return _Evaluated(loss=(loss_sum / s.info.test_size).item(), acc=acc, per_class=per_class,
+                      confusion=tuple(tuple(r) for r in matrix.tolist()), predictions=predictions,
+                      batch_size=batch_size)
+
+
+def _eval_pass(s: _Setup, eval_bs: int, k: int):
+    s.model.eval()
+    try:
+        loss_sum = torch.zeros((), device=s.device)
+        confusion = torch.zeros(k * k, device=s.device, dtype=torch.long)
+        autocast = _autocast(s.device, s.cfg.train.precision)
+        preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
+        for start in range(0, s.info.test_size, eval_bs):
+            x = s.test_x[start:start + eval_bs]
+            y = s.test_y[start:start + eval_bs]
+            with autocast:
+                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            pred = logits.argmax(1)
+            confusion += torch.bincount(y * k + pred, minlength=k * k)
+            probs = logits.softmax(1)
+            preds.append(pred)
+            prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
+            prob_true.append(probs.gather(1, y[:, None])[:, 0])
+    finally:
+        s.model.train()
+    return loss_sum, confusion, preds, prob_pred, prob_true
+
+
+def _meta(s: _Setup, state: RunState, run_dir: Path) -> checkpoints.ModelMeta:
+    info = s.info
+    return checkpoints.ModelMeta(
+        config=s.cfg,
+        class_names=tuple(info.class_names),
+        mean=tuple(info.mean),
+        std=tuple(info.std),
+        image_size=tuple(info.image_size),
+        channels=info.channels,
+        summary={
+            "dataset": info.name,
+            "best_acc": None if math.isnan(state.best_acc) else state.best_acc,
+            "best_epoch": state.best_epoch,
+            "epochs_done": state.epochs_done,
+            "steps": state.step,
+            "train_seconds": round(state.elapsed, 3),
+            "run": run_dir.name,
+        },
+        app_version=__version__,
+    )
+
+
+def save_resume_state(s: _Setup, state: RunState, epoch_gen: torch.Tensor, path: Path) -> None:
+    """The run's RunState, weights, optimizer and random states, as one file."""
+    rng = {"rng.cpu": torch.get_rng_state(), "rng.gen": s.gen.get_state().cpu(), "rng.epoch_gen": epoch_gen.cpu()}
+    if s.device.type == "cuda":
+        rng["rng.cuda"] = torch.cuda.get_rng_state(s.device)
+    checkpoints.save_training_state(
+        path,
+        model_state=_cpu_state(s.model),
+        optimizer_state=s.optimizer.state_dict(),
+        scheduler_state={},
+        scaler_state=s.scaler.state_dict() if s.scaler is not None else None,
+        progress=state.to_progress(),
+        rng=rng,
+    )
+
+
+def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, list[str]]:
+    """Load what `save_resume_state` saved into the setup's model, optimizer and generators; returns the
+    RunState, the generator's state at the start of an interrupted epoch (None between epochs), and the
+    damaged metrics records that were dropped."""
+    remove_stale_temp_files(run_dir)  # left by a process killed mid-write
+    saved = checkpoints.load_training_state(run_dir / runs.RESUME_FILE)
+    state = RunState.from_progress(saved.progress, run_dir / runs.RESUME_FILE)
+    s.model.load_state_dict(saved.model_state)
+    s.optimizer.load_state_dict(saved.optimizer_state)
+    if s.scaler is not None and saved.scaler_state:
+        s.scaler.load_state_dict(saved.scaler_state)
+    torch.set_rng_state(saved.rng["rng.cpu"])
+    s.gen.set_state(saved.rng["rng.gen"])  # generator states are CPU byte tensors on every device
+    if s.device.type == "cuda" and "rng.cuda" in saved.rng:
+        torch.cuda.set_rng_state(saved.rng["rng.cuda"], s.device)
+    # Records logged after the saved state (a crash after it) would repeat: drop them, and damaged ones.
+    metrics = runs.read_metrics(run_dir)
+    runs.rewrite_metrics(run_dir, [r for r in metrics.records if r.step <= state.step])
+    # Inside an epoch: replay its permutation; between epochs: continue from the current state.
+    return state, (saved.rng["rng.epoch_gen"] if state.in_epoch else None), list(metrics.problems)
 
 
 def _make_optimizer(cfg: Config, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:

@@ -74,30 +74,15 @@ class _Curves:
 
 
 def _read_curves(run_dir: Path) -> _Curves:
-    records = runs.read_metrics(run_dir)
-    steps, loss, ends, epochs, test_loss, test_acc = [], [], [], [], [], []
-    skipped = 0
-    for r in records:
-        try:
-            if r.get("type") == "step":
-                value = _num(r.get("loss"))
-                if math.isfinite(value):
-                    steps.append(int(r["step"]))
-                    loss.append(value)
-                else:
-                    skipped += 1
-            elif r.get("type") == "epoch":
-                epoch, step = int(r["epoch"]), int(r.get("step", 0))
-                ends.append(step)
-                epochs.append(epoch)
-                test_loss.append(_num(r.get("test_loss")))
-                test_acc.append(_num(r.get("test_acc")))
-                skipped += sum(not math.isfinite(v) for v in (test_loss[-1], test_acc[-1]))
-        except (KeyError, TypeError, ValueError):
-            continue  # a record from another version of the app: use the rest
-    return _Curves(np.array(steps, dtype=float), np.array(loss), np.array(ends, dtype=float),
-                   np.array(epochs, dtype=float), np.array(test_loss), np.array(test_acc),
-                   runs.summarize_metrics(records), skipped)
+    metrics = runs.read_metrics(run_dir)  # damaged lines and fields are skipped there
+    steps = [r for r in metrics.steps if math.isfinite(r.loss)]
+    epochs = metrics.epochs
+    test_loss = [r.test_loss for r in epochs]
+    test_acc = [r.test_acc for r in epochs]
+    skipped = len(metrics.steps) - len(steps) + sum(not math.isfinite(v) for v in (*test_loss, *test_acc))
+    return _Curves(np.array([r.step for r in steps], dtype=float), np.array([r.loss for r in steps]),
+                   np.array([r.step for r in epochs], dtype=float), np.array([r.epoch for r in epochs], dtype=float),
+                   np.array(test_loss), np.array(test_acc), runs.summarize_metrics(metrics.records), skipped)
 
 
 def _empty() -> _Curves:
@@ -121,11 +106,6 @@ def _file_key(path: Path) -> tuple[int, int]:
 def _read_all(generation: int, wanted: list[tuple[str, tuple[int, int]]]):
     """In a worker: read these runs' metrics (plain arrays cross back to the GUI thread)."""
     return generation, [(path, key, _read_curves(Path(path))) for path, key in wanted]
-
-
-def _num(value: Any) -> float:
-    # JSON has no NaN: the engine writes null for a non-finite value.
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
 
 
 def _epochs_at(steps: np.ndarray, ends: np.ndarray, epochs: np.ndarray) -> np.ndarray:
@@ -296,7 +276,7 @@ class CompareView(QWidget):
         self._configs, self._errors = [], []
         for info in self._runs:
             try:
-                self._configs.append(runs.read_config(Path(info.path)))
+                self._configs.append(runs.read_config(Path(info.path)).raw)
             except runs.RunError as exc:
                 self._configs.append(None)
                 self._errors.append(f"“{info.name}” — {exc}")

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.config import PRESETS, Config, ConfigError, load_config
+from perceiver_gui.config import PRESETS, Config, ConfigError
 from perceiver_gui.core.events import Finished, RunStarted
 from perceiver_gui.ui import deferred
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         self.form.message.connect(self._show_message)
         self.training.start_requested.connect(self.start)
         self.training.pause_requested.connect(self.runner.pause)
-        self.training.continue_requested.connect(self.runner.resume)
+        self.training.continue_requested.connect(self.runner.continue_)
         self.training.stop_requested.connect(self.stop)
         self.training.resume_requested.connect(self.resume_last)
         self.runner.event.connect(self._on_event)
@@ -188,13 +188,17 @@ class MainWindow(QMainWindow):
     def resume_run(self, run_dir: str) -> None:
         if self.runner.running:
             return
+        from perceiver_gui.core.runs import RunError, read_config
+
         try:  # the form shows what is running: the run's own config, which the engine resumes with
-            self.form.set_config(load_config(Path(run_dir) / "config.json"))
-        except ConfigError:
+            saved = read_config(Path(run_dir))
+            if saved.config is not None:
+                self.form.set_config(saved.config)
+        except RunError:
             pass  # the engine reports an unreadable run folder itself
         self._begin()
         self.tabs.setCurrentWidget(self.training)
-        self.runner.start(self.form.config(), resume=Path(run_dir))
+        self.runner.resume_run(Path(run_dir))
 
     def resume_last(self) -> None:
         if self._last_stopped_run:

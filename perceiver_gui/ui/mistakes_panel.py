@@ -588,4 +588,4 @@ def _name(run_dir: str) -> str:
 
     from perceiver_gui.core.runs import read_run
 
-    return str(read_run(Path(run_dir)).get("name") or Path(run_dir).name)
+    return read_run(Path(run_dir)).name or Path(run_dir).name

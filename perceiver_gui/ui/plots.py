@@ -10,7 +10,6 @@ Non-finite values (a diverging loss) are counted and left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
+from perceiver_gui.core.runs import Metrics, StepRecord
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
@@ -401,19 +401,15 @@ class PlotsPanel(QWidget):
                 self._best = (epoch, test_acc)
         self.request_redraw()
 
-    def load_metrics(self, records: Iterable[dict[str, Any]]) -> None:
-        """Show a finished (or running) run from its metrics.jsonl records."""
+    def load_metrics(self, metrics: Metrics) -> None:
+        """Show a finished (or running) run from its metrics.jsonl, as runs.read_metrics read it (damaged
+        lines and fields are already skipped there)."""
         self.reset()
-        for r in records:
-            kind = r.get("type")
-            try:
-                if kind == "step":
-                    self.add_step(int(r["step"]), _num(r.get("loss")), _num(r.get("lr")))
-                elif kind == "epoch":
-                    self.add_epoch(int(r["epoch"]), int(r.get("step", 0)), _num(r.get("test_loss")),
-                                   _num(r.get("test_acc")), _num(r.get("train_acc")))
-            except (KeyError, TypeError, ValueError):
-                continue  # a record from another version of the app: show the rest
+        for r in metrics.records:
+            if isinstance(r, StepRecord):
+                self.add_step(r.step, r.loss, r.lr)
+            else:
+                self.add_epoch(r.epoch, r.step, r.test_loss, r.test_acc, r.train_acc)
         self.redraw()
 
     # -- drawing -------------------------------------------------------------------------------
@@ -523,8 +519,3 @@ def style_plot(plot: pg.PlotItem, foreground: QColor, *, background: QColor | No
         legend.setLabelTextColor(foreground)
         for _, label in legend.items:
             label.setText(label.text, color=foreground.name())  # re-render with the new colour
-
-
-def _num(value: Any) -> float:
-    # JSON has no NaN: the engine writes null for a non-finite value.
-    return float(value) if isinstance(value, int | float) else math.nan

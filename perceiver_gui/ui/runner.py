@@ -1,6 +1,6 @@
 """Drives the engine's `train` generator in a superqt worker thread and re-emits its events in the
-GUI thread. The UI adds no training logic: start, pause, resume and stop map onto the generator
-and its `RunControl`.
+GUI thread. The UI adds no training logic: start (a new run), resume_run (a run from disk), pause,
+continue_ and stop map onto the generators and their `RunControl`.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ class EngineError(Exception):
     """
 
 
-def _run(cfg: Config, runs_root: Path | None, resume: Path | None, control: RunControl) -> Generator[Event, None, None]:
+def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, control: RunControl
+         ) -> Generator[Event, None, None]:
+    """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk."""
     try:
         # torch is imported here, in the worker, so the window appears without waiting for it.
         from perceiver_gui.core import runs, training
 
-        if resume is not None:
-            yield from training.train(cfg, resume=resume, control=control)
+        if cfg is None:
+            yield from training.resume(run_dir, control=control)
         else:
             out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
             yield from training.train(cfg, out_dir=out_dir, control=control)
@@ -71,7 +73,15 @@ class TrainingRunner(QObject):
     def paused(self) -> bool:
         return self._control is not None and self._control.paused
 
-    def start(self, cfg: Config, *, resume: Path | None = None) -> None:
+    def start(self, cfg: Config) -> None:
+        """Start a new run of `cfg`."""
+        self._launch(cfg, None)
+
+    def resume_run(self, run_dir: Path) -> None:
+        """Continue the run in `run_dir` from disk, with its own config."""
+        self._launch(None, Path(run_dir))
+
+    def _launch(self, cfg: Config | None, run_dir: Path | None) -> None:
         if self._worker is not None:
             raise RuntimeError("A run is already in progress.")
         from superqt.utils import create_worker  # here, not at launch (~0.16 s)
@@ -79,7 +89,7 @@ class TrainingRunner(QObject):
         self._control = RunControl()
         self._last_finished = None
         worker = create_worker(
-            _run, cfg, self.runs_root, resume, self._control, _start_thread=False, _ignore_errors=True
+            _run, cfg, self.runs_root, run_dir, self._control, _start_thread=False, _ignore_errors=True
         )
         # Bound methods of this GUI-thread object, never lambdas: PySide6 would run a lambda in the worker thread.
         worker.yielded.connect(self._on_yielded)
@@ -94,9 +104,10 @@ class TrainingRunner(QObject):
             self._control.pause()
             self.paused_changed.emit(True)
 
-    def resume(self) -> None:
+    def continue_(self) -> None:
+        """Let a paused run go on."""
         if self._control is not None and self._control.paused:
-            self._control.resume()
+            self._control.continue_()
             self.paused_changed.emit(False)
 
     def stop(self) -> None:

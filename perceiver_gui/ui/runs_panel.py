@@ -199,15 +199,19 @@ class RunsPanel(QWidget):
             self.tree.clear()
         for info in infos:
             acc = f"{info.best_acc:.1%}" if math.isfinite(info.best_acc) else "—"
-            status = info.status
+            status = _status_text(info)
             if info.epochs:
                 status += f" ({info.epochs_done}/{info.epochs} epochs)"
+            if info.damaged:
+                status += " · damaged"
             item = _Item([info.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created)), info.dataset, acc, status])
             item.setData(0, PATH_ROLE, info.path)
             item.setData(1, SORT_ROLE, info.created)
             item.setData(3, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) else -1.0)
             item.setToolTip(0, info.path)
-            item.setToolTip(4, info.message or info.status)
+            item.setToolTip(4, "\n".join(filter(None, (
+                f"Being trained by {info.holder}." if info.holder else "", info.message or info.status,
+                f"Damaged: {info.damaged}." if info.damaged else ""))))
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
         self.select_runs(keep)
@@ -320,8 +324,17 @@ class RunsPanel(QWidget):
         path = Path(info.path) if info else None
         free = info is not None and info.path != self._busy_run
         self.resume_button.setEnabled(
-            free and info.status != "completed" and (path / runs.RESUME_FILE).is_file() and not self._busy_run
+            free and info.status not in ("completed", "running") and (path / runs.RESUME_FILE).is_file()
+            and not self._busy_run
         )
         self.rename_button.setEnabled(free)
         self.delete_button.setEnabled(bool(chosen) and all(i.path != self._busy_run for i in chosen))
         self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())
+
+
+def _status_text(info: RunInfo) -> str:
+    """"running" only while a process holds the run's lock; a "running" run that no process holds was
+    interrupted (killed, or the machine went down) and continues from its last save."""
+    if info.status == "interrupted":
+        return "interrupted (resumable)" if (Path(info.path) / runs.RESUME_FILE).is_file() else "interrupted"
+    return info.status

@@ -103,7 +103,7 @@ def test_export_csv_writes_a_row_per_logged_step_and_epoch(trained, tmp_path, ca
 
     out = tmp_path / "metrics.csv"
     assert main(["export", "--run", str(trained), "--format", "csv", "--out", str(out)]) == 0
-    records = read_metrics(trained)
+    records = read_metrics(trained).records
     assert f"Wrote {len(records)} rows" in capsys.readouterr().out
     lines = out.read_text().splitlines()
     assert lines[0].startswith("type,epoch,step,") and len(lines) == 1 + len(records)

@@ -228,7 +228,7 @@ def test_download_reports_progress_checks_md5_and_extracts(tmp_path, monkeypatch
     assert urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     progress = [e for e in events if isinstance(e, DownloadProgress)]
     size = archive.stat().st_size
-    assert len(progress) >= 3 and progress[-1] == DownloadProgress("CIFAR-10", size, size)
+    assert len(progress) >= 3 and progress[-1] == DownloadProgress(name="CIFAR-10", done_bytes=size, total_bytes=size)
     assert [p.done_bytes for p in progress] == sorted(p.done_bytes for p in progress)
     np.testing.assert_array_equal(ds.train_x.numpy(), written.train_x)
     events, _ = run(DataConfig(dataset="cifar10", root=str(root)))  # now on disk: no second download

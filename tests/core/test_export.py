@@ -14,7 +14,7 @@ from perceiver_gui.core import runs
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.events import Finished, Step
 from perceiver_gui.core.export import ExportError, ScalarLog, export_onnx, metrics_csv
-from perceiver_gui.core.training import train
+from perceiver_gui.core.training import resume, train
 from tests.core.train_fixtures import tiny_digits
 
 
@@ -42,7 +42,7 @@ def scalars(run_dir):
 
 # -- CSV ------------------------------------------------------------------------------------------
 def test_csv_has_a_row_for_every_step_and_epoch_with_the_logged_values(run, tmp_path):
-    records = runs.read_metrics(run)
+    records = [runs.metrics_json(r) for r in runs.read_metrics(run).records]
     out = tmp_path / "metrics.csv"
     assert metrics_csv(run, out) == len(records)
     rows = read_csv(out)
@@ -136,7 +136,7 @@ def test_csv_to_a_place_that_cannot_be_written_is_a_sentence(run, tmp_path):
 
 # -- TensorBoard ----------------------------------------------------------------------------------
 def test_training_writes_tensorboard_scalars_equal_to_the_metrics(run):
-    records = runs.read_metrics(run)
+    records = [runs.metrics_json(r) for r in runs.read_metrics(run).records]
     found = scalars(run)
     steps = [r for r in records if r["type"] == "step"]
     epochs = [r for r in records if r["type"] == "epoch"]
@@ -159,12 +159,12 @@ def test_tensorboard_curves_continue_after_resume_and_drop_what_a_killed_process
     with ScalarLog(tmp_path / "run") as ghost:
         for step in range(41, 46):
             ghost.write({"type": "step", "epoch": 2, "step": step, "loss": 99.0, "lr": 0.01, "images_per_s": 1.0})
-    events = list(train(resume=tmp_path / "run"))
+    events = list(resume(tmp_path / "run"))
     assert events[-1].status == "completed"
     curve = scalars(tmp_path / "run")["loss/train_step"]
     assert [s for s, _ in curve] == list(range(1, 57))  # every step once, in order
     assert 99.0 not in [v for _, v in curve]
-    logged = [r["loss"] for r in runs.read_metrics(tmp_path / "run") if r["type"] == "step"]
+    logged = [r.loss for r in runs.read_metrics(tmp_path / "run").steps]
     assert [v for _, v in curve] == pytest.approx(logged, rel=1e-6)
 
 

@@ -7,12 +7,11 @@ import pytest
 import torch
 from safetensors.numpy import save
 
-from perceiver_gui.config import Config
 from perceiver_gui.core import checkpoints, data, evaluation, runs
 from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError
 from perceiver_gui.core.events import EpochEnd, Step
 from perceiver_gui.core.model import build_model, to_channels_last
-from perceiver_gui.core.training import RunControl, train
+from perceiver_gui.core.training import RunControl, resume, train
 from tests.core.data_fixtures import make_image_folder
 from tests.core.train_fixtures import tiny_digits
 
@@ -62,7 +61,7 @@ def test_a_cell_shows_the_test_images_of_its_true_class_that_the_model_gave_its_
     assert np.array_equal(cell.images, expected)
     assert set(dataset.test_y[list(cell.indices)].tolist()) == {t}
     # ...that the model (the weights at the end of the last epoch) does call p, with the probability shown.
-    cfg = Config.from_dict(json.loads((out / runs.CONFIG_FILE).read_text()))
+    cfg = runs.read_config(out).config
     model = build_model(cfg.model)
     model.load_state_dict(checkpoints.load_training_state(out / runs.RESUME_FILE).model_state)
     model.eval()
@@ -87,7 +86,7 @@ def test_resuming_writes_the_same_predictions_as_an_uninterrupted_run(tmp_path):
         if isinstance(event, Step) and event.step == 40:  # mid second epoch, after epoch 1 was evaluated
             control.stop()
     assert evaluation.read_evaluation(tmp_path / "split").epoch == 1
-    assert list(train(resume=tmp_path / "split"))[-1].status == "completed"
+    assert list(resume(tmp_path / "split"))[-1].status == "completed"
     a, b = (evaluation.read_evaluation(tmp_path / name) for name in ("full", "split"))
     assert (a.epoch, a.step, a.test_digest) == (b.epoch, b.step, b.test_digest) == (2, 56, a.test_digest)
     for name in ("labels", "preds", "prob_pred", "prob_true"):

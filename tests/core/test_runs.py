@@ -36,8 +36,10 @@ def test_new_run_dirs_never_collide(tmp_path):
 
 
 def test_torn_metrics_line_is_skipped(tmp_path):
-    (tmp_path / runs.METRICS_FILE).write_text('{"type": "step", "step": 1}\n{"type": "st')
-    assert runs.read_metrics(tmp_path) == [{"type": "step", "step": 1}]
+    (tmp_path / runs.METRICS_FILE).write_text('{"type": "step", "epoch": 1, "step": 1, "loss": 2.0}\n{"type": "st')
+    metrics = runs.read_metrics(tmp_path)
+    assert [(r.kind, r.step, r.loss) for r in metrics.records] == [("step", 1, 2.0)]
+    assert metrics.problems == ("metrics.jsonl line 2 is not valid JSON (cut off?); it was skipped",)
 
 
 def test_unknown_accuracy_is_nan(tmp_path):
@@ -77,25 +79,26 @@ def test_an_unreadable_config_is_unknown_not_different_and_a_missing_setting_is_
 
 
 def test_read_config_says_what_is_wrong(tmp_path):
-    with pytest.raises(runs.RunError, match="Could not read the settings"):
+    with pytest.raises(runs.RunError, match="can't be read: config.json is missing"):
         runs.read_config(tmp_path)
     (tmp_path / runs.CONFIG_FILE).write_text("{not json")
     with pytest.raises(runs.RunError, match="damaged"):
         runs.read_config(tmp_path)
     (tmp_path / runs.CONFIG_FILE).write_text('{"train": {"lr": 0.1}}')
-    assert runs.read_config(tmp_path) == {"train": {"lr": 0.1}}
+    assert runs.read_config(tmp_path).raw == {"train": {"lr": 0.1}}
 
 
-def test_summary_skips_missing_and_nan_accuracies_and_keeps_the_first_best_epoch():
+def test_summary_skips_missing_and_nan_accuracies_and_keeps_the_first_best_epoch(tmp_path):
     records = [
-        {"type": "step", "step": 1, "loss": 2.0},
-        {"type": "epoch", "epoch": 1, "test_acc": None},  # JSON null: the accuracy was NaN
-        {"type": "epoch", "epoch": 2, "test_acc": 0.8},
-        {"type": "epoch", "epoch": 3, "test_acc": 0.8},
-        {"type": "epoch", "epoch": 4, "test_acc": 0.7},
-        {"type": "epoch", "epoch": "five"},  # from some other version: ignored
+        {"type": "step", "epoch": 1, "step": 1, "loss": 2.0},
+        {"type": "epoch", "epoch": 1, "step": 1, "test_acc": None},  # JSON null: the accuracy was NaN
+        {"type": "epoch", "epoch": 2, "step": 2, "test_acc": 0.8},
+        {"type": "epoch", "epoch": 3, "step": 3, "test_acc": 0.8},
+        {"type": "epoch", "epoch": 4, "step": 4, "test_acc": 0.7},
+        {"type": "epoch", "epoch": "five", "step": 5},  # damaged: skipped
     ]
-    summary = runs.summarize_metrics(records)
+    (tmp_path / runs.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = runs.summarize_metrics(runs.read_metrics(tmp_path).records)
     assert (summary.best_acc, summary.best_epoch, summary.epochs_done) == (0.8, 2, 4)
     empty = runs.summarize_metrics([])
     assert math.isnan(empty.best_acc) and empty.best_epoch == 0 and empty.epochs_done == 0

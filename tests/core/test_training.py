@@ -11,7 +11,7 @@ import torch
 
 from perceiver_gui.core import checkpoints, runs, training
 from perceiver_gui.core.events import CheckpointSaved, EpochEnd, Finished, RunStarted, Step
-from perceiver_gui.core.training import RunControl, lr_factor, train
+from perceiver_gui.core.training import RunControl, lr_factor, resume, train
 from tests.core.train_fixtures import tiny_digits
 
 
@@ -40,8 +40,7 @@ def test_a_short_run_learns_and_leaves_a_complete_run_folder(tmp_path):
         assert (out / name).is_file(), name
     state, meta = checkpoints.load_model(out / runs.MODEL_FILE)
     assert meta.class_names == started.class_names and meta.channels == 1 and tuple(meta.image_size) == (8, 8)
-    records = runs.read_metrics(out)
-    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [1, 2, 3]
+    assert [r.epoch for r in runs.read_metrics(out).epochs] == [1, 2, 3]
     assert runs.list_runs(tmp_path)[0].status == "completed"
 
 
@@ -65,7 +64,7 @@ def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
             control.stop()
     assert first[-1].status == "stopped"
     checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)  # Stop always leaves a loadable model
-    second = list(train(resume=tmp_path / "split"))
+    second = list(resume(tmp_path / "split"))
     assert second[-1].status == "completed"
     resumed_losses = [e.loss for e in first + second if isinstance(e, Step)]
     assert resumed_losses == full_losses
@@ -76,11 +75,11 @@ def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     a, _ = checkpoints.load_model(tmp_path / "full" / runs.MODEL_FILE)
     b, _ = checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    steps_logged = [r["step"] for r in runs.read_metrics(tmp_path / "split") if r["type"] == "step"]
+    steps_logged = [r.step for r in runs.read_metrics(tmp_path / "split").steps]
     assert steps_logged == sorted(set(steps_logged))  # the curve continues without repeats
 
 
-def test_pause_blocks_between_steps_until_resumed(tmp_path):
+def test_pause_blocks_between_steps_until_continued(tmp_path):
     control = RunControl()
     gen = train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r", control=control)
     while not isinstance(next(gen), Step):
@@ -91,7 +90,7 @@ def test_pause_blocks_between_steps_until_resumed(tmp_path):
     worker.start()
     worker.join(0.5)
     assert worker.is_alive() and not got  # paused: no step happens
-    control.resume()
+    control.continue_()
     worker.join(10)
     assert isinstance(got[0], Step) and got[0].step == 2
     control.stop()
@@ -129,7 +128,7 @@ def test_an_invalid_config_fails_before_anything_runs(tmp_path):
 
 
 def test_resume_needs_a_resumable_folder(tmp_path):
-    events = list(train(resume=tmp_path))
+    events = list(resume(tmp_path))
     assert events[-1].status == "failed" and "nothing to resume" in events[-1].message
 
 
@@ -169,13 +168,13 @@ def test_a_run_killed_at_any_moment_leaves_loadable_files_and_resumes(tmp_path):
     checkpoints.load_model(out / runs.MODEL_FILE)
     checkpoints.load_training_state(out / runs.RESUME_FILE)
     control = RunControl()
-    for event in train(resume=out, control=control):
+    for event in resume(out, control=control):
         if isinstance(event, RunStarted):
             assert not list(out.glob(".*.tmp"))  # a killed writer's leftovers are swept on resume
             assert event.start_epoch >= 2
         if isinstance(event, Step):
             control.stop()
-    assert runs.read_run(out)["status"] == "stopped"
+    assert runs.read_run(out).status == "stopped"
 
 
 def test_bfloat16_autocast_trains_on_cpu(tmp_path):
@@ -278,7 +277,7 @@ def test_dropping_the_generator_after_finished_keeps_the_status(tmp_path):
         if isinstance(event, Finished):
             break
     gen.close()
-    assert runs.read_run(tmp_path / "r")["status"] == "completed"
+    assert runs.read_run(tmp_path / "r").status == "completed"
 
 
 def test_dropping_the_generator_mid_run_marks_it_stopped_and_it_resumes_from_the_last_epoch(tmp_path):
@@ -287,8 +286,8 @@ def test_dropping_the_generator_mid_run_marks_it_stopped_and_it_resumes_from_the
         if isinstance(event, Step) and event.step == 40:  # mid second epoch
             break
     gen.close()
-    assert runs.read_run(tmp_path / "r")["status"] == "stopped"
-    started = next(e for e in train(resume=tmp_path / "r") if isinstance(e, RunStarted))
+    assert runs.read_run(tmp_path / "r").status == "stopped"
+    started = next(e for e in resume(tmp_path / "r") if isinstance(e, RunStarted))
     assert started.start_step == 28 and started.start_epoch == 1  # the end of the first epoch
 
 
@@ -298,7 +297,7 @@ def test_stop_while_the_data_loads_trains_nothing(tmp_path, monkeypatch):
 
     def slow_download(cfg):
         for done in range(10):
-            yield DownloadProgress("CIFAR-10", done, 10)
+            yield DownloadProgress(name="CIFAR-10", done_bytes=done, total_bytes=10)
         raise AssertionError("the loader should have been closed")
 
     monkeypatch.setattr(data, "open_dataset", slow_download)

@@ -51,7 +51,7 @@ def test_the_selected_run_exports_its_metrics_as_csv_in_the_background(make_wind
     assert asked[0][2].endswith("tiny-run.csv")  # the dialog suggests a name after the run
     with open(tmp_path / "tiny.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == len(read_metrics(trained_run))
+    assert len(rows) == len(read_metrics(trained_run).records)
     assert "tiny.csv" in window.statusBar().currentMessage()
 
 

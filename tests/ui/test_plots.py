@@ -17,13 +17,15 @@ def plots(qtbot):
 
 
 def _epoch(epoch, step, acc, loss=1.0):
-    return EpochEnd(epoch, step, 1.0, 0.5, loss, acc, (), (), 1.0, False)
+    return EpochEnd(epoch=epoch, step=step, train_loss=1.0, train_acc=0.5, test_loss=loss, test_acc=acc,
+                    per_class_acc=(), confusion=(), elapsed_s=1.0, is_best=False)
 
 
 def test_steps_and_epochs_reach_the_curves_and_nan_is_left_out(plots, qtbot):
     for i in range(1, 2001):
         loss = math.nan if i == 1500 else 2.0 / math.sqrt(i)
-        plots.on_event(Step(1, i, 2000, loss, 1e-3 * (1 - i / 2000), 100.0, 1.0))
+        plots.on_event(Step(epoch=1, step=i, total_steps=2000, loss=loss, lr=1e-3 * (1 - i / 2000),
+                            images_per_s=100.0, eta_s=1.0))
     plots.on_event(_epoch(1, 1000, 0.6))
     plots.on_event(_epoch(2, 2000, 0.8, loss=0.7))
     plots.on_event(_epoch(3, 3000, 0.7))

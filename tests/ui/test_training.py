@@ -108,7 +108,7 @@ def test_an_exception_in_the_worker_shows_a_dialog_and_the_window_survives(make_
     from perceiver_gui.core import training
 
     def broken(cfg, **kwargs):
-        yield Log("about to fail")
+        yield Log(message="about to fail")
         raise RuntimeError("CUDA out of memory while allocating 12 GiB")
 
     monkeypatch.setattr(training, "train", broken)
