@@ -216,10 +216,10 @@ def load_test_split(run_dir: str | Path) -> TestSplit:
     try:
         saved = runs.read_config(Path(run_dir))
     except runs.RunError as exc:
-        raise EvaluationError(f"{exc} So its test images can't be found.") from None
+        raise EvaluationError(f"Could not read the run's settings, so its test images can't be found: {exc}") from None
     if saved.config is None:
-        raise EvaluationError(f"The run's settings can't be used ({saved.problem}), so its test images can't be "
-                              f"found.")
+        raise EvaluationError(f"Could not read the run's settings, so its test images can't be found: "
+                              f"{saved.problem}.")
     cfg = saved.config
     try:
         dataset = data.load_dataset(dataclasses.replace(cfg.data, download=False))

@@ -143,7 +143,7 @@ def _float(value: Any) -> float:
 
 def _time(value: Any) -> float:
     value = _float(value)
-    if not 0.0 <= value < 1e11:  # seconds since 1970, before the year 5000
+    if not (math.isnan(value) or 0.0 <= value < 1e11):  # null: unknown; else seconds since 1970, before 5000
         raise _Bad("a time in seconds since 1970")
     return value
 
@@ -162,7 +162,7 @@ def _text(value: Any) -> str:
 
 
 def _status(value: Any) -> str:
-    if value not in STATUSES:
+    if value not in (*STATUSES, ""):  # "": not known (written when an unknown status was skipped)
         raise _Bad("one of " + ", ".join(STATUSES))
     return value
 
@@ -287,7 +287,7 @@ class StepRecord:
     kind: ClassVar[str] = "step"
     epoch: int  # 1-based
     step: int  # global, 1-based
-    loss: float  # may be nan/inf (a diverging run)
+    loss: float = math.nan  # may be nan/inf (a diverging run); nan where the line's was damaged
     lr: float = math.nan
     images_per_s: float = math.nan
     time: float = math.nan  # seconds of training so far
@@ -371,8 +371,6 @@ def _parse_metric(raw: Any, where: str) -> tuple[MetricsRecord | None, list[str]
     known = {"type", *_KEYS, *_METRIC_FIELDS[cls]}
     extra = tuple((k, float(v)) for k, v in raw.items()
                   if k not in known and isinstance(v, int | float) and not isinstance(v, bool) and _ok(_float, v))
-    if cls is StepRecord and "loss" not in values:
-        return None, problems or [f"{where}: a step without a loss; the line was skipped"]
     return cls(**keys, **values, extra=extra), problems
 
 
