@@ -115,16 +115,25 @@ def training_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from perceiver_gui.core.events import CheckpointSaved, DownloadProgress, EpochEnd, Finished, Log, RunStarted, Step
     from perceiver_gui.core.training import RunControl, resume, train
 
     if args.resume:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
+    cfg = None if args.resume else training_config(args)
     control = RunControl()
-    _stop_on_signals(control)
-    events = resume(args.resume, control=control) if args.resume else \
-        train(training_config(args), out_dir=args.out, control=control)
+    previous = _stop_on_signals(control)
+    try:
+        return _print_run(resume(args.resume, control=control) if cfg is None else
+                          train(cfg, out_dir=args.out, control=control))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_run(events) -> int:
+    from perceiver_gui.core.events import CheckpointSaved, DownloadProgress, EpochEnd, Finished, Log, RunStarted, Step
+
     bar = _ProgressBar(sys.stderr)
     finished = None
     for event in events:
@@ -154,19 +163,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(finished.message)
     if finished.model_path:
         print(f"Model: {finished.model_path}")
-    if finished.status == "stopped" and finished.run_dir:
-        print(f"Resume with: perceiver-gui train --resume {finished.run_dir}")
     return 0 if finished.status in ("completed", "stopped") else 1
 
 
-def _stop_on_signals(control) -> None:
+def _stop_on_signals(control) -> dict:
     """Ctrl+C, SIGTERM (kill, a scheduler) and SIGHUP (the terminal closed, logging out) stop the run after
     the current step and save it, so it can be resumed. A second Ctrl+C interrupts at once (the run is then
     marked stopped, resumable from its last finished epoch); a second SIGTERM or SIGHUP ends the process
-    (the run's lock is released by the OS). Only the main thread may set handlers: the GUI never does."""
+    (the run's lock is released by the OS). Only the main thread may set handlers: the GUI never does.
+    Returns the handlers it replaced, to put back when the run is over."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
     names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {getattr(signal, name): signal.getsignal(getattr(signal, name)) for name in names}
 
     def stop(signum, frame) -> None:
         control.stop()
@@ -176,6 +185,7 @@ def _stop_on_signals(control) -> None:
 
     for name in names:
         signal.signal(getattr(signal, name), stop)
+    return previous
 
 
 class _ProgressBar:

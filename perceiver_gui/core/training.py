@@ -11,6 +11,7 @@ epochs and steps), then the step, evaluation and saving as plain functions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -44,8 +45,7 @@ from perceiver_gui.core.model import build_model, to_channels_last
 
 __all__ = ["RunControl", "lr_factor", "resume", "train"]
 
-DIVERGING = 3.0  # an epoch's mean training loss this many times the run's first losses: warn
-_START_LOSSES = 5  # how many first logged losses make "the start"
+DIVERGING = 3.0  # an epoch's mean training loss this many times the run's first loss: warn
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int) -> float:
@@ -102,7 +102,8 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, control: RunControl
 def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generator[Event, None, None]:
     """Continue the run in `run_dir` from its resume.safetensors, with the config saved there."""
     run_dir = Path(run_dir).expanduser()
-    if not (run_dir / runs.RESUME_FILE).is_file():
+    # A run in its first epoch has no resume file yet: if a process trains it, its lock refuses us below.
+    if not (run_dir / runs.RESUME_FILE).is_file() and not runs.lock_holder(run_dir):
         yield _failed(f"{run_dir} has nothing to resume from (no {runs.RESUME_FILE}).", run_dir)
         return
     try:
@@ -142,7 +143,10 @@ def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool,
             # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
             # land mid-step, so nothing is saved now: resuming continues from the last finished epoch.
             if not run.done and run.folder_intact():
-                run.write_status("stopped", "The run was interrupted; " + run.how_to_resume())
+                # Best effort: an error here would hide the interruption (and at interpreter exit, the
+                # machinery to write may be gone); a run left "running" lists as interrupted anyway.
+                with contextlib.suppress(Exception):
+                    run.write_status("stopped", "The run was interrupted; " + run.how_to_resume())
             raise
         except torch.OutOfMemoryError:
             bs = cfg.train.batch_size
@@ -192,7 +196,7 @@ class RunState:
     epoch_loss_sum: float = 0.0  # the interrupted epoch's running train loss sum, correct and images
     epoch_correct: int = 0
     epoch_seen: int = 0
-    start_loss: float = math.nan  # mean of the run's first logged losses, to tell when it diverges
+    start_loss: float = math.nan  # the loss of the run's first step (untrained), to tell when it diverges
 
     def to_progress(self) -> dict[str, Any]:
         return {
@@ -413,8 +417,6 @@ class _Run:
                 return
             train_loss = (loss_sum / max(1, seen)).item()
             train_acc = correct.item() / max(1, seen)
-            if math.isnan(state.start_loss) and pace.first_losses:
-                state.start_loss = sum(pace.first_losses) / len(pace.first_losses)
             if train_loss > DIVERGING * state.start_loss and not pace.warned:
                 pace.warned = True
                 yield Log(level="warning", message=(
@@ -450,8 +452,8 @@ class _Run:
                 yield event
                 yield self._diverged(epoch, step, loss)
                 return True
-            if step <= _START_LOSSES:
-                pace.first_losses.append(loss)
+            if step == 1:
+                self.state.start_loss = loss
             if step % t.log_every == 0 or step == 1:
                 self.check_folder()
                 log.write(runs.StepRecord(epoch=epoch, step=step, loss=loss, lr=lr, images_per_s=speed,
@@ -573,7 +575,6 @@ class _Pace:
         self.clock = time.perf_counter()
         self.recent: list[tuple[float, int]] = []  # (seconds, images) of recent reports, for images/s
         self.pending: list[tuple[int, float, int, torch.Tensor]] = []  # (step, lr, images, loss) not yet read
-        self.first_losses: list[float] = []  # the run's first logged losses: its start, to tell divergence
         self.warned = False  # the divergence warning is given once
 
 

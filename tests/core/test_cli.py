@@ -134,3 +134,71 @@ def test_export_onnx_writes_a_model_onnxruntime_runs(trained, tmp_path, capsys):
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (probs,) = session.run(["probabilities"], {"image": np.zeros((4, 8, 8, 1), np.float32)})
     assert probs.shape == (4, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+# -- signals, the lock, a vanished run folder -----------------------------------------------------------
+def _cli_train(*argv):
+    """`perceiver-gui train ...` as its own process, on one thread, printing as it goes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "perceiver_gui", "train", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _wait_for_epoch(proc, epoch: int) -> list[str]:
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith(f"epoch {epoch:3d}"):
+            return lines
+    raise AssertionError("".join(lines))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_save_the_run_like_ctrl_c_and_it_resumes(tmp_path, signame, capsys):
+    import signal
+
+    from perceiver_gui.core import runs
+
+    out = tmp_path / "run"
+    proc = _cli_train("--preset", "digits", *TINY, "--set", "train.epochs=6", "--out", str(out))
+    _wait_for_epoch(proc, 1)
+    proc.send_signal(getattr(signal, signame))
+    rest = proc.stdout.read()
+    assert proc.wait(60) == 0, rest
+    assert "Stopped at step" in rest and f"perceiver-gui train --resume {out}" in rest
+    record = runs.read_run(out)
+    assert record.status == "stopped" and record.epochs_done >= 1
+    assert main(["train", "--resume", str(out)]) == 0
+    assert runs.read_run(out).status == "completed" and runs.read_run(out).epochs_done == 6
+    assert "Finished 6 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_run_folder_deleted_mid_run_stops_training_says_so_and_exits_non_zero(tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    proc = _cli_train("--preset", "digits", *TINY, "--set", "train.epochs=200", "--out", str(out))
+    _wait_for_epoch(proc, 1)
+    shutil.rmtree(out)
+    rest = proc.stdout.read()
+    assert proc.wait(60) == 1, rest
+    assert "deleted or renamed" in rest and "Finished" not in rest
+    assert not out.exists()
+
+
+def test_a_second_trainer_of_a_run_is_refused_naming_the_process_and_exits_1(trained, capsys):
+    from tests.core.test_runs import hold_lock
+
+    proc = hold_lock(trained)
+    try:
+        assert main(["train", "--resume", str(trained)]) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    assert f"is being trained by process {proc.pid}" in capsys.readouterr().out

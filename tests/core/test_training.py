@@ -308,3 +308,109 @@ def test_stop_while_the_data_loads_trains_nothing(tmp_path, monkeypatch):
         control.stop()
     assert events[-1].status == "stopped" and "nothing was trained" in events[-1].message
     assert not (tmp_path / "r" / runs.MODEL_FILE).exists()
+
+
+# -- the lock, and a final status however a run ends -------------------------------------------------
+def test_a_second_trainer_of_a_run_is_refused_naming_the_process(tmp_path):
+    from tests.core.test_runs import hold_lock
+
+    gen = train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r")
+    while not isinstance(next(gen), Step):
+        pass
+    refused = list(resume(tmp_path / "r"))  # the GUI resuming a run this process trains
+    assert len(refused) == 1 and refused[0].status == "failed"
+    assert f"process {os.getpid()}" in refused[0].message and "being trained" in refused[0].message
+    assert list(gen)[-1].status == "completed"  # the first trainer was not disturbed
+    assert runs.read_run(tmp_path / "r").status == "completed"
+    proc = hold_lock(tmp_path / "r")  # another process trains it (as a CLI would)
+    try:
+        refused = list(resume(tmp_path / "r"))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert refused[-1].status == "failed" and f"process {proc.pid}" in refused[-1].message
+    assert runs.read_run(tmp_path / "r").status == "completed"  # not ours to mark failed
+
+
+def test_disk_full_while_saving_fails_the_run_with_the_file_named_and_it_resumes(tmp_path, monkeypatch):
+    import errno
+
+    from perceiver_gui.core import files
+
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def replace_or_disk_full(src, dst):
+        if str(dst).endswith(runs.RESUME_FILE):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second epoch's save
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace_or_disk_full)
+    out = tmp_path / "r"
+    finished = list(train(tiny_digits(**{"train.epochs": 3}), out_dir=out))[-1]
+    assert finished.status == "failed"
+    assert str(out / runs.RESUME_FILE) in finished.message and "No space left on device" in finished.message
+    assert f"perceiver-gui train --resume {out}" in finished.message
+    record = runs.read_run(out)
+    assert record.status == "failed" and record.message == finished.message
+    assert not list(out.glob(".*.tmp"))  # the half-written temporary file is gone
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    events = list(resume(out))
+    assert next(e for e in events if isinstance(e, RunStarted)).start_epoch == 1  # the last save that worked
+    assert events[-1].status == "completed" and runs.read_run(out).status == "completed"
+
+
+def test_an_unexpected_error_leaves_a_failed_status_with_a_sentence_and_reaches_the_caller(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the evaluation broke")
+
+    monkeypatch.setattr(training, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="the evaluation broke"):
+        list(train(tiny_digits(), out_dir=tmp_path / "r"))
+    record = runs.read_run(tmp_path / "r")
+    assert record.status == "failed" and "RuntimeError: the evaluation broke" in record.message
+    assert "start the run again" in record.message  # nothing was saved yet to resume from
+    assert runs.lock_holder(tmp_path / "r") == ""
+
+
+@pytest.mark.parametrize("how", ["deleted", "renamed"])
+def test_a_run_folder_that_vanishes_mid_run_stops_the_run_and_is_not_re_created(tmp_path, how):
+    import shutil
+
+    out = tmp_path / "r"
+    events = []
+    for event in train(tiny_digits(**{"train.epochs": 3}), out_dir=out):
+        events.append(event)
+        if isinstance(event, Step) and event.step == 40:
+            shutil.rmtree(out) if how == "deleted" else out.rename(tmp_path / "moved")
+    finished = events[-1]
+    assert finished.status == "failed" and "deleted or renamed" in finished.message
+    assert "--resume" in finished.message
+    assert not out.exists()
+    assert not any(isinstance(e, EpochEnd) and e.epoch >= 2 for e in events)  # nothing trained into the void
+    if how == "renamed":  # the moved folder is a whole run that continues from its new place
+        assert list(resume(tmp_path / "moved"))[-1].status == "completed"
+
+
+def test_a_start_that_fails_before_training_leaves_no_run_folder(tmp_path, monkeypatch):
+    cfg = tiny_digits(**{"data.dataset": "cifar10", "data.root": str(tmp_path / "data")})
+    assert list(train(cfg, out_dir=tmp_path / "r"))[-1].status == "failed"
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setenv("PERCEIVER_GUI_HOME", str(tmp_path / "home"))
+    assert list(train(cfg))[-1].status == "failed"
+    assert list((tmp_path / "home" / "runs").iterdir()) == []
+
+
+def test_one_epoch_is_one_epoch(tmp_path):
+    finished = list(train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r"))[-1]
+    assert finished.message.startswith("Finished 1 epoch;")
+
+
+def test_a_loss_that_climbs_far_above_its_start_is_warned_about(tmp_path):
+    from perceiver_gui.core.events import Log
+
+    events = list(train(tiny_digits(**{"train.epochs": 1, "train.lr": 10.0}), out_dir=tmp_path / "r"))
+    warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
+    assert any("diverging" in w and "lower learning rate" in w for w in warnings), warnings
