@@ -7,8 +7,6 @@ from PySide6.QtWidgets import QInputDialog
 
 from perceiver_gui.ui.runs_panel import RunsPanel
 
-pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
-
 
 @pytest.fixture
 def run(trained_run, tmp_path):
@@ -26,6 +24,7 @@ def panel(qtbot, run):
     return widget
 
 
+@pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.run_names() == ["tiny"]
     item = panel.tree.topLevelItem(0)
@@ -36,6 +35,7 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.open_button.isEnabled() and not panel.resume_button.isEnabled()  # completed: nothing to resume
 
 
+@pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, run):
     panel.select(str(run))
     with qtbot.waitSignal(panel.open_model_requested) as asked:
@@ -43,6 +43,7 @@ def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, run):
     assert asked.args == [str(run / "model.safetensors")]
 
 
+@pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 def test_rename_then_delete_with_confirmation(panel, run, dialogs, monkeypatch):
     panel.select(str(run))
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("digits, first try", True)))
@@ -52,3 +53,34 @@ def test_rename_then_delete_with_confirmation(panel, run, dialogs, monkeypatch):
     panel.delete_button.click()
     assert dialogs[-1][0] == "question" and "digits, first try" in dialogs[-1][2]
     assert panel.run_names() == [] and not run.exists()
+
+
+def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_window, tmp_path, qtbot):
+    from perceiver_gui.core import runs
+    from tests.core.test_runs import hostile_runs
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    good = hostile_runs(root)
+    interrupted = runs.new_run_dir("interrupted", root)
+    (interrupted / runs.CONFIG_FILE).write_text('{"data": {"dataset": "digits"}, "train": {"epochs": 3}}')
+    (interrupted / runs.RESUME_FILE).write_bytes(b"")  # what the Resume button looks for
+    runs.write_run(interrupted, name="interrupted", status="running")  # its process died: no lock held
+    window = make_window(runs_root=root)
+    window.show()
+    panel = window.runs
+    panel.refresh()
+    listed = panel.run_names()
+    assert len(listed) == len(list(root.iterdir())) and "good" in listed and "hostile-metrics" in listed
+    items = [panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount())]
+    rows = {item.text(0): item for item in items}
+    assert rows["good"].text(4) == "completed (3/3 epochs)"
+    assert rows["bad-created"].text(4).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(4)
+    assert rows["interrupted"].text(4).startswith("interrupted (resumable)")
+    assert panel.select(str(interrupted)) and panel.resume_button.isEnabled()
+    for info in runs.list_runs(root):  # each one's curves, settings and comparison with the good run
+        assert panel.select(info.path)
+        assert panel.select_runs([str(good), info.path]) == (1 if info.path == str(good) else 2)
+    assert panel.select(str(root / next(p.name for p in root.iterdir() if p.name.endswith("hostile-metrics"))))
+    # Step 1's loss is drawn; steps 2 and 3 have unknown losses (not drawn, counted); damaged lines are skipped.
+    assert panel.plots.loss_raw.n == 1 and "non-finite" in panel.plots.info.text()
