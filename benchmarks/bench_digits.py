@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 from sklearn import datasets, svm
 
+from perceiver_gui.core import runs
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
@@ -53,11 +55,10 @@ def main() -> int:
         subprocess.run([*cli, "train", "--preset", "digits", *sets, "--out", str(tmp / "run")], check=True,
                        stdout=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t0
-        run = json.loads((tmp / "run" / "run.json").read_text())
-        epochs = [r for r in map(json.loads, (tmp / "run" / "metrics.jsonl").read_text().splitlines())
-                  if r.get("type") == "epoch"]
-        trained_s = max(float(r["elapsed_s"]) for r in epochs)
-        final_acc = float(epochs[-1]["test_acc"])  # model.safetensors holds the best epoch, chosen on this split
+        run = runs.read_run(tmp / "run")
+        epochs = runs.read_metrics(tmp / "run").epochs
+        trained_s = max(r.elapsed_s for r in epochs)
+        final_acc = epochs[-1].test_acc  # model.safetensors holds the best epoch, chosen on this split
         out = subprocess.run([*cli, "predict", "--model", str(tmp / "run" / "model.safetensors"), str(images),
                               "--json", "--top-k", "1"], stdout=subprocess.PIPE, text=True)
         rows = [json.loads(line) for line in out.stdout.splitlines()]
@@ -67,7 +68,7 @@ def main() -> int:
     result = {
         "machine": f"{_cpu_name()}, {os.cpu_count()} cores", "load_average": os.getloadavg(),
         "svc_acc": svc_acc, "svc_seconds": svc_s,
-        "digits_acc_via_predict": ours, "digits_best_acc_in_training": run.get("best_acc"),
+        "digits_acc_via_predict": ours, "digits_best_acc_in_training": run.best_acc,
         "digits_final_epoch_acc": final_acc,
         "train_seconds": trained_s, "train_wall_seconds_with_startup_and_eval": wall, "updates": args.updates,
     }

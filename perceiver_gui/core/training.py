@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import os
 import time
@@ -155,20 +156,21 @@ def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool,
         except _FolderGone:
             yield run.finish("failed", run.gone_sentence())
         except OSError as exc:
-            if not run.folder_intact():
-                yield run.finish("failed", run.gone_sentence())
-            else:
-                what = exc.filename or run_dir
-                yield run.finish("failed", f"Could not write {what}: {exc.strerror or exc}; the run stopped. "
-                                           f"Free some space or fix the folder's permissions, then "
-                                           + run.how_to_resume())
-        except Exception as exc:
-            if run.folder_intact():  # a surprise: leave a status, and let the caller show the details
-                run.write_status("failed", f"The run failed ({type(exc).__name__}: {exc}); " + run.how_to_resume())
+            yield run.finish("failed", run.gone_sentence() if not run.folder_intact() else _os_sentence(exc, run))
+        except Exception as exc:  # a surprise: leave a status, and let the caller show the details
+            run.finish("failed", f"The run failed ({type(exc).__name__}: {exc}); " + run.how_to_resume())
             raise
         finally:
             if fresh and not (run_dir / runs.CONFIG_FILE).exists():
                 _remove_empty_run_folder(run_dir)
+
+
+def _os_sentence(exc: OSError, run: _Run) -> str:
+    what = exc.filename or run.run_dir
+    fix = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+           errno.EACCES: f"let yourself write to {run.run_dir}", errno.EPERM: f"let yourself write to {run.run_dir}",
+           errno.EROFS: f"move {run.run_dir} to a disk that can be written"}.get(exc.errno, "fix that")
+    return f"Could not write {what}: {exc.strerror or exc}, so the run stopped. To go on, {fix}; " + run.how_to_resume()
 
 
 def _remove_empty_run_folder(run_dir: Path) -> None:
@@ -548,6 +550,7 @@ class _Run:
                        best_acc=s.best_acc, best_epoch=s.best_epoch)
 
     def finish(self, status: str, message: str) -> Finished:
+        """The run's last event, its status and sentence written to run.json where the run has one."""
         self.done = True
         if self.folder_intact() and (self.run_dir / runs.CONFIG_FILE).exists():
             try:

@@ -62,13 +62,19 @@ def test_log_scale_toggle(plots):
     assert plots.loss_plot.ctrl.logYCheck.isChecked()
 
 
-def test_load_metrics_records_with_nulls(plots):
-    plots.load_metrics([
-        {"type": "step", "epoch": 1, "step": 1, "loss": 2.0, "lr": 0.1},
-        {"type": "step", "epoch": 1, "step": 2, "loss": None, "lr": 0.1},
-        {"type": "epoch", "epoch": 1, "step": 2, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.1, "test_acc": 0.4},
-        {"type": "something-new"},
-    ])
+def test_load_metrics_records_with_nulls_and_hostile_steps(plots, tmp_path):
+    from perceiver_gui.core import runs
+
+    (tmp_path / runs.METRICS_FILE).write_text("\n".join([
+        '{"type": "step", "epoch": 1, "step": 1, "loss": 2.0, "lr": 0.1}',
+        '{"type": "step", "epoch": 1, "step": 2, "loss": null, "lr": 0.1}',
+        '{"type": "step", "epoch": 1, "step": 1e400, "loss": 1.0, "lr": 0.1}',
+        '{"type": "step", "epoch": 1, "step": "x", "loss": 1.0, "lr": 0.1}',
+        '{"type": "step", "epoch": 1, "step": null, "loss": 1.0, "lr": 0.1}',
+        '{"type": "epoch", "epoch": 1, "step": 2, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.1, "test_acc": 0.4}',
+        '{"type": "something-new"}',
+    ]))
+    plots.load_metrics(runs.read_metrics(tmp_path))
     assert len(plots.raw_curve.getOriginalDataset()[0]) == 1
     assert plots.best() == (1, 0.4)
 
