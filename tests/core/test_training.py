@@ -332,7 +332,8 @@ def test_a_second_trainer_of_a_run_is_refused_naming_the_process(tmp_path):
     assert runs.read_run(tmp_path / "r").status == "completed"  # not ours to mark failed
 
 
-def test_disk_full_while_saving_fails_the_run_with_the_file_named_and_it_resumes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code, advice", [("ENOSPC", "free some space"), ("EACCES", "let yourself write to")])
+def test_disk_full_while_saving_fails_the_run_with_the_file_named_and_it_resumes(tmp_path, monkeypatch, code, advice):
     import errno
 
     from perceiver_gui.core import files
@@ -344,14 +345,15 @@ def test_disk_full_while_saving_fails_the_run_with_the_file_named_and_it_resumes
         if str(dst).endswith(runs.RESUME_FILE):
             calls["n"] += 1
             if calls["n"] == 2:  # the second epoch's save
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
         return real_replace(src, dst)
 
     monkeypatch.setattr(files.os, "replace", replace_or_disk_full)
     out = tmp_path / "r"
     finished = list(train(tiny_digits(**{"train.epochs": 3}), out_dir=out))[-1]
     assert finished.status == "failed"
-    assert str(out / runs.RESUME_FILE) in finished.message and "No space left on device" in finished.message
+    assert str(out / runs.RESUME_FILE) in finished.message and os.strerror(getattr(errno, code)) in finished.message
+    assert advice in finished.message
     assert f"perceiver-gui train --resume {out}" in finished.message
     record = runs.read_run(out)
     assert record.status == "failed" and record.message == finished.message
@@ -414,3 +416,27 @@ def test_a_loss_that_climbs_far_above_its_start_is_warned_about(tmp_path):
     events = list(train(tiny_digits(**{"train.epochs": 1, "train.lr": 10.0}), out_dir=tmp_path / "r"))
     warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
     assert any("diverging" in w and "lower learning rate" in w for w in warnings), warnings
+
+
+def test_a_resume_gets_through_hostile_metrics_and_refuses_a_damaged_config_with_a_sentence(tmp_path):
+    from perceiver_gui.core.events import Log
+
+    out = tmp_path / "r"
+    control = RunControl()
+    for event in train(tiny_digits(), out_dir=out, control=control):
+        if isinstance(event, Step) and event.step == 40:
+            control.stop()
+    with open(out / runs.METRICS_FILE, "a") as fh:
+        fh.write('{"type": "step", "epoch": 2, "step": 1e400, "loss": 1.0}\n{"type": "step", "epoch": 2, "step": "x"}\n'
+                 '{"type": "epoch", "epoch": null, "step": null}\n{"type": "ep')
+    events = list(resume(out))
+    assert events[-1].status == "completed"
+    warned = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
+    assert any("Skipped damaged records of metrics.jsonl" in w and "step is Infinity" in w for w in warned)
+    steps = [r.step for r in runs.read_metrics(out).steps]
+    assert steps == sorted(set(steps)) and runs.read_metrics(out).problems == ()  # rewritten clean
+    config = (out / runs.CONFIG_FILE).read_text()
+    (out / runs.CONFIG_FILE).write_text(config.replace('"dataset": "digits"', '"dataset": 7'))
+    refused = list(resume(out))
+    assert len(refused) == 1 and refused[0].status == "failed"
+    assert "can't be resumed" in refused[0].message and "config.json" in refused[0].message
