@@ -4,6 +4,7 @@ runs (Ctrl- or Shift-click) to compare them: their curves overlaid and their set
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Sequence
@@ -301,8 +302,14 @@ class RunsPanel(QWidget):
         if not chosen:
             return
         info = chosen[0]
-        self.plots.load_metrics(runs.read_metrics(Path(info.path)))
-        self.detail.setText(f"<b>{info.name}</b> · {info.message or info.status}")
+        metrics = runs.read_metrics(Path(info.path))
+        self.plots.load_metrics(metrics)
+        notes = [info.message or _status_text(info)]
+        if info.holder:
+            notes.append(f"being trained by {info.holder}")
+        if info.damaged or metrics.problems:
+            notes.append("damaged: " + "; ".join(filter(None, (info.damaged, *metrics.problems[:3]))))
+        self.detail.setText(f"<b>{html.escape(info.name)}</b> · " + html.escape(" · ".join(notes)))
         self.detail.setToolTip(info.path)
 
     def _show_comparison(self, chosen: list[RunInfo]) -> None:
