@@ -170,7 +170,8 @@ def _os_sentence(exc: OSError, run: _Run) -> str:
     fix = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
            errno.EACCES: f"let yourself write to {run.run_dir}", errno.EPERM: f"let yourself write to {run.run_dir}",
            errno.EROFS: f"move {run.run_dir} to a disk that can be written"}.get(exc.errno, "fix that")
-    return f"Could not write {what}: {exc.strerror or exc}, so the run stopped. To go on, {fix}; " + run.how_to_resume()
+    verb = "write" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else "use"  # (reading data fails too)
+    return f"Could not {verb} {what}: {exc.strerror or exc}, so the run stopped. To go on, {fix}; " + run.how_to_resume()
 
 
 def _remove_empty_run_folder(run_dir: Path) -> None:
