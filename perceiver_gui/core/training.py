@@ -112,8 +112,9 @@ def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generat
     except runs.RunError as exc:
         yield _failed(str(exc), run_dir)
         return
-    if saved.config is None:
-        yield _failed(f"{run_dir} can't be resumed: {saved.problem}.", run_dir)
+    problems = saved.config.validate() if saved.config is not None else [("", saved.problem)]
+    if problems:
+        yield _failed(f"{run_dir} can't be resumed: {problems[0][1].rstrip('.')}.", run_dir)
         return
     yield from _session(saved.config, run_dir, control or RunControl(), resuming=True, fresh=False)
 
