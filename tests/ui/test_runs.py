@@ -84,3 +84,29 @@ def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_w
     assert panel.select(str(root / next(p.name for p in root.iterdir() if p.name.endswith("hostile-metrics"))))
     # Step 1's loss is drawn; steps 2 and 3 have unknown losses (not drawn, counted); damaged lines are skipped.
     assert panel.plots.loss_raw.n == 1 and "non-finite" in panel.plots.info.text()
+
+
+def test_a_run_another_process_trains_is_shown_live_and_resuming_it_is_refused(make_window, qtbot, dialogs, tmp_path):
+    from perceiver_gui.core import runs
+    from tests.core.test_runs import hold_lock
+    from tests.ui.helpers import tiny_config
+
+    root = tmp_path / "runs"
+    folder = runs.new_run_dir("cli run", root)
+    runs.write_config(folder, tiny_config())
+    (folder / runs.RESUME_FILE).write_bytes(b"")
+    runs.write_run(folder, name="cli run", status="running")
+    proc = hold_lock(folder)  # as `perceiver-gui train` does while it trains
+    try:
+        window = make_window(runs_root=root)
+        window.runs.refresh()
+        item = window.runs.tree.topLevelItem(0)
+        assert item.text(4).startswith("running") and f"process {proc.pid}" in item.toolTip(4)
+        assert window.runs.select(str(folder)) and not window.runs.resume_button.isEnabled()
+        with qtbot.waitSignal(window.runner.stopped_running, timeout=30000):
+            window.resume_run(str(folder))  # as Resume on the Training tab would
+    finally:
+        proc.kill()
+        proc.wait()
+    assert dialogs and dialogs[-1][0] == "critical" and f"process {proc.pid}" in dialogs[-1][2]
+    assert runs.read_run(folder).status == "running"  # the other process's run is left alone
