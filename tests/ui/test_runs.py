@@ -86,6 +86,7 @@ def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_w
     assert panel.plots.loss_raw.n == 1 and "non-finite" in panel.plots.info.text()
 
 
+@pytest.mark.slow  # the worker imports torch (~5 s)
 def test_a_run_another_process_trains_is_shown_live_and_resuming_it_is_refused(make_window, qtbot, dialogs, tmp_path):
     from perceiver_gui.core import runs
     from tests.core.test_runs import hold_lock
