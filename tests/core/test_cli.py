@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,7 +71,7 @@ def test_info_shows_classes_and_config(trained, capsys):
 
 
 def test_config_errors_are_one_sentence(capsys):
-    assert main(["train", "--preset", "digits", "--set", "train.nope=1"]) == 1
+    assert main(["train", "--preset", "digits", "--set", "train.nope=1"]) == 2
     err = capsys.readouterr().err
     assert "Unknown setting 'train.nope'" in err and "Traceback" not in err
 
@@ -134,3 +138,142 @@ def test_export_onnx_writes_a_model_onnxruntime_runs(trained, tmp_path, capsys):
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (probs,) = session.run(["probabilities"], {"image": np.zeros((4, 8, 8, 1), np.float32)})
     assert probs.shape == (4, 10) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+# -- exit codes, stderr and --debug --------------------------------------------------------------
+def _cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The command as a user runs it, in its own process, with a timeout so a hang fails the test."""
+    return subprocess.run([sys.executable, "-m", "perceiver_gui", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_config_error_exits_2_on_stderr_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--set", "model.depth=10000", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: model.depth must be between 1 and 64")
+    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert not out.exists()
+
+
+def test_unknown_settings_and_usage_errors_exit_2(capsys):
+    assert main(["train", "--preset", "digits", "--set", "train.nope=1"]) == 2
+    assert capsys.readouterr().err.startswith("error: Unknown setting 'train.nope'")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--no-such-option"])
+    assert exit_info.value.code == 2
+
+
+def test_a_run_that_fails_exits_1_with_its_sentence_on_stderr(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    assert main(["train", "--preset", "digits", *TINY, "--set", "data.dataset=folder",
+                 "--set", f"data.folder={missing}", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
+
+
+def test_a_missing_model_file_exits_2(tmp_path, capsys):
+    assert main(["predict", "--model", str(tmp_path / "nope.safetensors"), str(tmp_path)]) == 2
+    assert main(["info", str(tmp_path / "nope.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("argv", [["--debug", "train", "--set", "model.depth=x"],
+                                  ["train", "--debug", "--set", "model.depth=x"]], ids=["before", "after"])
+def test_debug_shows_the_traceback_in_either_position(argv, capsys):
+    assert main(argv) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+# -- names reach the terminal escaped ------------------------------------------------------------
+def _odd_model(path: Path, class_names: tuple[str, ...]) -> Path:
+    import torch
+
+    from perceiver_gui.config import preset
+    from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.model import build_model
+
+    cfg = preset("digits").with_updates({"model.num_classes": len(class_names), "name": "odd\x1b]0;pwned\x07"})
+    torch.manual_seed(0)
+    meta = ModelMeta(config=cfg, class_names=class_names, mean=(0.5,), std=(0.25,), image_size=(8, 8), channels=1,
+                     summary={"best_acc": 0.5, "note\x1b[2J": "x\ny"})
+    return save_model(path, build_model(cfg.model).state_dict(), meta)
+
+
+def _raw_control(text: str) -> list[str]:
+    return [ch for ch in text if not ch.isprintable() and ch != "\n"]
+
+
+def test_file_and_class_names_cannot_forge_lines_or_send_escapes(tmp_path, capsys):
+    model = _odd_model(tmp_path / "model.safetensors", ("\x1b[31mred", "two\nlines: 1 100.0%", "\u202eevil", "ok"))
+    images = tmp_path / "images"
+    images.mkdir()
+    forged = images / "x.png: 9 99.9%\ny.png"
+    Image.new("L", (8, 8), 100).save(forged, format="PNG")
+    (images / "bell\x07.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), str(images), "--top-k", "4"]) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 2, out  # one line per file, whatever the names hold
+    assert not _raw_control(out), out
+    assert not any(line.startswith("y.png") for line in lines)
+    assert "\\n" in out and "\\x1b" in out
+
+    assert main(["info", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert not _raw_control(out), out
+    assert "two\\nlines" in out
+
+
+def test_undecodable_file_names_are_shown_not_crashed_on(trained, tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    Image.new("L", (8, 8), 100).save(open(raw, "wb"), format="PNG")
+    proc = _cli("predict", "--model", str(trained / "model.safetensors"), str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "caf\\xe9.png:" in proc.stdout
+
+
+# -- non-regular files ---------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_among_the_images_is_refused_not_waited_on(trained, tmp_path):
+    Image.new("L", (8, 8), 100).save(tmp_path / "good.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    for argv in ([str(tmp_path)], [str(tmp_path / "pipe.png"), str(tmp_path / "good.png")]):
+        proc = _cli("predict", "--model", str(trained / "model.safetensors"), *argv, timeout=30)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert any(line.startswith(f"{tmp_path / 'good.png'}: ") and "error" not in line for line in lines)
+        (bad,) = [line for line in lines if "pipe.png" in line]
+        assert "not a regular file" in bad
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_as_the_model_is_refused_not_waited_on(tmp_path):
+    os.mkfifo(tmp_path / "model.safetensors")
+    for argv in (["predict", "--model", str(tmp_path / "model.safetensors"), str(tmp_path)],
+                 ["info", str(tmp_path / "model.safetensors")]):
+        proc = _cli(*argv, timeout=30)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "regular file" in proc.stderr
+
+
+# -- info says what each of the app's files is ---------------------------------------------------
+def test_info_describes_each_file_of_a_run(trained, capsys):
+    expected = {
+        "model.safetensors": "Model:",
+        "resume.safetensors": "Resume file:",
+        "evaluation.safetensors": "Evaluation file:",
+        "config.json": "Config file:",
+        "run.json": "Run folder:",
+        "metrics.jsonl": "Run folder:",
+        ".": "Run folder:",
+    }
+    for name, heading in expected.items():
+        path = trained / name if name != "." else trained
+        assert path.exists(), name
+        assert main(["info", str(path)]) == 0, (name, capsys.readouterr().err)
+        out = capsys.readouterr().out
+        assert out.startswith(heading), (name, out)
+        assert "damaged" not in out
+    assert main(["info", str(trained / "evaluation.safetensors")]) == 0
+    assert "10 classes" in capsys.readouterr().out
