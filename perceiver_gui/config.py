@@ -376,9 +376,14 @@ def preset(name: str) -> Config:
 # -- files -----------------------------------------------------------------------------------
 def load_config(path: str | Path) -> Config:
     """Read a config from a .json or .toml file."""
+    from perceiver_gui.core.reading import open_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as fh:  # a FIFO or device would block or never end: refused, never opened
+            text = fh.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name} is not UTF-8 text, so it is not a config file.") from None
     except OSError as exc:
         raise ConfigError(f"Could not read the config file {path}: {exc.strerror or exc}.") from None
     try:
