@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core import checkpoints, data, evaluation, runs
+from perceiver_gui.core.complexity import memory_refusal
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
 from perceiver_gui.core.events import (
@@ -175,6 +176,10 @@ class _Run:
             ),
         )
         self.info = info
+        refusal = memory_refusal(cfg, info.image_size, self.device, dataset_images=info.train_size + info.test_size)
+        if refusal:  # before the data moves to the device and the model is built
+            yield self._finish("failed", refusal)
+            return
 
         torch.manual_seed(cfg.train.seed)
         dev = self.device
