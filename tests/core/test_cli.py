@@ -277,3 +277,13 @@ def test_info_describes_each_file_of_a_run(trained, capsys):
         assert "damaged" not in out
     assert main(["info", str(trained / "evaluation.safetensors")]) == 0
     assert "10 classes" in capsys.readouterr().out
+
+
+def test_a_name_that_is_not_utf8_is_refused_with_a_sentence(tmp_path):
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    argv = [sys.executable.encode(), b"-m", b"perceiver_gui", b"train", b"--preset", b"digits",
+            b"--set", b"name=caf\xe9", b"--out", os.fsencode(tmp_path / "run")]
+    proc = subprocess.run(argv, capture_output=True, timeout=60, env=env)
+    err = proc.stderr.decode("utf-8")  # whatever the name held, what is printed is UTF-8
+    assert proc.returncode == 2 and err.startswith("error: name holds bytes that are not UTF-8"), err
+    assert not (tmp_path / "run").exists()
