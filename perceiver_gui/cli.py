@@ -295,8 +295,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, load_training_state, read_meta
     from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation
+    from perceiver_gui.core.reading import NotARegularFile, open_regular
 
     path: Path = args.file
+    if path.exists() and not path.is_dir():
+        try:
+            open_regular(path).close()  # a FIFO would block whichever reader comes next
+        except NotARegularFile as exc:
+            raise ConfigError(f"{path} is not a file Perceiver GUI writes: {exc.strerror}.") from None
     if path.is_dir() or path.name in (runs.RUN_FILE, runs.METRICS_FILE):
         return _info_run(path if path.is_dir() else path.parent)
     if path.suffix.lower() in (".json", ".toml"):

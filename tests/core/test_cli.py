@@ -251,8 +251,9 @@ def test_a_fifo_among_the_images_is_refused_not_waited_on(trained, tmp_path):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_a_fifo_as_the_model_is_refused_not_waited_on(tmp_path):
     os.mkfifo(tmp_path / "model.safetensors")
+    os.mkfifo(tmp_path / "evaluation.safetensors")
     for argv in (["predict", "--model", str(tmp_path / "model.safetensors"), str(tmp_path)],
-                 ["info", str(tmp_path / "model.safetensors")]):
+                 ["info", str(tmp_path / "model.safetensors")], ["info", str(tmp_path / "evaluation.safetensors")]):
         proc = _cli(*argv, timeout=30)
         assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "regular file" in proc.stderr
 
