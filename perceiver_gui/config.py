@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -206,6 +207,79 @@ def _coerce(cls: type, key: str, value: Any, section: str) -> Any:
     raise ConfigError(f"{where} must be {'a whole number' if kind == 'int' else 'a ' + kind}, not {value!r}.")
 
 
+# Sane ranges (low, high), inclusive unless named in _OPEN: generous for a Perceiver on images, tight enough
+# that a typo (depth 10000, heads 1e8, seed 1e23, grad_clip inf) is refused here with a sentence instead of
+# failing later in the allocator or in torch. NaN and infinities fall outside every range. The form's spin
+# boxes (ui/hyperparams.py) use the same limits.
+RANGES: dict[str, tuple[float, float]] = {
+    "model.num_freq_bands": (0, 64),  # the paper uses 6 (images) to 64 (audio); 0 only without Fourier features
+    "model.depth": (1, 64),  # the paper's deepest image model has 8 blocks (48 with 6 self-attention each)
+    "model.max_freq": (0, 1000),  # about the image side is full detail; 512 px images need 512 at most
+    "model.input_channels": (1, 64),  # set from the data (1 or 3); room for multispectral inputs
+    "model.input_axis": (1, 3),  # 1-D signals, images, volumes
+    "model.num_latents": (1, 4096),  # the paper uses 512 for ImageNet
+    "model.latent_dim": (1, 4096),  # the paper uses 1024
+    "model.cross_heads": (1, 64),  # the paper uses 1
+    "model.latent_heads": (1, 64),  # the paper uses 8
+    "model.cross_dim_head": (1, 1024),  # the paper's cross head is 261 wide
+    "model.latent_dim_head": (1, 1024),  # the paper uses 128
+    "model.num_classes": (2, 100_000),  # set from the data; ImageNet-21k has 21,841
+    "model.attn_dropout": (0, 1),  # a probability; 1 would drop everything
+    "model.ff_dropout": (0, 1),
+    "model.self_per_cross_attn": (1, 16),  # the paper uses 6
+    "data.image_size": (4, 512),  # below 4 px nothing is left to see; the attention cost grows with side²
+    "data.val_fraction": (0, 1),  # a share of each class; both splits need images
+    "data.crop_padding": (0, 16),  # half of a 32 px image
+    "train.lr": (0, 10),  # beyond 10 every optimizer here diverges
+    "train.momentum": (0, 1),  # 1 would never forget a gradient
+    "train.weight_decay": (0, 1),  # 1 pulls the weights to zero each step
+    "train.warmup_epochs": (0, 10_000),  # and at most the number of epochs (checked below)
+    "train.batch_size": (1, 65_536),
+    "train.epochs": (1, 10_000),
+    "train.grad_clip": (0, 1000),  # 0 = off; gradient norms of a working run are ~0.1–10
+    "train.label_smoothing": (0, 1),  # 1 would teach the uniform distribution
+    "train.mixup": (0, 10),  # Beta(alpha, alpha); 0.2–0.4 is usual, 10 already mixes nearly 50/50
+    "train.seed": (0, 2**31 - 1),  # what every seeded library (and the form's spin box) accepts
+    "train.threads": (0, 1024),  # 0 = automatic
+    "train.log_every": (1, 100_000),
+}
+# Ranges whose ends are excluded: (low excluded, high excluded).
+_OPEN: dict[str, tuple[bool, bool]] = {
+    "model.max_freq": (True, False), "model.attn_dropout": (False, True), "model.ff_dropout": (False, True),
+    "data.val_fraction": (True, True), "train.lr": (True, False), "train.momentum": (False, True),
+    "train.label_smoothing": (False, True),
+}
+MAX_NAME_CHARS = 100  # the run folder's name holds it, after a 16-character time stamp; 255 bytes is the limit
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+
+
+def _in_range(key: str, value: float) -> bool:
+    lo, hi = RANGES[key]
+    lo_open, hi_open = _OPEN.get(key, (False, False))
+    if not isinstance(value, int) and not math.isfinite(value):
+        return False
+    return (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+
+
+def _range_sentence(key: str) -> str:
+    lo, hi = RANGES[key]
+    lo_open, hi_open = _OPEN.get(key, (False, False))
+    low = ("positive" if lo == 0 else f"above {lo:,}") if lo_open else f"at least {lo:,}"
+    high = f"below {hi:,}" if hi_open else f"at most {hi:,}"
+    if not lo_open and not hi_open:
+        return f"{key} must be between {lo:,} and {hi:,}."
+    return f"{key} must be {low} and {high}."
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a file name's undecodable bytes, as Python keeps them
+        return False
+    return True
+
+
 def _problems(cfg: Config) -> list[tuple[str, str]]:
     m, d, t = cfg.model, cfg.data, cfg.train
     out: list[tuple[str, str]] = []
@@ -214,15 +288,18 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
         if not ok:
             out.append((key, sentence))
 
-    for key in ("depth", "num_latents", "latent_dim", "cross_heads", "latent_heads", "cross_dim_head",
-                "latent_dim_head", "input_channels", "input_axis", "self_per_cross_attn"):
-        need(getattr(m, key) >= 1, f"model.{key}", f"model.{key} must be at least 1.")
-    need(m.num_classes >= 2, "model.num_classes", "model.num_classes must be at least 2.")
+    need(len(cfg.name) <= MAX_NAME_CHARS, "name",
+         f"name must be at most {MAX_NAME_CHARS} characters (it names the run folder); it has {len(cfg.name)}.")
+    need(_utf8(cfg.name), "name", "name holds bytes that are not UTF-8 text; type the name again.")
+    for key in RANGES:
+        section, _, leaf = key.partition(".")
+        need(_in_range(key, getattr(getattr(cfg, section), leaf)), key, _range_sentence(key))
+    for key, path in (("data.root", d.root), ("data.folder", d.folder)):
+        need(_utf8(path), key, f"{key} has a name that is not UTF-8 text, which the run's files cannot record; "
+                               "rename the folder with UTF-8 characters.")
+        need(len(path) <= MAX_PATH_CHARS, key, f"{key} must be at most {MAX_PATH_CHARS} characters long.")
     need(m.num_freq_bands >= 1 or not m.fourier_encode_data, "model.num_freq_bands",
          "model.num_freq_bands must be at least 1 while Fourier encoding is on.")
-    need(m.max_freq > 0 and math.isfinite(m.max_freq), "model.max_freq", "model.max_freq must be a positive number.")
-    for key in ("attn_dropout", "ff_dropout"):
-        need(0.0 <= getattr(m, key) < 1.0, f"model.{key}", f"model.{key} must be between 0 and 1 (exclusive).")
     need(m.implementation in IMPLEMENTATIONS, "model.implementation",
          f"model.implementation must be one of {', '.join(IMPLEMENTATIONS)}.")
     need(m.num_latents * m.latent_dim <= 2**26, "model.num_latents",
@@ -231,32 +308,18 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset in DATASETS, "data.dataset", f"data.dataset must be one of {', '.join(DATASETS)}.")
     need(d.dataset != "folder" or bool(d.folder.strip()), "data.folder",
          "Choose an image folder (one subfolder per class) for the folder dataset.")
-    need(4 <= d.image_size <= 512, "data.image_size", "data.image_size must be between 4 and 512 pixels.")
-    need(0.0 < d.val_fraction < 1.0, "data.val_fraction", "data.val_fraction must be between 0 and 1 (exclusive).")
-    need(0 <= d.crop_padding <= 16, "data.crop_padding", "data.crop_padding must be between 0 and 16 pixels.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")
     need(t.precision in PRECISIONS, "train.precision", f"train.precision must be one of {', '.join(PRECISIONS)}.")
-    need(0.0 < t.lr <= 10.0 and math.isfinite(t.lr), "train.lr", "train.lr must be a positive number no larger than 10.")
-    need(0.0 <= t.momentum < 1.0, "train.momentum", "train.momentum must be between 0 and 1 (exclusive).")
     need(not t.nesterov or (t.optimizer == "sgd" and t.momentum > 0), "train.nesterov",
          "Nesterov momentum needs the SGD optimizer with momentum above 0.")
-    need(0.0 <= t.weight_decay <= 1.0, "train.weight_decay", "train.weight_decay must be between 0 and 1.")
-    need(t.warmup_epochs >= 0 and t.warmup_epochs <= t.epochs, "train.warmup_epochs",
+    need(not t.warmup_epochs > t.epochs, "train.warmup_epochs",
          "train.warmup_epochs must be between 0 and the number of epochs.")
-    need(1 <= t.batch_size <= 65536, "train.batch_size", "train.batch_size must be between 1 and 65536.")
-    need(1 <= t.epochs <= 10000, "train.epochs", "train.epochs must be between 1 and 10000.")
-    need(t.grad_clip >= 0, "train.grad_clip", "train.grad_clip must be 0 (off) or positive.")
-    need(0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "train.label_smoothing must be between 0 and 1.")
-    need(0.0 <= t.mixup <= 10.0, "train.mixup", "train.mixup must be 0 (off) or a Beta parameter up to 10 (0.2–0.4 is usual).")
-    need(t.device == "auto" or t.device in ("cpu", "mps") or t.device.startswith("cuda"), "train.device",
+    need(_DEVICE.fullmatch(t.device) is not None, "train.device",
          "train.device must be auto, cpu, cuda (or cuda:N) or mps.")
     need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",
          "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
-    need(t.threads >= 0, "train.threads", "train.threads must be 0 (automatic) or a positive number.")
-    need(t.log_every >= 1, "train.log_every", "train.log_every must be at least 1.")
-    need(t.seed >= 0, "train.seed", "train.seed must be 0 or a positive whole number.")
     return out
 
 
@@ -313,9 +376,14 @@ def preset(name: str) -> Config:
 # -- files -----------------------------------------------------------------------------------
 def load_config(path: str | Path) -> Config:
     """Read a config from a .json or .toml file."""
+    from perceiver_gui.core.reading import open_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as fh:  # a FIFO or device would block or never end: refused, never opened
+            text = fh.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name} is not UTF-8 text, so it is not a config file.") from None
     except OSError as exc:
         raise ConfigError(f"Could not read the config file {path}: {exc.strerror or exc}.") from None
     try:

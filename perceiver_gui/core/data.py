@@ -570,7 +570,8 @@ def _load_folder(cfg: DataConfig, root: Path):
     files: list[list[Path]] = []
     for class_dir in classes:
         try:
-            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            # Not is_file(): a FIFO or device named like an image is refused by open_image and listed as skipped.
+            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
                            and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
         except OSError as exc:
             raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "

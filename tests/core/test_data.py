@@ -522,3 +522,13 @@ def test_crop_takes_a_window_of_the_zero_padded_image_per_sample():
         offsets.add(matches[0])
     assert len(offsets) > 5  # offsets differ between samples
     assert any(bool((o == 0).any()) for o in out)  # some windows reach into the zero padding
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_among_the_images_is_skipped_by_name_not_waited_on(tmp_path):
+    folder = make_image_folder(tmp_path / "f", {"apples": 3, "pears": 3})
+    os.mkfifo(folder / "apples" / "pipe.png")
+    events, ds = run(folder_cfg(folder, tmp_path / "data"))  # would wait forever if the FIFO were opened
+    assert ds.info.train_size + ds.info.test_size == 6
+    assert any("pipe.png" in str(e.message) and "Skipped 1" in str(e.message) for e in events if hasattr(e, "message"))
+    assert any("named pipe (FIFO), not a regular file" in s for s in ds.skipped)
