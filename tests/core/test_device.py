@@ -5,7 +5,9 @@ import contextlib
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from perceiver_gui.core.data import normalize
 from perceiver_gui.core.device import (
     apply_device_settings,
     choose_precision,
@@ -157,3 +159,28 @@ def test_a_state_of_the_same_kind_continues_exactly():
     fresh = torch.Generator()
     assert restore_generator_state(fresh, saved) is True
     assert torch.equal(torch.rand(5, generator=fresh), expected)
+
+
+class RecordOps(TorchDispatchMode):
+    """The aten operations run inside the block; building a tensor from Python numbers shows as lift_fresh."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_normalize_sends_a_datasets_mean_and_std_to_the_device_once():
+    """On a GPU each tensor built from Python numbers is a blocking copy; a step must not wait for two."""
+    x = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    mean, std = (0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)
+    first = normalize(x, mean, std)
+    with RecordOps() as later:
+        again = normalize(x, list(mean), std)  # a list from a JSON file is the same dataset
+    assert later.ops == ["_to_copy.default", "sub_.Tensor", "mul_.Tensor"]  # the conversion and one fused pass
+    assert torch.equal(again, first)
+    expected = (x.float() - torch.tensor(mean).reshape(1, 3, 1, 1) * 255) / (torch.tensor(std).reshape(1, 3, 1, 1) * 255)
+    assert torch.allclose(first, expected, atol=1e-5)
