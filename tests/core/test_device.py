@@ -184,3 +184,16 @@ def test_normalize_sends_a_datasets_mean_and_std_to_the_device_once():
     assert torch.equal(again, first)
     expected = (x.float() - torch.tensor(mean).reshape(1, 3, 1, 1) * 255) / (torch.tensor(std).reshape(1, 3, 1, 1) * 255)
     assert torch.allclose(first, expected, atol=1e-5)
+
+
+def test_the_exactness_fixture_trains_on_the_cpu_even_where_a_gpu_is_found(monkeypatch, tmp_path):
+    """Bit-exact seeds and resumes hold on the CPU only; a developer's GPU must not change what they test."""
+    from perceiver_gui.core.events import RunStarted
+    from perceiver_gui.core.training import train
+    from tests.core.train_fixtures import tiny_digits
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # "auto" would now pick CUDA
+    events = train(tiny_digits(), out_dir=tmp_path / "run")
+    started = next(e for e in events if isinstance(e, RunStarted))
+    events.close()
+    assert started.device == "cpu"
