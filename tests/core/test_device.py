@@ -197,3 +197,26 @@ def test_the_exactness_fixture_trains_on_the_cpu_even_where_a_gpu_is_found(monke
     started = next(e for e in events if isinstance(e, RunStarted))
     events.close()
     assert started.device == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_a_run_trains_stops_and_resumes(tmp_path):
+    """What holds on a GPU: the run completes with finite losses and a stopped run resumes to the end.
+    Not bit-exactness: the backward of flash and memory-efficient attention is not deterministic."""
+    from perceiver_gui.core.control import RunControl
+    from perceiver_gui.core.events import Finished, RunStarted, Step
+    from perceiver_gui.core.training import train
+    from tests.core.train_fixtures import tiny_digits
+
+    cfg = tiny_digits(**{"train.device": "cuda", "train.precision": "auto"})
+    full = list(train(cfg, out_dir=tmp_path / "full"))
+    assert next(e for e in full if isinstance(e, RunStarted)).device.startswith("cuda")
+    assert full[-1].status == "completed"
+    assert all(torch.isfinite(torch.tensor(e.loss)) for e in full if isinstance(e, Step))
+    control = RunControl()
+    for event in train(cfg, out_dir=tmp_path / "split", control=control):
+        if isinstance(event, Step) and event.step == 40:
+            control.stop()
+    resumed = list(train(resume=tmp_path / "split"))
+    assert isinstance(resumed[-1], Finished) and resumed[-1].status == "completed"
+    assert resumed[-1].epochs_done == cfg.train.epochs
