@@ -88,12 +88,16 @@ class Context:
         Whole parameters only, never slices of them: each slice of a weight costs a zero-filled
         full-size gradient in backward, and under autocast a cast of its own.
         """
-        weight = linear.weight * norm.weight  # the norm's scale folded into the projection
-        bias = linear.weight @ norm.bias
+        # The folding works on weights, not on the batch: in float32 under autocast too, where it would
+        # otherwise cast the same weight three times per layer (and round the folded weight to 8 bits).
+        with torch.autocast(self.z.device.type, enabled=False):
+            weight = linear.weight * norm.weight  # the norm's scale folded into the projection
+            bias = linear.weight @ norm.bias
+            if self.pos is not None:
+                w_z = weight @ self.select  # (out, C + 1): the data columns, and the sum of the position columns
+                per_position = self.pos @ weight.T  # (M, out): computed once, not per sample
         if self.pos is None:
             return F.linear(self.z, weight, bias)
-        w_z = weight @ self.select  # (out, C + 1): the data columns, and the sum of the position columns
-        per_position = self.pos @ weight.T  # (M, out): computed once, not per sample
         # A batched matmul rather than F.linear: its weight gradient (a reduction over B * M rows)
         # is about twice as fast as one very tall and thin matmul.
         kv = torch.baddbmm(bias, self.z, w_z.T.expand(self.z.shape[0], -1, -1))
@@ -388,6 +392,8 @@ class Perceiver(nn.Module):
         var = (centred.square().sum(-1, keepdim=True) + pos.sum_squares + p * (pos.mean - mu).square()) / n
         rstd = torch.rsqrt(var + LN_EPS)
         z = torch.cat([centred * rstd, -mu * rstd], dim=-1)
+        if torch.is_autocast_enabled(z.device.type):  # cast once here, not in each layer's projection
+            z = z.to(torch.get_autocast_dtype(z.device.type))
         return Context(z, rstd, pos.padded, pos.select, mask_bias, mask)
 
     # -- forward ------------------------------------------------------------------------------
