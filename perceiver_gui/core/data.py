@@ -24,6 +24,7 @@ sentence a missing network gives.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -135,13 +136,30 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 # -- batched preprocessing -------------------------------------------------------------------
 def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-    if x.ndim != 4 or mean_t.shape[1] != x.shape[1] or std_t.shape[1] != x.shape[1]:
+    if torch.is_tensor(mean) or torch.is_tensor(std):
+        shift, scale = _shift_and_scale(torch.as_tensor(mean, dtype=torch.float32, device=x.device),
+                                        torch.as_tensor(std, dtype=torch.float32, device=x.device))
+    else:  # the usual case: a dataset's constants, sent to the device once, not twice per step
+        shift, scale = _cached_shift_and_scale(tuple(map(float, mean)), tuple(map(float, std)), x.device)
+    if x.ndim != 4 or shift.shape[1] != x.shape[1] or scale.shape[1] != x.shape[1]:
         raise ValueError(f"normalize needs (B, C, H, W) with one mean and std per channel; got {tuple(x.shape)}, "
-                         f"{mean_t.shape[1]} means and {std_t.shape[1]} stds")
+                         f"{shift.shape[1]} means and {scale.shape[1]} stds")
     # One fused pass: (x - 255 mean) * 1 / (255 std).
-    return x.to(torch.float32).sub_(mean_t * 255.0).mul_(1.0 / (std_t * 255.0))
+    return x.to(torch.float32).sub_(shift).mul_(scale)
+
+
+def _shift_and_scale(mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (mean * 255.0).reshape(1, -1, 1, 1), (1.0 / (std * 255.0)).reshape(1, -1, 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_shift_and_scale(mean: tuple[float, ...], std: tuple[float, ...],
+                            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Building a tensor from Python numbers on a GPU is a blocking host-to-device copy. Plain tensors
+    # even under inference_mode, so that a later training step can use them.
+    with torch.inference_mode(False), torch.no_grad():
+        return _shift_and_scale(torch.tensor(mean, dtype=torch.float32, device=device),
+                                torch.tensor(std, dtype=torch.float32, device=device))
 
 
 def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:

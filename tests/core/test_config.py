@@ -141,7 +141,8 @@ OUT_OF_RANGE = {
     "train.threads": [-1, 10**6],
     "train.log_every": [0, 10**9],
 }
-BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov"}
+BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",
+            "train.tf32"}
 
 
 def _all_fields() -> set[str]:
