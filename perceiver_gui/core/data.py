@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
@@ -83,6 +84,11 @@ class DatasetInfo:
     test_size: int
     mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
     std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> InputShape:
+        """What the model is fed; `datasets.fit_model(cfg.model, info.input_shape)` sets it up for it."""
+        return InputShape(kind="image", sides=self.image_size, channels=self.channels, classes=len(self.class_names))
 
 
 @dataclass(frozen=True)
