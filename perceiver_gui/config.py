@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "load_config",
     "describe_preset",
     "preset",
+    "presets_text",
     "save_config",
 ]
 
@@ -369,6 +371,15 @@ def describe_preset(name: str) -> str:
     note = PRESET_NOTES.get(name, "")
     download = download_note(PRESETS[name].data.dataset) if name in PRESETS else ""
     return " ".join(part for part in (note, download) if part)
+
+
+def presets_text(width: int = 100) -> str:
+    """Every preset with its sentence and download note, for `perceiver-gui train --help`."""
+    lines = ["presets:"]
+    for name in PRESETS:
+        lines += textwrap.wrap(describe_preset(name), width, initial_indent=f"  {name:15s}", subsequent_indent=" " * 17,
+                               break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def preset(name: str) -> Config:
