@@ -61,6 +61,8 @@ __all__ = [
     "load_dataset",
     "normalize",
     "open_dataset",
+    "preview_dataset",
+    "Preview",
 ]
 
 OFFLINE_ENV = "PERCEIVER_GUI_OFFLINE"  # set to 1 to forbid every network access (the tests do)
@@ -136,6 +138,41 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             next(events)
         except StopIteration as done:
             return done.value
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a dataset holds, to look at before training: counts, and samples as training sees them."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train_counts: tuple[int, ...]  # images per class in the training split
+    test_counts: tuple[int, ...]
+    samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training
+    skipped: tuple[str, ...]  # unreadable files, as "name: reason"
+
+
+def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Generator[DatasetEvent, None, Preview]:
+    """Open the dataset like training does (events while it loads), and return its `Preview`: up to
+    `per_class` random training images of each class with cfg's crop and flip applied."""
+    dataset = yield from open_dataset(cfg)
+    info = dataset.info
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for label in range(len(info.class_names)):
+        members = torch.nonzero(dataset.train_y == label).flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        x = augment(dataset.train_x[chosen], crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
+        pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
+        samples.append(pixels)
+    k = len(info.class_names)
+    return Preview(
+        name=info.name, class_names=info.class_names,
+        train_counts=tuple(torch.bincount(dataset.train_y, minlength=k).tolist()),
+        test_counts=tuple(torch.bincount(dataset.test_y, minlength=k).tolist()),
+        samples=tuple(samples), skipped=dataset.skipped,
+    )
 
 
 # -- batched preprocessing -------------------------------------------------------------------

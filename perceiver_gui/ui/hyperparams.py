@@ -46,6 +46,7 @@ from perceiver_gui.config import (
     save_config,
 )
 from perceiver_gui.core import datasets as registry
+from perceiver_gui.ui.data_preview import DataPreview
 from perceiver_gui.ui.fourier_view import FourierView
 from perceiver_gui.ui.widgets import FloatSpinBox
 
@@ -306,6 +307,12 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
+            if spec.key == "data.hflip":
+                self.preview_button = QPushButton("Preview data…", page)
+                self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
+                                               "sees them (with crops and flips), before you start.")
+                self.preview_button.clicked.connect(self.open_preview)
+                form.addRow(self.preview_button)
             if spec.key == "model.max_freq":
                 # What the Fourier settings add and look like, right under them.
                 self.fourier = FourierView(page)
@@ -364,6 +371,13 @@ class HyperparamsPanel(QWidget):
                 field.browse.setEnabled(editable)
         if editable:
             self._refresh()  # fields that do not apply (momentum without SGD, ...) stay greyed
+
+    def open_preview(self) -> DataPreview:
+        """Open the dataset preview for the current data settings (non-modal)."""
+        preview = DataPreview(self.config().data, self)
+        preview.show()
+        preview.load()
+        return preview
 
     # -- files ---------------------------------------------------------------------------------
     def open_file(self, path: str | Path) -> bool:

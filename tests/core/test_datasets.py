@@ -130,3 +130,25 @@ def test_cli_train_without_a_preset_trains_the_bundled_digits(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert '"dataset": "digits"' in (tmp_path / "run" / "config.json").read_text()
+
+
+def test_the_preview_counts_each_class_shows_augmented_samples_and_names_skipped_files(tmp_path):
+    folder = make_image_folder(tmp_path / "pets", {"cats": 6, "dogs": 5}, size=(20, 16))
+    (folder / "dogs" / "broken.png").write_bytes(b"not a png")
+    cfg = DataConfig(dataset="folder", folder=str(folder), root=str(tmp_path / "data"), image_size=16,
+                     crop_padding=4, hflip=True)
+    events = data.preview_dataset(cfg, per_class=3)
+    while True:
+        try:
+            next(events)
+        except StopIteration as done:
+            preview = done.value
+            break
+    assert preview.class_names == ("cats", "dogs")
+    assert [a + b for a, b in zip(preview.train_counts, preview.test_counts, strict=True)] == [6, 5]
+    assert [s.shape for s in preview.samples] == [(3, 16, 16, 3), (3, 16, 16, 3)]
+    assert any("broken.png" in s for s in preview.skipped)
+    plain = data.load_dataset(cfg).train_x.permute(0, 2, 3, 1).numpy()
+    shown = preview.samples[0]
+    # Augmentation is applied: at least one sample is not any training image as stored.
+    assert any(not any((img == p).all() for p in plain) for img in shown)
