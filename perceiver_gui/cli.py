@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from perceiver_gui import __version__
-from perceiver_gui.config import PRESETS, ConfigError, load_config, preset
+from perceiver_gui.config import PRESETS, ConfigError, load_config, preset, presets_text
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXPORT_FORMATS = ("csv", "onnx")
@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the desktop app (the default)")
     gui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    tr = sub.add_parser("train", help="train a model headless, printing progress")
-    tr.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (default: seed)")
+    tr = sub.add_parser("train", help="train a model headless, printing progress", epilog=presets_text(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--preset", choices=list(PRESETS), help="start from a named preset (default: digits, "
+                    "bundled and offline, like the app's first form)")
     tr.add_argument("--config", type=Path, help="a .toml or .json config file")
     tr.add_argument("--set", dest="updates", action="append", default=[], metavar="KEY=VALUE",
                     help="override one setting, e.g. --set train.lr=0.01 (repeatable)")
@@ -145,7 +147,7 @@ def printable(text: object) -> str:
 def training_config(args: argparse.Namespace):
     if args.config and args.preset:
         raise ConfigError("Use either --preset or --config, not both.")
-    cfg = load_config(args.config) if args.config else preset(args.preset or "seed")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "digits")
     updates = {}
     for item in args.updates:
         key, sep, value = item.partition("=")

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
@@ -61,6 +61,8 @@ __all__ = [
     "load_dataset",
     "normalize",
     "open_dataset",
+    "preview_dataset",
+    "Preview",
 ]
 
 OFFLINE_ENV = "PERCEIVER_GUI_OFFLINE"  # set to 1 to forbid every network access (the tests do)
@@ -84,6 +86,11 @@ class DatasetInfo:
     test_size: int
     mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
     std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> InputShape:
+        """What the model is fed; `datasets.fit_model(cfg.model, info.input_shape)` sets it up for it."""
+        return InputShape(kind="image", sides=self.image_size, channels=self.channels, classes=len(self.class_names))
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,41 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             return done.value
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a dataset holds, to look at before training: counts, and samples as training sees them."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train_counts: tuple[int, ...]  # images per class in the training split
+    test_counts: tuple[int, ...]
+    samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training
+    skipped: tuple[str, ...]  # unreadable files, as "name: reason"
+
+
+def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Generator[DatasetEvent, None, Preview]:
+    """Open the dataset like training does (events while it loads), and return its `Preview`: up to
+    `per_class` random training images of each class with cfg's crop and flip applied."""
+    dataset = yield from open_dataset(cfg)
+    info = dataset.info
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for label in range(len(info.class_names)):
+        members = torch.nonzero(dataset.train_y == label).flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        x = augment(dataset.train_x[chosen], crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
+        pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
+        samples.append(pixels)
+    k = len(info.class_names)
+    return Preview(
+        name=info.name, class_names=info.class_names,
+        train_counts=tuple(torch.bincount(dataset.train_y, minlength=k).tolist()),
+        test_counts=tuple(torch.bincount(dataset.test_y, minlength=k).tolist()),
+        samples=tuple(samples), skipped=dataset.skipped,
+    )
+
+
 # -- batched preprocessing -------------------------------------------------------------------
 def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device."""
@@ -163,9 +205,12 @@ def _cached_shift_and_scale(mean: tuple[float, ...], std: tuple[float, ...],
 
 
 def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (zero-pad by crop_padding, cut back to size at a per-sample offset) and per-sample
-    horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator` makes it repeat.
+    """Random crop (shift by up to crop_padding pixels, the border pixels extended into the gap) and
+    per-sample horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator`
+    makes it repeat.
 
+    The gap repeats the edge rather than filling it with black: on a light background (drawings,
+    scans, product photos) black bars would look like objects, and the model would learn them.
     Draws happen in a fixed order (row offsets, column offsets, flips), so the same seed and settings
     give the same batch every time. Returns x itself when both are off.
     """
@@ -180,18 +225,17 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
         return torch.randint(0, high, (b,), generator=generator, device=draw_device).to(x.device)
 
     p = crop_padding
-    dy = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
-    dx = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
+    dy = randint(2 * p + 1) if p else torch.full((b,), p, dtype=torch.long, device=x.device)
+    dx = randint(2 * p + 1) if p else torch.full((b,), p, dtype=torch.long, device=x.device)
     flip = randint(2).bool() if hflip else torch.zeros(b, dtype=torch.bool, device=x.device)
-    padded = F.pad(x, (p, p, p, p)) if p else x
-    padded_w = w + 2 * p
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded image to take
+    # Source row and column of every output pixel, clamped to the image: that is edge padding.
+    rows = (dy[:, None] - p + torch.arange(h, device=x.device)).clamp_(0, h - 1)  # (B, H)
     ar_w = torch.arange(w, device=x.device)
-    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w)  # (B, W), reversed when flipped
-    # One gather over the flattened padded images: a (B, H*W) index shared by the channels. This is
-    # 2-3x faster than indexing with four broadcast index tensors.
-    index = (rows[:, :, None] * padded_w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
-    return padded.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+    cols = (dx[:, None] - p + torch.where(flip[:, None], w - 1 - ar_w, ar_w)).clamp_(0, w - 1)  # (B, W)
+    # One gather over the flattened images: a (B, H*W) index shared by the channels. This is 2-3x
+    # faster than indexing with four broadcast index tensors.
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
 
 
 def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
