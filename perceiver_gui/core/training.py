@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
-from perceiver_gui.core import checkpoints, data, evaluation, runs
+from perceiver_gui.core import checkpoints, data, datasets, evaluation, runs
 from perceiver_gui.core.complexity import memory_refusal
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
@@ -258,8 +258,9 @@ class _Setup:
 
 def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     """What the data decides is not the user's to set: channels, axes and classes come from it."""
-    return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, input_channels=info.channels, input_axis=2, num_classes=len(info.class_names)))
+    shape = datasets.InputShape(kind=datasets.DATASETS[cfg.data.dataset].kind, sides=tuple(info.image_size),
+                                channels=info.channels, classes=len(info.class_names))
+    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
 
 
 def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
