@@ -34,6 +34,7 @@ from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
+from perceiver_gui.ui.widgets import guard_wheel
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.plots import PlotsPanel
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.setMinimumSize(960, 640)
         self._build_menus()
+        guard_wheel(self)  # every field of every panel: the wheel scrolls, it changes only a focused field
 
         self.form.config_changed.connect(self.complexity.set_config)
         self.form.problems_changed.connect(self._problems_changed)
