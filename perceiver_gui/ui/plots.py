@@ -366,6 +366,13 @@ class PlotsPanel(QWidget):
         self._ema_acc, self._ema_n = 0.0, 0
         self._best = None
         self.redraw()
+        # An empty plot keeps whatever range it had: put back a blank one, so the steps of a run that is
+        # gone (deleted, or the previous run) do not stay on the axes, and fit the next data again.
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            plot.enableAutoRange()
+        self.acc_plot.setXRange(0, 1, padding=0)
+        self.acc_plot.enableAutoRange(x=True)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Step):

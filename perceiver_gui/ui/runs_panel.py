@@ -57,6 +57,7 @@ class RunsPanel(QWidget):
     open_model_requested = Signal(str)  # model file
     message = Signal(str)
     selection_changed = Signal()  # other runs are selected (not when a refresh keeps the same ones)
+    runs_deleted = Signal(list)  # the folders just deleted (list[str]), so their model can be unloaded
 
     def __init__(self, runs_root: Path, parent: QWidget | None = None):
         super().__init__(parent)
@@ -210,9 +211,7 @@ class RunsPanel(QWidget):
             item.setToolTip(4, info.message or info.status)
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
-        self.select_runs(keep)
-        if not infos:
-            self.detail.setText(f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
+        self.select_runs(keep)  # shows the kept runs, or the hint that fits the list (empty or not)
         self._update_buttons()
 
     # -- actions -------------------------------------------------------------------------------
@@ -262,14 +261,15 @@ class RunsPanel(QWidget):
             except (runs.RunError, OSError) as exc:
                 failed.append(f"Could not delete {info.name}: {exc}")
         deleted = len(chosen) - len(failed)
+        gone = [info.path for info in chosen if not Path(info.path).exists()]
+        if gone:
+            self.runs_deleted.emit(gone)
         if failed:
             self.message.emit(" ".join(failed))
         elif deleted == 1:
             self.message.emit(f"Deleted the run {chosen[0].name}.")
         else:
             self.message.emit(f"Deleted {deleted} runs.")
-        if self._plots is not None:
-            self._plots.reset()
         self.refresh()
 
     def open_model(self) -> None:
@@ -290,11 +290,12 @@ class RunsPanel(QWidget):
         if self._compare is not None and self._compare.isVisible():
             self._compare.setVisible(False)
             self.plots.setVisible(True)
-            if not chosen:
-                self.plots.reset()  # the curves shown belonged to none of the runs now selected
-                self.detail.setText(HINT)
-                self.detail.setToolTip("")
         if not chosen:
+            if self._plots is not None:
+                self._plots.reset()  # the curves shown belonged to none of the runs now selected (or deleted)
+            self.detail.setText(HINT if self._infos else
+                                f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
+            self.detail.setToolTip("")
             return
         info = chosen[0]
         self.plots.load_metrics(runs.read_metrics(Path(info.path)))

@@ -52,3 +52,27 @@ def test_rename_then_delete_with_confirmation(panel, run, dialogs, monkeypatch):
     panel.delete_button.click()
     assert dialogs[-1][0] == "question" and "digits, first try" in dialogs[-1][2]
     assert panel.run_names() == [] and not run.exists()
+
+
+def test_the_hint_follows_the_list_when_runs_appear(qtbot, run, tmp_path):
+    empty_root = tmp_path / "empty-runs"
+    empty_root.mkdir()
+    panel = RunsPanel(empty_root)
+    qtbot.addWidget(panel)
+    assert "No runs yet" in panel.detail.text()
+    shutil.copytree(run, empty_root / run.name)
+    panel.refresh()
+    assert panel.run_names() == ["tiny"] and "No runs yet" not in panel.detail.text()
+
+
+def test_deleting_the_shown_run_clears_its_details_curves_and_ranges(panel, run, dialogs):
+    panel.select(str(run))
+    assert "tiny" in panel.detail.text() and panel.plots.loss_raw.n > 0
+    loaded_x = panel.plots.loss_plot.viewRange()[0]
+    with_deleted = []
+    panel.runs_deleted.connect(with_deleted.append)
+    panel.delete_button.click()
+    assert with_deleted == [[str(run)]]
+    assert "tiny" not in panel.detail.text()
+    assert panel.plots.loss_raw.n == 0 and panel.plots.test_acc.n == 0
+    assert panel.plots.loss_plot.viewRange()[0] != loaded_x  # not the deleted run's steps any more
