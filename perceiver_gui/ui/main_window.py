@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         self.runs.resume_requested.connect(self.resume_run)
         self.runs.open_model_requested.connect(self._open_model)
         self.runs.selection_changed.connect(self._runs_picked)
+        self.runs.runs_deleted.connect(self.classifier.unload_runs)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
