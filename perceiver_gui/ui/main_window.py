@@ -192,12 +192,37 @@ class MainWindow(QMainWindow):
         if self.runner.running:
             return
         try:  # the form shows what is running: the run's own config, which the engine resumes with
-            self.form.set_config(load_config(Path(run_dir) / "config.json"))
+            run_config = load_config(Path(run_dir) / "config.json")
         except ConfigError:
-            pass  # the engine reports an unreadable run folder itself
+            run_config = None  # the engine reports an unreadable run folder itself
+        if run_config is not None:
+            if not self._form_holds(run_config) and not self._may_replace_form(run_dir):
+                return
+            self.form.set_config(run_config)
         self._begin()
         self.tabs.setCurrentWidget(self.training)
         self.runner.start(self.form.config(), resume=Path(run_dir))
+
+    def _form_holds(self, config: Config) -> bool:
+        try:
+            return self.form.config() == config
+        except ConfigError:
+            return False  # half-edited settings are edits too
+
+    def _may_replace_form(self, run_dir: str) -> bool:
+        """Ask before the run's settings replace the form's (unsaved) ones."""
+        from perceiver_gui.core.runs import read_run
+
+        name = read_run(Path(run_dir)).get("name") or Path(run_dir).name
+        answer = QMessageBox.question(
+            self,
+            "Replace the settings in the form?",
+            f"Resuming “{name}” puts that run's settings in the form, replacing the ones there now. "
+            f"To keep yours, cancel and use File › Save settings… first.\n\nResume “{name}”?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def resume_last(self) -> None:
         if self._last_stopped_run:

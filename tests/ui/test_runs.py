@@ -76,3 +76,31 @@ def test_deleting_the_shown_run_clears_its_details_curves_and_ranges(panel, run,
     assert "tiny" not in panel.detail.text()
     assert panel.plots.loss_raw.n == 0 and panel.plots.test_acc.n == 0
     assert panel.plots.loss_plot.viewRange()[0] != loaded_x  # not the deleted run's steps any more
+
+
+def test_resume_asks_before_replacing_unsaved_form_edits(make_window, run, monkeypatch, dialogs):
+    from PySide6.QtWidgets import QMessageBox
+
+    from perceiver_gui.config import load_config
+
+    window = make_window(runs_root=run.parent)
+    started = []
+    monkeypatch.setattr(window.runner, "start", lambda cfg, resume=None: started.append(resume))
+    monkeypatch.setattr(window, "_begin", lambda: None)
+    edited = load_config(run / "config.json").with_updates({"train.lr": 0.0777, "name": "my next idea"})
+    window.form.set_config(edited)
+    asked = []
+
+    def cancel(parent, title, text, *args):
+        asked.append(text)
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(cancel))
+    window.resume_run(str(run))
+    assert len(asked) == 1 and "tiny" in asked[0]
+    assert window.form.config() == edited and started == []  # nothing replaced, nothing started
+
+    # With the run's own settings in the form there is nothing to lose: no question.
+    window.form.set_config(load_config(run / "config.json"))
+    window.resume_run(str(run))
+    assert len(asked) == 1 and started == [run]
