@@ -531,11 +531,10 @@ def _load_predictor(path: str):
 
 
 def _model_name(path: str, config_name: str) -> str:
-    """The name the Runs tab shows for the model's run (renamed runs keep their config's name), else the
+    """The name the Runs tab shows for the model's run (a renamed run keeps its config's name), else the
     config's name."""
-    from perceiver_gui.core.runs import RUN_FILE, read_run
+    from perceiver_gui.core.runs import RUN_FILE
+    from perceiver_gui.ui.runs_panel import run_name
 
     folder = Path(path).parent
-    if (folder / RUN_FILE).is_file():
-        return str(read_run(folder).get("name") or config_name)
-    return config_name
+    return run_name(folder, config_name) if (folder / RUN_FILE).is_file() else config_name

@@ -32,7 +32,7 @@ from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
-from perceiver_gui.ui.runs_panel import RunsPanel
+from perceiver_gui.ui.runs_panel import RunsPanel, run_name
 from perceiver_gui.ui.training_panel import TrainingPanel
 from perceiver_gui.ui.widgets import guard_wheel
 
@@ -159,7 +159,8 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             file_menu.addAction(action)
         file_menu.addSeparator()
-        self.export_actions = ExportActions(self, run=self._run_to_export, model=lambda: self.classifier.model_path)
+        self.export_actions = ExportActions(self, run=self._run_to_export)
+        file_menu.aboutToShow.connect(self.export_actions.update_texts)  # a rename changes the run's name
         self.export_actions.message.connect(self._show_message)
         self.export_actions.finished.connect(self._on_export_finished)
         file_menu.addActions(self.export_actions.actions)
@@ -211,9 +212,7 @@ class MainWindow(QMainWindow):
 
     def _may_replace_form(self, run_dir: str) -> bool:
         """Ask before the run's settings replace the form's (unsaved) ones."""
-        from perceiver_gui.core.runs import read_run
-
-        name = read_run(Path(run_dir)).get("name") or Path(run_dir).name
+        name = run_name(run_dir)
         answer = QMessageBox.question(
             self,
             "Replace the settings in the form?",
@@ -245,6 +244,7 @@ class MainWindow(QMainWindow):
         self.plots.on_event(event)
         if isinstance(event, RunStarted):
             self._current_run = event.run_dir
+            self.export_actions.update_texts()
             if event.start_step:
                 # A resumed run: show the curves it had so far, then append.
                 from perceiver_gui.core.runs import read_metrics
@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
 
     def _runs_picked(self) -> None:
         self._mistakes_pick = ""  # the Mistakes tab shows the new pick when it is next opened
+        self.export_actions.update_texts()
 
     def _run_to_export(self) -> str:
         """The run picked in the Runs tab, else the one trained last; none while several are picked (not

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.events import EpochEnd, RunStarted
+from perceiver_gui.ui.runs_panel import run_name
 
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
@@ -434,7 +435,7 @@ class MistakesPanel(QWidget):
 
         self._run_token += 1
         self._cell_token += 1
-        self.summary.setText(f"Reading {_escape(_name(run_dir))}…")
+        self.summary.setText(f"Reading {_escape(run_name(run_dir))}…")
         worker = create_worker(_read_run, self._run_token, str(run_dir), _start_thread=False)
         self._start(worker, self._on_run_read)
 
@@ -529,7 +530,7 @@ class MistakesPanel(QWidget):
         k = len(c.counts)
         total = sum(map(sum, c.counts))
         right = sum(c.counts[i][i] for i in range(k))
-        text = (f"<b>{_escape(_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} test images right "
+        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} test images right "
                 f"({right / max(1, total):.1%})")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
@@ -590,12 +591,3 @@ def _pixmap(image, side: int) -> QPixmap:
     qimage = QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
     mode = Qt.TransformationMode.FastTransformation if max(h, w) <= side else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(qimage.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, mode))
-
-
-def _name(run_dir: str) -> str:
-    """The run's name as the Runs tab shows it (run.json, a few hundred bytes), else its folder's."""
-    from pathlib import Path
-
-    from perceiver_gui.core.runs import read_run
-
-    return str(read_run(Path(run_dir)).get("name") or Path(run_dir).name)

@@ -33,13 +33,19 @@ if TYPE_CHECKING:
     from perceiver_gui.ui.compare_view import CompareView
     from perceiver_gui.ui.plots import PlotsPanel  # imported when first shown: pyqtgraph loads after launch
 
-__all__ = ["RunsPanel"]
+__all__ = ["RunsPanel", "run_name"]
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
 COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status")
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def run_name(run_dir: str | Path, fallback: str = "") -> str:
+    """A run's name as this tab shows it (run.json, a few hundred bytes), else `fallback`, else its folder's.
+    The other tabs name runs with it too, so a renamed run is called the same everywhere."""
+    return str(runs.read_run(Path(run_dir)).get("name") or fallback or Path(run_dir).name)
 
 
 class _Item(QTreeWidgetItem):
