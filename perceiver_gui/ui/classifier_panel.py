@@ -79,11 +79,28 @@ def _thumbnail(source: _Source) -> QImage:
         if size.isValid() and max(size.width(), size.height()) > 4 * THUMB:
             reader.setScaledSize(size.scaled(2 * THUMB, 2 * THUMB, Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
+        if image.isNull():  # e.g. past Qt's allocation limit (a 9000×9000 photo), which Pillow can still read
+            image = _thumbnail_by_pillow(source.path)
     if image.isNull():
         return image
     # Tiny images (8×8 digits) are blown up with hard pixels, large ones smoothly.
     mode = Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) < THUMB else Qt.TransformationMode.SmoothTransformation
     return image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)
+
+
+def _thumbnail_by_pillow(path: str) -> QImage:
+    """A small QImage of a file Qt would not decode, or a null image."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (2 * THUMB, 2 * THUMB))  # JPEG decodes at 1/2 … 1/8 scale: a fraction of the memory
+            img = ImageOps.exif_transpose(img)
+            img.thumbnail((2 * THUMB, 2 * THUMB), reducing_gap=2.0)
+            rgba = img.convert("RGBA")
+    except Exception:  # noqa: BLE001 — whatever Pillow cannot read keeps the "?" placeholder
+        return QImage()
+    return QImage(rgba.tobytes(), rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888).copy()
 
 
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
@@ -125,7 +142,7 @@ class ResultEntry(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
-        picture = QLabel()
+        self.picture = picture = QLabel()
         picture.setFixedSize(THUMB, THUMB)
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         if not thumb.isNull():

@@ -129,3 +129,18 @@ def test_deleting_the_loaded_run_in_the_runs_tab_unloads_it(make_window, qtbot, 
     assert not model.exists()
     assert window.classifier.predictor is None and window.classifier.model_path == ""
     assert "doomed" in window.classifier.model_info.text() and "deleted" in window.classifier.model_info.text()
+
+
+def test_a_huge_image_gets_a_real_thumbnail(panel, qtbot, trained_run, tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "poster.png"
+    Image.new("RGB", (9000, 9000), (200, 30, 30)).save(big)  # past Qt's 256 MB allocation limit for a decode
+    load_model(qtbot, panel, trained_run / "model.safetensors")
+    panel.classify([big])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=60000)
+    entry = panel.entries()[0]
+    assert entry.error == "" and entry.top
+    pixmap = entry.picture.pixmap()
+    assert not pixmap.isNull() and max(pixmap.width(), pixmap.height()) == 72
+    assert pixmap.toImage().pixelColor(36, 36).red() > 150  # the picture itself, not the "?" placeholder
