@@ -158,7 +158,7 @@ class ResultEntry(QFrame):
         right.setSpacing(2)
         right.addWidget(title)
         if model:
-            by = QLabel(f"by {_escape(model)}")
+            by = QLabel(f"model {_escape(model)}")
             by.setObjectName("entryModel")
             by.setToolTip(model_path)
             by.setStyleSheet("color: gray;")

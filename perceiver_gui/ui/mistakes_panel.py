@@ -361,8 +361,8 @@ class MistakesPanel(QWidget):
                                   "Or pick a run in the Runs tab to see its latest one.")
         self.legend = QLabel(
             "Rows: the true class · columns: what the model said. <span style='color:#2166ac'>■</span> right "
-            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; darker is more, each colour scaled to "
-            "its own largest cell. Click a cell to see its test images."
+            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; the stronger the colour, the more "
+            "images, each colour scaled to its own largest cell. Click a cell to see its test images."
         )
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: gray;")
