@@ -173,6 +173,11 @@ class MainWindow(QMainWindow):
         for action in self.training.actions_in_order:
             run_menu.addAction(action)
         help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = QAction("&Guide", self)
+        self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
+        self.guide_action.setStatusTip("What each tab does, the keyboard shortcuts, and where to read more")
+        self.guide_action.triggered.connect(self.show_guide)
+        help_menu.addAction(self.guide_action)
         about = QAction("&About Perceiver GUI", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
@@ -311,6 +316,15 @@ class MainWindow(QMainWindow):
             if picked is not None and picked.path != self._mistakes_pick:
                 self._mistakes_pick = picked.path
                 self.mistakes.load_run(picked.path)
+
+    def show_guide(self):
+        from perceiver_gui.ui.help_dialog import GuideDialog
+
+        menus = [a.menu() for a in self.menuBar().actions() if a.menu() is not None]
+        dialog = GuideDialog([a for menu in menus for a in menu.actions()], self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)

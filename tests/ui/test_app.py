@@ -138,3 +138,16 @@ def test_a_bad_config_file_on_the_command_line_is_one_sentence(tmp_path):
     assert done.returncode != 0 and done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
     assert "broken.toml is not valid TOML" in line and "Traceback" not in line
+
+
+def test_help_guide_names_the_tabs_the_shortcuts_and_the_readme(make_window):
+    window = make_window()
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    assert window.guide_action in help_menu.actions()
+    dialog = window.show_guide()
+    text = dialog.text.toPlainText()
+    for tab in range(window.tabs.count()):
+        assert window.tabs.tabText(tab) in text
+    assert "Start" in text and "Ctrl+Return" in text and "Ctrl+R" in text  # from the Run menu's own actions
+    assert "README" in text and "README.md" in dialog.text.toHtml()
+    dialog.close()
