@@ -93,7 +93,7 @@ class RunsPanel(QWidget):
         self.resume_button.setToolTip("Continue the selected stopped run where it left off.")
         self.resume_button.clicked.connect(self.resume)
         self.rename_button = QPushButton("Rename…")
-        self.rename_button.setToolTip("Change the name shown for the selected run.")
+        self.rename_button.setToolTip("Change the name the app shows for the selected run (its folder keeps its name).")
         self.rename_button.clicked.connect(self.rename)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete the selected runs' folders, after asking.")
@@ -230,7 +230,10 @@ class RunsPanel(QWidget):
         info = self.selected()
         if info is None:
             return
-        name, ok = QInputDialog.getText(self, "Rename run", "New name:", text=info.name)
+        name, ok = QInputDialog.getText(
+            self, f"Rename the run “{info.name}”",
+            f"New name for the run “{info.name}”, as the app shows it (its folder {Path(info.path).name} keeps its name):",
+            text=info.name)
         if not ok:
             return
         try:

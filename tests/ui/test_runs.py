@@ -104,3 +104,17 @@ def test_resume_asks_before_replacing_unsaved_form_edits(make_window, run, monke
     window.form.set_config(load_config(run / "config.json"))
     window.resume_run(str(run))
     assert len(asked) == 1 and started == [run]
+
+
+def test_rename_says_which_run_it_renames(panel, run, monkeypatch):
+    asked = []
+
+    def answer(parent, title, label, **kwargs):
+        asked.append((title, label))
+        return "", False
+
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(answer))
+    panel.select(str(run))
+    panel.rename_button.click()
+    ((title, label),) = asked
+    assert "tiny" in title and "tiny" in label and run.name in label  # the run's name and its folder
