@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -101,10 +102,17 @@ class RunsPanel(QWidget):
         self.open_button = QPushButton("Open in classifier")
         self.open_button.setToolTip("Load the selected run's model in the classifier.")
         self.open_button.clicked.connect(self.open_model)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter runs…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setToolTip("Show only the runs whose name, dataset or status contains these words.")
+        self.filter.setMaximumWidth(220)
+        self.filter.textChanged.connect(self._apply_filter)
         buttons = QHBoxLayout()
         for b in (self.refresh_button, self.resume_button, self.rename_button, self.delete_button, self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        buttons.addWidget(self.filter)
 
         self.detail = QLabel(HINT)
         self.detail.setWordWrap(True)
@@ -162,7 +170,11 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     def run_names(self) -> list[str]:
+        """The names of the runs listed (those the filter hides included)."""
         return [self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())]
+
+    def shown_run_names(self) -> list[str]:
+        return [item.text(0) for i in range(self.tree.topLevelItemCount()) if not (item := self.tree.topLevelItem(i)).isHidden()]
 
     def selected(self) -> RunInfo | None:
         """The selected run, when exactly one is (the actions on one run use it)."""
@@ -217,6 +229,7 @@ class RunsPanel(QWidget):
             item.setToolTip(4, info.message or info.status)
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
+        self._apply_filter(self.filter.text())
         self.select_runs(keep)  # shows the kept runs, or the hint that fits the list (empty or not)
         self._update_buttons()
 
@@ -287,6 +300,15 @@ class RunsPanel(QWidget):
             self.open_model_requested.emit(str(Path(info.path) / runs.MODEL_FILE))
 
     # -- internals -----------------------------------------------------------------------------
+    def _apply_filter(self, text: str) -> None:
+        words = text.lower().split()
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            haystack = " ".join(item.text(c) for c in (0, 2, 4)).lower()
+            hidden = not all(w in haystack for w in words)
+            item.setHidden(hidden)
+            if hidden:
+                item.setSelected(False)  # an action never hits a run the user cannot see
     def _selected(self) -> None:
         chosen = self.selected_runs()
         self._update_buttons()

@@ -118,3 +118,17 @@ def test_rename_says_which_run_it_renames(panel, run, monkeypatch):
     panel.rename_button.click()
     ((title, label),) = asked
     assert "tiny" in title and "tiny" in label and run.name in label  # the run's name and its folder
+
+
+def test_the_filter_box_shows_only_matching_runs(panel, run):
+    from perceiver_gui.core.runs import rename_run
+
+    shutil.copytree(run, run.parent / "other")
+    rename_run(run.parent / "other", "cifar attempt")
+    panel.refresh()
+    panel.select(str(run))
+    panel.filter.setText("cifar")
+    assert panel.shown_run_names() == ["cifar attempt"] and sorted(panel.run_names()) == ["cifar attempt", "tiny"]
+    assert panel.selected() is None  # the hidden run is no longer the one actions act on
+    panel.filter.setText("")
+    assert sorted(panel.shown_run_names()) == ["cifar attempt", "tiny"]
