@@ -30,7 +30,7 @@ class GuideDialog(QDialog):
     def __init__(self, actions: list[QAction], parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Perceiver GUI guide")
-        self.resize(560, 520)
+        self.resize(600, 640)  # the whole guide without scrolling
         self.text = QTextBrowser()
         self.text.setOpenExternalLinks(True)
         self.text.setHtml(guide_html(actions))
