@@ -16,11 +16,11 @@ def mistakes(qtbot):
 
     widget = MistakesPanel()
     widget.resize(1100, 700)
-    qtbot.addWidget(widget)
+    # Workers end before pytest-qt deletes the panel (see the classifier's `panel` fixture).
+    qtbot.addWidget(widget, before_close_func=lambda w: qtbot.waitUntil(lambda: not w.working, timeout=30000))
     widget.show()
     qtbot.waitExposed(widget)
-    yield widget
-    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
+    return widget
 
 
 def _load(qtbot, panel, run_dir):
