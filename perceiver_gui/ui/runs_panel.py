@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,9 @@ __all__ = ["RunsPanel", "run_name"]
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
-COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status")
+COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status", "Notes")
+NOTES_COLUMN = 5
+NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -47,6 +50,17 @@ def run_name(run_dir: str | Path, fallback: str = "") -> str:
     """A run's name as this tab shows it (run.json, a few hundred bytes), else `fallback`, else its folder's.
     The other tabs name runs with it too, so a renamed run is called the same everywhere."""
     return str(runs.read_run(Path(run_dir)).get("name") or fallback or Path(run_dir).name)
+
+
+def _notes(run_dir: str) -> str:
+    return str(runs.read_run(Path(run_dir)).get("notes") or "")
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    if not lines:
+        return ""
+    return lines[0] if len(lines) == 1 and len(lines[0]) <= NOTES_SHOWN else lines[0][:NOTES_SHOWN].rstrip() + "…"
 
 
 class _Item(QTreeWidgetItem):
@@ -96,6 +110,9 @@ class RunsPanel(QWidget):
         self.rename_button = QPushButton("Rename…")
         self.rename_button.setToolTip("Change the name the app shows for the selected run (its folder keeps its name).")
         self.rename_button.clicked.connect(self.rename)
+        self.notes_button = QPushButton("Notes…")
+        self.notes_button.setToolTip("Write down what the selected run tried and what came of it (kept in its run.json).")
+        self.notes_button.clicked.connect(self.edit_notes)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete the selected runs' folders, after asking.")
         self.delete_button.clicked.connect(self.delete)
@@ -109,7 +126,8 @@ class RunsPanel(QWidget):
         self.filter.setMaximumWidth(220)
         self.filter.textChanged.connect(self._apply_filter)
         buttons = QHBoxLayout()
-        for b in (self.refresh_button, self.resume_button, self.rename_button, self.delete_button, self.open_button):
+        for b in (self.refresh_button, self.resume_button, self.rename_button, self.notes_button, self.delete_button,
+                  self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.filter)
@@ -227,6 +245,9 @@ class RunsPanel(QWidget):
             item.setData(3, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) else -1.0)
             item.setToolTip(0, info.path)
             item.setToolTip(4, info.message or info.status)
+            notes = _notes(info.path)
+            item.setText(NOTES_COLUMN, _first_line(notes))
+            item.setToolTip(NOTES_COLUMN, notes)
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
         self._apply_filter(self.filter.text())
@@ -253,6 +274,24 @@ class RunsPanel(QWidget):
             runs.rename_run(Path(info.path), name)
         except runs.RunError as exc:
             self.message.emit(str(exc))
+            return
+        self.refresh()
+
+    def edit_notes(self) -> None:
+        info = self.selected()
+        if info is None or info.path == self._busy_run:  # the engine writes a running run's run.json
+            return
+        text, ok = QInputDialog.getMultiLineText(self, f"Notes on the run “{info.name}”",
+                                                 "What this run tried, and what came of it:", _notes(info.path))
+        if not ok:
+            return
+        if not (Path(info.path) / runs.RUN_FILE).is_file():
+            self.message.emit(f"{info.path} is not a run folder any more; the notes were not saved.")
+            return
+        try:
+            runs.write_run(Path(info.path), notes=text.strip())
+        except OSError as exc:
+            self.message.emit(f"Could not save the notes in {info.path}: {exc.strerror or exc}.")
             return
         self.refresh()
 
@@ -304,7 +343,7 @@ class RunsPanel(QWidget):
         words = text.lower().split()
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
-            haystack = " ".join(item.text(c) for c in (0, 2, 4)).lower()
+            haystack = " ".join([*(item.text(c) for c in (0, 2, 4)), item.toolTip(NOTES_COLUMN)]).lower()
             hidden = not all(w in haystack for w in words)
             item.setHidden(hidden)
             if hidden:
@@ -330,7 +369,9 @@ class RunsPanel(QWidget):
             return
         info = chosen[0]
         self.plots.load_metrics(runs.read_metrics(Path(info.path)))
-        self.detail.setText(f"<b>{info.name}</b> · {info.message or info.status}")
+        notes = _notes(info.path)
+        self.detail.setText(f"<b>{escape(info.name)}</b> · {escape(info.message or info.status)}"
+                            + (f"<br><i>{escape(notes)}</i>".replace("\n", "<br>") if notes else ""))
         self.detail.setToolTip(info.path)
 
     def _show_comparison(self, chosen: list[RunInfo]) -> None:
@@ -355,5 +396,6 @@ class RunsPanel(QWidget):
             free and info.status != "completed" and (path / runs.RESUME_FILE).is_file() and not self._busy_run
         )
         self.rename_button.setEnabled(free)
+        self.notes_button.setEnabled(free)
         self.delete_button.setEnabled(bool(chosen) and all(i.path != self._busy_run for i in chosen))
         self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())

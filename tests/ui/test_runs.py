@@ -132,3 +132,23 @@ def test_the_filter_box_shows_only_matching_runs(panel, run):
     assert panel.selected() is None  # the hidden run is no longer the one actions act on
     panel.filter.setText("")
     assert sorted(panel.shown_run_names()) == ["cifar attempt", "tiny"]
+
+
+def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch, qtbot):
+    from perceiver_gui.core.runs import read_run
+
+    panel.select(str(run))
+    monkeypatch.setattr(QInputDialog, "getMultiLineText",
+                        staticmethod(lambda *a, **k: ("Tried 8 latents instead of 32.\nAccuracy dropped 4 points.", True)))
+    panel.notes_button.click()
+    assert read_run(run)["notes"] == "Tried 8 latents instead of 32.\nAccuracy dropped 4 points."
+    item = panel.tree.topLevelItem(0)
+    assert item.text(5).startswith("Tried 8 latents") and item.text(5).endswith("…")  # one line in the list
+    panel.select(str(run))
+    assert "Accuracy dropped 4 points." in panel.detail.text()
+    panel.filter.setText("latents")
+    assert panel.shown_run_names() == ["tiny"]
+    # A fresh panel (the app restarted) reads them back.
+    again = RunsPanel(run.parent)
+    qtbot.addWidget(again)
+    assert again.tree.topLevelItem(0).toolTip(5).endswith("Accuracy dropped 4 points.")
