@@ -28,8 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core import runs
+from perceiver_gui.core.complexity import parameter_count
 from perceiver_gui.core.runs import RunInfo
+from perceiver_gui.ui.complexity_view import si
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.compare_view import CompareView
@@ -39,8 +42,8 @@ __all__ = ["RunsPanel", "run_name"]
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
-COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status", "Notes")
-NOTES_COLUMN = 5
+COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status", "Parameters", "Learning rate", "Notes")
+PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 5, 6, 7
 NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -50,6 +53,16 @@ def run_name(run_dir: str | Path, fallback: str = "") -> str:
     """A run's name as this tab shows it (run.json, a few hundred bytes), else `fallback`, else its folder's.
     The other tabs name runs with it too, so a renamed run is called the same everywhere."""
     return str(runs.read_run(Path(run_dir)).get("name") or fallback or Path(run_dir).name)
+
+
+def _size_and_lr(run_dir: str) -> tuple[int, float]:
+    """The model's parameter count and the peak learning rate from the run's settings; 0 for what an
+    unreadable or older settings file does not tell."""
+    try:
+        config = Config.from_dict(runs.read_config(Path(run_dir)))
+    except (runs.RunError, ConfigError, TypeError, ValueError):
+        return 0, 0.0
+    return parameter_count(config.model), float(config.train.lr)
 
 
 def _notes(run_dir: str) -> str:
@@ -245,6 +258,12 @@ class RunsPanel(QWidget):
             item.setData(3, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) else -1.0)
             item.setToolTip(0, info.path)
             item.setToolTip(4, info.message or info.status)
+            params, lr = _size_and_lr(info.path)
+            item.setText(PARAMS_COLUMN, si(params) if params else "—")
+            item.setData(PARAMS_COLUMN, SORT_ROLE, params)
+            item.setToolTip(PARAMS_COLUMN, f"{params:,} trainable parameters" if params else "")
+            item.setText(LR_COLUMN, f"{lr:g}" if lr else "—")
+            item.setData(LR_COLUMN, SORT_ROLE, lr)
             notes = _notes(info.path)
             item.setText(NOTES_COLUMN, _first_line(notes))
             item.setToolTip(NOTES_COLUMN, notes)

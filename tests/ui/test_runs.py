@@ -30,6 +30,12 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.run_names() == ["tiny"]
     item = panel.tree.topLevelItem(0)
     assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).startswith("completed")
+    from perceiver_gui.config import load_config
+    from perceiver_gui.core.complexity import parameter_count
+
+    config = load_config(run / "config.json")
+    assert item.toolTip(5) == f"{parameter_count(config.model):,} trainable parameters"
+    assert item.text(6) == f"{config.train.lr:g}"
     assert panel.select(str(run))
     assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
@@ -143,7 +149,7 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     panel.notes_button.click()
     assert read_run(run)["notes"] == "Tried 8 latents instead of 32.\nAccuracy dropped 4 points."
     item = panel.tree.topLevelItem(0)
-    assert item.text(5).startswith("Tried 8 latents") and item.text(5).endswith("…")  # one line in the list
+    assert item.text(7).startswith("Tried 8 latents") and item.text(7).endswith("…")  # one line in the list
     panel.select(str(run))
     assert "Accuracy dropped 4 points." in panel.detail.text()
     panel.filter.setText("latents")
@@ -151,4 +157,4 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     # A fresh panel (the app restarted) reads them back.
     again = RunsPanel(run.parent)
     qtbot.addWidget(again)
-    assert again.tree.topLevelItem(0).toolTip(5).endswith("Accuracy dropped 4 points.")
+    assert again.tree.topLevelItem(0).toolTip(7).endswith("Accuracy dropped 4 points.")
