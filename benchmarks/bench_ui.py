@@ -7,6 +7,12 @@
 Rows, each against its target (every row runs in fresh processes so one's threads, caches and imports
 don't colour the next):
 
+speed     The same run trained from the command line (`perceiver-gui train --preset digits`) and in the
+          real MainWindow with its live plots on screen, in alternating rounds (--speed-rounds, --epochs);
+          training seconds as the engine counts them (the last epoch's elapsed_s: steps only, without
+          evaluation and saving), medians, and the window's GUI-thread CPU seconds while it trained.
+          Target: the window within 5 % of the command line.
+
 lateness  The real MainWindow trains the `digits` preset on the CPU (Start pressed through its button).
           A 10 ms precise QTimer in the GUI thread records how late each tick comes; p50/p99/max over the
           training (first step to the end), target p99 <= 30 ms and max <= 100 ms. The start (pressing
@@ -44,7 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-ROWS = ("lateness", "launch", "drop", "plot")
+ROWS = ("speed", "lateness", "launch", "drop", "plot")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -82,6 +88,7 @@ def _run_child(row: str, args: argparse.Namespace) -> dict:
         if row == "drop":
             make_drop_files(Path(tmp))
         cmd = [sys.executable, __file__, "--child", row, "--child-out", str(out), "--seconds", str(args.seconds),
+               "--epochs", str(args.epochs),
                "--drops", str(args.drops), "--points", str(args.points)]
         proc = subprocess.run(cmd, cwd=ROOT, env=_child_env(Path(tmp)), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
@@ -117,6 +124,76 @@ def _spin(seconds: float) -> None:
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
+
+
+# -- row 0: training speed, window against command line ------------------------------------------------
+def _cli_train_s(args: argparse.Namespace) -> float:
+    """Training seconds of one command-line run: the elapsed time the last epoch line prints."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "perceiver_gui", "train", "--preset", "digits", "--out", str(Path(tmp) / "run"),
+             "--set", f"train.epochs={args.epochs}"],
+            cwd=ROOT, env=_child_env(Path(tmp)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+        if proc.returncode != 0 or not epochs:
+            raise RuntimeError(f"the command-line run failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
+        return float(epochs[-1].split("acc")[-1].split()[1].rstrip("s"))
+
+
+def child_window_speed(args: argparse.Namespace) -> dict:
+    """One run in the window, Start pressed, plots on screen; the last epoch's training seconds."""
+    import resource
+
+    from PySide6.QtCore import QEventLoop
+
+    from perceiver_gui.config import PRESETS
+    from perceiver_gui.core.events import EpochEnd, Step
+
+    app, window = _app()
+    window.tabs.setCurrentWidget(window.training)
+    window.form.set_config(PRESETS["digits"].with_updates({"train.epochs": str(args.epochs)}))
+    last: list = []
+    steps = [0]
+    gui_cpu: dict[str, float] = {}
+
+    def thread_cpu() -> float:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_utime + resource.getrusage(resource.RUSAGE_THREAD).ru_stime
+
+    def on_event(event) -> None:
+        if isinstance(event, Step):
+            steps[0] += 1
+            gui_cpu.setdefault("first", thread_cpu())
+        elif isinstance(event, EpochEnd):
+            last[:] = [event]
+            gui_cpu["last"] = thread_cpu()
+
+    window.runner.event.connect(on_event)
+    loop = QEventLoop()
+    window.runner.stopped_running.connect(loop.quit)
+    window.training.buttons["Start"].click()
+    loop.exec()
+    if not last:
+        raise RuntimeError("the window's run ended without an epoch")
+    return {"train_s": last[0].elapsed_s, "steps": steps[0], "epochs": last[0].epoch,
+            "gui_cpu_s": gui_cpu["last"] - gui_cpu["first"], "load": _load()}
+
+
+def row_speed(args: argparse.Namespace) -> dict:
+    cli, window, gui_cpu, loads = [], [], [], [_load()]
+    for r in range(args.speed_rounds):
+        for which in (("cli", "window") if r % 2 == 0 else ("window", "cli")):
+            if which == "cli":
+                cli.append(_cli_train_s(args))
+            else:
+                w = _run_child("speed", args)
+                window.append(w["train_s"])
+                gui_cpu.append(w["gui_cpu_s"])
+            loads.append(_load())
+            print(f"    {which}: {(cli if which == 'cli' else window)[-1]:.2f} s (load {loads[-1]})", flush=True)
+    return {"epochs": args.epochs, "rounds": args.speed_rounds, "cli_s": cli, "window_s": window,
+            "cli_median_s": statistics.median(cli), "window_median_s": statistics.median(window),
+            "ratio": statistics.median(window) / statistics.median(cli),
+            "window_gui_cpu_s": gui_cpu, "load": loads}
 
 
 # -- row 1: event-loop lateness during training ----------------------------------------------------------
@@ -493,12 +570,19 @@ def child_plot(args: argparse.Namespace) -> dict:
     return out
 
 
-CHILDREN = {"lateness": child_lateness, "drop": child_drop, "plot": child_plot}
+CHILDREN = {"speed": child_window_speed, "lateness": child_lateness, "drop": child_drop, "plot": child_plot}
 
 
 # -- the table ----------------------------------------------------------------------------------------------
 def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
     rows = []
+    if "speed" in results:
+        r = results["speed"]
+        rows.append((f"digits training, window / command line ({r['epochs']} epochs)",
+                     f"{r['window_median_s']:.1f} s = {r['ratio']:.3f} x",
+                     f"command line {r['cli_median_s']:.1f} s; GUI thread CPU "
+                     f"{statistics.median(r['window_gui_cpu_s']):.1f} s", "<= 1.05 x",
+                     "yes" if r["ratio"] <= 1.05 else "NO"))
     if "lateness" in results:
         r = results["lateness"]
         t = r["training"]
@@ -542,6 +626,8 @@ def main() -> int:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--seconds", type=float, default=25.0, help="training seconds measured (lateness)")
     parser.add_argument("--launch-rounds", type=int, default=5)
+    parser.add_argument("--speed-rounds", type=int, default=3, help="runs of each driver (speed)")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of the digits run (speed; the preset has 30)")
     parser.add_argument("--drops", type=int, default=20)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
@@ -565,7 +651,10 @@ def main() -> int:
                      "date": time.strftime("%Y-%m-%d %H:%M")}
     for row in rows:
         print(f"… {row} (load {_load()})", flush=True)
-        results[row] = row_launch(args) if row == "launch" else _run_child(row, args)
+        if row in ("launch", "speed"):
+            results[row] = row_launch(args) if row == "launch" else row_speed(args)
+        else:
+            results[row] = _run_child(row, args)
 
     table = _table(results)
     widths = [max(len(r[i]) for r in [("measure", "ours", "peer / context", "target", "met"), *table]) for i in range(5)]

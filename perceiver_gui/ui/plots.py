@@ -1,7 +1,7 @@
 """Live training curves: loss per step (raw and smoothed), test loss and accuracy per epoch, learning rate.
 
 Curves are created once; new points go into growing numpy buffers and are handed to `setData` at
-most ~20 times a second (`qthrottled`). Long series are clipped to the visible steps and reduced to
+most ~20 times a second (`request_redraw`). Long series are clipped to the visible steps and reduced to
 their minimum and maximum per pixel column before pyqtgraph sees them (`Series.envelope`), so a
 redraw of a million-step run costs a few milliseconds and looks the same as drawing every point.
 Non-finite values (a diverging loss) are counted and left out.
@@ -10,11 +10,12 @@ Non-finite values (a diverging loss) are counted and left out.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, Qt
+from PySide6.QtCore import QEvent, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette, QPen
 from PySide6.QtWidgets import (
     QApplication,
@@ -41,6 +42,7 @@ GREEN = (44, 160, 44)
 PURPLE = (148, 103, 189)
 
 
+REDRAW_MS = 50  # at most ~20 redraws a second, however fast the points come
 FULL_DETAIL = 10_000  # series up to this many visible points are drawn point by point
 
 
@@ -369,20 +371,22 @@ class PlotsPanel(QWidget):
         layout.addLayout(controls)
         layout.addWidget(self.graphics, 1)
 
-        self._throttled_redraw = None
+        # One redraw for a burst of points (the runner hands over steps in batches), at most every
+        # REDRAW_MS; a throttle with a leading edge would draw each batch twice.
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self.redraw)
+        self._last_redraw = -math.inf
         guard_wheel(self)  # made after the window's fields were guarded
         self._apply_palette()
         self._resmooth(self.smoothing.value())
 
     # -- feeding ------------------------------------------------------------------------------
     def request_redraw(self) -> None:
-        """Redraw soon: at most ~20 times a second however fast the events come; the trailing call draws
-        the last state. (superqt is imported here, not at launch: it takes ~0.16 s to import.)"""
-        if self._throttled_redraw is None:
-            from superqt.utils import qthrottled
-
-            self._throttled_redraw = qthrottled(self.redraw, timeout=50, parent=self)
-        self._throttled_redraw()
+        """Redraw once the events queued now are handled, and at most every REDRAW_MS."""
+        if not self._redraw_timer.isActive():
+            wait = REDRAW_MS - (time.perf_counter() - self._last_redraw) * 1000
+            self._redraw_timer.start(max(0, int(wait)))
 
     def reset(self) -> None:
         for series in (self.loss_raw, self.loss_smooth, self.lr, self.test_loss, self.test_acc, self.train_acc):
@@ -454,6 +458,8 @@ class PlotsPanel(QWidget):
 
     # -- drawing -------------------------------------------------------------------------------
     def redraw(self) -> None:
+        self._redraw_timer.stop()
+        self._last_redraw = time.perf_counter()
         self._draw_long()
         for curve, series in self._short:
             if self._drawn.get(id(curve)) != series.version:

@@ -1,12 +1,17 @@
 """Drives the engine's `train` generator in a superqt worker thread and re-emits its events in the
 GUI thread. The UI adds no training logic: start (a new run), resume_run (a run from disk), pause,
 continue_ and stop map onto the generators and their `RunControl`.
+
+The engine yields every step (pause and stop act there, through `RunControl`); what crosses to the GUI
+thread is throttled: events travel in batches (`_batched`), at most 4 a second plus one at each epoch's
+end and for every other kind of event, so the GUI thread wakes, and takes the GIL from training, seldom.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,12 +19,14 @@ from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject,
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.events import Event, Finished
+from perceiver_gui.core.events import Event, Finished, RunStarted, Step
 
 if TYPE_CHECKING:
     from superqt.utils import GeneratorWorker
 
 __all__ = ["EngineError", "TrainingRunner"]
+
+EMIT_EVERY_S = 0.25  # Step events reach the GUI at most this often (in a batch): progress and plots move at 4 Hz
 
 
 class EngineError(Exception):
@@ -32,19 +39,40 @@ class EngineError(Exception):
 
 
 def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, control: RunControl
-         ) -> Generator[Event, None, None]:
-    """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk."""
+         ) -> Generator[tuple[Event, ...], None, None]:
+    """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk, its events
+    in batches."""
     try:
         # torch is imported here, in the worker, so the window appears without waiting for it.
         from perceiver_gui.core import runs, training
 
         if cfg is None:
-            yield from training.resume(run_dir, control=control)
+            yield from _batched(training.resume(run_dir, control=control))
         else:
             out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
-            yield from training.train(cfg, out_dir=out_dir, control=control)
+            yield from _batched(training.train(cfg, out_dir=out_dir, control=control))
     except Exception as exc:
         raise EngineError(str(exc)) from exc
+
+
+def _batched(events: Iterable[Event], every_s: float = EMIT_EVERY_S) -> Iterator[tuple[Event, ...]]:
+    """The events in order, in tuples: Steps are held back until `every_s` has passed since the last
+    batch or their epoch ends; any other event goes out at once with the Steps before it."""
+    pending: list[Event] = []
+    sent = -float("inf")
+    per_epoch = 0
+    for event in events:
+        pending.append(event)
+        if isinstance(event, RunStarted):
+            per_epoch = event.steps_per_epoch
+        now = time.perf_counter()
+        if (not isinstance(event, Step) or now - sent >= every_s
+                or (per_epoch and event.step % per_epoch == 0) or event.step == event.total_steps):
+            yield tuple(pending)
+            pending = []
+            sent = now
+    if pending:
+        yield tuple(pending)
 
 
 class TrainingRunner(QObject):
@@ -128,11 +156,12 @@ class TrainingRunner(QObject):
         return self._worker is None
 
     # -- worker signals (GUI thread) ---------------------------------------------------------
-    def _on_yielded(self, event: Event) -> None:
-        self.event.emit(event)
-        if isinstance(event, Finished):
-            self._last_finished = event
-            self.finished.emit(event)
+    def _on_yielded(self, batch: tuple[Event, ...]) -> None:
+        for event in batch:
+            self.event.emit(event)
+            if isinstance(event, Finished):
+                self._last_finished = event
+                self.finished.emit(event)
 
     def _on_errored(self, exc: BaseException) -> None:
         if isinstance(exc, EngineError) and exc.__cause__ is not None:

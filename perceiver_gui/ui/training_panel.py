@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -64,6 +64,7 @@ class TrainingPanel(QWidget):
         self._blocked = ""
         self._resumable = False
         self._steps_per_epoch = 0
+        self._shown_step: Step | None = None  # the newest Step, shown once the batch it came in has been handled
         self._epochs = 0
 
         self.start_action = QAction("Start", self)
@@ -175,13 +176,14 @@ class TrainingPanel(QWidget):
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Step):
-            self.progress.setRange(0, max(1, event.total_steps))
-            self.progress.setValue(event.step)
-            self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
-            if event.images_per_s > 0:
-                self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
-                self.eta_label.setText(f"{format_duration(event.eta_s)} left")
-        elif isinstance(event, RunStarted):
+            # Steps come in batches; a progress bar repaints at once on every new value (~5 ms, holding
+            # the GIL that training needs), so only the batch's last step is shown.
+            if self._shown_step is None:
+                QTimer.singleShot(0, self, self._show_step)
+            self._shown_step = event
+            return
+        self._show_step()  # anything else comes after the steps before it
+        if isinstance(event, RunStarted):
             self._steps_per_epoch = event.steps_per_epoch
             self._epochs = event.total_steps // max(1, event.steps_per_epoch)
             self.progress.setRange(0, max(1, event.total_steps))
@@ -231,6 +233,17 @@ class TrainingPanel(QWidget):
             self.progress.setFormat(f"{text} · {self.progress.format()}" if event.status != "failed" else text)
 
     # -- internals -----------------------------------------------------------------------------
+    def _show_step(self) -> None:
+        event, self._shown_step = self._shown_step, None
+        if event is None:
+            return
+        self.progress.setRange(0, max(1, event.total_steps))
+        self.progress.setValue(event.step)
+        self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
+        if event.images_per_s > 0:
+            self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
+            self.eta_label.setText(f"{format_duration(event.eta_s)} left")
+
     def _progress_text(self, epoch: int, step: int, total: int) -> str:
         epochs = f"/{self._epochs}" if self._epochs else ""
         return f"Epoch {epoch}{epochs} · step {step:,}/{total:,} · %p%"
