@@ -16,7 +16,10 @@ speed     The same run trained from the command line (`perceiver-gui train --pre
 lateness  The real MainWindow trains the `digits` preset on the CPU (Start pressed through its button).
           A 10 ms precise QTimer in the GUI thread records how late each tick comes; p50/p99/max over the
           training (first step to the end), target p99 <= 30 ms and max <= 100 ms. The start (pressing
-          Start until the first step: torch import, dataset, model) and an idle baseline are reported apart.
+          Start until the first step: dataset, model) and an idle baseline are reported apart, and the
+          whole run from pressing Start, target max <= 50 ms (issue 11). Start is pressed once the app
+          has preloaded the engine (torch) after showing the window, as a user reading the form would;
+          the lateness during that preload is reported too.
 launch    Wall time from spawning `python -m perceiver_gui` to the main window painted and the event loop
           idle (a zero timer after the first paint); then, as the app loads pyqtgraph in slices after that,
           the time until its plots exist and the longest event-loop pause on the way (a 1 ms timer's
@@ -232,6 +235,14 @@ def child_lateness(args: argparse.Namespace) -> dict:
     window.runner.stopped_running.connect(loop.quit)
 
     timer.start()
+    # As for a user, who reads the form for a while: the app loads its plots, then the engine (torch) in
+    # a background thread; the lateness meanwhile is reported apart ("preload").
+    marks["preload"] = time.perf_counter()
+    from perceiver_gui.ui import deferred
+
+    while not deferred.engine_ready() and time.perf_counter() - marks["preload"] < 120:
+        _spin(0.05)
+    marks["idle"] = time.perf_counter()
     _spin(2.0)  # idle baseline
     marks["start"] = time.perf_counter()
     button = window.training.buttons["Start"]
@@ -277,7 +288,10 @@ def child_lateness(args: argparse.Namespace) -> dict:
         "train_s": train_end - first,
         "steps_per_s": steps[0] / max(1e-9, train_end - first),
         "start_to_first_step_s": first - marks["start"],
-        "idle": _summary_ms(lateness(marks["start"] - 2.0, marks["start"])),
+        "preload": _summary_ms(lateness(marks["preload"], marks["idle"])),
+        "preload_s": marks["idle"] - marks["preload"],
+        "idle": _summary_ms(lateness(marks["idle"], marks["start"])),
+        "whole_run": _summary_ms(lateness(marks["start"], train_end)),
         "start": _summary_ms(lateness(marks["start"], first)),
         "training": _summary_ms(train),
         "worst_training_ms_at_s": [(round(w * 1000, 1), round(t, 2)) for w, t in worst],
@@ -595,6 +609,10 @@ def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
         rows.append(("  … from pressing Start to the first step",
                      f"p99 {s['p99_ms']:.1f} · max {s['max_ms']:.0f} ms over {r['start_to_first_step_s']:.1f} s",
                      f"idle: max {r['idle']['max_ms']:.1f} ms", "(max <= 100 ms)", "yes" if s["max_ms"] <= 100 else "NO"))
+        w = r["whole_run"]
+        rows.append(("  … the whole run, Start included", f"p99 {w['p99_ms']:.1f} · max {w['max_ms']:.0f} ms",
+                     f"engine preloaded in {r['preload_s']:.1f} s after the window, max {r['preload']['max_ms']:.0f} ms",
+                     "max <= 50 ms", "yes" if w["max_ms"] <= 50 else "NO"))
     if "launch" in results:
         m = results["launch"]["median_s"]
         ok = m["app"] <= 1.0 and not any(results["launch"]["torch_loaded_before_window"])

@@ -143,7 +143,11 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if self._plots is None and not self._plots_loading:
             self._plots_loading = True
-            deferred.after_first_paint(self, lambda: deferred.load_step_by_step(self, lambda: self.plots))
+            deferred.after_first_paint(self, lambda: deferred.load_step_by_step(self, self._plotting_loaded))
+
+    def _plotting_loaded(self) -> None:
+        self.plots.setVisible(True)  # made now that pyqtgraph is in
+        deferred.preload_engine()
 
     # -- menus ---------------------------------------------------------------------------------
     def _build_menus(self) -> None:
