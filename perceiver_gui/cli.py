@@ -140,14 +140,17 @@ def _print_run(events) -> int:
         if isinstance(event, RunStarted):
             print(f"Run folder: {event.run_dir}")
             print(f"Device: {event.device_name} · {event.parameters:,} parameters · "
-                  f"{event.train_size:,} train / {event.test_size:,} test images · {event.total_steps:,} steps")
+                  f"{event.train_size:,} train / {event.val_size:,} validation / {event.test_size:,} test images · "
+                  f"{event.total_steps:,} steps")
         elif isinstance(event, Step):
             bar.update(event)
         elif isinstance(event, EpochEnd):
             bar.clear()
             best = " *best*" if event.is_best else ""
+            val = (f"val loss {event.val_loss:.4f} acc {event.val_acc:6.1%}" if math.isfinite(event.val_acc)
+                   else "no validation split")
             print(f"epoch {event.epoch:3d}  train loss {event.train_loss:.4f} acc {event.train_acc:6.1%}  "
-                  f"test loss {event.test_loss:.4f} acc {event.test_acc:6.1%}  {event.elapsed_s:7.1f}s{best}")
+                  f"{val}  {event.elapsed_s:7.1f}s{best}")
         elif isinstance(event, DownloadProgress):
             bar.download(event)
         elif isinstance(event, Log):

@@ -80,7 +80,12 @@ class DataConfig:
     root: str = ""  # where torchvision datasets live; "" means the app's data folder
     folder: str = ""  # an image folder with one subfolder per class (dataset "folder")
     image_size: int = 32  # side in pixels that folder images are resized to
-    val_fraction: float = 0.2  # share of a folder dataset held out for testing, per class
+    # Validation: a share of each class of the training split, held out to choose the best epoch, stop early
+    # and score sweeps, so the test split is only ever evaluated once, for the model chosen. 0 = none (the
+    # last epoch is kept). Drawn with split_seed, not train.seed, so runs with other seeds validate alike.
+    val_fraction: float = 0.1
+    split_seed: int = 0  # seed of the validation split (the same on every run and resume of one config)
+    test_fraction: float = 0.2  # share of each class of a folder dataset held out for testing
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
@@ -107,6 +112,7 @@ class TrainConfig:
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
     log_every: int = 10  # steps between logged step events in metrics.jsonl
+    early_stop_patience: int = 0  # stop after this many epochs without a better validation accuracy; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +238,10 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset != "folder" or bool(d.folder.strip()), "data.folder",
          "Choose an image folder (one subfolder per class) for the folder dataset.")
     need(4 <= d.image_size <= 512, "data.image_size", "data.image_size must be between 4 and 512 pixels.")
-    need(0.0 < d.val_fraction < 1.0, "data.val_fraction", "data.val_fraction must be between 0 and 1 (exclusive).")
+    need(d.val_fraction == 0.0 or 0.0 < d.val_fraction < 0.5, "data.val_fraction",
+         "data.val_fraction must be 0 (no validation split) or between 0 and 0.5 (0.1 is usual).")
+    need(d.split_seed >= 0, "data.split_seed", "data.split_seed must be 0 or a positive whole number.")
+    need(0.0 < d.test_fraction < 1.0, "data.test_fraction", "data.test_fraction must be between 0 and 1 (exclusive).")
     need(0 <= d.crop_padding <= 16, "data.crop_padding", "data.crop_padding must be between 0 and 16 pixels.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
@@ -257,6 +266,10 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(t.threads >= 0, "train.threads", "train.threads must be 0 (automatic) or a positive number.")
     need(t.log_every >= 1, "train.log_every", "train.log_every must be at least 1.")
     need(t.seed >= 0, "train.seed", "train.seed must be 0 or a positive whole number.")
+    need(t.early_stop_patience >= 0, "train.early_stop_patience",
+         "train.early_stop_patience must be 0 (off) or a number of epochs.")
+    need(t.early_stop_patience == 0 or d.val_fraction > 0, "train.early_stop_patience",
+         "Early stopping watches the validation split; set data.val_fraction above 0 or the patience to 0.")
     return out
 
 

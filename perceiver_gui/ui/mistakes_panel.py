@@ -309,9 +309,9 @@ def _read_cell(token: int, run_dir: str, true: int, pred: int, split: TestSplit 
     try:
         ev = read_evaluation(run_dir)
         if split is None or split.digest != ev.test_digest:  # another dataset, or not loaded yet
-            split = load_test_split(run_dir)
+            split = load_test_split(run_dir, ev.split)
         cell = cell_images(ev, split, true, pred, limit=MAX_THUMBNAILS)
-        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True)
+        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split)
         return _Loaded(token, confusion=confusion, cell=cell, split=split)
     except EvaluationError as exc:
         return _Loaded(token, split=split, error=str(exc))

@@ -141,7 +141,7 @@ def test_back_to_one_run_shows_its_own_curves_again(panel, root):
     panel.select_runs([str(root / "a"), str(root / "b")])
     panel.select(str(root / "b"))
     assert not panel.compare.isVisible() and panel.plots.isVisible()
-    assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 1
+    assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 1
     assert "lr 0.01" in panel.detail.text()
 
 

@@ -30,7 +30,7 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     item = panel.tree.topLevelItem(0)
     assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).startswith("completed")
     assert panel.select(str(run))
-    assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 3
+    assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
     assert panel.open_button.isEnabled() and not panel.resume_button.isEnabled()  # completed: nothing to resume
 

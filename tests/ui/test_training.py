@@ -47,7 +47,7 @@ def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp
     assert checkpoints.read_meta(event.model_path).class_names[:2] == ("0", "1")
     steps = 2 * 14  # 898 training images in batches of 64, twice
     assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
-    assert len(window.plots.test_acc_curve.getOriginalDataset()[0]) == 2
+    assert len(window.plots.val_acc_curve.getOriginalDataset()[0]) == 2
     assert window.plots.best() is not None
     assert window.training.progress.value() == steps
     assert "Finished 2 epochs" in window.training.status.text()
