@@ -72,6 +72,8 @@ def _thumbnail(source: _Source) -> QImage:
     # QImage (unlike QPixmap) may be made in a worker thread.
     if source.data:
         image = QImage.fromData(source.data)
+    elif not Path(source.path).is_file():  # a FIFO would block the reader forever; the entry shows the error
+        return QImage()
     else:
         reader = QImageReader(source.path)
         reader.setAutoTransform(True)

@@ -73,3 +73,17 @@ def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads():
     from perceiver_gui.ui.classifier_panel import DIALOG_SUFFIXES
 
     assert DIALOG_SUFFIXES == IMAGE_SUFFIXES
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_a_dropped_fifo_is_refused_in_its_entry_not_waited_on(panel, qtbot, trained_run, tmp_path):
+    import os
+
+    load_model(qtbot, panel, trained_run / "model.safetensors")
+    good = digit_images(tmp_path / "images", 1)
+    os.mkfifo(tmp_path / "images" / "pipe.png")
+    drop_files(panel, [tmp_path / "images" / "pipe.png", *good])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 2, timeout=30000)  # a FIFO opened would wait forever
+    by_name = {Path(e.path).name: e for e in panel.entries()}
+    assert "not a regular file" in by_name["pipe.png"].error
+    assert by_name[good[0].name].top
