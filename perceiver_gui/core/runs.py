@@ -35,6 +35,7 @@ __all__ = [
     "MODEL_FILE",
     "RESUME_FILE",
     "RUN_FILE",
+    "SELECTED_ON_TEST",
     "CompareRow",
     "EpochRecord",
     "Metrics",

@@ -28,7 +28,8 @@ def panel(qtbot, run):
 def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.run_names() == ["tiny"]
     item = panel.tree.topLevelItem(0)
-    assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).startswith("completed")
+    assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).endswith("%")
+    assert item.text(5).startswith("completed")
     assert panel.select(str(run))
     assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
@@ -74,9 +75,9 @@ def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_w
     assert len(listed) == len(list(root.iterdir())) and "good" in listed and "hostile-metrics" in listed
     items = [panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount())]
     rows = {item.text(0): item for item in items}
-    assert rows["good"].text(4) == "completed (3/3 epochs)"
-    assert rows["bad-created"].text(4).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(4)
-    assert rows["interrupted"].text(4).startswith("interrupted (resumable)")
+    assert rows["good"].text(5) == "completed (3/3 epochs)"
+    assert rows["bad-created"].text(5).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(5)
+    assert rows["interrupted"].text(5).startswith("interrupted (resumable)")
     assert panel.select(str(interrupted)) and panel.resume_button.isEnabled()
     for info in runs.list_runs(root):  # each one's curves, settings and comparison with the good run
         assert panel.select(info.path)
@@ -102,7 +103,7 @@ def test_a_run_another_process_trains_is_shown_live_and_resuming_it_is_refused(m
         window = make_window(runs_root=root)
         window.runs.refresh()
         item = window.runs.tree.topLevelItem(0)
-        assert item.text(4).startswith("running") and f"process {proc.pid}" in item.toolTip(4)
+        assert item.text(5).startswith("running") and f"process {proc.pid}" in item.toolTip(5)
         assert window.runs.select(str(folder)) and not window.runs.resume_button.isEnabled()
         with qtbot.waitSignal(window.runner.stopped_running, timeout=30000):
             window.resume_run(str(folder))  # as Resume on the Training tab would

@@ -45,10 +45,14 @@ def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp
     assert event.status == "completed", event.message
     assert Path(event.model_path).is_file() and Path(event.run_dir).parent == tmp_path / "runs"
     assert checkpoints.read_meta(event.model_path).class_names[:2] == ("0", "1")
-    steps = 2 * 14  # 898 training images in batches of 64, twice
+    steps = 2 * 12  # 808 training images (898 less 90 for validation) in batches of 64, twice
     assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
     assert len(window.plots.val_acc_curve.getOriginalDataset()[0]) == 2
     assert window.plots.best() is not None
+    # Every accuracy says its split: validation per epoch, test once for the model chosen.
+    assert "validation accuracy" in window.training.log.toPlainText()
+    assert "test accuracy" in window.training.status.text() and "validation accuracy" in window.training.status.text()
+    assert f"test {event.test_acc:.1%}" in window.plots.acc_plot.titleLabel.text
     assert window.training.progress.value() == steps
     assert "Finished 2 epochs" in window.training.status.text()
     assert "Epoch 2" in window.training.log.toPlainText()
