@@ -190,3 +190,33 @@ def test_an_older_versions_run_lists_and_summarises_as_chosen_on_test_and_reads_
     cfg = runs.read_config(tmp_path / "old").config
     assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.0, 0.3)  # no validation; its test share kept
     assert evaluation.read_confusion(tmp_path / "old").split == "test"
+
+
+def test_the_cli_says_which_split_each_accuracy_is_on(tmp_path, capsys):
+    import dataclasses
+
+    from perceiver_gui.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "digits", "--set", "model.depth=1", "--set", "model.num_latents=8",
+                 "--set", "model.latent_dim=16", "--set", "train.epochs=2", "--set", "train.batch_size=64",
+                 "--set", "train.threads=1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "808 train / 90 validation / 899 test images" in printed
+    assert printed.count("val loss") == 2 and "test loss" not in printed
+    assert "best validation accuracy" in printed and "test accuracy" in printed.splitlines()[-2]
+
+    assert main(["info", str(out / runs.MODEL_FILE)]) == 0
+    info = capsys.readouterr().out
+    record = runs.read_run(out)
+    assert f"Accuracy: best validation {record.best_acc:.1%} (epoch {record.best_epoch}) · test {record.test_acc:.1%}" \
+        in info
+    assert main(["info", str(out)]) == 0
+    assert f"accuracy: best validation {record.best_acc:.1%}" in capsys.readouterr().out
+
+    # A model file of an older version: its one accuracy was on test, and chose the model.
+    state, meta = checkpoints.load_model(out / runs.MODEL_FILE)
+    old = dataclasses.replace(meta, summary={"best_acc": 0.5, "best_epoch": 3, "epochs_done": 3})
+    checkpoints.save_model(tmp_path / "old.safetensors", state, old)
+    assert main(["info", str(tmp_path / "old.safetensors")]) == 0
+    assert "Accuracy: test 50.0% (epoch 3; selected on test, old run)" in capsys.readouterr().out
