@@ -221,7 +221,7 @@ class ConfusionView(QWidget):
                          "true class")
         painter.restore()
         painter.drawText(QRectF(acc_x, top - fm.height() - 6, 200, fm.height()), Qt.AlignmentFlag.AlignLeft,
-                         "accuracy")
+                         "val. accuracy" if self.split == "validation" else "test accuracy")
         painter.setFont(self.font())
 
         # Per-class accuracy: a bar beside each row, with its percentage when the rows are tall enough.

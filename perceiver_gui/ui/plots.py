@@ -456,7 +456,7 @@ class PlotsPanel(QWidget):
                 epoch, acc = self._best
                 self.best_line.setValue(epoch)
                 self.best_marker.setData([epoch], [acc])
-                self.best_label.setText(f"best {acc:.1%} ")
+                self.best_label.setText(f"best {'val' if self.held_out != 'test' else 'test'} {acc:.1%} ")
                 # Above the star while there is room; below it near the top, where it would be clipped.
                 self.best_label.setAnchor((1.0, 0.0) if acc > 0.6 else (1.0, 1.0))
                 self.best_label.setPos(epoch, acc)
