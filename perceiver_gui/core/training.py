@@ -387,6 +387,8 @@ class _Run:
         pace = _Pace(read_every=_read_every(s.device))
         eval_bs = max(256, bs)  # halved if the device runs out of memory evaluating
         val_digest = evaluation.test_digest(s.val_x.cpu().numpy(), s.val_y.cpu().numpy())
+        if self.resuming and (changed := self._validation_changed(val_digest)):
+            yield changed
         epoch_gen = s.gen.get_state()  # saved: the generator's state at the start of the current epoch
         for epoch in range(state.epochs_done + 1, t.epochs + 1):
             if self._out_of_patience():  # a resumed run that had stopped early
@@ -518,6 +520,20 @@ class _Run:
         self._save_resume(s, epoch_gen)
         runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
                        selected_on=self._selected_on())
+
+    def _validation_changed(self, val_digest: str) -> Log | None:
+        """A warning when a resumed run's validation images are not the ones it validated on before (its image
+        folder was edited): the split follows from the config and the data, so only the data can move it."""
+        try:
+            saved = evaluation.read_evaluation(self.run_dir)
+        except evaluation.EvaluationError:
+            return None  # nothing validated yet, or an older run's file: nothing to compare
+        if saved.split != "validation" or saved.test_digest == val_digest:
+            return None
+        return Log(level="warning", message=(
+            f"The validation images of {self.cfg.data.dataset} are not the ones this run validated on before "
+            f"(were images added, removed or changed?), so epochs before and after this resume are not compared "
+            f"on the same images."))
 
     def _selected_on(self) -> str:
         return "validation" if self.cfg.data.val_fraction > 0 else "last epoch"

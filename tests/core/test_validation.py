@@ -220,3 +220,26 @@ def test_the_cli_says_which_split_each_accuracy_is_on(tmp_path, capsys):
     checkpoints.save_model(tmp_path / "old.safetensors", state, old)
     assert main(["info", str(tmp_path / "old.safetensors")]) == 0
     assert "Accuracy: test 50.0% (epoch 3; selected on test, old run)" in capsys.readouterr().out
+
+
+def test_a_resumed_run_whose_image_folder_changed_is_warned_that_validation_moved(tmp_path):
+    from perceiver_gui.core.events import Log
+    from tests.core.data_fixtures import make_image_folder
+
+    images = make_image_folder(tmp_path / "shapes", {"cats": 12, "dogs": 10}, size=(12, 12))
+    cfg = tiny_digits(**{"data.dataset": "folder", "data.folder": str(images), "data.image_size": 12,
+                         "data.root": str(tmp_path / "data"), "train.epochs": 3, "train.batch_size": 4})
+    control = RunControl()
+    for event in train(cfg, out_dir=tmp_path / "r", control=control):
+        if isinstance(event, EpochEnd):
+            control.stop()
+    same = [e.message for e in resume(tmp_path / "r", control=RunControl()) if isinstance(e, Log)]
+    assert not any("validation images" in m for m in same)
+
+    control = RunControl()
+    for event in train(cfg, out_dir=tmp_path / "r3", control=control):
+        if isinstance(event, EpochEnd):
+            control.stop()
+    make_image_folder(images, {"dogs": 10, "cats": 12}, size=(12, 12))  # same files, other pictures
+    moved = [e.message for e in resume(tmp_path / "r3") if isinstance(e, Log) and e.level == "warning"]
+    assert any("validation images of folder are not the ones this run validated on" in m for m in moved)
