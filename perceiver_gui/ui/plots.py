@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
 from perceiver_gui.core.runs import Metrics, StepRecord
+from perceiver_gui.ui.widgets import guard_wheel
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
@@ -369,6 +370,7 @@ class PlotsPanel(QWidget):
         layout.addWidget(self.graphics, 1)
 
         self._throttled_redraw = None
+        guard_wheel(self)  # made after the window's fields were guarded
         self._apply_palette()
         self._resmooth(self.smoothing.value())
 

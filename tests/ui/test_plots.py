@@ -179,3 +179,12 @@ def test_lines_keep_their_width_at_2x_scaling(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     ratio, smooth, acc = map(float, done.stdout.split())
     assert ratio == 2.0 and smooth >= 4.0 and acc >= 3.0  # device pixels: twice the widths at 1×
+
+
+def test_the_wheel_passing_over_the_smoothing_slider_leaves_it(plots):
+    from tests.ui.helpers import turn_wheel
+
+    plots.show()
+    before = plots.smoothing.value()
+    turn_wheel(plots.smoothing)
+    assert plots.smoothing.value() == before
