@@ -3,8 +3,8 @@
 Exit status: 0 success, 1 a run (or some of the images) failed, 2 bad input (usage, config, model file,
 data). Errors print one sentence to stderr as `error: ...` (``--debug``, before or after the command,
 shows the traceback). Every name printed goes through `printable`, so a file or class name cannot move
-the cursor, forge an output line or crash the output with undecodable bytes. Heavy imports (torch) happen inside the
-commands, so `perceiver-gui --help` and the app's first window are quick.
+the cursor, forge an output line or crash the output with undecodable bytes. Heavy imports (torch)
+happen inside the commands, so `perceiver-gui --help` and the app's first window are quick.
 """
 
 from __future__ import annotations
