@@ -19,7 +19,8 @@ def test_seed_preset_is_the_tutorial_verbatim():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     cfg = preset(name)
-    assert cfg.validate() == []
+    # The folder preset waits for its folder; every other preset can run as it is.
+    assert [key for key, _ in cfg.validate()] == (["data.folder"] if name == "folder" else [])
     for suffix in (".json", ".toml"):
         path = save_config(cfg, tmp_path / f"{name}{suffix}")
         assert load_config(path) == cfg
