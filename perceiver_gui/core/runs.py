@@ -220,6 +220,7 @@ class RunRecord:
     test_acc: float = math.nan  # the saved model on the test split, evaluated once when the run ended
     test_loss: float = math.nan
     app_version: str = ""
+    notes: str = ""  # the user's own words about the run (Runs tab › Notes…)
     problems: tuple[str, ...] = ()  # read, never written
 
     def to_json(self) -> dict[str, Any]:
@@ -230,7 +231,7 @@ class RunRecord:
 
 _RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _text, "created": _time, "updated": _time, "status": _status, "message": _text,
-    "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text,
+    "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text, "notes": _text,
     "selected_on": _text, "test_acc": _fraction, "test_loss": _float,
 }
 SELECTED_ON_TEST = "test"  # what older versions chose the saved model by (see RunRecord.selected_on)

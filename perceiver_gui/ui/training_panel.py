@@ -203,8 +203,10 @@ class TrainingPanel(QWidget):
                 f"Epoch {event.epoch}: train loss {event.train_loss:.4f}, train accuracy {event.train_acc:.1%}, "
                 f"{val}{best}."
             )
-            shown = f"validation accuracy {event.val_acc:.1%}" if math.isfinite(event.val_acc) else "no validation split"
-            self.status.setText(f"Epoch {event.epoch} done: {shown}{best}.")
+            if self.state == "running":  # "Paused" or "Stopping…" stays until the run goes on or ends
+                shown = (f"validation accuracy {event.val_acc:.1%}" if math.isfinite(event.val_acc)
+                         else "no validation split")
+                self.status.setText(f"Epoch {event.epoch} done: {shown}{best}.")
         elif isinstance(event, DownloadProgress):
             mb = 1024 * 1024
             if event.total_bytes > 0:
@@ -224,6 +226,9 @@ class TrainingPanel(QWidget):
             self.append_log(f"Saved the {what.get(event.reason, event.reason)} (epoch {event.epoch}) to {event.path}.")
         elif isinstance(event, Finished):
             self.status.setText(event.message)
+            # A stopped run's last speed and time left would read as if it were still going.
+            self.speed_label.setText("—")
+            self.eta_label.setText("—")
             self.append_log(event.message, "warning" if event.status == "failed" else "info")
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)
