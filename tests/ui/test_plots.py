@@ -173,7 +173,7 @@ def test_lines_keep_their_width_at_2x_scaling(tmp_path):
         "app = QApplication([])\n"
         "from perceiver_gui.ui.plots import PlotsPanel\n"
         "p = PlotsPanel(); p.show(); app.processEvents()\n"
-        "print(p.devicePixelRatioF(), p.smooth_curve.opts['pen'].widthF(), p.test_acc_curve.opts['pen'].widthF(),\n"
+        "print(p.devicePixelRatioF(), p.smooth_curve.opts['pen'].widthF(), p.val_acc_curve.opts['pen'].widthF(),\n"
         "      flush=True)\n"
         "import os; os._exit(0)  # the numbers are out; skip tearing pyqtgraph down in a throwaway process\n"
     )

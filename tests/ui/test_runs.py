@@ -140,7 +140,7 @@ def test_deleting_the_shown_run_clears_its_details_curves_and_ranges(panel, run,
     panel.delete_button.click()
     assert with_deleted == [[str(run)]]
     assert "tiny" not in panel.detail.text()
-    assert panel.plots.loss_raw.n == 0 and panel.plots.test_acc.n == 0
+    assert panel.plots.loss_raw.n == 0 and panel.plots.val_acc.n == 0
     assert panel.plots.loss_plot.viewRange()[0] != loaded_x  # not the deleted run's steps any more
 
 
