@@ -28,13 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-<<<<<<< HEAD
-from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
-from perceiver_gui.core.runs import Metrics, StepRecord
-=======
 from perceiver_gui.core.events import EpochEnd, Event, Finished, RunStarted, Step
 from perceiver_gui.core.runs import Metrics, StepRecord, TestRecord
->>>>>>> main
 from perceiver_gui.ui.widgets import guard_wheel
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
