@@ -239,8 +239,8 @@ def test_a_run_wakes_the_window_a_few_times_a_second_not_at_every_step(make_wind
     _finish(qtbot, window)
     seconds = time.perf_counter() - t0
 
-    assert len(steps) == 3 * 112 == len(window.plots.raw_curve.getOriginalDataset()[0])  # 898 images / 8 (whole batches), thrice
+    assert len(steps) == 3 * 101 == len(window.plots.raw_curve.getOriginalDataset()[0])  # 808 training images / 8, thrice
     allowed = 5 * seconds + 2 * 3 + 4  # 4 a second, each epoch's end, start and finish
     assert len(redraws) <= allowed, f"{len(redraws)} plot redraws in {seconds:.1f} s"
     assert len(progress) <= allowed, f"{len(progress)} progress updates in {seconds:.1f} s"
-    assert window.training.progress.value() == 3 * 112
+    assert window.training.progress.value() == 3 * 101
