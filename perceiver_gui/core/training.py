@@ -519,7 +519,7 @@ class _Run:
             yield self._save_model(s, "best", epoch)
         self._save_resume(s, epoch_gen)
         runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
-                       selected_on=self._selected_on())
+                       selected_on=self._selected_on(), train_seconds=round(state.elapsed, 3))
 
     def _validation_changed(self, val_digest: str) -> Log | None:
         """A warning when a resumed run's validation images are not the ones it validated on before (its image
@@ -639,7 +639,8 @@ class _Run:
     def write_status(self, status: str, message: str) -> None:
         s = self.state
         runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
-                       best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch)
+                       best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch,
+                       train_seconds=round(s.elapsed, 3))
 
     def finish(self, status: str, message: str) -> Finished:
         """The run's last event, its status and sentence written to run.json where the run has one."""

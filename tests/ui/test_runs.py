@@ -34,8 +34,8 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     from perceiver_gui.core.complexity import parameter_count
 
     config = load_config(run / "config.json")
-    assert item.toolTip(6) == f"{parameter_count(config.model):,} trainable parameters"
-    assert item.text(7) == f"{config.train.lr:g}"
+    assert item.toolTip(7) == f"{parameter_count(config.model):,} trainable parameters"
+    assert item.text(8) == f"{config.train.lr:g}"
     assert panel.select(str(run))
     assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
@@ -209,7 +209,7 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     panel.notes_button.click()
     assert read_run(run).notes == "Tried 8 latents instead of 32.\nAccuracy dropped 4 points."
     item = panel.tree.topLevelItem(0)
-    assert item.text(8).startswith("Tried 8 latents") and item.text(8).endswith("…")  # one line in the list
+    assert item.text(9).startswith("Tried 8 latents") and item.text(9).endswith("…")  # one line in the list
     panel.select(str(run))
     assert "Accuracy dropped 4 points." in panel.detail.text()
     panel.filter.setText("latents")
@@ -217,4 +217,17 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     # A fresh panel (the app restarted) reads them back.
     again = RunsPanel(run.parent)
     qtbot.addWidget(again)
-    assert again.tree.topLevelItem(0).toolTip(8).endswith("Accuracy dropped 4 points.")
+    assert again.tree.topLevelItem(0).toolTip(9).endswith("Accuracy dropped 4 points.")
+
+
+@pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
+def test_the_duration_column_shows_how_long_each_run_trained(panel, run):
+    import json
+
+    from perceiver_gui.core import checkpoints
+    from perceiver_gui.ui.training_panel import format_duration
+
+    column = [panel.tree.headerItem().text(c) for c in range(panel.tree.columnCount())].index("Duration")
+    seconds = json.loads((run / "run.json").read_text())["train_seconds"]
+    assert seconds == pytest.approx(checkpoints.read_meta(run / "model.safetensors").summary["train_seconds"], abs=0.01)
+    assert seconds > 0 and panel.tree.topLevelItem(0).text(column) == format_duration(seconds)
