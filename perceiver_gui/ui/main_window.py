@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self.complexity.set_config(self.form.config())
         self._problems_changed(self.form.problems())
         self._restore_layout()
+        self._restore_last_session()
         self.statusBar().showMessage(f"Runs are saved in {self.runs_root}.", 8000)
 
     @property
@@ -148,6 +149,10 @@ class MainWindow(QMainWindow):
     def _plotting_loaded(self) -> None:
         self.plots.setVisible(True)  # made now that pyqtgraph is in
         deferred.preload_engine()
+        # The classifier's model of the last session: loading it needs torch, so not before the window.
+        model = str(self.settings.value("model", "") or "")
+        if model and not self.classifier.model_path and not self.classifier.working and Path(model).is_file():
+            self.classifier.load_checkpoint(model)
 
     # -- menus ---------------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -248,7 +253,7 @@ class MainWindow(QMainWindow):
         self.plots.reset()
         self.training.log.clear()
         self.training.set_state("running")
-        self.training.set_resumable(False)
+        self.training.set_resumable("")
         self.form.set_editable(False)
 
     def _on_event(self, event) -> None:
@@ -280,7 +285,7 @@ class MainWindow(QMainWindow):
 
     def _on_stopped_running(self) -> None:
         self.training.set_state("idle")
-        self.training.set_resumable(bool(self._last_stopped_run))
+        self._offer_resume()
         self.form.set_editable(True)
         self.runs.set_busy_run("")
         self.runs.refresh()
@@ -372,6 +377,19 @@ class MainWindow(QMainWindow):
             except (TypeError, ValueError):
                 pass
 
+    def _restore_last_session(self) -> None:
+        """The run stopped when the app last closed can be resumed, if it still can (see also the model,
+        reopened in _plotting_loaded)."""
+        from perceiver_gui.core import runs
+
+        stopped = Path(str(self.settings.value("last_stopped_run", "") or ""))
+        if str(stopped) != "." and (stopped / runs.RESUME_FILE).is_file() and runs.read_run(stopped).status == "stopped":
+            self._last_stopped_run = str(stopped)
+        self._offer_resume()
+
+    def _offer_resume(self) -> None:
+        self.training.set_resumable(run_name(self._last_stopped_run) if self._last_stopped_run else "")
+
     def save_settings(self) -> None:
         try:
             self.settings.setValue("config", json.dumps(_json_safe(self.form.config().to_dict())))
@@ -380,6 +398,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("tab", self.tabs.currentIndex())
+        self.settings.setValue("last_stopped_run", self._last_stopped_run)
+        self.settings.setValue("model", self.classifier.model_path)
         self.settings.sync()
 
     def _on_export_finished(self) -> None:

@@ -62,7 +62,7 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = "idle"  # idle, running, paused, stopping
         self._blocked = ""
-        self._resumable = False
+        self._resumable = ""  # the name of the run Resume continues; "" when there is none
         self._steps_per_epoch = 0
         self._shown_step: Step | None = None  # the newest Step, shown once the batch it came in has been handled
         self._epochs = 0
@@ -151,8 +151,9 @@ class TrainingPanel(QWidget):
             self.status.setText(f"Cannot start: {reason}" if reason else "Ready to start.")
         self._update_actions()
 
-    def set_resumable(self, resumable: bool) -> None:
-        self._resumable = resumable
+    def set_resumable(self, run_name: str) -> None:
+        """Offer Resume for the run called `run_name` (the last one stopped); "" offers nothing."""
+        self._resumable = run_name
         self._update_actions()
 
     def set_state(self, state: str) -> None:
@@ -265,10 +266,11 @@ class TrainingPanel(QWidget):
         self.pause_action.setEnabled(self.state in ("running", "paused"))
         self.pause_action.setText("Continue" if self.state == "paused" else "Pause")
         self.stop_action.setEnabled(self.state in ("running", "paused"))
-        self.resume_action.setEnabled(idle and self._resumable)
+        self.resume_action.setEnabled(idle and bool(self._resumable))
         self.start_action.setToolTip(
             f"Cannot start: {self._blocked}" if idle and self._blocked else "Start training with these settings (Ctrl+Enter)"
         )
         self.pause_action.setToolTip("Pause or continue the run between steps (Ctrl+P)")
         self.stop_action.setToolTip("Stop after the current step and save the model (Ctrl+.)")
-        self.resume_action.setToolTip("Continue the last stopped run where it left off (Ctrl+R)")
+        self.resume_action.setToolTip(f"Continue “{self._resumable}” where it was stopped (Ctrl+R)" if self._resumable
+                                      else "Continue the last stopped run where it left off (Ctrl+R)")

@@ -244,3 +244,35 @@ def test_a_run_wakes_the_window_a_few_times_a_second_not_at_every_step(make_wind
     assert len(redraws) <= allowed, f"{len(redraws)} plot redraws in {seconds:.1f} s"
     assert len(progress) <= allowed, f"{len(progress)} progress updates in {seconds:.1f} s"
     assert window.training.progress.value() == 3 * 101
+
+
+def test_after_a_restart_the_stopped_run_can_be_resumed_and_the_classifier_reopens_its_model(
+        make_window, qtbot, settings):
+    first = make_window()
+    first.form.set_config(tiny_config(**{"name": "overnight", "train.epochs": 300, "train.batch_size": 8}))
+    finished = []
+    first.runner.finished.connect(finished.append)
+    first.training.start_action.trigger()
+    qtbot.waitUntil(lambda: first.plots.loss_raw.n >= 5, timeout=60000)
+    first.training.stop_action.trigger()
+    _finish(qtbot, first)
+    qtbot.waitUntil(lambda: first.classifier.model_path == finished[0].model_path, timeout=30000)
+    first.close()  # the app quits
+
+    second = make_window(settings=settings)
+    second.show()
+    qtbot.waitExposed(second)
+    assert second.training.resume_action.isEnabled()
+    assert "overnight" in second.training.resume_action.toolTip()
+    # The model comes back once the app has loaded what it loads after the window (plots, then torch).
+    qtbot.waitUntil(lambda: second.classifier.model_path == finished[0].model_path, timeout=60000)
+    assert "overnight" in second.classifier.model_info.text()
+
+    started = []
+    second.runner.event.connect(lambda e: started.append(e) if hasattr(e, "start_step") else None)
+    second.training.resume_action.trigger()
+    qtbot.waitUntil(lambda: bool(started), timeout=60000)
+    second.runner.stop()
+    _finish(qtbot, second)
+    assert started[0].run_dir == finished[0].run_dir and started[0].start_step > 0
+    qtbot.waitUntil(lambda: not second.classifier.working, timeout=30000)
