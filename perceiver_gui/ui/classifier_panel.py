@@ -332,7 +332,7 @@ class ClassifierPanel(QWidget):
         self.busy.setText(f"Loading {Path(path).name}…")
         from superqt.utils import create_worker  # here, not at launch (~0.16 s)
 
-        worker = create_worker(_load_predictor, path, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(load_predictor, path, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_loaded)
         worker.errored.connect(self._on_load_error)
         worker.finished.connect(self._on_load_finished)
@@ -535,7 +535,8 @@ class ClassifierPanel(QWidget):
 _threads_lock = threading.Lock()
 
 
-def _load_predictor(path: str):
+def load_predictor(path: str):
+    """In a worker: the Predictor of a model file and the name of its run (see `_model_name`)."""
     # torch and the model are imported here, in the worker, so the window never waits for them.
     with _threads_lock:
         first = "torch" not in sys.modules

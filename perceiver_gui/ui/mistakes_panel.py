@@ -4,7 +4,8 @@ validation images behind a cell (runs of older versions evaluated each epoch on 
 The matrix comes from each EpochEnd of a live run, or from a run folder's saved predictions (`load_run`).
 Clicking a cell loads that cell's images in a superqt worker (the dataset is read there, once, and kept
 while its split stays the same) and shows them as thumbnails, most confident prediction first, each with
-the probability the model gave its prediction and the true class. Nothing here imports torch or numpy at
+the probability the model gave its prediction and the true class. Double-clicking a thumbnail enlarges it
+(`enlarge`), with a way to the run's model's attention on it. Nothing here imports torch or numpy at
 launch: the worker brings them.
 """
 
@@ -12,17 +13,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QIcon, QImage, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QRadioButton,
     QSplitter,
     QToolTip,
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConfusionView", "MistakesPanel"]
 
+ENLARGED = 320  # side of a double-clicked image, in pixels
 MAX_THUMBNAILS = 300  # a cell of a large split can hold thousands; the most confident ones come first
 RIGHT = QColor(33, 102, 172)  # the diagonal: blue
 WRONG = QColor(214, 96, 77)  # mistakes: orange-red (blue/orange reads for red-green colour blindness too)
@@ -380,6 +385,7 @@ class MistakesPanel(QWidget):
         self.gallery.setWordWrap(True)
         self.gallery.setSpacing(2)
         self.gallery.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.gallery.itemDoubleClicked.connect(lambda item: self.enlarge(self.gallery.row(item)))
 
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
@@ -470,6 +476,53 @@ class MistakesPanel(QWidget):
         worker = create_worker(_read_cell, self._cell_token, c.run_dir, true, pred, self._split,
                                _start_thread=False)
         self._start(worker, self._on_cell_read)
+
+    def enlarge(self, row: int) -> QDialog | None:
+        """A window with the gallery's image `row` large, what the model said of it, and a button to see
+        where the run's model looked."""
+        cell, confusion = self.cell, self.confusion
+        if cell is None or confusion is None or not 0 <= row < len(cell.indices):
+            return None
+        dialog = QDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        index, names = cell.indices[row], cell.class_names
+        dialog.setWindowTitle(f"{self._word().capitalize()} image #{index} — {run_name(confusion.run_dir)}")
+        picture = QLabel()
+        picture.setObjectName("enlarged")
+        picture.setPixmap(_pixmap(cell.images[row], ENLARGED))
+        picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        caption = QLabel(f"Predicted <b>{_escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
+                         f"<b>{_escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
+        caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        look = QPushButton("Where the model looked…")
+        look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
+                        "matrix's) on this image")
+        look.clicked.connect(lambda: self.show_attention(row))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(picture, 1)
+        layout.addWidget(caption)
+        layout.addWidget(look, 0, Qt.AlignmentFlag.AlignRight)
+        dialog.show()
+        return dialog
+
+    def show_attention(self, row: int):
+        """The attention dialog for the gallery's image `row`, computed by the run's saved model in a worker."""
+        from superqt.utils import create_worker
+
+        from perceiver_gui.ui.attention_view import AttentionDialog
+
+        cell, confusion = self.cell, self.confusion
+        if cell is None or confusion is None or not 0 <= row < len(cell.indices):
+            return None
+        name = f"{self._word()} image #{cell.indices[row]}"
+        dialog = AttentionDialog(name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        worker = create_worker(_attention, confusion.run_dir, name, _png(cell.images[row]), _start_thread=False,
+                               _ignore_errors=True)
+        worker.errored.connect(dialog.show_exception)
+        self._start(worker, dialog.show_result)
+        return dialog
 
     # -- worker answers (GUI-thread slots) -----------------------------------------------------
     def _on_run_read(self, loaded: _Loaded) -> None:
@@ -594,13 +647,38 @@ class MistakesPanel(QWidget):
         self.cell_shown.emit()
 
 
-def _pixmap(image, side: int) -> QPixmap:
-    """A thumbnail of a uint8 (H, W, C) image; small images are enlarged with visible pixels."""
+def _attention(run_dir: str, name: str, png: bytes):
+    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads)."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.ui.attention_view import compute_attention
+    from perceiver_gui.ui.classifier_panel import load_predictor
+
+    predictor, _ = load_predictor(str(Path(run_dir) / runs.MODEL_FILE))
+    return compute_attention(predictor, name, png)
+
+
+def _png(image) -> bytes:
+    """A uint8 (H, W, C) image as PNG bytes, the form the predictor reads dropped images in."""
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    _qimage(image).save(buffer, "PNG")
+    return bytes(buffer.data())
+
+
+def _qimage(image) -> QImage:
     import numpy as np
 
     image = np.ascontiguousarray(image)
     h, w, c = image.shape
     fmt = QImage.Format.Format_Grayscale8 if c == 1 else QImage.Format.Format_RGB888
-    qimage = QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
+    return QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
+
+
+def _pixmap(image, side: int) -> QPixmap:
+    """A thumbnail of a uint8 (H, W, C) image; small images are enlarged with visible pixels."""
+    h, w = image.shape[:2]
+    qimage = _qimage(image)
     mode = Qt.TransformationMode.FastTransformation if max(h, w) <= side else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(qimage.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, mode))

@@ -186,3 +186,28 @@ def test_in_a_dark_palette_the_matrix_is_dark_too(qtbot):
     # The strongest cells still stand out from the background.
     diagonal = colour(0, 0)
     assert abs(diagonal.lightnessF() - QColor("#1b1b1d").lightnessF()) > 0.15
+
+
+def test_double_clicking_a_thumbnail_enlarges_it_and_offers_where_the_model_looked(qtbot, mistakes, trained_run):
+    _load(qtbot, mistakes, trained_run)
+    count, t, p = _largest_mistake(mistakes.view.counts)
+    _click(qtbot, mistakes, t, p)
+    item = mistakes.gallery.item(0)
+    rect = mistakes.gallery.visualItemRect(item)
+    from PySide6.QtWidgets import QDialog, QPushButton
+
+    qtbot.mouseClick(mistakes.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # as a user's
+    qtbot.mouseDClick(mistakes.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # double-click
+    (dialog,) = mistakes.findChildren(QDialog)
+    picture = dialog.findChild(type(mistakes.summary), "enlarged")
+    assert picture.pixmap().width() >= 300  # 8-pixel digits, shown large
+    assert f"true class <b>{t}</b>" in " ".join(w.text() for w in dialog.findChildren(type(mistakes.summary)))
+    (look,) = dialog.findChildren(QPushButton)
+    attention = []
+    mistakes.show_attention = (lambda original: lambda row: attention.append(original(row)) or attention[-1])(
+        mistakes.show_attention)
+    look.click()
+    (view,) = attention
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    assert not view.result.error and view.result.maps and view.result.image.shape[:2] == (8, 8)
+    assert f"image #{mistakes.cell.indices[0]}" in view.windowTitle()
