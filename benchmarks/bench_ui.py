@@ -246,7 +246,7 @@ def child_lateness(args: argparse.Namespace) -> dict:
     _spin(2.0)  # idle baseline
     marks["start"] = time.perf_counter()
     button = window.training.buttons["Start"]
-    assert button.isEnabled(), window.training.start_reason()
+    assert button.isEnabled(), window.training.start_action.toolTip()
     button.click()
     load_at_start = _load()
 

@@ -55,7 +55,7 @@ from perceiver_gui.config import DataConfig
 from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
 
 __all__ = [
     "Dataset",
@@ -657,8 +657,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     for class_dir in classes:
         try:
             # Not is_file(): a FIFO or device named like an image is refused by open_image and listed as skipped.
-            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-                           and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
+            found = image_files(class_dir)
         except OSError as exc:
             raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "
                                f"{exc.strerror or exc}.") from None

@@ -169,7 +169,7 @@ def folder_image_size(folder: str | Path) -> int | None:
     # Pillow and the suffix list load on the first folder pick, not when the form opens at launch.
     from PIL import Image
 
-    from perceiver_gui.core.images import IMAGE_SUFFIXES
+    from perceiver_gui.core.images import image_files
 
     classes = class_folders(folder)
     per_class = max(1, FOLDER_SIZE_SAMPLE // max(1, len(classes)))
@@ -177,14 +177,14 @@ def folder_image_size(folder: str | Path) -> int | None:
     for class_dir in classes:
         taken = 0
         try:
-            candidates = sorted(class_dir.rglob("*"))
+            candidates = image_files(class_dir)
         except OSError:
             continue
         for path in candidates:
             if taken >= per_class:
                 break
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file() or path.name.startswith("."):
-                continue  # is_file() is False for FIFOs and devices, so nothing here blocks on open
+            if not path.is_file():
+                continue  # False for FIFOs and devices, so nothing here blocks on open
             try:
                 with Image.open(path) as image:
                     sides.append(min(image.size))

@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
@@ -56,12 +57,12 @@ class _Source:
 
 
 def _expand(sources: Iterable[_Source]) -> list[_Source]:
-    from perceiver_gui.core.images import IMAGE_SUFFIXES
+    from perceiver_gui.core.images import image_files
 
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
-            files = sorted(p for p in Path(source.path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = image_files(Path(source.path))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -153,14 +154,14 @@ class ResultEntry(QFrame):
             picture.setText("?")
             picture.setStyleSheet("border: 1px dashed gray; color: gray; font-size: 24px;")
 
-        title = QLabel(f"<b>{_escape(name)}</b>")
+        title = QLabel(f"<b>{escape(name)}</b>")
         title.setToolTip(path or name)
         title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right = QVBoxLayout()
         right.setSpacing(2)
         right.addWidget(title)
         if model:
-            by = QLabel(f"model {_escape(model)}")
+            by = QLabel(f"model {escape(model)}")
             by.setObjectName("entryModel")
             by.setToolTip(model_path)
             by.setStyleSheet("color: gray;")
@@ -179,7 +180,7 @@ class ResultEntry(QFrame):
                 name_label = QLabel(label)
                 name_label.setMinimumWidth(60)
                 if row == 0:
-                    name_label.setText(f"<b>{_escape(label)}</b>")
+                    name_label.setText(f"<b>{escape(label)}</b>")
                 bar = QProgressBar()
                 bar.setRange(0, 1000)
                 bar.setValue(int(round(1000 * prob)) if math.isfinite(prob) else 0)
@@ -207,15 +208,12 @@ class ResultEntry(QFrame):
         super().mouseDoubleClickEvent(event)
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 class _GroupTitle(QLabel):
     """The heading over one model's results: results of different models never run together unmarked."""
 
     def __init__(self, model: str, model_path: str):
-        super().__init__(f"Results of the model <b>{_escape(model)}</b>")
+        super().__init__(f"Results of the model <b>{escape(model)}</b>")
         self.model_path = model_path
         self.setObjectName("modelGroup")
         self.setToolTip(model_path)
@@ -317,7 +315,7 @@ class ClassifierPanel(QWidget):
         if any(model.is_relative_to(Path(d).resolve()) for d in run_dirs):
             name = self.model_name
             self.predictor, self.model_path, self.model_name = None, "", ""
-            self.model_info.setText(f"No model: the run <b>{_escape(name)}</b> was deleted. Train one, or open "
+            self.model_info.setText(f"No model: the run <b>{escape(name)}</b> was deleted. Train one, or open "
                                     f"or drop a .safetensors model file here.")
             self.model_info.setToolTip("")
 
@@ -509,9 +507,9 @@ class ClassifierPanel(QWidget):
         from perceiver_gui.core.checkpoints import accuracy_text  # torch is loaded by now, with the model
 
         accuracy = accuracy_text(meta.summary)
-        acc_text = f" · {_escape(accuracy)}" if accuracy else ""
+        acc_text = f" · {escape(accuracy)}" if accuracy else ""
         self.model_info.setText(
-            f"Model <b>{_escape(self.model_name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
+            f"Model <b>{escape(self.model_name)}</b> · {len(meta.class_names)} classes ({escape(classes)}){acc_text}"
         )
         self.model_info.setToolTip(f"{self.model_path}\nClasses: {', '.join(meta.class_names)}")
         self.message.emit(f"Loaded the model {Path(self.model_path).name}.")
@@ -519,10 +517,10 @@ class ClassifierPanel(QWidget):
 
     def _on_load_error(self, exc: BaseException) -> None:
         if self.predictor is not None:
-            now = f"Still using the model <b>{_escape(self.model_name)}</b>."
+            now = f"Still using the model <b>{escape(self.model_name)}</b>."
         else:
             now = "No model is loaded."
-        self.model_info.setText(f"<span style='color:#d03030'>{_escape(str(exc))}</span> {now}")
+        self.model_info.setText(f"<span style='color:#d03030'>{escape(str(exc))}</span> {now}")
         self.model_info.setToolTip(self.model_path)
         self.message.emit(str(exc))
 

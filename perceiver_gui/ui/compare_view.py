@@ -309,10 +309,6 @@ class CompareView(QWidget):
         """The dotted settings whose values differ between the runs (the highlighted rows)."""
         return [row.key for row in self._settings_rows if row.differs]
 
-    def visible_settings(self) -> list[str]:
-        offset = len(SUMMARY_ROWS)
-        return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
-
     # -- curves --------------------------------------------------------------------------------
     def _read_in_worker(self, wanted: list[tuple[str, tuple[int, int]]]) -> None:
         from superqt.utils import create_worker  # here, not at launch (~0.16 s)

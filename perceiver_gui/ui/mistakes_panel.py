@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.ui.runs_panel import run_name
+from perceiver_gui.ui.widgets import mix
 
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
@@ -48,12 +50,10 @@ RIGHT = QColor(33, 102, 172)  # the diagonal: blue
 WRONG = QColor(214, 96, 77)  # mistakes: orange-red (blue/orange reads for red-green colour blindness too)
 
 
-def _mix(colour: QColor, amount: float, background: QColor) -> QColor:
-    """`colour` faded towards the background (white, or a dark palette's base): amount 0 is nearly the
-    background, 1 the full colour."""
-    a = 0.12 + 0.88 * max(0.0, min(1.0, amount))
-    return QColor(*(round(getattr(background, c)() + (getattr(colour, c)() - getattr(background, c)()) * a)
-                    for c in ("red", "green", "blue")))
+def _shade(colour: QColor, amount: float, background: QColor) -> QColor:
+    """A cell's colour: `colour` faded towards the background (white, or a dark palette's base); amount 0 is
+    nearly the background, 1 the full colour."""
+    return mix(colour, background, 0.12 + 0.88 * max(0.0, min(1.0, amount)))
 
 
 def _empty(background: QColor) -> QColor:
@@ -69,9 +69,6 @@ def _pct(p: float) -> str:
         return "<1%"
     return f"{math.floor(p * 100 + 1e-9)}%"
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class ConfusionView(QWidget):
@@ -187,9 +184,9 @@ class ConfusionView(QWidget):
                 if self.counts[t][p] == 0:
                     colour = empty
                 elif t == p:
-                    colour = _mix(RIGHT, math.sqrt(v / right_max), background)
+                    colour = _shade(RIGHT, math.sqrt(v / right_max), background)
                 else:
-                    colour = _mix(WRONG, math.sqrt(v / wrong_max), background)
+                    colour = _shade(WRONG, math.sqrt(v / wrong_max), background)
                 painter.fillRect(rect, colour)
                 if show_text and self.counts[t][p]:
                     painter.setPen(Qt.GlobalColor.white if colour.lightnessF() < 0.55 else Qt.GlobalColor.black)
@@ -247,7 +244,7 @@ class ConfusionView(QWidget):
             back = QRectF(acc_x, y + inset, bar_w, max(1.0, cell - 2 * inset))
             painter.fillRect(back, empty)
             if math.isfinite(acc):
-                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _mix(RIGHT, acc, background))
+                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _shade(RIGHT, acc, background))
             if cell >= fm.height() - 1 and t % step == 0:
                 painter.setPen(text_colour)
                 painter.drawText(QRectF(acc_x + bar_w + 4, y, 60, cell), Qt.AlignmentFlag.AlignVCenter,
@@ -281,9 +278,9 @@ class ConfusionView(QWidget):
         if where is not None:
             t, p = where
             count, total = self.counts[t][p], sum(self.counts[t])
-            share = f" ({count / total:.1%} of the {total} images of {_escape(self.class_names[t])})" if total else ""
+            share = f" ({count / total:.1%} of the {total} images of {escape(self.class_names[t])})" if total else ""
             kind = "right" if t == p else "mistake"
-            return (f"true <b>{_escape(self.class_names[t])}</b> → predicted <b>{_escape(self.class_names[p])}</b>"
+            return (f"true <b>{escape(self.class_names[t])}</b> → predicted <b>{escape(self.class_names[p])}</b>"
                     f" ({kind})<br>{count} {self.split} image{'s' if count != 1 else ''}{share}")
         if self.counts:
             left, top, cell, acc_x = self._geometry()
@@ -291,7 +288,7 @@ class ConfusionView(QWidget):
             if pos.x() >= acc_x and 0 <= row < len(self.counts):
                 total = sum(self.counts[row])
                 if total:
-                    return (f"<b>{_escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
+                    return (f"<b>{escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
                             f"{self.split} images right ({self.counts[row][row] / total:.1%})")
         return ""
 
@@ -447,7 +444,7 @@ class MistakesPanel(QWidget):
 
         self._run_token += 1
         self._cell_token += 1
-        self.summary.setText(f"Reading {_escape(run_name(run_dir))}…")
+        self.summary.setText(f"Reading {escape(run_name(run_dir))}…")
         worker = create_worker(_read_run, self._run_token, str(run_dir), _start_thread=False)
         self._start(worker, self._on_run_read)
 
@@ -466,10 +463,10 @@ class MistakesPanel(QWidget):
         what = self._cell_title(true, pred)
         if c.counts[true][pred] == 0:
             verb = "was predicted as" if true != pred else "was recognised as"
-            return self._say(f"{what}: no {self._word()} image of <b>{_escape(c.class_names[true])}</b> {verb} "
-                             f"<b>{_escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
+            return self._say(f"{what}: no {self._word()} image of <b>{escape(c.class_names[true])}</b> {verb} "
+                             f"<b>{escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
         if not c.has_images:
-            return self._say(f"{what}: {_escape(c.note)}")
+            return self._say(f"{what}: {escape(c.note)}")
         from superqt.utils import create_worker
 
         self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} images…")
@@ -491,8 +488,8 @@ class MistakesPanel(QWidget):
         picture.setObjectName("enlarged")
         picture.setPixmap(_pixmap(cell.images[row], ENLARGED))
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        caption = QLabel(f"Predicted <b>{_escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
-                         f"<b>{_escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
+        caption = QLabel(f"Predicted <b>{escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
+                         f"<b>{escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
         caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         look = QPushButton("Where the model looked…")
         look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
@@ -531,7 +528,7 @@ class MistakesPanel(QWidget):
         if loaded.error:
             self._show(None)
             self.view.set_placeholder(loaded.error)
-            self.summary.setText(f"<span style='color:#d03030'>{_escape(loaded.error)}</span>")
+            self.summary.setText(f"<span style='color:#d03030'>{escape(loaded.error)}</span>")
             return
         self._show(loaded.confusion)
 
@@ -541,7 +538,7 @@ class MistakesPanel(QWidget):
         if loaded.token != self._cell_token:
             return
         if loaded.error:
-            return self._say(f"<span style='color:#d03030'>{_escape(loaded.error)}</span>")
+            return self._say(f"<span style='color:#d03030'>{escape(loaded.error)}</span>")
         c = loaded.confusion
         if self.confusion is None or (c.epoch, c.run_dir) != (self.confusion.epoch, self.confusion.run_dir):
             self._show(c, keep_cell=True)  # the saved predictions are newer: show the matrix they make
@@ -592,13 +589,13 @@ class MistakesPanel(QWidget):
         right = sum(c.counts[i][i] for i in range(k))
         split = ("validation split" if c.split == "validation"
                  else "test split: an older version's run, which chose its best epoch on it")
-        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
+        text = (f"<b>{escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
                 f"right ({right / max(1, total):.1%}) · {split}")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
             n, t, p = max(mistakes)
-            text += (f" · most frequent mistake: <b>{_escape(c.class_names[t])}</b> taken for "
-                     f"<b>{_escape(c.class_names[p])}</b> ({n}×)")
+            text += (f" · most frequent mistake: <b>{escape(c.class_names[t])}</b> taken for "
+                     f"<b>{escape(c.class_names[p])}</b> ({n}×)")
         return text
 
     def _word(self) -> str:
@@ -607,7 +604,7 @@ class MistakesPanel(QWidget):
 
     def _cell_title(self, true: int, pred: int) -> str:
         names = self.confusion.class_names
-        return f"<b>true {_escape(names[true])} → predicted {_escape(names[pred])}</b>"
+        return f"<b>true {escape(names[true])} → predicted {escape(names[pred])}</b>"
 
     def _say(self, text: str) -> None:
         self.cell = None

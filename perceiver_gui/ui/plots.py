@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, Event, Finished, RunStarted, Step
 from perceiver_gui.core.runs import Metrics, StepRecord, TestRecord
-from perceiver_gui.ui.widgets import guard_wheel
+from perceiver_gui.ui.widgets import guard_wheel, mix
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
@@ -154,12 +154,6 @@ def _pen(rgb: tuple[int, int, int], width: float = 1.5, alpha: int = 255) -> Any
     return pg.mkPen(QColor(*rgb, alpha), width=width)
 
 
-def _mix(color: QColor, background: QColor, alpha: float) -> QColor:
-    """`color` at opacity `alpha` over `background`, as one opaque colour."""
-    return QColor.fromRgbF(*(alpha * getattr(color, c)() + (1.0 - alpha) * getattr(background, c)()
-                             for c in ("redF", "greenF", "blueF")))
-
-
 class _Axis(pg.AxisItem):
     """An axis whose grid lines are opaque, pre-mixed with the plot background, and lie under the curves.
 
@@ -193,7 +187,7 @@ class _Axis(pg.AxisItem):
         key = (color.rgba(), pen.width())
         if key not in self._pens:
             mixed = QPen(pen)
-            mixed.setColor(_mix(color, self.background, color.alphaF()))
+            mixed.setColor(mix(color, self.background, color.alphaF()))
             self._pens[key] = mixed
         return self._pens[key]
 
@@ -593,7 +587,7 @@ class PlotsPanel(QWidget):
         background = palette.color(QPalette.ColorRole.Base)
         foreground = palette.color(QPalette.ColorRole.Text)
         self.graphics.setBackground(background)
-        self.raw_curve.setPen(pg.mkPen(_mix(QColor(*BLUE), background, 0.35), width=max(1.0, self.devicePixelRatioF())))
+        self.raw_curve.setPen(pg.mkPen(mix(QColor(*BLUE), background, 0.35), width=max(1.0, self.devicePixelRatioF())))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             style_plot(plot, foreground, background=background)
 

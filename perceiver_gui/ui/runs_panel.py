@@ -225,10 +225,6 @@ class RunsPanel(QWidget):
         items = sorted(self.tree.selectedItems(), key=self.tree.indexOfTopLevelItem)
         return [self._infos[path] for item in items if (path := item.data(0, PATH_ROLE)) in self._infos]
 
-    def select(self, path: str) -> bool:
-        """Select this run alone."""
-        return self.select_runs([path]) == 1
-
     def select_runs(self, paths: Sequence[str]) -> int:
         """Select these runs (and no others), as Ctrl-clicks would; returns how many were found."""
         wanted = {str(p) for p in paths}

@@ -166,10 +166,6 @@ class TrainingPanel(QWidget):
             self.status.setText("Training…")
         self._update_actions()
 
-    def start_reason(self) -> str:
-        """Why Start is disabled ("" when it is enabled)."""
-        return self._blocked if self.state == "idle" else "A run is in progress."
-
     def append_log(self, text: str, level: str = "info") -> None:
         stamp = time.strftime("%H:%M:%S")
         prefix = "⚠ " if level == "warning" else ""
@@ -225,7 +221,7 @@ class TrainingPanel(QWidget):
         elif isinstance(event, Log):
             self.append_log(event.message, event.level)
         elif isinstance(event, CheckpointSaved):
-            what = {"best": "best model", "final": "final model", "stopped": "model", "resume": "resume state"}
+            what = {"best": "best model", "final": "final model", "stopped": "model"}
             self.append_log(f"Saved the {what.get(event.reason, event.reason)} (epoch {event.epoch}) to {event.path}.")
         elif isinstance(event, Finished):
             self.status.setText(event.message)

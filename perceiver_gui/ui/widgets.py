@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QValidator
+from PySide6.QtGui import QColor, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix"]
+
+
+def mix(colour: QColor, background: QColor, share: float) -> QColor:
+    """`colour` at opacity `share` (0..1) over `background`, as one opaque colour."""
+    return QColor.fromRgbF(*(share * getattr(colour, c)() + (1.0 - share) * getattr(background, c)()
+                             for c in ("redF", "greenF", "blueF")))
 
 
 class FloatSpinBox(QDoubleSpinBox):

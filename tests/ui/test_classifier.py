@@ -135,10 +135,10 @@ def test_deleting_the_loaded_run_in_the_runs_tab_unloads_it(make_window, qtbot, 
     run = window.runs_root / "tiny-run"
     model = _named_copy(trained_run, run, "doomed")
     window.runs.refresh()
-    assert window.runs.select(str(run))
+    assert window.runs.select_runs([str(run)])
     with qtbot.waitSignal(window.classifier.model_loaded, timeout=30000):
         window.runs.open_button.click()
-    window.runs.select(str(run))
+    window.runs.select_runs([str(run)])
     window.runs.delete_button.click()
     assert not model.exists()
     assert window.classifier.predictor is None and window.classifier.model_path == ""

@@ -127,7 +127,7 @@ def test_the_matrix_follows_a_live_run_epoch_by_epoch_and_the_chosen_cell_with_i
 def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_tab(qtbot, make_window, trained_run):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
-    assert window.runs.select(str(trained_run))
+    assert window.runs.select_runs([str(trained_run)])
     window.tabs.setCurrentWidget(window.mistakes)
     qtbot.waitUntil(lambda: window.mistakes.confusion is not None, timeout=30000)
     assert window.mistakes.confusion.run_dir == str(trained_run) and window.mistakes.confusion.epoch == 3
@@ -147,7 +147,7 @@ def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_
     qtbot.waitUntil(lambda: not window.mistakes.working, timeout=30000)
     assert window.mistakes.confusion.run_dir == shown.run_dir
     window.tabs.setCurrentWidget(window.runs)
-    assert window.runs.select(shown.run_dir) and window.runs.select(str(trained_run))
+    assert window.runs.select_runs([shown.run_dir]) and window.runs.select_runs([str(trained_run)])
     window.tabs.setCurrentWidget(window.mistakes)
     qtbot.waitUntil(lambda: window.mistakes.confusion.run_dir == str(trained_run), timeout=30000)
 
