@@ -107,8 +107,10 @@ def _app(**window_kwargs):
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
+    from perceiver_gui.ui import _none_refcount
     from perceiver_gui.ui.main_window import MainWindow
 
+    _none_refcount.apply()  # as run_app
     app = QApplication.instance() or QApplication([sys.argv[0]])
     pg.setConfigOptions(antialias=True)  # as run_app
     home = Path(os.environ["PERCEIVER_GUI_HOME"])

@@ -12,7 +12,8 @@ def test_long_sessions_do_not_crash_on_leaked_none_references():
     # PySide6 6.12 on Python 3.11 drops a reference to None on every void call and to True/False on
     # every emit; 100 000 of each is far past the point where the interpreter would abort.
     code = (
-        "import perceiver_gui.ui\n"
+        "from perceiver_gui.ui import _none_refcount\n"
+        "_none_refcount.apply()  # as run_app does\n"
         "from PySide6.QtCore import QObject\n"
         "o = QObject()\n"
         "for _ in range(100_000):\n"
@@ -22,6 +23,13 @@ def test_long_sessions_do_not_crash_on_leaked_none_references():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_importing_the_ui_leaves_the_interpreter_alone():
+    # The reference-count workaround is applied where the app starts (run_app), not as a side effect.
+    code = "import sys, perceiver_gui.ui.main_window\nprint(sys.getrefcount(None) < 1 << 40)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
 
 
 def test_run_app_is_the_entry_the_cli_calls(qapp):
