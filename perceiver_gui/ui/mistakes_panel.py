@@ -639,7 +639,7 @@ class MistakesPanel(QWidget):
         self.gallery_title.setText(
             f"{self._cell_title(cell.true, cell.pred)} · {cell.total} {self._word()} {noun}{more} · epoch {cell.epoch}"
             "<br><span style='color:gray'>Most confident first; each shows how sure the model was of its "
-            "prediction and of the true class.</span>"
+            "prediction and of the true class. Double-click one to enlarge it.</span>"
         )
         self.cell_shown.emit()
 
