@@ -3,7 +3,7 @@ GUI thread. The UI adds no training logic: start (a new run), resume_run (a run 
 continue_ and stop map onto the generators and their `RunControl`.
 
 The engine yields every step (pause and stop act there, through `RunControl`); what crosses to the GUI
-thread is throttled: events travel in batches (`_batched`), at most 4 a second plus one at each epoch's
+thread is throttled: events travel in batches (`_batched`), at most 2 a second plus one at each epoch's
 end and for every other kind of event, so the GUI thread wakes, and takes the GIL from training, seldom.
 """
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EngineError", "TrainingRunner"]
 
-EMIT_EVERY_S = 0.25  # Step events reach the GUI at most this often (in a batch): progress and plots move at 4 Hz
+EMIT_EVERY_S = 0.5  # Step events reach the GUI at most this often (in a batch): progress and plots move at 2 Hz
 
 
 class EngineError(Exception):
@@ -55,8 +55,8 @@ def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, contr
         raise EngineError(str(exc)) from exc
 
 
-def _batched(events: Iterable[Event], every_s: float = EMIT_EVERY_S) -> Iterator[tuple[Event, ...]]:
-    """The events in order, in tuples: Steps are held back until `every_s` has passed since the last
+def _batched(events: Iterable[Event]) -> Iterator[tuple[Event, ...]]:
+    """The events in order, in tuples: Steps are held back until EMIT_EVERY_S has passed since the last
     batch or their epoch ends; any other event goes out at once with the Steps before it."""
     pending: list[Event] = []
     sent = -float("inf")
@@ -66,7 +66,7 @@ def _batched(events: Iterable[Event], every_s: float = EMIT_EVERY_S) -> Iterator
         if isinstance(event, RunStarted):
             per_epoch = event.steps_per_epoch
         now = time.perf_counter()
-        if (not isinstance(event, Step) or now - sent >= every_s
+        if (not isinstance(event, Step) or now - sent >= EMIT_EVERY_S
                 or (per_epoch and event.step % per_epoch == 0) or event.step == event.total_steps):
             yield tuple(pending)
             pending = []
