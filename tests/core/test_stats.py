@@ -91,3 +91,30 @@ def test_two_seeds_of_a_tiny_run_give_numpys_mean_and_std(tmp_path):
     assert summary["final_acc"].std == pytest.approx(np.std(accs, ddof=1))
     losses = [c.final_loss for c in curves]
     assert summary["best_loss"].mean == pytest.approx(np.mean(losses))  # one epoch: best is final
+
+
+@pytest.mark.slow
+def test_cli_seeds_trains_k_runs_of_one_group_and_prints_their_mean_and_std(tmp_path, capsys):
+    from perceiver_gui.cli import main
+
+    tiny = ["--set", "model.depth=1", "--set", "model.num_latents=8", "--set", "model.latent_dim=16",
+            "--set", "model.latent_heads=1", "--set", "train.epochs=1", "--set", "train.batch_size=64",
+            "--set", "train.threads=1", "--set", "train.seed=5"]
+    assert main(["train", *tiny, "--seeds", "2", "--out", str(tmp_path / "series")]) == 0
+    out = capsys.readouterr().out
+    dirs = [tmp_path / "series" / "seed-5", tmp_path / "series" / "seed-6"]
+    assert [runs.read_config(d).raw["train"]["seed"] for d in dirs] == [5, 6]
+    assert [runs.read_run(d).status for d in dirs] == ["completed", "completed"]
+    accs = [run_curve(runs.read_metrics(d).records).final_acc for d in dirs]
+    expected = f"{np.mean(accs):.2%} ± {np.std(accs, ddof=1):.2%} (n=2)"
+    assert "Over 2 seed(s), mean ± sample std (n-1), on the test split:" in out
+    assert f"final accuracy  {expected}" in out
+
+
+def test_cli_seeds_refuses_a_count_below_one_and_resume(tmp_path, capsys):
+    from perceiver_gui.cli import main
+
+    assert main(["train", "--seeds", "0"]) == 2
+    assert "--seeds needs a count of at least 1" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--seeds", "2"]) == 2
+    assert "drop --seeds" in capsys.readouterr().err
