@@ -183,6 +183,12 @@ def _band_xy(band: stats.Band, d: _Curves, by_epoch: bool) -> tuple[np.ndarray, 
     return x, mean, mean - std, mean + std
 
 
+def _group_label(name: str, configs: Sequence[dict[str, Any] | None]) -> str:
+    """"digits · 3 seeds"; "runs" where some share a seed too (repeats of one run)."""
+    seeds = _seeds_text(configs).split(", ")
+    return f"{name} · {len(configs)} {'seeds' if len(set(seeds)) == len(seeds) else 'runs'}"
+
+
 def _seeds_text(configs: Sequence[dict[str, Any] | None]) -> str:
     seeds = [c.get("train", {}).get("seed") if isinstance(c, dict) and isinstance(c.get("train"), dict) else None
              for c in configs]
@@ -451,7 +457,8 @@ class CompareView(QWidget):
             if len(unit) > 1:
                 group = self._make_group(unit, *run_style(u))
                 self._groups.append(group)
-                self.legend.addItem(group.acc, html.escape(_elide(f"{self._runs[unit[0]].name} · {len(unit)} seeds")))
+                label = _group_label(self._runs[unit[0]].name, [self._configs[i] for i in unit])
+                self.legend.addItem(group.acc, html.escape(_elide(label)))
         self._apply_palette()
 
     def _make_group(self, unit: list[int], color: QColor, dash: Qt.PenStyle) -> _GroupItems:
@@ -582,9 +589,10 @@ class CompareView(QWidget):
         rows = runs.compare_configs(shared)
         for r, row in enumerate(rows):
             if row.key in stats.GROUP_IGNORES:  # what a group's runs may differ in: listed
-                values = tuple(_seeds_text(cs) if row.key == "train.seed" else
-                               ", ".join(dict.fromkeys(_format(c.get("name")) for c in cs if c)) for cs in configs)
-                rows[r] = runs.CompareRow(key=row.key, values=values, differs=len(set(values)) > 1)
+                values = tuple(None if cs[0] is None else _seeds_text(cs) if row.key == "train.seed" else
+                               ", ".join(dict.fromkeys(_format(c.get("name")) for c in cs)) for cs in configs)
+                known = {v for v in values if v is not None}  # an unreadable config is unknown, not different
+                rows[r] = runs.CompareRow(key=row.key, values=values, differs=len(known) > 1)
         self._settings_rows = rows
         curves = [[self._data[i].curve for i in unit] for unit in units]
         splits = {c.split for cs in curves for c in cs if c.split}
@@ -600,9 +608,11 @@ class CompareView(QWidget):
         labels = _labels(self._runs)
         for u, unit in enumerate(units):
             first = self._runs[unit[0]]
-            text = f"{first.name} · {len(unit)} seeds" if len(unit) > 1 else labels[unit[0]]
-            header = QTableWidgetItem(_swatch(*run_style(u)), text)
-            header.setToolTip("\n".join(self._runs[i].path for i in unit))
+            text = _group_label(first.name, configs[u]) if len(unit) > 1 else labels[unit[0]]
+            unreadable = shared[u] is None
+            header = QTableWidgetItem(_swatch(*run_style(u)), f"{text} ⚠" if unreadable else text)
+            header.setToolTip(f"{first.name}\nIts settings could not be read." if unreadable else
+                              "\n".join(self._runs[i].path for i in unit))
             table.setHorizontalHeaderItem(1 + u, header)
         for row, label in enumerate((*GROUP_ROWS, "Epochs done")):
             name = QTableWidgetItem(label.format(split))
