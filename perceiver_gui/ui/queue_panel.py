@@ -233,7 +233,7 @@ class QueuePanel(QWidget):
             if entry.id == select:
                 item.setSelected(True)
         waiting = len(self.queue.waiting())
-        state = "paused" if self.queue.paused else "runs when no run is training"
+        state = "is paused" if self.queue.paused else "runs when no run is training"
         self.summary.setText(f"{waiting} waiting · the queue {state}." if self.queue.entries else
                              "The queue is empty.")
         self.pause_button.setText("Run queue" if self.queue.paused else "Pause queue")

@@ -101,7 +101,8 @@ class TrainingPanel(QWidget):
         self.queue_action.triggered.connect(lambda: self.queue_requested.emit(self.seeds.value()))
         self.seeds = QSpinBox()
         self.seeds.setRange(1, 100)
-        self.seeds.setPrefix("× ")
+        self.seeds.setSuffix(" seed")
+        self.seeds.valueChanged.connect(lambda k: self.seeds.setSuffix(" seed" if k == 1 else " seeds"))
         self.seeds.setToolTip("How many runs of these settings to queue, with seeds seed, seed + 1, …; the "
                               "comparison shows them as one group, mean ± standard deviation")
         queue_button = QToolButton()
