@@ -4,6 +4,9 @@ A *group* is derived, not recorded: runs whose settings are the same except `tra
 `name`, a label) belong together. That holds for every run ever made, old ones included, for runs made by
 `train --seeds K`, by the queue, or by hand with `--set train.seed=...`, with no field to keep in step.
 
+Per epoch the held-out split is validation (test in a run of an older version, which had no validation);
+the chosen model's test accuracy, measured once at the end, is summarised beside it.
+
 The statistics are plain Python (`statistics`), Qt-free, over what metrics.jsonl holds: per epoch, the mean
 and the *sample* standard deviation (n - 1 in the denominator) of the runs that reached that epoch. The
 band is only defined where at least two runs have a value; epochs only one run reached are left out of the
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perceiver_gui.config import Config
-from perceiver_gui.core.runs import EpochRecord, MetricsRecord, flatten_config
+from perceiver_gui.core.runs import EpochRecord, MetricsRecord, TestRecord, flatten_config
 
 __all__ = [
     "GROUP_IGNORES",
@@ -104,10 +107,11 @@ def mean_std(values: Iterable[float]) -> MeanStd:
 class RunCurve:
     """One run's held-out metric per epoch, as metrics.jsonl has it."""
 
-    split: str  # the split its accuracy and loss are on ("test" for now); "" when no epoch has one
+    split: str  # the split its accuracy and loss are on: "validation", "test" (an older run); "" when none
     epochs: tuple[int, ...]
     acc: tuple[float, ...]  # nan where an epoch had none
     loss: tuple[float, ...]
+    test_acc: float = math.nan  # the chosen model on the test split, measured once when the run ended
 
     @property
     def final_acc(self) -> float:
@@ -127,16 +131,20 @@ class RunCurve:
 
 
 def run_curve(records: Iterable[MetricsRecord]) -> RunCurve:
-    """The held-out accuracy and loss per epoch of a run's metrics records; a resumed run's repeated epoch
-    counts once, as its last record has it."""
+    """The held-out accuracy and loss per epoch of a run's metrics records (validation; test in an older
+    run), and its chosen model's test accuracy; a resumed run's repeated epoch counts once, as its last
+    record has it, and so does a repeated test result."""
     by_epoch: dict[int, EpochRecord] = {}
+    test_acc = math.nan
     for r in records:
         if isinstance(r, EpochRecord):
             by_epoch[r.epoch] = r
+        elif isinstance(r, TestRecord):
+            test_acc = r.test_acc
     epochs = sorted(by_epoch)
-    found = [r for r in (by_epoch[e] for e in epochs) if math.isfinite(r.test_acc) or math.isfinite(r.test_loss)]
-    return RunCurve("test" if found else "", tuple(epochs), tuple(by_epoch[e].test_acc for e in epochs),
-                    tuple(by_epoch[e].test_loss for e in epochs))
+    split = next((by_epoch[e].held_out for e in epochs if by_epoch[e].held_out), "")
+    return RunCurve(split, tuple(epochs), tuple(by_epoch[e].held_out_acc for e in epochs),
+                    tuple(by_epoch[e].held_out_loss for e in epochs), test_acc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +171,12 @@ def band(series: Sequence[Sequence[tuple[int, float]]]) -> Band:
 
 
 def seed_summary(curves: Sequence[RunCurve]) -> dict[str, MeanStd]:
-    """Mean ± std over a group's runs of the final and best held-out accuracy and loss."""
+    """Mean ± std over a group's runs of the final and best held-out accuracy and loss, and of the chosen
+    models' test accuracy."""
     return {
         "final_acc": mean_std(c.final_acc for c in curves),
         "best_acc": mean_std(c.best_acc for c in curves),
         "final_loss": mean_std(c.final_loss for c in curves),
         "best_loss": mean_std(c.best_loss for c in curves),
+        "test_acc": mean_std(c.test_acc for c in curves),
     }

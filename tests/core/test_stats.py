@@ -64,19 +64,28 @@ def test_runs_that_differ_only_by_seed_or_name_are_one_group():
 
 
 def test_run_curve_takes_a_resumed_epoch_once_and_the_best_and_final_values():
-    records = [EpochRecord(epoch=1, step=10, test_acc=0.5, test_loss=1.0),
-               EpochRecord(epoch=2, step=20, test_acc=0.9, test_loss=0.4),
-               EpochRecord(epoch=2, step=20, test_acc=0.8, test_loss=0.6),  # resumed: epoch 2 again
-               EpochRecord(epoch=3, step=30, test_acc=0.7, test_loss=0.5)]
+    records = [EpochRecord(epoch=1, step=10, val_acc=0.5, val_loss=1.0),
+               EpochRecord(epoch=2, step=20, val_acc=0.9, val_loss=0.4),
+               runs.TestRecord(epoch=2, step=20, test_acc=0.85),  # stopped after epoch 2, then resumed
+               EpochRecord(epoch=2, step=20, val_acc=0.8, val_loss=0.6),  # resumed: epoch 2 again
+               EpochRecord(epoch=3, step=30, val_acc=0.7, val_loss=0.5),
+               runs.TestRecord(epoch=2, step=30, test_acc=0.82)]
     curve = run_curve(records)
-    assert curve.epochs == (1, 2, 3) and curve.acc == (0.5, 0.8, 0.7) and curve.split == "test"
+    assert curve.epochs == (1, 2, 3) and curve.acc == (0.5, 0.8, 0.7) and curve.split == "validation"
     assert (curve.final_acc, curve.best_acc, curve.final_loss, curve.best_loss) == (0.7, 0.8, 0.5, 0.5)
+    assert curve.test_acc == 0.82  # the run's last test result
+
+
+def test_an_older_runs_curve_is_on_test_and_says_so():
+    curve = run_curve([EpochRecord(epoch=1, step=10, test_acc=0.5, test_loss=1.0)])
+    assert curve.split == "test" and curve.acc == (0.5,) and math.isnan(curve.test_acc)
+    assert run_curve([]).split == ""
 
 
 @pytest.mark.slow
 def test_two_seeds_of_a_tiny_run_give_numpys_mean_and_std(tmp_path):
     dirs = []
-    for i, cfg in enumerate(seed_configs(tiny_digits(**{"train.epochs": 1}), 2)):
+    for i, cfg in enumerate(seed_configs(tiny_digits(**{"train.epochs": 1, "train.batch_size": 16}), 2)):
         *_, last = train(cfg, out_dir=tmp_path / f"seed-{i}")
         assert isinstance(last, Finished) and last.status == "completed", last.message
         dirs.append(tmp_path / f"seed-{i}")
@@ -84,13 +93,17 @@ def test_two_seeds_of_a_tiny_run_give_numpys_mean_and_std(tmp_path):
     assert group_runs(configs) == [[0, 1]] and [c["train"]["seed"] for c in configs] == [0, 1]
     curves = [run_curve(runs.read_metrics(d).records) for d in dirs]
     accs = [c.final_acc for c in curves]
-    assert accs[0] != accs[1]  # the seeds made different runs
+    assert curves[0].final_loss != curves[1].final_loss  # the seeds made different runs
     summary = seed_summary(curves)
     assert summary["final_acc"].n == 2
     assert summary["final_acc"].mean == pytest.approx(np.mean(accs))
     assert summary["final_acc"].std == pytest.approx(np.std(accs, ddof=1))
     losses = [c.final_loss for c in curves]
     assert summary["best_loss"].mean == pytest.approx(np.mean(losses))  # one epoch: best is final
+    assert all(c.split == "validation" for c in curves)
+    tests = [runs.read_run(d).test_acc for d in dirs]  # the chosen models' test accuracy, as run.json has it
+    assert summary["test_acc"].mean == pytest.approx(np.mean(tests))
+    assert summary["test_acc"].std == pytest.approx(np.std(tests, ddof=1))
 
 
 @pytest.mark.slow
@@ -107,8 +120,10 @@ def test_cli_seeds_trains_k_runs_of_one_group_and_prints_their_mean_and_std(tmp_
     assert [runs.read_run(d).status for d in dirs] == ["completed", "completed"]
     accs = [run_curve(runs.read_metrics(d).records).final_acc for d in dirs]
     expected = f"{np.mean(accs):.2%} ± {np.std(accs, ddof=1):.2%} (n=2)"
-    assert "Over 2 seed(s), mean ± sample std (n-1), on the test split:" in out
+    assert "Over 2 seed(s), mean ± sample std (n-1), on the validation split:" in out
     assert f"final accuracy  {expected}" in out
+    tests = [runs.read_run(d).test_acc for d in dirs]
+    assert f"test accuracy of the chosen model  {np.mean(tests):.2%} ± {np.std(tests, ddof=1):.2%} (n=2)" in out
 
 
 def test_cli_seeds_refuses_a_count_below_one_and_resume(tmp_path, capsys):

@@ -10,24 +10,25 @@ from perceiver_gui.core import runs
 from perceiver_gui.core.runs import EpochRecord
 from tests.ui.helpers import tiny_config
 
-# Per run: its name, seed, learning rate and (test accuracy, test loss) per epoch. The third seed ran one
-# epoch more than the others.
-RUNS = (("base", 0, 0.01, [(0.50, 1.6), (0.70, 1.0)]),
-        ("base", 1, 0.01, [(0.56, 1.4), (0.78, 0.8)]),
-        ("base", 2, 0.01, [(0.47, 1.7), (0.74, 0.9), (0.81, 0.7)]),
-        ("other", 0, 0.02, [(0.60, 1.2), (0.65, 1.1)]))
+# Per run: its name, seed, learning rate, (validation accuracy, validation loss) per epoch and the chosen
+# model's test accuracy. The third seed ran one epoch more than the others.
+RUNS = (("base", 0, 0.01, [(0.50, 1.6), (0.70, 1.0)], 0.69),
+        ("base", 1, 0.01, [(0.56, 1.4), (0.78, 0.8)], 0.75),
+        ("base", 2, 0.01, [(0.47, 1.7), (0.74, 0.9), (0.81, 0.7)], 0.80),
+        ("other", 0, 0.02, [(0.60, 1.2), (0.65, 1.1)], 0.62))
 
 
 @pytest.fixture
 def view(qtbot, tmp_path):
     from perceiver_gui.ui.compare_view import CompareView
 
-    for n, (name, seed, lr, epochs) in enumerate(RUNS):
+    for n, (name, seed, lr, epochs, test) in enumerate(RUNS):
         folder = tmp_path / f"run{n}"
         folder.mkdir()
         runs.write_config(folder, tiny_config(name=name, **{"train.seed": seed, "train.lr": lr}))
-        runs.rewrite_metrics(folder, [EpochRecord(epoch=e, step=14 * e, test_acc=a, test_loss=v)
-                                      for e, (a, v) in enumerate(epochs, 1)])
+        runs.rewrite_metrics(folder, [*(EpochRecord(epoch=e, step=14 * e, val_acc=a, val_loss=v)
+                                        for e, (a, v) in enumerate(epochs, 1)),
+                                      runs.TestRecord(epoch=len(epochs), step=14 * len(epochs), test_acc=test)])
         runs.write_run(folder, name=name, created=1e9 + n, status="completed", epochs_done=len(epochs))
     widget = CompareView()
     qtbot.addWidget(widget)
@@ -70,10 +71,13 @@ def test_the_table_shows_mean_and_std_of_final_and_best_metrics_with_n(view):
     final = np.array([0.70, 0.78, 0.81])  # each run's last epoch
     best_loss = np.array([1.0, 0.8, 0.7])
     assert _row(view, "Runs") == ["3", "1"]
-    assert _row(view, "Final test accuracy") == [
+    tests = np.array([0.69, 0.75, 0.80])
+    assert _row(view, "Final validation accuracy") == [
         f"{final.mean():.2%} ± {final.std(ddof=1):.2%} (n=3)", "65.00%"]
-    assert _row(view, "Best test accuracy")[0] == f"{final.mean():.2%} ± {final.std(ddof=1):.2%} (n=3)"
-    assert _row(view, "Best test loss")[0] == f"{best_loss.mean():.4f} ± {best_loss.std(ddof=1):.4f} (n=3)"
+    assert _row(view, "Best validation accuracy")[0] == f"{final.mean():.2%} ± {final.std(ddof=1):.2%} (n=3)"
+    assert _row(view, "Best validation loss")[0] == f"{best_loss.mean():.4f} ± {best_loss.std(ddof=1):.4f} (n=3)"
+    assert _row(view, "Test accuracy (chosen model)") == [
+        f"{tests.mean():.2%} ± {tests.std(ddof=1):.2%} (n=3)", "62.00%"]
     assert _row(view, "Epochs done") == ["2–3", "2"]
     assert _row(view, "train.seed") == ["0, 1, 2", "0"]
     assert "train.lr" in view.visible_settings()
@@ -94,3 +98,20 @@ def test_by_step_the_band_sits_at_the_steps_the_epochs_ended(view):
     view.x_axis.setCurrentText("step")
     x, _ = view._groups[0].acc.getData()
     assert list(x) == [14.0, 28.0]
+
+
+def test_an_older_run_beside_new_ones_says_its_split(qtbot, tmp_path):
+    from perceiver_gui.ui.compare_view import CompareView
+
+    for n, (seed, record) in enumerate(((0, EpochRecord(epoch=1, step=14, val_acc=0.5, val_loss=1.0)),
+                                        (1, EpochRecord(epoch=1, step=14, val_acc=0.6, val_loss=0.9)),
+                                        (5, EpochRecord(epoch=1, step=14, test_acc=0.7, test_loss=0.8)))):
+        folder = tmp_path / f"run{n}"
+        folder.mkdir()
+        runs.write_config(folder, tiny_config(**{"train.seed": seed, "train.lr": 0.01 if n < 2 else 0.02}))
+        runs.rewrite_metrics(folder, [record])
+        runs.write_run(folder, created=1e9 + n)
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.set_runs(sorted(runs.list_runs(tmp_path), key=lambda r: r.created))
+    assert _row(view, "Final held-out accuracy") == ["55.00% ± 7.07% (n=2) (validation)", "70.00% (test)"]
