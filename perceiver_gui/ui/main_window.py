@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self.runner.started.connect(lambda: self.queue.set_busy(True))
         self.runner.event.connect(self.queue.on_event)
         self.runner.crashed.connect(self.queue.on_crashed)
+        self._queue_count(len(self.queue.queue.waiting()))  # a queue restored from the last session
         self.classifier.message.connect(self._show_message)
         self.runs.message.connect(self._show_message)
         self.runs.resume_requested.connect(self.resume_run)

@@ -37,6 +37,7 @@ def test_the_queue_survives_a_restart_of_the_app(make_window, qtbot, tmp_path):
     assert again.queue.queue.entries[0].config == tiny_config(name="first")
     assert again.queue.queue.paused and not again.runner.running
     assert again.queue.pause_button.text() == "Run queue"
+    assert again.tabs.tabText(again.tabs.indexOf(again.queue)) == "Queue (3)"
 
 
 def test_a_restored_queue_never_starts_training_by_itself(make_window, qtbot, tmp_path):
