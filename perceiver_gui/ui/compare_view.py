@@ -174,9 +174,9 @@ class _GroupItems:
 
     members: tuple[int, ...]  # indices of its runs in the comparison
     acc: pg.PlotDataItem
-    acc_edges: tuple[pg.PlotDataItem, pg.PlotDataItem]
+    acc_edges: tuple[pg.PlotCurveItem, pg.PlotCurveItem]
     loss: pg.PlotDataItem
-    loss_edges: tuple[pg.PlotDataItem, pg.PlotDataItem]
+    loss_edges: tuple[pg.PlotCurveItem, pg.PlotCurveItem]
     fills: tuple[pg.FillBetweenItem, pg.FillBetweenItem]
 
 
@@ -246,6 +246,7 @@ class CompareView(QWidget):
         self.smoothing.valueChanged.connect(self._draw)
         self.log_scale = QCheckBox("Log-scale loss")
         self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
+        self.log_scale.toggled.connect(self._draw)  # the bands' edges are drawn in the axis' own units
         self.group_seeds = QCheckBox("Group seeds")
         self.group_seeds.setChecked(True)
         self.group_seeds.setToolTip("Draw runs whose settings differ only by seed as one: their mean and a band of "
@@ -476,7 +477,11 @@ class CompareView(QWidget):
                                    symbolSize=6, symbolBrush=color, symbolPen=None)
         edges = []
         for plot in (self.acc_plot, self.loss_plot):
-            edges.append((plot.plot(pen=None), plot.plot(pen=None)))
+            # Curve items, not data items: a data item without a pen keeps no path for the fill to follow.
+            pair = (pg.PlotCurveItem(pen=pg.mkPen(None)), pg.PlotCurveItem(pen=pg.mkPen(None)))
+            for edge in pair:
+                plot.addItem(edge)
+            edges.append(pair)
         fills = tuple(pg.FillBetweenItem(lo, hi, brush=fill) for lo, hi in edges)
         self.acc_plot.addItem(fills[0])
         self.loss_plot.addItem(fills[1])
@@ -508,6 +513,8 @@ class CompareView(QWidget):
             first = self._data[group.members[0]]
             for metric, mean, (lo, hi) in (("acc", group.acc, group.acc_edges), ("loss", group.loss, group.loss_edges)):
                 x, y, low, high = _band_xy(self._group_band(group.members, metric), first, by_epoch)
+                if metric == "loss" and self.log_scale.isChecked():  # curve items are not told of log mode
+                    low, high = (np.log10(np.clip(v, 1e-12, None)) for v in (low, high))
                 mean.setData(x, y)
                 lo.setData(x, low)
                 hi.setData(x, high)

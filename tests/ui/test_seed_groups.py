@@ -59,6 +59,10 @@ def test_runs_that_differ_by_seed_are_one_mean_curve_with_a_sample_std_band(view
     np.testing.assert_allclose(high - mean, accs.std(axis=0, ddof=1))
     np.testing.assert_allclose(mean - low, accs.std(axis=0, ddof=1))
     assert group.fills[0] in view.acc_plot.items
+    # The band is drawn: its area spans the epochs and the ± std around the mean.
+    area = group.fills[0].path().boundingRect()
+    assert (area.left(), area.right()) == (1.0, 2.0)
+    assert area.top() == pytest.approx(low.min()) and area.bottom() == pytest.approx(high.max())
     assert "epochs after 2 were reached by only one run" in view.note.text()
     assert "sample standard deviation (n − 1)" in view.note.text()
     # The group's own runs are drawn only through it; the run alone keeps its curve.
@@ -115,3 +119,11 @@ def test_an_older_run_beside_new_ones_says_its_split(qtbot, tmp_path):
     qtbot.addWidget(view)
     view.set_runs(sorted(runs.list_runs(tmp_path), key=lambda r: r.created))
     assert _row(view, "Final held-out accuracy") == ["55.00% ± 7.07% (n=2) (validation)", "70.00% (test)"]
+
+
+def test_on_a_log_scale_the_loss_band_follows_the_axis(view):
+    (group,) = view._groups
+    view.log_scale.setChecked(True)
+    _, high = group.loss_edges[1].getData()
+    losses = np.array([[1.6, 1.0], [1.4, 0.8], [1.7, 0.9]])
+    np.testing.assert_allclose(high, np.log10(losses.mean(axis=0) + losses.std(axis=0, ddof=1)))
