@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.config import Config
+from perceiver_gui.config import Config, ConfigError, load_config
 from perceiver_gui.core.events import Event, Finished, RunStarted
 from perceiver_gui.core.queue import QueueEntry, RunQueue
 from perceiver_gui.core.stats import seed_configs
@@ -69,8 +70,13 @@ class QueuePanel(QWidget):
         self.clear_button = QPushButton("Clear finished")
         self.clear_button.setToolTip("Take out the entries whose run has ended; the runs stay in the Runs tab")
         self.clear_button.clicked.connect(self._clear_finished)
+        # The form is fixed while a run trains; a saved settings file can be queued meanwhile.
+        self.file_button = QPushButton("Add settings file…")
+        self.file_button.setToolTip("Queue the settings saved in a .toml or .json file (File › Save settings…)")
+        self.file_button.clicked.connect(self._add_file_dialog)
         buttons = QHBoxLayout()
-        for button in (self.pause_button, self.up_button, self.down_button, self.remove_button, self.clear_button):
+        for button in (self.pause_button, self.up_button, self.down_button, self.remove_button, self.clear_button,
+                       self.file_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
 
@@ -117,6 +123,15 @@ class QueuePanel(QWidget):
         self._fill()
         self._start_next_soon()
         return added or []
+
+    def add_file(self, path: str | Path) -> list[QueueEntry]:
+        """Queue the settings in a .toml or .json file; a file that is not a valid config is one sentence."""
+        try:
+            cfg = load_config(path).check()
+        except ConfigError as exc:
+            self.message.emit(str(exc))
+            return []
+        return self.add(cfg)
 
     def set_busy(self, busy: bool) -> None:
         """The runner started (True) or finished (False) a run, queued or not; when it is free, the next
@@ -193,6 +208,11 @@ class QueuePanel(QWidget):
         self._save(lambda: self.queue.update(entry.id, state="running"))
         self._fill()
         self.start_requested.emit(entry)
+
+    def _add_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Queue settings", "", "Settings (*.toml *.json);;All files (*)")
+        if path:
+            self.add_file(path)
 
     def _selected_ids(self) -> list[str]:
         return [item.data(0, Qt.ItemDataRole.UserRole) for item in self.tree.selectedItems()]

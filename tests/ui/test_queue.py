@@ -108,3 +108,20 @@ def test_stop_pauses_the_queue_and_a_failed_run_moves_on(make_window, qtbot, tmp
     assert runs.read_config(completed).raw["train"]["seed"] == 1
     window.queue.clear_button.click()
     assert window.queue.rows() == []
+
+
+def test_a_saved_settings_file_can_be_queued_and_a_bad_one_is_one_sentence(make_window, tmp_path):
+    from perceiver_gui.config import to_toml
+
+    window = make_window()
+    window.queue.set_paused(True)
+    messages = []
+    window.queue.message.connect(messages.append)
+    path = tmp_path / "wide.toml"
+    path.write_text(to_toml(tiny_config(name="wide", **{"model.latent_dim": 32})))
+    (entry,) = window.queue.add_file(path)
+    assert entry.config.model.latent_dim == 32 and window.queue.rows()[0][1] == "wide"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = 'fast'\n")
+    assert window.queue.add_file(bad) == []
+    assert "train.lr" in messages[-1] and len(window.queue.rows()) == 1
