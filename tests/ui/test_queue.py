@@ -125,3 +125,20 @@ def test_a_saved_settings_file_can_be_queued_and_a_bad_one_is_one_sentence(make_
     bad.write_text("[train]\nlr = 'fast'\n")
     assert window.queue.add_file(bad) == []
     assert "train.lr" in messages[-1] and len(window.queue.rows()) == 1
+
+
+@pytest.mark.slow
+def test_a_run_queued_while_one_trains_starts_after_it(make_window, qtbot, tmp_path):
+    window = make_window()
+    window.form.set_config(tiny_config(name="by hand", **{"train.epochs": 1}))
+    finished = []
+    window.runner.finished.connect(finished.append)
+    window.training.start_action.trigger()
+    assert window.runner.running
+    window.training.queue_action.trigger()  # the same settings, queued while they train
+    assert _states(window) == ["waiting"]  # not started: a run is training
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=120000)
+    qtbot.waitUntil(lambda: not window.runner.running, timeout=30000)
+    assert [f.status for f in finished] == ["completed", "completed"]
+    assert _states(window) == ["completed"] and window.queue.queue.entries[0].run_dir == finished[1].run_dir
+    assert finished[0].run_dir != finished[1].run_dir
