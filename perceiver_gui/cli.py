@@ -194,7 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_seeds(cfg, k: int, out: Path | None, control) -> int:
     """K runs of `cfg`, seeds seed..seed+k-1, one after another as ordinary run folders; then the mean ± std
-    over them. A failed run does not stop the others (exit 1 at the end); a stop (Ctrl+C) ends the series."""
+    over them. A run that fails while training does not stop the others (exit 1 at the end); a stop (Ctrl+C)
+    or a run that cannot start from what it was given (exit 2) ends the series."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.stats import run_curve, seed_configs, seed_summary
     from perceiver_gui.core.training import train
@@ -210,6 +211,8 @@ def _train_seeds(cfg, k: int, out: Path | None, control) -> int:
             done.append(Path(finished[-1].run_dir))
         if control.stopped:
             print(f"Stopped: {k - i - 1} seed(s) not run.")
+            break
+        if result == EXIT_BAD_INPUT:  # the data, device or folder: every other seed would be refused the same way
             break
     curves = [run_curve(runs.read_metrics(d).records) for d in done]
     curves = [c for c in curves if c.split]

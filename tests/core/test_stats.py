@@ -133,3 +133,13 @@ def test_cli_seeds_refuses_a_count_below_one_and_resume(tmp_path, capsys):
     assert "--seeds needs a count of at least 1" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--seeds", "2"]) == 2
     assert "drop --seeds" in capsys.readouterr().err
+
+
+def test_cli_seeds_ends_the_series_when_a_run_cannot_start(tmp_path, capsys):
+    from perceiver_gui.cli import main
+
+    code = main(["train", "--set", "data.dataset=folder", "--set", f"data.folder={tmp_path / 'none'}",
+                 "--seeds", "3", "--out", str(tmp_path / "series")])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "== Seed 0 (1 of 3) ==" in out and "Seed 1" not in out  # the other seeds would fail alike
