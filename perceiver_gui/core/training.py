@@ -536,7 +536,7 @@ class _Run:
             f"on the same images."))
 
     def _selected_on(self) -> str:
-        return "validation" if self.cfg.data.val_fraction > 0 else "last epoch"
+        return _selected_on(self.cfg)
 
     def _out_of_patience(self) -> bool:
         """Early stopping: the validation accuracy has not improved for `early_stop_patience` epochs."""
@@ -792,11 +792,17 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
     return loss_sum, confusion, preds, prob_pred, prob_true
 
 
+def _selected_on(cfg: Config) -> str:
+    """What chooses the saved model (run.json's and the model summary's `selected_on`): the best epoch on
+    validation, or, without a validation split, the last epoch."""
+    return "validation" if cfg.data.val_fraction > 0 else "last epoch"
+
+
 def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None = None) -> checkpoints.ModelMeta:
     """The model file's metadata; its summary says which split chose the model and, once the run has ended,
     the chosen model's test accuracy."""
     info = s.info
-    validated = s.cfg.data.val_fraction > 0
+    validated = _selected_on(s.cfg) == "validation"
     return checkpoints.ModelMeta(
         config=s.cfg,
         class_names=tuple(info.class_names),
@@ -808,7 +814,7 @@ def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None 
             "dataset": info.name,
             "best_val_acc": None if math.isnan(state.best_acc) else state.best_acc,
             "best_epoch": state.best_epoch if validated else state.epochs_done,
-            "selected_on": "validation" if validated else "last epoch",
+            "selected_on": _selected_on(s.cfg),
             "test_acc": test.acc if test else None,
             "test_loss": test.loss if test else None,
             "epochs_done": state.epochs_done,
