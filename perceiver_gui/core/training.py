@@ -195,6 +195,7 @@ class RunState:
     epochs_done: int = 0
     best_acc: float = math.nan  # the best validation accuracy, which chose the saved model; nan until one did
     best_epoch: int = 0  # its epoch (old runs without validation: chosen on test, before this version)
+    best_loss: float = math.nan  # that epoch's validation loss: of two epochs as accurate, the lower loss wins
     elapsed: float = 0.0  # seconds of training, over all sessions
     model_path: str = ""  # the saved model, "" until one is
     in_epoch: bool = False  # an epoch's permutation is drawn and the epoch is not over
@@ -207,6 +208,7 @@ class RunState:
         return {
             "step": self.step, "epochs_done": self.epochs_done,
             "best_acc": None if math.isnan(self.best_acc) else self.best_acc, "best_epoch": self.best_epoch,
+            "best_loss": None if not math.isfinite(self.best_loss) else self.best_loss,
             "elapsed": self.elapsed, "model_path": self.model_path, "in_epoch": self.in_epoch,
             "epoch_sums": [self.epoch_loss_sum, self.epoch_correct, self.epoch_seen],
             "start_loss": None if math.isnan(self.start_loss) else self.start_loss,
@@ -227,9 +229,11 @@ class RunState:
         if not (isinstance(sums, list | tuple) and len(sums) == 3):
             raise checkpoints.CheckpointError(f"{where} is damaged: its progress field 'epoch_sums' is {sums!r}.")
         best, start = get("best_acc", (int, float, type(None))), get("start_loss", (int, float, type(None)))
+        best_loss = get("best_loss", (int, float, type(None)))  # absent in older resume files
         return cls(
             step=get("step", int), epochs_done=get("epochs_done", int),
             best_acc=math.nan if best is None else float(best), best_epoch=get("best_epoch", int, 0),
+            best_loss=math.nan if best_loss is None else float(best_loss),
             elapsed=float(get("elapsed", (int, float), 0.0)), model_path=get("model_path", str, ""),
             in_epoch=in_epoch, epoch_loss_sum=float(sums[0]), epoch_correct=int(sums[1]),
             epoch_seen=int(sums[2]), start_loss=math.nan if start is None else float(start),
@@ -504,9 +508,9 @@ class _Run:
             ))
         state.epochs_done = epoch
         state.in_epoch = False
-        is_best = result is not None and not (result.acc <= state.best_acc)  # true for the first (best is nan)
+        is_best = result is not None and _better(result, state)
         if is_best:
-            state.best_acc, state.best_epoch = result.acc, epoch
+            state.best_acc, state.best_epoch, state.best_loss = result.acc, epoch, result.loss
         record = EpochEnd(
             epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc,
             val_loss=result.loss if result else math.nan, val_acc=result.acc if result else math.nan,
@@ -790,6 +794,15 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
     finally:
         s.model.train()
     return loss_sum, confusion, preds, prob_pred, prob_true
+
+
+def _better(result: _Evaluated, state: RunState) -> bool:
+    """Is this epoch's validation better than the best so far? Higher accuracy wins; at equal accuracy, a lower
+    loss does. A small validation split often reaches the same accuracy (even 100 %) for many epochs, and the
+    first of them is rarely the best model: the loss still tells them apart."""
+    if math.isnan(state.best_acc):
+        return True  # the first epoch
+    return result.acc > state.best_acc or (result.acc == state.best_acc and result.loss < state.best_loss)
 
 
 def _selected_on(cfg: Config) -> str:

@@ -17,9 +17,10 @@ class _Scripted:
     of each pass on test is scripted, so validation and test disagree about which epoch is best. Records
     which split each call saw and the weights the model had then."""
 
-    def __init__(self, val_accs, test_accs):
+    def __init__(self, val_accs, test_accs, val_losses=None):
         self.real = training.evaluate
         self.val_accs, self.test_accs = list(val_accs), list(test_accs)
+        self.val_losses = list(val_losses) if val_losses else None
         self.calls = []  # ("validation" | "test", weights)
 
     def __call__(self, s, x, y, batch_size):
@@ -31,7 +32,8 @@ class _Scripted:
         self.calls.append((split, weights))
         n = sum(c[0] == split for c in self.calls)
         acc = script[n - 1] if n <= len(script) else script[-1]
-        return training._Evaluated(loss=result.loss, acc=acc, per_class=result.per_class, confusion=result.confusion,
+        loss = self.val_losses[n - 1] if split == "validation" and self.val_losses else result.loss
+        return training._Evaluated(loss=loss, acc=acc, per_class=result.per_class, confusion=result.confusion,
                                    predictions=result.predictions, batch_size=result.batch_size)
 
 
@@ -243,3 +245,13 @@ def test_a_resumed_run_whose_image_folder_changed_is_warned_that_validation_move
     make_image_folder(images, {"dogs": 10, "cats": 12}, size=(12, 12))  # same files, other pictures
     moved = [e.message for e in resume(tmp_path / "r3") if isinstance(e, Log) and e.level == "warning"]
     assert any("validation images of folder are not the ones this run validated on" in m for m in moved)
+
+
+def test_of_two_epochs_as_accurate_on_validation_the_lower_validation_loss_wins(tmp_path, monkeypatch):
+    # A small validation split saturates (the digits preset's 90 images reach 100 % by mid-run): the first
+    # epoch to get there is rarely the best model, and the loss still tells them apart.
+    scripted = _Scripted(val_accs=[0.5, 0.9, 0.9, 0.9], test_accs=[0.8], val_losses=[1.0, 0.8, 0.5, 0.6])
+    monkeypatch.setattr(training, "evaluate", scripted)
+    events = list(train(tiny_digits(**{"train.epochs": 4}), out_dir=tmp_path / "r"))
+    assert [e.is_best for e in events if isinstance(e, EpochEnd)] == [True, True, True, False]
+    assert events[-1].best_epoch == 3 and runs.read_run(tmp_path / "r").best_epoch == 3
