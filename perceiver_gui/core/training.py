@@ -264,9 +264,7 @@ class _Setup:
 
 def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     """What the data decides is not the user's to set: channels, axes and classes come from it."""
-    shape = datasets.InputShape(kind=datasets.DATASETS[cfg.data.dataset].kind, sides=tuple(info.image_size),
-                                channels=info.channels, classes=len(info.class_names))
-    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
+    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, info.input_shape))
 
 
 def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
