@@ -255,3 +255,23 @@ def test_of_two_epochs_as_accurate_on_validation_the_lower_validation_loss_wins(
     events = list(train(tiny_digits(**{"train.epochs": 4}), out_dir=tmp_path / "r"))
     assert [e.is_best for e in events if isinstance(e, EpochEnd)] == [True, True, True, False]
     assert events[-1].best_epoch == 3 and runs.read_run(tmp_path / "r").best_epoch == 3
+
+
+def test_an_older_versions_stopped_run_resumes_on_the_images_it_trained_on(tmp_path):
+    # Stopped mid-run by an older version: no validation split, and a config whose data.val_fraction was the
+    # folder's test share (written here by rewriting a run stopped without validation into that format).
+    control = RunControl()
+    for event in train(tiny_digits(**{"data.val_fraction": 0.0, "train.epochs": 3}), out_dir=tmp_path / "r",
+                       control=control):
+        if isinstance(event, Step) and event.step == 40:
+            control.stop()
+    raw = json.loads((tmp_path / "r" / runs.CONFIG_FILE).read_text())
+    for key in ("test_fraction", "split_seed"):
+        del raw["data"][key]
+    del raw["train"]["early_stop_patience"]
+    raw["data"]["val_fraction"] = 0.2
+    (tmp_path / "r" / runs.CONFIG_FILE).write_text(json.dumps(raw))
+    resumed = list(resume(tmp_path / "r"))
+    started = next(e for e in resumed if isinstance(e, RunStarted))
+    assert (started.train_size, started.val_size, started.start_step) == (898, 0, 40)
+    assert resumed[-1].status == "completed" and 0 < resumed[-1].test_acc <= 1
