@@ -520,8 +520,10 @@ class _Run:
         if is_best:
             yield self._save_model(s, "best", epoch)
         self._save_resume(s, epoch_gen)
+        # A new best model has not been tested: a test result from before (a stop, then a resume) was another's.
+        untested = {"test_acc": math.nan, "test_loss": math.nan} if is_best else {}
         runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
-                       selected_on=self._selected_on())
+                       selected_on=self._selected_on(), **untested)
 
     def _validation_changed(self, val_digest: str) -> Log | None:
         """A warning when a resumed run's validation images are not the ones it validated on before (its image

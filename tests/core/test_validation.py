@@ -112,9 +112,16 @@ def test_a_resumed_run_validates_on_the_same_split_and_reports_test_when_stopped
     assert stopped.status == "stopped" and stopped.best_epoch == 1 and 0 < stopped.test_acc <= 1
     assert "test accuracy" in stopped.message
     digest = evaluation.read_evaluation(tmp_path / "r").test_digest
-    second = list(resume(tmp_path / "r"))
+    assert runs.read_run(tmp_path / "r").test_acc == stopped.test_acc
+    second, new_best, checked = [], False, 0
+    for event in resume(tmp_path / "r"):
+        second.append(event)
+        new_best = new_best or isinstance(event, EpochEnd) and event.is_best
+        if new_best and isinstance(event, Step):  # a new model saved: the old test result is not its own
+            assert math.isnan(runs.read_run(tmp_path / "r").test_acc)
+            new_best, checked = False, checked + 1
     assert next(e for e in second if isinstance(e, RunStarted)).val_size == 90
-    assert second[-1].status == "completed"
+    assert second[-1].status == "completed" and checked >= 1
     assert evaluation.read_evaluation(tmp_path / "r").test_digest == digest
     tests = [r for r in runs.read_metrics(tmp_path / "r").records if isinstance(r, runs.TestRecord)]
     assert len(tests) == 2 and runs.read_metrics(tmp_path / "r").test == tests[-1]  # the run's is the last one
