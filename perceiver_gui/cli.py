@@ -128,14 +128,14 @@ def training_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from perceiver_gui.core.distributed import in_launched_worker, launched_rank
 
     if args.resume:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
     cfg = None if args.resume else training_config(args)
-    if not in_launched_worker() and (args.nproc_per_node != 1 or args.nnodes != 1):
+    if args.nproc_per_node != 1 or args.nnodes != 1:  # (the processes it starts get neither flag)
         return _launch(args, cfg)
+    from perceiver_gui.core.distributed import launched_rank
     from perceiver_gui.core.training import RunControl, resume, train
 
     control = RunControl()
@@ -203,23 +203,39 @@ def _launch(args: argparse.Namespace, cfg) -> int:
     """Start this command once per process through torchrun's launcher (torch.distributed.run), with the
     same arguments; each process joins the run from the variables the launcher sets. Exit 2 for settings
     that can't work, 1 when the run failed."""
-    problem = _launch_problem(args, cfg)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_MODEL
     import logging
 
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    # torch's C++ side logs every failed connection attempt with a stack: this process says one sentence
+    # instead (set before torch loads, and put back so the training processes keep their messages).
+    level = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "FATAL"
+    try:
+        problem = _launch_problem(args, cfg)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_MODEL
+        from torch.distributed import run as torchrun
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    finally:
+        if level is None:
+            del os.environ["TORCH_CPP_LOG_LEVEL"]
+        else:
+            os.environ["TORCH_CPP_LOG_LEVEL"] = level
+    from perceiver_gui.core.distributed import in_launched_worker
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # its own warnings are not ours
+    if in_launched_worker():
+        raise ConfigError("This process was itself started by a launcher; drop --nproc-per-node and --nnodes.")
+    for name in ("torch.distributed.elastic", "torch.distributed.run"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # its notes are not for our users
     launch = ["--nnodes", str(args.nnodes), "--nproc-per-node", str(args.nproc_per_node), "--max-restarts", "0",
               "--monitor-interval", "0.5"]
     if args.rdzv_endpoint:
-        launch += ["--node-rank", str(args.node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                   args.rdzv_endpoint, "--rdzv-id", "perceiver-gui", "--rdzv-conf",
-                   f"join_timeout={args.rdzv_timeout},read_timeout={args.rdzv_timeout}"]
+        # The static rendezvous: machine R's processes are ranks R*N to R*N+N-1, so rank 0, which writes the run
+        # folder, is on machine 0, the host of the endpoint.
+        host, _, port = args.rdzv_endpoint.rpartition(":")
+        launch += ["--node-rank", str(args.node_rank), "--rdzv-backend", "static", "--master-addr", host,
+                   "--master-port", port, "--rdzv-conf", f"timeout={args.rdzv_timeout}"]
     else:
         launch += ["--standalone"]
     launch += ["-m", "perceiver_gui", *worker_arguments(args)]
