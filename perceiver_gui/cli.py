@@ -227,7 +227,7 @@ def _launch(args: argparse.Namespace, cfg) -> int:
     if in_launched_worker():
         raise ConfigError("This process was itself started by a launcher; drop --nproc-per-node and --nnodes.")
     for name in ("torch.distributed.elastic", "torch.distributed.run"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # its notes are not for our users
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # its notes are not for our users: we say a sentence
     launch = ["--nnodes", str(args.nnodes), "--nproc-per-node", str(args.nproc_per_node), "--max-restarts", "0",
               "--monitor-interval", "0.5"]
     if args.rdzv_endpoint:
@@ -303,7 +303,9 @@ def _launch_problem(args: argparse.Namespace, cfg) -> str:
 def _failure_sentence(exc) -> str:
     import signal as signals
 
-    rank, failure = min(exc.failures.items())
+    # The first to fail, not one the launcher then ended itself with SIGTERM.
+    rank, failure = min(exc.failures.items(),
+                        key=lambda item: (item[1].exitcode == -signals.SIGTERM, item[1].timestamp, item[0]))
     code = failure.exitcode
     how = f"was killed by {signals.Signals(-code).name}" if code < 0 and -code in signals.valid_signals() else \
         f"ended with exit code {code}"
