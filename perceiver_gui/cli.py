@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--pause-file", type=Path, metavar="FILE",
                     help="pause the run while FILE exists, go on when it is removed (the app pauses this way)")
     dp = tr.add_argument_group("several processes or machines (torch.distributed, through torchrun's launcher)")
-    dp.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
-                    help="processes on this machine: one per GPU, or a few on a CPU (default 1)")
+    dp.add_argument("--nproc-per-node", type=int, metavar="N",
+                    help="processes on this machine: one per GPU, or a few on a CPU (default: the config's "
+                         "train.processes, 1 unless set)")
     dp.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines taking part (default 1)")
     dp.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0 to M-1 (default 0)")
     dp.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
@@ -183,7 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
     cfg = None if args.resume else training_config(args)
-    if args.nproc_per_node != 1 or args.nnodes != 1:  # (the processes it starts get neither flag)
+    if args.nproc_per_node is None:
+        args.nproc_per_node = _saved_processes(args.resume) if cfg is None else cfg.train.processes
+    if args.nproc_per_node != 1 or args.nnodes != 1:  # (the processes it starts get --nproc-per-node 1)
         return _launch(args, cfg)
     from perceiver_gui.core.distributed import launched_rank
     from perceiver_gui.core.training import RunControl, resume, train
@@ -302,9 +305,20 @@ def _launch(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
+def _saved_processes(run_dir: Path) -> int:
+    """The processes a run was configured with (1 when its config can't be read: resuming then says why)."""
+    from perceiver_gui.core import runs
+
+    try:
+        saved = runs.read_config(run_dir).config
+    except runs.RunError:
+        return 1
+    return saved.train.processes if saved is not None else 1
+
+
 def worker_arguments(args: argparse.Namespace) -> list[str]:
     """The `train` arguments each process gets: this command's, without those of the launch."""
-    out = ["train", "--events", args.events]
+    out = ["train", "--events", args.events, "--nproc-per-node", "1"]
     if args.resume:
         out += ["--resume", str(args.resume)]
     for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out),
