@@ -305,6 +305,13 @@ def _launch(args: argparse.Namespace, cfg) -> int:
     return 0
 
 
+def node_commands(config_file: str, *, nnodes: int, nproc_per_node: int, endpoint: str, out: str) -> list[str]:
+    """The command to run on each machine of a multi-machine run, machine 0 first (the app shows these)."""
+    return [shlex.join(["perceiver-gui", "train", "--config", config_file, "--out", out,
+                        "--nnodes", str(nnodes), "--node-rank", str(rank), "--nproc-per-node", str(nproc_per_node),
+                        "--rdzv-endpoint", endpoint]) for rank in range(nnodes)]
+
+
 def _saved_processes(run_dir: Path) -> int:
     """The processes a run was configured with (1 when its config can't be read: resuming then says why)."""
     from perceiver_gui.core import runs

@@ -4,6 +4,7 @@ event lines plotted as a one-process run's events are; Pause holds every process
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from perceiver_gui.core import runs
 from perceiver_gui.core.events import Log
 from tests.ui.helpers import tiny_config
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +28,7 @@ def _finish(qtbot, window, timeout=120000):
         pass
 
 
+@pytest.mark.slow
 def test_a_two_process_run_is_launched_and_plotted_to_the_end(make_window, qtbot, tmp_path):
     window = make_window()
     window.form.set_config(tiny_config(**{"train.processes": 2, "train.epochs": 1}))
@@ -52,6 +53,7 @@ def test_a_two_process_run_is_launched_and_plotted_to_the_end(make_window, qtbot
     assert window.training.start_action.isEnabled()
 
 
+@pytest.mark.slow
 def test_pause_holds_every_process_and_stop_saves_the_run(make_window, qtbot):
     window = make_window()
     window.form.set_config(tiny_config(**{"train.processes": 2, "train.epochs": 200, "train.batch_size": 8}))
@@ -78,3 +80,24 @@ def test_pause_holds_every_process_and_stop_saves_the_run(make_window, qtbot):
     assert (run_dir / runs.RESUME_FILE).is_file() and Path(event.model_path).is_file()
     assert runs.read_run(run_dir).status == "stopped"
     assert window.training.resume_action.isEnabled()
+
+
+def test_the_run_menu_shows_the_command_for_each_machine(make_window, qtbot):
+    from perceiver_gui.cli import build_parser
+    from perceiver_gui.ui.node_commands import NodeCommandsDialog
+
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.processes": 4}))
+    window.node_commands_action.trigger()
+    dialog = window.findChild(NodeCommandsDialog)
+    assert dialog is not None and dialog.isVisible()
+    dialog.machines.setValue(3)
+    dialog.endpoint.setText("10.0.0.1:29500")
+    text = dialog.text.toPlainText()
+    assert text.count("# machine ") == 3
+    for rank, command in enumerate(dialog.commands()):
+        assert command in text
+        args = build_parser().parse_args(shlex.split(command)[1:])  # what each machine's command means
+        assert (args.nnodes, args.node_rank, args.nproc_per_node, args.rdzv_endpoint) == (3, rank, 4, "10.0.0.1:29500")
+        assert str(args.config) == "tiny.toml"
+    dialog.close()
