@@ -115,10 +115,11 @@ def run_engine(cfg: Config | None, out: Path, *, resume: bool = False, control: 
             if on_step is not None:
                 on_step(event)
         elif isinstance(event, EpochEnd):
-            row["epochs"][event.epoch] = {"elapsed_s": event.elapsed_s, "test_acc": event.test_acc,
+            row["epochs"][event.epoch] = {"elapsed_s": event.elapsed_s, "val_acc": event.val_acc,
                                           "train_loss": event.train_loss}
         elif isinstance(event, Finished):
-            row.update(status=event.status, message=event.message, best_acc=event.best_acc)
+            row.update(status=event.status, message=event.message, best_acc=event.best_val_acc,
+                       test_acc=event.test_acc)
     return row
 
 
@@ -331,7 +332,7 @@ def epochs_engine(check: Check) -> dict:
         steps = row.get("steps_per_epoch", 0)
         rows.append({"batch": batch, "via": "engine", "status": row.get("status"), "message": row.get("message"),
                      "epoch_s": epoch_s, "epoch_50k_s": epoch_s * 50_000 / max(1, steps * batch),
-                     "start_s": row.get("start_s"), "test_acc": row["epochs"].get(2, {}).get("test_acc"),
+                     "start_s": row.get("start_s"), "val_acc": row["epochs"].get(2, {}).get("val_acc"),
                      **memory(check)})
         release_memory(check.device)
     return {"rows": rows}
@@ -403,7 +404,7 @@ def determinism(check: Check) -> dict:
         "same_seed_max_loss_diff": _max_diff(a["losses"], b["losses"]),
         "stop_status": first.get("status"), "resume_status": second.get("status"), "stopped_at_step": stop_at,
         "resume_bit_equal": resumed == a["losses"], "resume_max_loss_diff": _max_diff(resumed, a["losses"]),
-        "test_acc": [a.get("best_acc"), b.get("best_acc"), second.get("best_acc")],
+        "test_acc": [a.get("test_acc"), b.get("test_acc"), second.get("test_acc")],
     }
 
 

@@ -139,6 +139,15 @@ class Dist:
             return tensor
         return self.sum(tensor.clone()).div_(self.world_size)
 
+    def share_weights(self, model: torch.nn.Module, state: dict[str, torch.Tensor] | None) -> None:
+        """Load rank 0's `state` (None on the other ranks) into every rank's model."""
+        if state is not None:
+            model.load_state_dict(state)
+        if self.active:
+            with torch.no_grad():
+                for tensor in model.state_dict().values():  # views of the model's own tensors
+                    self._call(dist.broadcast, tensor, 0)
+
     def gather_rows(self, tensor: torch.Tensor, n: int) -> torch.Tensor:
         """Concatenate every rank's `my_slice(n)` rows of a result, in rank order (all ranks get it)."""
         if not self.active:

@@ -73,15 +73,15 @@ def _free_port() -> int:
 # -- the event lines -----------------------------------------------------------------------------
 EVERY_EVENT = [
     RunStarted(run_dir="/r", device="cpu", device_name="CPU (1 thread)", parameters=10, train_size=5, test_size=3,
-               class_names=("a", "b"), steps_per_epoch=2, total_steps=4, start_step=0, start_epoch=0),
+               class_names=("a", "b"), steps_per_epoch=2, total_steps=4, start_step=0, start_epoch=0, val_size=2),
     Step(epoch=1, step=1, total_steps=4, loss=math.inf, lr=0.1, images_per_s=12.5, eta_s=math.nan),
-    EpochEnd(epoch=1, step=2, train_loss=0.5, train_acc=0.25, test_loss=0.75, test_acc=0.5, per_class_acc=(1.0, math.nan),
+    EpochEnd(epoch=1, step=2, train_loss=0.5, train_acc=0.25, val_loss=0.75, val_acc=0.5, per_class_acc=(1.0, math.nan),
              confusion=((1, 0), (2, 0)), elapsed_s=1.5, is_best=True),
     CheckpointSaved(path="/r/model.safetensors", epoch=1, step=2, reason="best"),
     DownloadProgress(name="CIFAR-10", done_bytes=10, total_bytes=0),
     Log(message="a \"quoted\"\nline", level="warning"),
-    Finished(status="failed", message="It failed.", best_acc=math.nan, best_epoch=0, epochs_done=0, run_dir="",
-             model_path=""),
+    Finished(status="failed", message="It failed.", best_val_acc=math.nan, best_epoch=0, epochs_done=0, run_dir="",
+             model_path="", test_acc=0.5, test_loss=math.inf),
 ]
 
 
@@ -165,11 +165,12 @@ def test_a_two_process_run_learns_like_the_one_process_run(two_process_run, tmp_
     one_ends = [e for e in one if isinstance(e, EpochEnd)]
     assert len(ends) == 2
     for two, ref in zip(ends, one_ends, strict=True):
-        assert sum(map(sum, two.confusion)) == 899  # each test image counted once, not once per process
-        assert two.test_acc == pytest.approx(ref.test_acc, abs=2 / 899)
+        assert sum(map(sum, two.confusion)) == 90  # each validation image counted once, not once per process
+        assert two.val_acc == pytest.approx(ref.val_acc, abs=2 / 90)
         assert two.train_loss == pytest.approx(ref.train_loss, rel=1e-4)
+    assert events[-1].test_acc == pytest.approx(one[-1].test_acc, abs=2 / 899)  # the 899 test images, once
     steps = [e for e in events if isinstance(e, Step)]
-    assert [s.step for s in steps] == list(range(1, 57))  # one rank speaks: each step once
+    assert [s.step for s in steps] == list(range(1, 51))  # one rank speaks: each step once (808 images / 32)
     assert any(isinstance(e, Log) and "2 processes" in e.message for e in events)
     assert runs.read_run(out).status == "completed"
     assert len(runs.read_metrics(out).records) > 0
@@ -190,7 +191,7 @@ def test_a_stopped_two_process_run_resumes_bit_identical_to_an_uninterrupted_one
     events = _events(proc, stop_mid_epoch_2)
     assert events[-1].status == "stopped", events[-1]
     stopped_at = max(e.step for e in events if isinstance(e, Step))
-    assert 38 <= stopped_at < 56
+    assert 38 <= stopped_at < 50
     pause.unlink()
     proc = _start("--nproc-per-node", "2", "--resume", str(out))
     resumed = _events(proc)

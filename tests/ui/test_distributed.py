@@ -43,7 +43,7 @@ def test_a_two_process_run_is_launched_and_plotted_to_the_end(make_window, qtbot
     (event,) = finished
     assert event.status == "completed", event.message
     assert Path(event.run_dir).parent == tmp_path / "runs" and Path(event.model_path).is_file()
-    steps = 14  # 898 images in global batches of 64 (2 × 32)
+    steps = 12  # 808 training images in global batches of 64 (2 × 32)
     assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
     assert len(window.plots.test_acc_curve.getOriginalDataset()[0]) == 1
     assert window.training.progress.value() == steps
