@@ -45,7 +45,7 @@ def test_a_two_process_run_is_launched_and_plotted_to_the_end(make_window, qtbot
     assert Path(event.run_dir).parent == tmp_path / "runs" and Path(event.model_path).is_file()
     steps = 12  # 808 training images in global batches of 64 (2 × 32)
     assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
-    assert len(window.plots.test_acc_curve.getOriginalDataset()[0]) == 1
+    assert len(window.plots.val_acc_curve.getOriginalDataset()[0]) == 1
     assert window.training.progress.value() == steps
     assert "Finished 1 epoch" in window.training.status.text()
     assert any("Training on 2 processes" in m for m in logs)
