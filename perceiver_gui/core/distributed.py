@@ -189,6 +189,12 @@ class Dist:
             if stop or not pause:
                 return stop
 
+    def wait_for_main(self) -> None:
+        """Rank 0 and the others meet here, however long rank 0 took (a first download can take an hour);
+        rank 0 calls it when done, the others before they start."""
+        if self.active:
+            self._call(dist.monitored_barrier, group=self.control_group, timeout=timedelta(hours=12))
+
     def _all_reduce(self, tensor: torch.Tensor) -> None:
         self._call(dist.all_reduce, tensor)
 

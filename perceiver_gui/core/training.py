@@ -338,7 +338,11 @@ class _Run:
             yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
             return
 
-        loader = data.open_dataset(cfg.data)
+        data_cfg = cfg.data
+        if not self.dist.main:  # rank 0 downloads what is missing, once; the others then read it (or say it's missing)
+            self.dist.wait_for_main()
+            data_cfg = dataclasses.replace(data_cfg, download=False)
+        loader = data.open_dataset(data_cfg)
         try:
             while True:  # forward download progress, and let Stop end a long download
                 event = next(loader)
@@ -352,6 +356,8 @@ class _Run:
         except data.DatasetError as exc:
             yield self.finish("failed", str(exc))
             return
+        if self.dist.main:
+            self.dist.wait_for_main()  # (lets the other ranks load)
         if dataset.skipped:
             yield Log(message=f"Skipped {len(dataset.skipped)} unreadable file(s): " + "; ".join(dataset.skipped[:5]),
                       level="warning")
