@@ -46,6 +46,7 @@ class NodeCommandsDialog(QDialog):
                       "Machine 0 writes the run folder; the run shows on its Runs tab.")
         note.setWordWrap(True)
         self.text = QPlainTextEdit(readOnly=True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)  # a command broken mid-flag misleads
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         copy = QPushButton("Copy")
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text.toPlainText()))
