@@ -188,11 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.nproc_per_node = _saved_processes(args.resume) if cfg is None else cfg.train.processes
     if args.nproc_per_node != 1 or args.nnodes != 1:  # (the processes it starts get --nproc-per-node 1)
         return _launch(args, cfg)
-    from perceiver_gui.core.distributed import launched_rank
+    from perceiver_gui.core.distributed import in_launched_worker, launched_rank
     from perceiver_gui.core.training import RunControl, resume, train
 
     control = RunControl()
-    previous = _stop_on_signals(control)
+    previous = _stop_on_signals(control, launched=in_launched_worker())
     watcher = _PauseFile(args.pause_file, control) if args.pause_file else None
     try:
         events = resume(args.resume, control=control) if cfg is None else train(cfg, out_dir=args.out, control=control)
@@ -278,8 +278,9 @@ def _launch(args: argparse.Namespace, cfg) -> int:
 
     if in_launched_worker():
         raise ConfigError("This process was itself started by a launcher; drop --nproc-per-node and --nnodes.")
-    for name in ("torch.distributed.elastic", "torch.distributed.run"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # its notes are not for our users: we say a sentence
+    for name in list(logging.root.manager.loggerDict):  # the launcher's notes are not for our users: we say a sentence
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     launch = ["--nnodes", str(args.nnodes), "--nproc-per-node", str(args.nproc_per_node), "--max-restarts", "0",
               "--monitor-interval", "0.5"]
     if args.rdzv_endpoint:
@@ -435,12 +436,16 @@ def _print_run(events) -> int:
     return EXIT_OK
 
 
-def _stop_on_signals(control) -> dict:
+def _stop_on_signals(control, *, launched: bool = False) -> dict:
     """Ctrl+C, SIGTERM (kill, a scheduler) and SIGHUP (the terminal closed, logging out) stop the run after
     the current step and save it, so it can be resumed. A second Ctrl+C interrupts at once (the run is then
     marked stopped, resumable from its last finished epoch); a second SIGTERM or SIGHUP ends the process
     (the run's lock is released by the OS). Only the main thread may set handlers: the GUI never does.
-    Returns the handlers it replaced, to put back when the run is over."""
+    Returns the handlers it replaced, to put back when the run is over.
+
+    A process started by the launcher (`launched`) acts on the first signal only: Ctrl+C reaches it from the
+    terminal and again from the launcher, which passes signals on, and which kills a process that does not end
+    within 30 s."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
@@ -450,7 +455,8 @@ def _stop_on_signals(control) -> dict:
         control.stop()
         for name in names:  # the next one acts at once
             sig = getattr(signal, name)
-            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN if launched else
+                          signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
     for name in names:
         signal.signal(getattr(signal, name), stop)

@@ -201,6 +201,30 @@ def test_a_stopped_two_process_run_resumes_bit_identical_to_an_uninterrupted_one
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_stops_every_process_at_one_step_and_saves(tmp_path):
+    """The terminal sends SIGINT to the launcher and every process at once, and the launcher passes it on
+    again: one stop, at one step, saved there; not an interruption that loses the epoch."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "perceiver_gui", "train", "--events", "jsonl", "--nproc-per-node",
+                             "2", "--preset", "digits", *TINY, "--set", "train.epochs=20", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                            start_new_session=True)
+
+    def ctrl_c(event):
+        if isinstance(event, Step) and event.step == 30:
+            os.killpg(proc.pid, signal.SIGINT)
+
+    events = _events(proc, ctrl_c)
+    assert proc.returncode == 0, proc.stderr.read()
+    finished = events[-1]
+    assert finished.status == "stopped" and "Stopped at step" in finished.message
+    stopped_at = max(e.step for e in events if isinstance(e, Step))
+    saved = checkpoints.load_training_state(out / runs.RESUME_FILE)
+    assert saved.progress["step"] == stopped_at > 25  # saved where it stopped, inside epoch 2
+    assert proc.stderr.read() == ""  # nothing from the launcher
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
