@@ -114,6 +114,9 @@ class Dataset:
     skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
     val_x: torch.Tensor = _NO_IMAGES  # carved from the training split (see `split_validation`)
     val_y: torch.Tensor = _NO_LABELS
+    # The file of each validation and test image, for folder datasets (so a mislabelled file can be found).
+    val_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
 
 
 def default_data_root() -> Path:
@@ -132,15 +135,18 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
     if loader is None:
         raise DatasetError(f"There is no dataset '{cfg.dataset}'. Datasets: {', '.join(_LOADERS)}.")
     root = Path(cfg.root).expanduser() if cfg.root.strip() else default_data_root()
-    name, class_names, train, test, skipped = yield from loader(cfg, root)
+    name, class_names, train, test, skipped, *sources = yield from loader(cfg, root)
     (train_x, train_y), (test_x, test_y) = train, test
+    train_files, test_files = sources[0] if sources else ((), ())  # a folder's files, image by image
     train_idx, val_idx = split_validation(train_y, cfg.val_fraction, len(class_names), cfg.split_seed)
     if cfg.val_fraction > 0 and len(val_idx) == 0:
         raise DatasetError(f"{name} has too few training images to hold any out for validation; add images, or set "
                            f"the validation share (data.val_fraction) to 0.")
+    val_files: tuple[str, ...] = ()
     if len(val_idx):
         (train_x, train_y), (val_x, val_y) = ((train_x[i].contiguous(), train_y[i].contiguous())
                                               for i in (train_idx, val_idx))
+        val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
     mean, std = _mean_std(train_x)
@@ -149,7 +155,8 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         image_size=(int(train_x.shape[2]), int(train_x.shape[3])), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
     )
-    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y)
+    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
+                   val_files=val_files, test_files=tuple(test_files))
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -707,7 +714,12 @@ def _load_folder(cfg: DataConfig, root: Path):
         yield Log(message=f"Classes with a single image are used for training only: {', '.join(lonely)}.", level="warning")
     train = (x[train_idx].contiguous(), y[train_idx].contiguous())
     test = (x[test_idx].contiguous(), y[test_idx].contiguous())
-    return folder.name, class_names, train, test, skipped
+    # The decoded images are the listed files less the skipped ones, in order; () if that cannot be matched.
+    unread = {entry.split(": ", 1)[0] for entry in skipped}
+    kept = [str(p) for class_files in files for p in class_files if p.relative_to(folder).as_posix() not in unread]
+    sources = ((tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+               if len(kept) == len(x) else ((), ()))
+    return folder.name, class_names, train, test, skipped, sources
 
 
 def _decode_folder(folder: Path, files: list[list[Path]], side: int):

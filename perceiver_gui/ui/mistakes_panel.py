@@ -491,6 +491,9 @@ class MistakesPanel(QWidget):
         caption = QLabel(f"Predicted <b>{escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
                          f"<b>{escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
         caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        if cell.files:  # where to find it, to fix its label or move it to its true class's folder
+            caption.setText(caption.text() + f"<br>{escape(cell.files[row])}")
+            caption.setWordWrap(True)
         look = QPushButton("Where the model looked…")
         look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
                         "matrix's) on this image")
@@ -621,17 +624,21 @@ class MistakesPanel(QWidget):
         self.gallery.setIconSize(QSize(side, side))
         fm = QFontMetrics(self.gallery.font())
         width = max(side, fm.horizontalAdvance("pred " + max(names, key=len)[:12] + " 100%")) + 12
-        self.gallery.setGridSize(QSize(width, side + 2 * fm.height() + 10))
+        lines = 2 + bool(cell.files)  # a folder's images also name their file
+        self.gallery.setGridSize(QSize(width, side + lines * fm.height() + 10))
         pred, true = names[cell.pred], names[cell.true]
-        for image, index, p_pred, p_true in zip(cell.images, cell.indices, cell.prob_pred, cell.prob_true,
-                                                strict=True):
+        files = cell.files or ("",) * len(cell.indices)
+        for image, index, p_pred, p_true, file in zip(cell.images, cell.indices, cell.prob_pred, cell.prob_true,
+                                                      files, strict=True):
             if cell.true == cell.pred:
                 caption = f"{pred} · {_pct(p_pred)}"
             else:
                 caption = f"pred {pred} {_pct(p_pred)}\ntrue {true} {_pct(p_true)}"
+            if file:
+                caption += "\n" + fm.elidedText(Path(file).name, Qt.TextElideMode.ElideMiddle, width - 8)
             item = QListWidgetItem(QIcon(_pixmap(image, side)), caption)
             item.setToolTip(f"{self._word().capitalize()} image #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
-                            f"({p_true:.1%}).")
+                            f"({p_true:.1%})." + (f"\n{file}" if file else ""))
             self.gallery.addItem(item)
         shown = len(cell.indices)
         more = f" (the {shown} most confident of {cell.total})" if shown < cell.total else ""

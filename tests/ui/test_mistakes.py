@@ -211,3 +211,30 @@ def test_double_clicking_a_thumbnail_enlarges_it_and_offers_where_the_model_look
     qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
     assert not view.result.error and view.result.maps and view.result.image.shape[:2] == (8, 8)
     assert f"image #{mistakes.cell.indices[0]}" in view.windowTitle()
+
+
+@pytest.mark.slow  # trains a tiny model on a folder (a few seconds)
+def test_a_folder_datasets_images_name_their_files_so_mislabelled_ones_can_be_found(qtbot, mistakes, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from perceiver_gui.core.events import Finished
+
+    folder = tmp_path / "shapes"
+    for name, colour in (("dark", 30), ("light", 220)):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            Image.new("L", (8, 8), colour + i).save(folder / name / f"{name}-{i}.png")
+    cfg = tiny_config(**{"data.dataset": "folder", "data.folder": str(folder), "train.epochs": 1,
+                         "train.batch_size": 4, "model.input_channels": 1, "model.num_classes": 2})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
+    _load(qtbot, mistakes, tmp_path / "run")
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(2) for p in range(2)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    item = mistakes.gallery.item(0)
+    shown = Path(mistakes.cell.files[0])
+    assert shown.is_file() and shown.parent.name == mistakes.cell.class_names[t]  # its true class's folder
+    assert str(shown) in item.toolTip() and shown.name in item.text()
