@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.ui.workers import start_worker
+
 __all__ = ["ClassifierPanel", "ResultEntry"]
 
 THUMB = 72  # thumbnail side in pixels
@@ -328,15 +330,9 @@ class ClassifierPanel(QWidget):
         """Load a model file in a worker; `model_loaded` follows, or the reason appears in the panel."""
         path = str(path)
         self.busy.setText(f"Loading {Path(path).name}…")
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
-        worker = create_worker(load_predictor, path, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_loaded)
-        worker.errored.connect(self._on_load_error)
-        worker.finished.connect(self._on_load_finished)
-        self._load_worker = worker
         self._loading_path = path
-        worker.start()
+        self._load_worker = start_worker(load_predictor, path, returned=self._on_loaded, errored=self._on_load_error,
+                                         finished=self._on_load_finished)
 
     def classify(self, paths: Iterable[str | Path]) -> None:
         sources = [_Source(name=Path(p).name or str(p), path=str(p)) for p in paths]
@@ -351,21 +347,15 @@ class ClassifierPanel(QWidget):
 
     def show_attention(self, entry: ResultEntry):
         """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
-        from superqt.utils import create_worker
-
         from perceiver_gui.ui.attention_view import AttentionDialog, compute_attention
 
         dialog = AttentionDialog(entry.name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         source = entry.data or entry.path
-        worker = create_worker(compute_attention, self.predictor, entry.name, source, self.top_k.value(),
-                               _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(dialog.show_result)
-        worker.errored.connect(dialog.show_exception)
-        worker.finished.connect(self._on_attention_finished)
-        self._attention_workers.append(worker)
-        worker.start()
+        self._attention_workers.append(start_worker(
+            compute_attention, self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
+            errored=dialog.show_exception, finished=self._on_attention_finished))
         return dialog
 
     def clear(self) -> None:
@@ -436,14 +426,9 @@ class ClassifierPanel(QWidget):
             return
         sources = self._pending.pop(0)
         self.busy.setText("Classifying…")
-        from superqt.utils import create_worker
-
-        worker = create_worker(_predict, self.predictor, sources, self.top_k.value(), _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._on_predictions)
-        worker.errored.connect(self._on_predict_error)
-        worker.finished.connect(self._on_predict_finished)
-        self._predict_worker = worker
-        worker.start()
+        self._predict_worker = start_worker(_predict, self.predictor, sources, self.top_k.value(),
+                                            yielded=self._on_predictions, errored=self._on_predict_error,
+                                            finished=self._on_predict_finished)
 
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["DataPreview"]
 
@@ -64,15 +65,8 @@ class DataPreview(QDialog):
 
     def load(self) -> None:
         """Open the data in a worker; the preview or the reason it failed appears when it is done."""
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
-        worker = create_worker(_collect, self.data, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._progress)
-        worker.returned.connect(self.show_preview)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._done)
-        self.worker = worker
-        worker.start()
+        self.worker = start_worker(_collect, self.data, yielded=self._progress, returned=self.show_preview,
+                                   errored=self._failed, finished=self._done)
 
     def show_preview(self, preview) -> None:
         """Fill the dialog from a `core.data.Preview`."""

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.ui.runs_panel import run_name
 from perceiver_gui.ui.widgets import mix
+from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
@@ -440,13 +441,10 @@ class MistakesPanel(QWidget):
 
     def load_run(self, run_dir: str) -> None:
         """Show the latest confusion matrix of a run folder (read in a worker)."""
-        from superqt.utils import create_worker  # here, not at launch
-
         self._run_token += 1
         self._cell_token += 1
         self.summary.setText(f"Reading {escape(run_name(run_dir))}…")
-        worker = create_worker(_read_run, self._run_token, str(run_dir), _start_thread=False)
-        self._start(worker, self._on_run_read)
+        self._start(_read_run, self._run_token, str(run_dir), returned=self._on_run_read)
 
     def show_cell(self, true: int, pred: int) -> None:
         """Show the validation images of a cell in the gallery (loaded in a worker), or say why there are none."""
@@ -467,12 +465,8 @@ class MistakesPanel(QWidget):
                              f"<b>{escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
         if not c.has_images:
             return self._say(f"{what}: {escape(c.note)}")
-        from superqt.utils import create_worker
-
         self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} images…")
-        worker = create_worker(_read_cell, self._cell_token, c.run_dir, true, pred, self._split,
-                               _start_thread=False)
-        self._start(worker, self._on_cell_read)
+        self._start(_read_cell, self._cell_token, c.run_dir, true, pred, self._split, returned=self._on_cell_read)
 
     def enlarge(self, row: int) -> QDialog | None:
         """A window with the gallery's image `row` large, what the model said of it, and a button to see
@@ -507,8 +501,6 @@ class MistakesPanel(QWidget):
 
     def show_attention(self, row: int):
         """The attention dialog for the gallery's image `row`, computed by the run's saved model in a worker."""
-        from superqt.utils import create_worker
-
         from perceiver_gui.ui.attention_view import AttentionDialog
 
         cell, confusion = self.cell, self.confusion
@@ -518,10 +510,8 @@ class MistakesPanel(QWidget):
         dialog = AttentionDialog(name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        worker = create_worker(_attention, confusion.run_dir, name, _png(cell.images[row]), _start_thread=False,
-                               _ignore_errors=True)
-        worker.errored.connect(dialog.show_exception)
-        self._start(worker, dialog.show_result)
+        self._start(_attention, confusion.run_dir, name, _png(cell.images[row]), returned=dialog.show_result,
+                    errored=dialog.show_exception)
         return dialog
 
     # -- worker answers (GUI-thread slots) -----------------------------------------------------
@@ -547,11 +537,9 @@ class MistakesPanel(QWidget):
             self._show(c, keep_cell=True)  # the saved predictions are newer: show the matrix they make
         self._fill_gallery(loaded.cell)
 
-    def _start(self, worker, slot) -> None:
-        worker.returned.connect(slot)
-        worker.finished.connect(self._on_worker_finished)
-        self._workers.append(worker)
-        worker.start()
+    def _start(self, fn, *args, returned, errored=None) -> None:
+        self._workers.append(start_worker(fn, *args, returned=returned, errored=errored,
+                                          finished=self._on_worker_finished))
 
     def _on_worker_finished(self) -> None:
         # A worker still queued in the thread pool has not finished either, so count what has ended.

@@ -23,6 +23,7 @@ from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject,
 from perceiver_gui.config import Config
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.events import Event, Finished, RunStarted, Step
+from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from superqt.utils import GeneratorWorker
@@ -131,19 +132,10 @@ class TrainingRunner(QObject):
         if _processes(cfg, run_dir) > 1:
             self._launch_processes(cfg, run_dir)
             return
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
         self._control = RunControl()
         self._last_finished = None
-        worker = create_worker(
-            _run, cfg, self.runs_root, run_dir, self._control, _start_thread=False, _ignore_errors=True
-        )
-        # Bound methods of this GUI-thread object, never lambdas: PySide6 would run a lambda in the worker thread.
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(_run, cfg, self.runs_root, run_dir, self._control, yielded=self._on_yielded,
+                                    errored=self._on_errored, finished=self._on_finished)
         self.started.emit()
 
     def _launch_processes(self, cfg: Config | None, run_dir: Path | None) -> None:
