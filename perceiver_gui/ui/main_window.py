@@ -33,6 +33,7 @@ from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel
+from perceiver_gui.ui.sweep_panel import SweepPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class MainWindow(QMainWindow):
         self.classifier = ClassifierPanel()
         self.runs = RunsPanel(self.runs_root)
         self.mistakes = MistakesPanel()
+        self.sweep = SweepPanel(self.form.config, self.runs_root.parent / "sweeps")
         self.runner = TrainingRunner(self.runs_root, self)
 
         left = QWidget()
@@ -84,6 +86,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.classifier, "Classifier")
         self.tabs.addTab(self.runs, "Runs")
         self.tabs.addTab(self.mistakes, "Mistakes")
+        self.tabs.addTab(self.sweep, "Sweep")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -114,6 +117,8 @@ class MainWindow(QMainWindow):
         self.runs.resume_requested.connect(self.resume_run)
         self.runs.open_model_requested.connect(self._open_model)
         self.runs.selection_changed.connect(self._runs_picked)
+        self.sweep.message.connect(self._show_message)
+        self.sweep.open_model_requested.connect(self._open_model)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
@@ -364,6 +369,7 @@ class MainWindow(QMainWindow):
             # Close for real once the run has saved (see _on_stopped_running); the window stays responsive meanwhile.
             event.ignore()
             return
+        self.sweep.shutdown()  # its running trial saves, like Ctrl+C
         self.save_settings()
         event.accept()
 
