@@ -59,6 +59,7 @@ __all__ = [
     "load_sweep",
     "open_study",
     "parse_sweep",
+    "progress",
     "read_sweep",
     "run_sweep",
     "run_worker",
@@ -681,10 +682,17 @@ def describe(event: SweepEvent) -> str:
     return event.message
 
 
+def progress(study: optuna.Study, spec: SweepSpec) -> str:
+    """Where a sweep stands, in a sentence: trials finished of the target, and the best so far."""
+    return _progress_sentence(spec, study.get_trials(deepcopy=False), stopped=False)
+
+
 def _progress_sentence(spec: SweepSpec, trials: list[optuna.trial.FrozenTrial], *, stopped: bool) -> str:
     target = target_trials(spec)
     counted = [t for t in trials if _taken([t]) and t.state != optuna.trial.TrialState.RUNNING]
-    head = "Stopped" if stopped else ("Done" if len(counted) >= target else "Paused")
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+    head = "Stopped" if stopped else ("Done" if len(counted) >= target else
+                                      f"{running} running" if running else "Not finished")
     best = _best(spec, trials)
     tail = f"; best trial {best.number}: {spec.metric} {_fmt(best.value)}" if best is not None else ""
     return f"{head}: {len(counted)} of {target} trials finished{tail}."

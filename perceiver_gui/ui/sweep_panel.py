@@ -125,9 +125,10 @@ class SweepPanel(QWidget):
                 log_item.setCheckState(Qt.CheckState.Checked if log else Qt.CheckState.Unchecked)
             self.space.setItem(row, COL_LOG, log_item)
             self.space.setItem(row, COL_CHOICES, QTableWidgetItem(choices))
-        header = self.space.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COL_CHOICES, QHeaderView.ResizeMode.Stretch)
+        self.space.setWordWrap(False)
+        self.space.resizeColumnsToContents()
+        self.space.horizontalHeader().setSectionResizeMode(COL_CHOICES, QHeaderView.ResizeMode.Stretch)
+        self.space.horizontalHeader().setMinimumSectionSize(40)
 
         self.sampler = QComboBox()
         self.sampler.addItems(["tpe", "random", "grid"])
@@ -216,7 +217,7 @@ class SweepPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
-        split.setSizes([420, 700])
+        split.setSizes([470, 650])
         split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -334,6 +335,7 @@ class SweepPanel(QWidget):
             return False
         self.folder_edit.setText(str(folder))
         self._show(folder)
+        self._show_spec()
         return True
 
     def open_dialog(self) -> None:
@@ -434,9 +436,29 @@ class SweepPanel(QWidget):
         self.table.resizeColumnsToContents()
         if selected is not None and selected < len(self.rows):
             self.table.selectRow(selected)
+        if not self.running:
+            self.status.setText(sweep.progress(self._study, self._spec))
         finished = sum(r.state in ("complete", "pruned", "failed") for r in self.rows)
         self.plots.show_trials(self.rows, self._spec.search, self._spec.metric, self._spec.direction,
                                sweep.importances(self._study) if finished >= 2 else {})
+
+    def _show_spec(self) -> None:
+        """Put the opened sweep's search space and settings in the widgets, so Start repeats it."""
+        spec = self._spec
+        search = dict(spec.search)
+        for key, *_rest in SEARCHABLE:
+            space = search.get(key)
+            if space is None:
+                self.set_vary(key, vary=False)
+            elif hasattr(space, "values"):
+                self.set_vary(key, choices=", ".join(_fmt(v).lower() if isinstance(v, bool) else _fmt(v)
+                                                     for v in space.values))
+            else:
+                self.set_vary(key, low=space.low, high=space.high, log=space.log, choices="")
+        for combo, value in ((self.sampler, spec.sampler), (self.pruner, spec.pruner), (self.metric, spec.metric)):
+            combo.setCurrentText(value)
+        self.trials.setValue(spec.trials)
+        self.seed.setValue(spec.seed)
 
     def _selected_row(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()

@@ -26,20 +26,18 @@ class SweepPlots(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumSize(360, 280)
         self.best_plot = self.graphics.addPlot(row=0, col=0, title="Best so far")
-        self.importance_plot = self.graphics.addPlot(row=0, col=1, title="Parameter importance")
-        self.parallel_plot = self.graphics.addPlot(row=1, col=0, colspan=2, title="Trials (parallel coordinates)")
+        self.importance_plot = self.graphics.addPlot(row=0, col=1, title="Importance")
+        self.parallel_plot = self.graphics.addPlot(row=1, col=0, colspan=2, title="Trials")
         self.graphics.ci.layout.setRowStretchFactor(0, 2)
         self.graphics.ci.layout.setRowStretchFactor(1, 3)
         self.best_plot.setLabel("bottom", "trial")
         self.best_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.best_plot.addLegend(offset=(-10, -10), labelTextSize="8pt")
-        self.values = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(*BLUE, 160), name="complete")
-        self.pruned = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(*GREY, 160), symbol="x", name="pruned")
-        self.best_curve = self.best_plot.plot(pen=pg.mkPen(GREEN, width=2), stepMode=None, name="best so far")
+        self.best_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.values = pg.ScatterPlotItem(size=7, pen=None, brush=pg.mkBrush(*BLUE, 160))
+        self.pruned = pg.ScatterPlotItem(size=8, pen=pg.mkPen(GREY, width=1.5), brush=None, symbol="x")
+        self.best_curve = self.best_plot.plot(pen=pg.mkPen(GREEN, width=2))
         self.best_plot.addItem(self.values)
         self.best_plot.addItem(self.pruned)
-        self.best_plot.legend.addItem(self.values, "complete")
-        self.best_plot.legend.addItem(self.pruned, "pruned")
         self.importance_plot.hideAxis("bottom")
         self.importance_plot.setMouseEnabled(x=False, y=False)
         self.parallel_plot.setMouseEnabled(x=False, y=False)
@@ -79,7 +77,7 @@ class SweepPlots(QWidget):
         for item in self._parallel_items:
             plot.removeItem(item)
         self._parallel_items = []
-        axes = [key for key, _ in search] + [metric]
+        axes = [key.partition(".")[2] for key, _ in search] + [metric]  # "lr": the table names the section
         plot.getAxis("bottom").setTicks([list(enumerate(axes))])
         plot.setXRange(-0.3, len(axes) - 0.7, padding=0)
         shown = [r for r in rows if r.state in ("complete", "pruned") and math.isfinite(r.value)]
@@ -109,7 +107,7 @@ class SweepPlots(QWidget):
         self._importance_items = []
         self.importance = dict(importance)
         names = list(importance)[::-1]  # most important on top
-        plot.getAxis("left").setTicks([list(enumerate(names))])
+        plot.getAxis("left").setTicks([[(i, n.partition(".")[2]) for i, n in enumerate(names)]])
         if not names:
             text = pg.TextItem("needs two complete trials", color=self._foreground, anchor=(0.5, 0.5))
             text.setPos(0.5, 0.5)
