@@ -76,11 +76,11 @@ BAD = [
     ('base = "digits"\n[search]\ntrain.lr = [0.1]\n[sweep]\ntrials = "ten"', "trials must be a whole number"),
     ('base = "digits"\n[search]\ntrain.lr = [0.1]\n[sweep]\nmetric = "test_acc"', "never a sweep's objective"),
     ('base = "digits"\n[search]\ntrain.lr = [0.1]\n[sweep]\nbudget = 3', "unknown key 'budget' in [sweep]"),
-    ('base = "digits"\n[search]\ntrain.lr = {low = 0.001, high = 0.1}\n[sweep]\nsampler = "grid"',
+    ('base = "digits"\n[search]\ntrain.lr = {low = 0.001, high = 0.1}\n[sweep]\nsampler = "grid"\nmetric = "train_loss"',
      "grid sampler needs a list of choices"),
     ('base = "nope"\n[search]\ntrain.lr = [0.1]', "no preset 'nope'"),
     ('base = "digits"\n[set]\ntrain.lr = 0.1\n[search]\ntrain.lr = [0.1]', "both fixed in [set] and searched"),
-    ('base = "digits"\n[set]\ntrain.epochs = 0\n[search]\ntrain.lr = [0.1]', "train.epochs must be between"),
+    ('base = "digits"\n[set]\ntrain.batch_size = 0\n[search]\ntrain.lr = [0.1]', "train.batch_size must be between"),
     ('base = "digits"', "[search] is empty"),
     ('base = "digits"\n[search]\ntrain.lr = [0.1', "not valid TOML"),
 ]
