@@ -345,7 +345,9 @@ def create_sweep(spec: SweepSpec, out_dir: str | Path, *, storage: str | None = 
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SweepError(f"Could not create the sweep folder {out}: {exc.strerror or exc}.") from None
-        if any(p.name != SPEC_FILE for p in out.iterdir()):
+        # Another machine may be creating the same sweep this moment: its files are no reason to refuse.
+        ours = (SPEC_FILE, JOURNAL_FILE, JOURNAL_FILE + ".lock", TRIALS_DIR)
+        if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()):
             raise SweepError(f"{out} already holds other files; choose an empty or new folder for a sweep.")
     atomic_write_json(out / SPEC_FILE, record)
     return out
