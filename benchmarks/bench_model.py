@@ -1,6 +1,7 @@
 """Training step of our Perceiver vs perceiver-pytorch's, in one process; results in benchmarks/README.md.
 
     .venv/bin/python benchmarks/bench_model.py [--rounds 9] [--steps 3] [--batch 128] [--threads N]
+    .venv/bin/python benchmarks/bench_model.py --ops     # aten ops per training step instead of time
 
 A step is forward, cross-entropy, backward and an SGD step (the seed recipe: lr 0.001, momentum
 0.9) on the seed model (CIFAR-10 shape, 32×32×3, float32, CPU). Both models start from the same
@@ -67,10 +68,53 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per model per round")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
+    parser.add_argument("--ops", action="store_true",
+                        help="count the aten operations (views excluded) of one forward + backward of each model, "
+                             "float32 and bf16 autocast, ours as a CPU and as a GPU runs it; on a GPU each is "
+                             "about one kernel launch")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with this process's CPU time instead of the wall clock: steadier on a busy "
                              "machine, but only meaningful with --threads 1 (idle OpenMP threads spin)")
-    run(parser.parse_args())
+    args = parser.parse_args()
+    count_ops() if args.ops else run(args)
+
+
+def count_ops() -> None:
+    import collections
+
+    from perceiver_pytorch import Perceiver as Reference
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from perceiver_gui.core import model as model_module
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: collections.Counter[str] = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:
+                self.ops[func.__name__.split(".")[0]] += 1
+            return func(*args, **(kwargs or {}))
+
+    cfg = preset("seed").model
+    x, y = torch.randn(4, 32, 32, cfg.input_channels), torch.randint(0, cfg.num_classes, (4,))
+    print(f"{'aten ops per forward + backward, seed model':46}{'float32':>9}{'bf16':>9}{'casts':>7}")
+    for name, build, split_on in (("perceiver-pytorch", Reference, ("cpu",)), ("ours, CPU path", Perceiver, ("cpu",)),
+                                  ("ours, GPU path", Perceiver, ())):
+        model_module.SPLIT_FEED_FORWARD_ON = split_on
+        model = build(**cfg.perceiver_kwargs())
+        model(x).sum().backward()  # caches filled, as in every later step
+        counts = []
+        for dtype in (None, torch.bfloat16):
+            model.zero_grad(set_to_none=True)
+            with Count() as counted:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                    loss = F.cross_entropy(model(x).float(), y)
+                loss.backward()
+            counts.append(counted.ops)
+        print(f"{name:46}{sum(counts[0].values()):9}{sum(counts[1].values()):9}{counts[1]['_to_copy']:7}")
+    model_module.SPLIT_FEED_FORWARD_ON = ("cpu",)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,6 +1,10 @@
-"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict`, `info` and `export` run headless.
+"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict`, `info`, `export` and `sweep` run
+headless.
 
-Errors print one sentence (``--debug`` shows the traceback). Heavy imports (torch) happen inside the
+Exit status: 0 success, 1 a run (or some of the images) failed, 2 bad input (usage, config, model file,
+data). Errors print one sentence to stderr as `error: ...` (``--debug``, before or after the command,
+shows the traceback). Every name printed goes through `printable`, so a file or class name cannot move
+the cursor, forge an output line or crash the output with undecodable bytes. Heavy imports (torch) happen inside the
 commands, so `perceiver-gui --help` and the app's first window are quick.
 """
 
@@ -10,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -18,9 +23,9 @@ import traceback
 from pathlib import Path
 
 from perceiver_gui import __version__
-from perceiver_gui.config import PRESETS, ConfigError, load_config, preset
+from perceiver_gui.config import PRESETS, ConfigError, load_config, preset, presets_text
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_MODEL = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXPORT_FORMATS = ("csv", "onnx")
 
 
@@ -33,28 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gui = sub.add_parser("gui", help="open the desktop app (the default)")
-    gui.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    gui = sub.add_parser("gui", help="open the desktop app (the default; `perceiver-gui my.toml` opens a config in it)")
+    gui.add_argument("config", nargs="?", type=Path, help="a .toml or .json config file to open in the form")
+    gui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    tr = sub.add_parser("train", help="train a model headless, printing progress")
-    tr.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset (default: seed)")
+    tr = sub.add_parser("train", help="train a model headless, printing progress", epilog=presets_text(),
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--preset", choices=list(PRESETS), help="start from a named preset (default: digits, "
+                    "bundled and offline, like the app's first form)")
     tr.add_argument("--config", type=Path, help="a .toml or .json config file")
     tr.add_argument("--set", dest="updates", action="append", default=[], metavar="KEY=VALUE",
                     help="override one setting, e.g. --set train.lr=0.01 (repeatable)")
     tr.add_argument("--out", type=Path, help="the run folder to create (default: a new folder in the runs folder)")
     tr.add_argument("--resume", type=Path, metavar="DIR", help="continue a stopped or crashed run from its folder")
-    tr.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    tr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     pr = sub.add_parser("predict", help="classify images with a saved model")
     pr.add_argument("--model", type=Path, required=True, help="a model.safetensors written by training")
     pr.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
-    pr.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     inf = sub.add_parser("info", help="show a saved model's config, classes and training summary")
     inf.add_argument("file", type=Path)
-    inf.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    inf.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     ex = sub.add_parser("export", help="write a run's metrics as CSV, or a model as ONNX",
                         description="Write a run's metrics (every logged step and epoch) as CSV, or a saved model "
@@ -64,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", type=Path, metavar="FILE", help="a model.safetensors written by training (onnx)")
     ex.add_argument("--format", choices=EXPORT_FORMATS, help="csv or onnx (default: from the --out suffix)")
     ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
-    ex.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    ex.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     sw = sub.add_parser("sweep", help="search hyperparameters with Optuna (trials are ordinary runs)",
                         description="Run a hyperparameter sweep described by a sweep.toml, or continue the one in "
@@ -76,18 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", metavar="URL", help="an RDB URL (postgresql://…, mysql://…) instead of the journal "
                                                      "file in DIR")
     sw.add_argument("--status", type=Path, metavar="DIR", help="show the trials of a sweep folder and the best one")
-    sw.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A sub-command's --debug defaults to SUPPRESS, so `perceiver-gui --debug train` keeps the flag.
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and Path(argv[0]).suffix.lower() in (".toml", ".json"):  # `perceiver-gui my.toml`: the app, with it
+        argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     command = args.command or "gui"
     try:
         if command == "gui":
             from perceiver_gui.ui.app import run_app
 
-            return run_app(sys.argv[:1])
+            config = getattr(args, "config", None)
+            if config is not None:
+                load_config(config)  # a bad file is one sentence here, not a window that starts without it
+            return run_app(sys.argv[:1] + ([str(config)] if config is not None else []))
         return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info, "export": cmd_export,
                 "sweep": cmd_sweep}[command](args)
     except KeyboardInterrupt:
@@ -97,35 +112,71 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one place that turns any error into a sentence
+        bad_input = _is_bad_input(exc)
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"error: {_sentence(exc)}", file=sys.stderr)
-        bad_sweep = command == "sweep" and isinstance(exc, ConfigError)  # a sweep file or folder to fix
-        return EXIT_MODEL if command in ("predict", "info", "export") or bad_sweep else 1
+            _error(_sentence(exc, surprise=not bad_input and not isinstance(exc, ValueError)))
+        return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
 
 
-def _sentence(exc: BaseException) -> str:
+_BAD_INPUT_ERRORS = (("perceiver_gui.core.checkpoints", "CheckpointError"), ("perceiver_gui.core.export", "ExportError"),
+                     ("perceiver_gui.core.data", "DatasetError"), ("perceiver_gui.core.images", "ImageError"))
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    """Errors in what the user gave (settings, a model file, data), as opposed to a run that failed.
+
+    An error class can only have been raised once its module is imported, so only those are looked at:
+    a config error is classified without importing torch."""
+    bad = [ConfigError] + [getattr(sys.modules[module], name) for module, name in _BAD_INPUT_ERRORS
+                           if module in sys.modules]
+    return isinstance(exc, tuple(bad))
+
+
+def _sentence(exc: BaseException, *, surprise: bool) -> str:
     text = str(exc).strip() or type(exc).__name__
     if not text.endswith((".", "!", "?")):
         text += "."
-    if not isinstance(exc, ConfigError | ValueError):  # a surprise, not a setting to fix: point at the details
+    if surprise:  # not something the user gave wrongly: point at the details
         text += " (Run with --debug for details.)"
     return text
+
+
+def _error(sentence: str) -> None:
+    print(f"error: {printable(sentence)}", file=sys.stderr, flush=True)
+
+
+def printable(text: object) -> str:
+    """`text` safe for a terminal line: control characters (newlines, ANSI escapes, bidi overrides) and
+    undecodable bytes of file names are shown as Python escapes such as \\n, \\x1b, \\u202e, \\xe9."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8, kept by os.fsdecode's surrogateescape
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
 
 
 # -- train -------------------------------------------------------------------------------------
 def training_config(args: argparse.Namespace):
     if args.config and args.preset:
         raise ConfigError("Use either --preset or --config, not both.")
-    cfg = load_config(args.config) if args.config else preset(args.preset or "seed")
+    cfg = load_config(args.config) if args.config else preset(args.preset or "digits")
     updates = {}
     for item in args.updates:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set needs KEY=VALUE, e.g. --set train.lr=0.01 (got '{item}').")
         updates[key.strip()] = value.strip()
-    return cfg.with_updates(updates) if updates else cfg
+    cfg = cfg.with_updates(updates) if updates else cfg
+    return cfg.check()  # refused here (exit 2) rather than as a failed run
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -152,8 +203,8 @@ def _print_run(events) -> int:
     finished = None
     for event in events:
         if isinstance(event, RunStarted):
-            print(f"Run folder: {event.run_dir}")
-            print(f"Device: {event.device_name} · {event.parameters:,} parameters · "
+            print(f"Run folder: {printable(event.run_dir)}")
+            print(f"Device: {printable(event.device_name)} · {event.parameters:,} parameters · "
                   f"{event.train_size:,} train / {event.test_size:,} test images · {event.total_steps:,} steps")
         elif isinstance(event, Step):
             bar.update(event)
@@ -166,18 +217,21 @@ def _print_run(events) -> int:
             bar.download(event)
         elif isinstance(event, Log):
             bar.clear()
-            print(("warning: " if event.level == "warning" else "") + event.message, file=sys.stderr)
+            print(("warning: " if event.level == "warning" else "") + printable(event.message), file=sys.stderr)
         elif isinstance(event, CheckpointSaved):
             pass
         elif isinstance(event, Finished):
             bar.clear()
             finished = event
     if finished is None:
-        return 1
-    print(finished.message)
+        return EXIT_FAILED
+    if finished.status not in ("completed", "stopped"):
+        _error(finished.message)
+        return EXIT_FAILED
+    print(printable(finished.message))
     if finished.model_path:
-        print(f"Model: {finished.model_path}")
-    return 0 if finished.status in ("completed", "stopped") else 1
+        print(f"Model: {printable(finished.model_path)}")
+    return EXIT_OK
 
 
 def _stop_on_signals(control) -> dict:
@@ -251,16 +305,11 @@ def _duration(seconds: float) -> str:
 
 # -- predict and info --------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from perceiver_gui.core.checkpoints import CheckpointError
     from perceiver_gui.core.inference import Prediction, Predictor
 
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1.")
-    try:
-        predictor = Predictor.from_checkpoint(args.model)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
+    predictor = Predictor.from_checkpoint(args.model)  # a CheckpointError is bad input: exit 2
     failed = 0
     for path in args.paths:
         results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
@@ -274,7 +323,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not count:  # an empty folder is an input that was not classified
             failed += 1
             _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _print_prediction(pred, as_json: bool) -> None:
@@ -285,29 +334,98 @@ def _print_prediction(pred, as_json: bool) -> None:
             record = {"path": pred.path, "top": [{"label": label, "prob": prob} for label, prob in pred.top]}
         print(json.dumps(record), flush=True)
     elif pred.error:
-        print(f"{pred.path}: error: {pred.error}", flush=True)
+        print(f"{printable(pred.path)}: error: {printable(pred.error)}", flush=True)
     else:
-        print(f"{pred.path}: " + ", ".join(f"{label} {prob:.1%}" for label, prob in pred.top), flush=True)
+        top = ", ".join(f"{printable(label)} {prob:.1%}" for label, prob in pred.top)
+        print(f"{printable(pred.path)}: {top}", flush=True)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from perceiver_gui.config import to_toml
-    from perceiver_gui.core.checkpoints import CheckpointError, read_meta
+    """What a file of the app is, and what it holds: a model, a resume file, an evaluation file, a run
+    folder (or its run.json / metrics.jsonl) or a config file."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.core.checkpoints import CheckpointError, load_training_state, read_meta
+    from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation
+    from perceiver_gui.core.reading import NotARegularFile, open_regular
 
+    path: Path = args.file
+    if path.exists() and not path.is_dir():
+        try:
+            open_regular(path).close()  # a FIFO would block whichever reader comes next
+        except NotARegularFile as exc:
+            raise ConfigError(f"{path} is not a file Perceiver GUI writes: {exc.strerror}.") from None
+    if path.is_dir() or path.name in (runs.RUN_FILE, runs.METRICS_FILE):
+        return _info_run(path if path.is_dir() else path.parent)
+    if path.suffix.lower() in (".json", ".toml"):
+        _info_config("Config file", path, load_config(path))
+        return EXIT_OK
+    if path.name == EVALUATION_FILE:
+        try:
+            ev = read_evaluation(path.parent)
+        except EvaluationError as exc:
+            raise ConfigError(str(exc)) from None
+        print(f"Evaluation file: {printable(path)}")
+        print(f"The test predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} images, "
+              f"{len(ev.class_names)} classes; the Mistakes tab shows them.")
+        print(f"Classes: {printable(', '.join(ev.class_names))}")
+        return EXIT_OK
     try:
-        meta = read_meta(args.file)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
+        meta = read_meta(path)
+    except CheckpointError as not_a_model:
+        try:
+            state = load_training_state(path)
+        except CheckpointError:
+            raise not_a_model from None
+        print(f"Resume file: {printable(path)}")
+        print("The training state (weights, optimizer, random generators) to continue the run "
+              f"in {printable(path.parent)} with: perceiver-gui train --resume {shlex.quote(printable(path.parent))}")
+        for key in ("step", "epochs_done", "best_acc", "best_epoch"):
+            if key in state.progress:
+                print(f"{key}: {printable(state.progress[key])}")
+        return EXIT_OK
     h, w = meta.image_size
-    print(f"Model: {args.file}")
+    print(f"Model: {printable(path)}")
     print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
-    print(f"Classes ({len(meta.class_names)}): {', '.join(meta.class_names)}")
+    print(f"Classes ({len(meta.class_names)}): {printable(', '.join(meta.class_names))}")
     for key, value in meta.summary.items():
-        print(f"{key}: {value}")
-    print(f"App version: {meta.app_version}")
-    print("\n# config\n" + to_toml(meta.config), end="")
+        print(f"{printable(key)}: {printable(value)}")
+    print(f"App version: {printable(meta.app_version)}")
+    _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _info_run(run_dir: Path) -> int:
+    from perceiver_gui.core import runs
+    from perceiver_gui.core.evaluation import EVALUATION_FILE
+
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (it has no {runs.CONFIG_FILE}); give a model file, a "
+                          "run folder or a config file.")
+    record = runs.read_run(run_dir)
+    print(f"Run folder: {printable(run_dir)}")
+    for key in ("name", "status", "message", "epochs_done"):
+        if getattr(record, key) not in (None, ""):
+            print(f"{key}: {printable(getattr(record, key))}")
+    for problem in record.problems:
+        print(f"damaged: {printable(problem)}")
+    described = {runs.CONFIG_FILE: "its config", runs.RUN_FILE: "its status", runs.METRICS_FILE: "every logged step "
+                 "and epoch", runs.MODEL_FILE: "the best model so far", runs.RESUME_FILE: "the state to resume from",
+                 EVALUATION_FILE: "the last epoch's test predictions"}
+    for name, what in described.items():
+        if (run_dir / name).is_file():
+            print(f"  {name}: {what}")
+    _info_config("", run_dir / runs.CONFIG_FILE, load_config(run_dir / runs.CONFIG_FILE))
+    return EXIT_OK
+
+
+def _info_config(heading: str, path: Path, cfg) -> None:
+    from perceiver_gui.config import to_toml
+
+    if heading:
+        print(f"{heading}: {printable(path)}")
+    print("\n# config")
+    for line in to_toml(cfg).splitlines():  # per line, so the TOML's own line breaks stay
+        print(printable(line))
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -319,21 +437,17 @@ def cmd_export(args: argparse.Namespace) -> int:
                           "suffix that tells).")
     if fmt == "csv" and args.model:
         raise ConfigError("CSV export writes a run's metrics; give the run folder with --run DIR.")
-    from perceiver_gui.core.checkpoints import CheckpointError
-    from perceiver_gui.core.export import ExportError, export_onnx, metrics_csv
+    from perceiver_gui.core.export import export_onnx, metrics_csv
     from perceiver_gui.core.runs import MODEL_FILE
 
-    try:
-        if fmt == "csv":
-            rows = metrics_csv(args.run, args.out)
-            print(f"Wrote {rows:,} rows of {args.run} to {args.out}")
-        else:
-            model = args.model or args.run / MODEL_FILE
-            export_onnx(model, args.out)
-            print(f"Wrote {model} as ONNX to {args.out}")
-    except (ExportError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
+    # ExportError and CheckpointError reach main as bad input (exit 2).
+    if fmt == "csv":
+        rows = metrics_csv(args.run, args.out)
+        print(f"Wrote {rows:,} rows of {printable(args.run)} to {printable(args.out)}")
+    else:
+        model = args.model or args.run / MODEL_FILE
+        export_onnx(model, args.out)
+        print(f"Wrote {printable(model)} as ONNX to {printable(args.out)}")
     return EXIT_OK
 
 
@@ -356,12 +470,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         spec, storage = sweep.read_sweep(args.out)
         folder = sweep.create_sweep(spec, args.out, storage=args.storage or storage, trials=args.trials)
-    print(f"Sweep folder: {folder}")
+    print(f"Sweep folder: {printable(folder)}")
     control = RunControl()
     previous = _stop_on_signals(control)
     try:
         for event in sweep.run_sweep(folder, workers=args.workers, control=control, storage=args.storage):
-            print(sweep.describe(event), flush=True)
+            print(printable(sweep.describe(event)), flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -375,11 +489,11 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
     study = sweep.open_study(folder, spec, storage or saved_storage)
     rows = sweep.trial_rows(study, spec)
     keys = [key for key, _ in spec.search]
-    print(f"Sweep {folder}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.metric} ({spec.direction}), "
+    print(f"Sweep {printable(folder)}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.metric} ({spec.direction}), "
           f"{sweep.target_trials(spec)} trials")
     header = ["trial", "state", spec.metric, "epoch", *keys, "run"]
     table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep._fmt(r.value), str(r.epoch),
-              *[sweep._fmt(dict(r.params).get(k, "")) for k in keys], r.run_dir] for r in rows]
+              *[printable(sweep._fmt(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -388,5 +502,6 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
         print("No trial has completed yet.")
     else:
         params = ", ".join(f"{k}={sweep._fmt(v)}" for k, v in best.params)
-        print(f"Best: trial {best.number}, {spec.metric} {sweep._fmt(best.value)} ({params}); run {best.run_dir}")
+        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep._fmt(best.value)} ({params}); "
+                        f"run {best.run_dir}"))
     return EXIT_OK

@@ -10,10 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import textwrap
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from perceiver_gui.core.datasets import DATASETS as _REGISTRY
+from perceiver_gui.core.datasets import download_note, expected_input, fit_model
 
 __all__ = [
     "Config",
@@ -25,13 +30,16 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "PRESETS",
+    "PRESET_NOTES",
     "SCHEDULES",
     "load_config",
+    "describe_preset",
     "preset",
+    "presets_text",
     "save_config",
 ]
 
-DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "digits", "folder")
+DATASETS = tuple(_REGISTRY)  # the keys of core/datasets.py's registry, which knows what each one is
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
@@ -104,6 +112,9 @@ class TrainConfig:
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter: blend image pairs and their labels; 0 = off
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
     precision: str = "float32"  # one of PRECISIONS; "auto" = bfloat16 autocast on CUDA, float32 elsewhere
+    # TensorFloat-32 for float32 matmuls on CUDA (Ampere+): ~8x their speed for a 10-bit mantissa in the
+    # products, which training tolerates; off = full float32. No effect on CPU, MPS or autocast runs.
+    tf32: bool = True
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
     log_every: int = 10  # steps between logged step events in metrics.jsonl
@@ -206,6 +217,79 @@ def _coerce(cls: type, key: str, value: Any, section: str) -> Any:
     raise ConfigError(f"{where} must be {'a whole number' if kind == 'int' else 'a ' + kind}, not {value!r}.")
 
 
+# Sane ranges (low, high), inclusive unless named in _OPEN: generous for a Perceiver on images, tight enough
+# that a typo (depth 10000, heads 1e8, seed 1e23, grad_clip inf) is refused here with a sentence instead of
+# failing later in the allocator or in torch. NaN and infinities fall outside every range. The form's spin
+# boxes (ui/hyperparams.py) use the same limits.
+RANGES: dict[str, tuple[float, float]] = {
+    "model.num_freq_bands": (0, 64),  # the paper uses 6 (images) to 64 (audio); 0 only without Fourier features
+    "model.depth": (1, 64),  # the paper's deepest image model has 8 blocks (48 with 6 self-attention each)
+    "model.max_freq": (0, 1000),  # about the image side is full detail; 512 px images need 512 at most
+    "model.input_channels": (1, 64),  # set from the data (1 or 3); room for multispectral inputs
+    "model.input_axis": (1, 3),  # 1-D signals, images, volumes
+    "model.num_latents": (1, 4096),  # the paper uses 512 for ImageNet
+    "model.latent_dim": (1, 4096),  # the paper uses 1024
+    "model.cross_heads": (1, 64),  # the paper uses 1
+    "model.latent_heads": (1, 64),  # the paper uses 8
+    "model.cross_dim_head": (1, 1024),  # the paper's cross head is 261 wide
+    "model.latent_dim_head": (1, 1024),  # the paper uses 128
+    "model.num_classes": (2, 100_000),  # set from the data; ImageNet-21k has 21,841
+    "model.attn_dropout": (0, 1),  # a probability; 1 would drop everything
+    "model.ff_dropout": (0, 1),
+    "model.self_per_cross_attn": (1, 16),  # the paper uses 6
+    "data.image_size": (4, 512),  # below 4 px nothing is left to see; the attention cost grows with side²
+    "data.val_fraction": (0, 1),  # a share of each class; both splits need images
+    "data.crop_padding": (0, 16),  # half of a 32 px image
+    "train.lr": (0, 10),  # beyond 10 every optimizer here diverges
+    "train.momentum": (0, 1),  # 1 would never forget a gradient
+    "train.weight_decay": (0, 1),  # 1 pulls the weights to zero each step
+    "train.warmup_epochs": (0, 10_000),  # and at most the number of epochs (checked below)
+    "train.batch_size": (1, 65_536),
+    "train.epochs": (1, 10_000),
+    "train.grad_clip": (0, 1000),  # 0 = off; gradient norms of a working run are ~0.1–10
+    "train.label_smoothing": (0, 1),  # 1 would teach the uniform distribution
+    "train.mixup": (0, 10),  # Beta(alpha, alpha); 0.2–0.4 is usual, 10 already mixes nearly 50/50
+    "train.seed": (0, 2**31 - 1),  # what every seeded library (and the form's spin box) accepts
+    "train.threads": (0, 1024),  # 0 = automatic
+    "train.log_every": (1, 100_000),
+}
+# Ranges whose ends are excluded: (low excluded, high excluded).
+_OPEN: dict[str, tuple[bool, bool]] = {
+    "model.max_freq": (True, False), "model.attn_dropout": (False, True), "model.ff_dropout": (False, True),
+    "data.val_fraction": (True, True), "train.lr": (True, False), "train.momentum": (False, True),
+    "train.label_smoothing": (False, True),
+}
+MAX_NAME_CHARS = 100  # the run folder's name holds it, after a 16-character time stamp; 255 bytes is the limit
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+
+
+def _in_range(key: str, value: float) -> bool:
+    lo, hi = RANGES[key]
+    lo_open, hi_open = _OPEN.get(key, (False, False))
+    if not isinstance(value, int) and not math.isfinite(value):
+        return False
+    return (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+
+
+def _range_sentence(key: str) -> str:
+    lo, hi = RANGES[key]
+    lo_open, hi_open = _OPEN.get(key, (False, False))
+    low = ("positive" if lo == 0 else f"above {lo:,}") if lo_open else f"at least {lo:,}"
+    high = f"below {hi:,}" if hi_open else f"at most {hi:,}"
+    if not lo_open and not hi_open:
+        return f"{key} must be between {lo:,} and {hi:,}."
+    return f"{key} must be {low} and {high}."
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a file name's undecodable bytes, as Python keeps them
+        return False
+    return True
+
+
 def _problems(cfg: Config) -> list[tuple[str, str]]:
     m, d, t = cfg.model, cfg.data, cfg.train
     out: list[tuple[str, str]] = []
@@ -214,15 +298,18 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
         if not ok:
             out.append((key, sentence))
 
-    for key in ("depth", "num_latents", "latent_dim", "cross_heads", "latent_heads", "cross_dim_head",
-                "latent_dim_head", "input_channels", "input_axis", "self_per_cross_attn"):
-        need(getattr(m, key) >= 1, f"model.{key}", f"model.{key} must be at least 1.")
-    need(m.num_classes >= 2, "model.num_classes", "model.num_classes must be at least 2.")
+    need(len(cfg.name) <= MAX_NAME_CHARS, "name",
+         f"name must be at most {MAX_NAME_CHARS} characters (it names the run folder); it has {len(cfg.name)}.")
+    need(_utf8(cfg.name), "name", "name holds bytes that are not UTF-8 text; type the name again.")
+    for key in RANGES:
+        section, _, leaf = key.partition(".")
+        need(_in_range(key, getattr(getattr(cfg, section), leaf)), key, _range_sentence(key))
+    for key, path in (("data.root", d.root), ("data.folder", d.folder)):
+        need(_utf8(path), key, f"{key} has a name that is not UTF-8 text, which the run's files cannot record; "
+                               "rename the folder with UTF-8 characters.")
+        need(len(path) <= MAX_PATH_CHARS, key, f"{key} must be at most {MAX_PATH_CHARS} characters long.")
     need(m.num_freq_bands >= 1 or not m.fourier_encode_data, "model.num_freq_bands",
          "model.num_freq_bands must be at least 1 while Fourier encoding is on.")
-    need(m.max_freq > 0 and math.isfinite(m.max_freq), "model.max_freq", "model.max_freq must be a positive number.")
-    for key in ("attn_dropout", "ff_dropout"):
-        need(0.0 <= getattr(m, key) < 1.0, f"model.{key}", f"model.{key} must be between 0 and 1 (exclusive).")
     need(m.implementation in IMPLEMENTATIONS, "model.implementation",
          f"model.implementation must be one of {', '.join(IMPLEMENTATIONS)}.")
     need(m.num_latents * m.latent_dim <= 2**26, "model.num_latents",
@@ -231,36 +318,30 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset in DATASETS, "data.dataset", f"data.dataset must be one of {', '.join(DATASETS)}.")
     need(d.dataset != "folder" or bool(d.folder.strip()), "data.folder",
          "Choose an image folder (one subfolder per class) for the folder dataset.")
-    need(4 <= d.image_size <= 512, "data.image_size", "data.image_size must be between 4 and 512 pixels.")
-    need(0.0 < d.val_fraction < 1.0, "data.val_fraction", "data.val_fraction must be between 0 and 1 (exclusive).")
-    need(0 <= d.crop_padding <= 16, "data.crop_padding", "data.crop_padding must be between 0 and 16 pixels.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")
     need(t.precision in PRECISIONS, "train.precision", f"train.precision must be one of {', '.join(PRECISIONS)}.")
-    need(0.0 < t.lr <= 10.0 and math.isfinite(t.lr), "train.lr", "train.lr must be a positive number no larger than 10.")
-    need(0.0 <= t.momentum < 1.0, "train.momentum", "train.momentum must be between 0 and 1 (exclusive).")
     need(not t.nesterov or (t.optimizer == "sgd" and t.momentum > 0), "train.nesterov",
          "Nesterov momentum needs the SGD optimizer with momentum above 0.")
-    need(0.0 <= t.weight_decay <= 1.0, "train.weight_decay", "train.weight_decay must be between 0 and 1.")
-    need(t.warmup_epochs >= 0 and t.warmup_epochs <= t.epochs, "train.warmup_epochs",
+    need(not t.warmup_epochs > t.epochs, "train.warmup_epochs",
          "train.warmup_epochs must be between 0 and the number of epochs.")
-    need(1 <= t.batch_size <= 65536, "train.batch_size", "train.batch_size must be between 1 and 65536.")
-    need(1 <= t.epochs <= 10000, "train.epochs", "train.epochs must be between 1 and 10000.")
-    need(t.grad_clip >= 0, "train.grad_clip", "train.grad_clip must be 0 (off) or positive.")
-    need(0.0 <= t.label_smoothing < 1.0, "train.label_smoothing", "train.label_smoothing must be between 0 and 1.")
-    need(0.0 <= t.mixup <= 10.0, "train.mixup", "train.mixup must be 0 (off) or a Beta parameter up to 10 (0.2–0.4 is usual).")
-    need(t.device == "auto" or t.device in ("cpu", "mps") or t.device.startswith("cuda"), "train.device",
+    need(_DEVICE.fullmatch(t.device) is not None, "train.device",
          "train.device must be auto, cpu, cuda (or cuda:N) or mps.")
     need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",
          "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
-    need(t.threads >= 0, "train.threads", "train.threads must be 0 (automatic) or a positive number.")
-    need(t.log_every >= 1, "train.log_every", "train.log_every must be at least 1.")
-    need(t.seed >= 0, "train.seed", "train.seed must be 0 or a positive whole number.")
+    need(isinstance(t.tf32, bool), "train.tf32", "train.tf32 must be true or false.")
     return out
 
 
 # -- presets ---------------------------------------------------------------------------------
+def _recipe(name: str, model: ModelConfig, data: DataConfig, train: TrainConfig) -> Config:
+    """A preset whose input channels, axes and classes come from its dataset, as training sets them."""
+    return Config(name=name, model=fit_model(model, expected_input(data)), data=data, train=train)
+
+
+# One per dataset, named after it, each tuned by measurement (benchmarks/README.md, "Presets"), plus the
+# tutorial. Every one is a plain Config; the form offers a dataset's preset when the dataset is picked.
 PRESETS: dict[str, Config] = {
     # The tutorial, verbatim: it barely learns, and is kept so its result can be reproduced.
     "seed": Config(
@@ -286,6 +367,25 @@ PRESETS: dict[str, Config] = {
             epochs=30, label_smoothing=0.1, grad_clip=1.0, mixup=0.4,
         ),
     ),
+    # MNIST: the digits recipe at 28×28 (max_freq half of Nyquist), with 2-pixel random crops because
+    # MNIST's digits sit at varying places; measured on MNIST-format files of upsampled, shifted digits.
+    "mnist": _recipe(
+        "mnist",
+        ModelConfig(num_freq_bands=6, max_freq=14.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="mnist", crop_padding=2),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1, batch_size=32,
+                    epochs=15, label_smoothing=0.1, grad_clip=1.0),
+    ),
+    # Fashion-MNIST: the MNIST recipe plus horizontal flips (clothes are left-right symmetric).
+    "fashion_mnist": _recipe(
+        "fashion_mnist",
+        ModelConfig(num_freq_bands=6, max_freq=14.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="fashion_mnist", crop_padding=2, hflip=True),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1, batch_size=32,
+                    epochs=15, label_smoothing=0.1, grad_clip=1.0),
+    ),
     # A strong CIFAR-10 recipe: wider latents, AdamW with warmup + cosine, crop + flip.
     "cifar10": Config(
         name="cifar10",
@@ -299,7 +399,54 @@ PRESETS: dict[str, Config] = {
             batch_size=256, epochs=60, label_smoothing=0.1, grad_clip=1.0, precision="auto",
         ),
     ),
+    # CIFAR-100: the CIFAR-10 recipe with 100 outputs and more dropout, as 500 images a class overfit sooner.
+    "cifar100": _recipe(
+        "cifar100",
+        ModelConfig(num_freq_bands=8, max_freq=16.0, depth=4, num_latents=128, latent_dim=256, cross_heads=1,
+                    latent_heads=8, cross_dim_head=64, latent_dim_head=32, ff_dropout=0.2, weight_tie_layers=True),
+        DataConfig(dataset="cifar100", crop_padding=4, hflip=True),
+        TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=2,
+                    batch_size=256, epochs=60, label_smoothing=0.1, grad_clip=1.0, precision="auto"),
+    ),
+    # An image folder: sized for a few dozen images a class, at 32 px (the form sets the size from the
+    # images and the max frequency from the size).
+    "folder": _recipe(
+        "folder",
+        ModelConfig(num_freq_bands=6, max_freq=16.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="folder", image_size=32, crop_padding=2, hflip=True),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
+                    epochs=60, grad_clip=1.0),
+    ),
 }
+
+# One sentence per preset, for the form and `perceiver-gui presets`; `describe_preset` adds the download note.
+PRESET_NOTES: dict[str, str] = {
+    "seed": "The original tutorial's CIFAR-10 settings, verbatim: it barely learns, and is kept to reproduce it.",
+    "digits": "Bundled 8×8 handwritten digits, offline: about 96 % in well under a minute on a laptop CPU.",
+    "mnist": "MNIST handwritten digits: a small, fast model with random crops; a few minutes an epoch on a CPU.",
+    "fashion_mnist": "Fashion-MNIST clothing photos: the MNIST recipe plus horizontal flips.",
+    "cifar10": "CIFAR-10 colour photos: a wide model with crops, flips and a cosine schedule, made for a GPU.",
+    "cifar100": "CIFAR-100 colour photos: the CIFAR-10 recipe with 100 classes and more dropout, made for a GPU.",
+    "folder": "Your own image folder: a small model with crops and flips that learns from a few dozen images a "
+              "class.",
+}
+
+
+def describe_preset(name: str) -> str:
+    """The preset's sentence, and what must be downloaded before its first Start."""
+    note = PRESET_NOTES.get(name, "")
+    download = download_note(PRESETS[name].data.dataset) if name in PRESETS else ""
+    return " ".join(part for part in (note, download) if part)
+
+
+def presets_text(width: int = 100) -> str:
+    """Every preset with its sentence and download note, for `perceiver-gui train --help`."""
+    lines = ["presets:"]
+    for name in PRESETS:
+        lines += textwrap.wrap(describe_preset(name), width, initial_indent=f"  {name:15s}", subsequent_indent=" " * 17,
+                               break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def preset(name: str) -> Config:
@@ -313,9 +460,14 @@ def preset(name: str) -> Config:
 # -- files -----------------------------------------------------------------------------------
 def load_config(path: str | Path) -> Config:
     """Read a config from a .json or .toml file."""
+    from perceiver_gui.core.reading import open_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as fh:  # a FIFO or device would block or never end: refused, never opened
+            text = fh.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name} is not UTF-8 text, so it is not a config file.") from None
     except OSError as exc:
         raise ConfigError(f"Could not read the config file {path}: {exc.strerror or exc}.") from None
     try:

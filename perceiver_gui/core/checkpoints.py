@@ -34,6 +34,7 @@ from safetensors.torch import save as _st_save
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core.files import atomic_write_bytes
+from perceiver_gui.core.reading import open_regular
 
 __all__ = [
     "FORMAT",
@@ -243,7 +244,7 @@ def _open(path: Path) -> BinaryIO:
         hint = " inside it" if (path / "model.safetensors").is_file() else ""
         raise CheckpointError(f"{where} is a folder, not a checkpoint file; choose the model.safetensors file{hint}.")
     try:
-        return open(path, "rb")
+        return open_regular(path)  # a FIFO or device would block or never end: refused, never opened
     except FileNotFoundError:
         raise CheckpointError(f"There is no checkpoint file at {where}.") from None
     except OSError as exc:

@@ -11,11 +11,13 @@ same size).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
-from perceiver_gui.config import ModelConfig
+from perceiver_gui.config import Config, ModelConfig
 
-__all__ = ["AttentionSizes", "attention_sizes", "flops_per_sample", "parameter_count", "training_flops_per_sample"]
+__all__ = ["AttentionSizes", "MemoryNeed", "attention_sizes", "device_memory", "flops_per_sample", "memory_needed",
+           "memory_refusal", "parameter_count", "training_flops_per_sample"]
 
 FF_MULT = 4  # feed-forward hidden width is 4 × latent_dim (GEGLU: the first linear is twice that)
 
@@ -114,3 +116,107 @@ def _bytes(n: int) -> str:
 def attention_sizes(cfg: ModelConfig, input_shape: tuple[int, ...]) -> AttentionSizes:
     m, n = _positions(cfg, input_shape), cfg.num_latents
     return AttentionSizes(M=m, N=n, cross=m * n, latent=n * n, transformer=m * m)
+
+
+# -- memory ------------------------------------------------------------------------------------
+# Optimizer state per parameter, in values: AdamW and Adam keep two moments, SGD one momentum buffer.
+_OPTIMIZER_STATE = {"adam": 2, "adamw": 2, "sgd": 1}
+# Calibration: the counted activations against the measured peak of training on CPU (torch 2.14.1, one
+# thread, AdamW; the rise of ru_maxrss over two steps after a warm-up step of batch 1, which covers the
+# activations, gradients and optimizer state; AMD EPYC, 2 cores, 2026-12-01):
+#   digits preset, batch 256:   measured 148 MB, estimated 144 MB
+#   digits preset, batch 1024:  measured 566 MB, estimated 569 MB
+#   cifar10 preset, batch 64:   measured 2,109 MB, estimated 1,975 MB
+#   cifar10 preset, batch 128:  measured 3,963 MB, estimated 3,889 MB
+#   seed preset (SGD), batch 32: measured 179 MB, estimated 201 MB
+# so the count is within 11 % either way; the factor rounds it up by 10 % to err on the side of refusing
+# late rather than early. The tensors autograd itself saves (saved_tensors_hooks, exact) are 71–80 % of the
+# estimate for the same three presets; the rest of the peak is backward's transient buffers. (CUDA's fused attention keeps less, so a GPU estimate is on the high side.)
+ACTIVATION_FACTOR = 1.1
+GB = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryNeed:
+    """Bytes one training run holds at its peak, by part."""
+
+    weights: int  # parameters, gradients and optimizer state, float32
+    activations: int  # what the forward pass keeps for backward, at the batch size
+    data: int  # the decoded dataset (uint8), which lives on the training device too
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations + self.data
+
+
+def _activation_values(cfg: ModelConfig, input_shape: tuple[int, ...]) -> int:
+    """Values the forward pass keeps for backward, per sample (upper end: attention scores included)."""
+    m, n, d, c = _positions(cfg, input_shape), cfg.num_latents, cfg.latent_dim, _context_dim(cfg)
+    ic, il = cfg.cross_heads * cfg.cross_dim_head, cfg.latent_heads * cfg.latent_dim_head
+    # LayerNorm in, Linear to 8d (GEGLU), its two halves' product and GELU, Linear out: 18 values per latent
+    feed_forward = n * d * (1 + 2 * FF_MULT + FF_MULT + FF_MULT + 1)
+    cross = (m * 2 * ic  # keys and values of every input position
+             + n * (d + 2 * ic + d)  # normed latents, queries, attention output, projection
+             + cfg.cross_heads * n * m  # the attention weights
+             + feed_forward)
+    latent = n * (d + 3 * il + il + d) + cfg.latent_heads * n * n + feed_forward
+    return m * c + cfg.depth * (cross + cfg.self_per_cross_attn * latent) + n * d
+
+
+def memory_needed(cfg: Config, input_shape: tuple[int, ...], *, batch_size: int | None = None,
+                  dataset_images: int = 0, half_precision: bool = False) -> MemoryNeed:
+    """An estimate of a training run's peak memory: parameters + gradients + optimizer state (float32),
+    the activations kept for backward at the batch size, and the uint8 dataset.
+
+    Activations are counted per layer from the shapes (`_activation_values`, scaled by
+    ACTIVATION_FACTOR), 4 bytes each, or 2 with `half_precision` (bfloat16/float16 autocast).
+    """
+    batch = cfg.train.batch_size if batch_size is None else batch_size
+    params = parameter_count(cfg.model)
+    state = _OPTIMIZER_STATE.get(cfg.train.optimizer, 2)
+    if cfg.train.optimizer == "sgd" and cfg.train.momentum == 0:
+        state = 0
+    per_value = 2 if half_precision else 4
+    activations = math.ceil(_activation_values(cfg.model, input_shape) * ACTIVATION_FACTOR) * per_value * batch
+    data = dataset_images * cfg.model.input_channels * math.prod(int(s) for s in input_shape)
+    return MemoryNeed(weights=params * (2 + state) * 4, activations=activations, data=data)
+
+
+def device_memory(device) -> int | None:
+    """Bytes a training run may use on `device` (a torch.device): free memory on CUDA, the recommended
+    maximum on MPS, total RAM on CPU; None where it can't be known. The one function here that asks torch."""
+    import torch
+
+    try:
+        if device.type == "cuda":
+            return torch.cuda.mem_get_info(device)[0]
+        if device.type == "mps":
+            return int(torch.mps.recommended_max_memory())
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no sysconf (Windows), or a driver error
+        return None
+
+
+def memory_refusal(cfg: Config, input_shape: tuple[int, ...], device, *, dataset_images: int = 0,
+                   available: int | None = None) -> str | None:
+    """None when the run fits; else one sentence: what it needs, what the device has, and what to lower.
+
+    `available` defaults to `device_memory(device)`; nothing is refused when that is unknown."""
+    half = cfg.train.precision in ("bfloat16", "float16") or (cfg.train.precision == "auto" and device.type == "cuda")
+    need = memory_needed(cfg, input_shape, dataset_images=dataset_images, half_precision=half)
+    if available is None:
+        available = device_memory(device)
+    if available is None or need.total <= available:
+        return None
+    where = {"cuda": "this GPU has", "mps": "this Mac's GPU may use"}.get(device.type, "this machine has")
+    if need.weights >= need.activations:
+        lower = (f"its {parameter_count(cfg.model) / 1e9:,.2f} G parameters with their gradients and optimizer "
+                 f"state take {need.weights / GB:,.1f} GB alone; lower model.depth, model.latent_dim or the "
+                 "head counts and widths")
+    else:
+        fits = max(1, int(cfg.train.batch_size * (available - need.weights - need.data) / need.activations))
+        lower = (f"lower train.batch_size (about {fits:,} would fit), or model.num_latents, model.depth or "
+                 "data.image_size") if available > need.weights + need.data else \
+            "lower model.num_latents, model.depth or data.image_size"
+    return (f"This model needs about {need.total / GB:,.1f} GB at batch {cfg.train.batch_size:,}; {where} "
+            f"{available / GB:,.1f} GB. To train it, {lower}.")

@@ -24,6 +24,7 @@ sentence a missing network gives.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -44,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
@@ -60,6 +61,8 @@ __all__ = [
     "load_dataset",
     "normalize",
     "open_dataset",
+    "preview_dataset",
+    "Preview",
 ]
 
 OFFLINE_ENV = "PERCEIVER_GUI_OFFLINE"  # set to 1 to forbid every network access (the tests do)
@@ -83,6 +86,11 @@ class DatasetInfo:
     test_size: int
     mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
     std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> InputShape:
+        """What the model is fed; `datasets.fit_model(cfg.model, info.input_shape)` sets it up for it."""
+        return InputShape(kind="image", sides=self.image_size, channels=self.channels, classes=len(self.class_names))
 
 
 @dataclass(frozen=True)
@@ -132,22 +140,77 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             return done.value
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a dataset holds, to look at before training: counts, and samples as training sees them."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train_counts: tuple[int, ...]  # images per class in the training split
+    test_counts: tuple[int, ...]
+    samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training
+    skipped: tuple[str, ...]  # unreadable files, as "name: reason"
+
+
+def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Generator[DatasetEvent, None, Preview]:
+    """Open the dataset like training does (events while it loads), and return its `Preview`: up to
+    `per_class` random training images of each class with cfg's crop and flip applied."""
+    dataset = yield from open_dataset(cfg)
+    info = dataset.info
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for label in range(len(info.class_names)):
+        members = torch.nonzero(dataset.train_y == label).flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        x = augment(dataset.train_x[chosen], crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
+        pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
+        samples.append(pixels)
+    k = len(info.class_names)
+    return Preview(
+        name=info.name, class_names=info.class_names,
+        train_counts=tuple(torch.bincount(dataset.train_y, minlength=k).tolist()),
+        test_counts=tuple(torch.bincount(dataset.test_y, minlength=k).tolist()),
+        samples=tuple(samples), skipped=dataset.skipped,
+    )
+
+
 # -- batched preprocessing -------------------------------------------------------------------
 def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device."""
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-    if x.ndim != 4 or mean_t.shape[1] != x.shape[1] or std_t.shape[1] != x.shape[1]:
+    if torch.is_tensor(mean) or torch.is_tensor(std):
+        shift, scale = _shift_and_scale(torch.as_tensor(mean, dtype=torch.float32, device=x.device),
+                                        torch.as_tensor(std, dtype=torch.float32, device=x.device))
+    else:  # the usual case: a dataset's constants, sent to the device once, not twice per step
+        shift, scale = _cached_shift_and_scale(tuple(map(float, mean)), tuple(map(float, std)), x.device)
+    if x.ndim != 4 or shift.shape[1] != x.shape[1] or scale.shape[1] != x.shape[1]:
         raise ValueError(f"normalize needs (B, C, H, W) with one mean and std per channel; got {tuple(x.shape)}, "
-                         f"{mean_t.shape[1]} means and {std_t.shape[1]} stds")
+                         f"{shift.shape[1]} means and {scale.shape[1]} stds")
     # One fused pass: (x - 255 mean) * 1 / (255 std).
-    return x.to(torch.float32).sub_(mean_t * 255.0).mul_(1.0 / (std_t * 255.0))
+    return x.to(torch.float32).sub_(shift).mul_(scale)
+
+
+def _shift_and_scale(mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (mean * 255.0).reshape(1, -1, 1, 1), (1.0 / (std * 255.0)).reshape(1, -1, 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_shift_and_scale(mean: tuple[float, ...], std: tuple[float, ...],
+                            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Building a tensor from Python numbers on a GPU is a blocking host-to-device copy. Plain tensors
+    # even under inference_mode, so that a later training step can use them.
+    with torch.inference_mode(False), torch.no_grad():
+        return _shift_and_scale(torch.tensor(mean, dtype=torch.float32, device=device),
+                                torch.tensor(std, dtype=torch.float32, device=device))
 
 
 def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (zero-pad by crop_padding, cut back to size at a per-sample offset) and per-sample
-    horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator` makes it repeat.
+    """Random crop (shift by up to crop_padding pixels, the border pixels extended into the gap) and
+    per-sample horizontal flip of a uint8 (B, C, H, W) batch, vectorised, on x's device; `generator`
+    makes it repeat.
 
+    The gap repeats the edge rather than filling it with black: on a light background (drawings,
+    scans, product photos) black bars would look like objects, and the model would learn them.
     Draws happen in a fixed order (row offsets, column offsets, flips), so the same seed and settings
     give the same batch every time. Returns x itself when both are off.
     """
@@ -162,18 +225,17 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
         return torch.randint(0, high, (b,), generator=generator, device=draw_device).to(x.device)
 
     p = crop_padding
-    dy = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
-    dx = randint(2 * p + 1) if p else torch.zeros(b, dtype=torch.long, device=x.device)
+    dy = randint(2 * p + 1) if p else torch.full((b,), p, dtype=torch.long, device=x.device)
+    dx = randint(2 * p + 1) if p else torch.full((b,), p, dtype=torch.long, device=x.device)
     flip = randint(2).bool() if hflip else torch.zeros(b, dtype=torch.bool, device=x.device)
-    padded = F.pad(x, (p, p, p, p)) if p else x
-    padded_w = w + 2 * p
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded image to take
+    # Source row and column of every output pixel, clamped to the image: that is edge padding.
+    rows = (dy[:, None] - p + torch.arange(h, device=x.device)).clamp_(0, h - 1)  # (B, H)
     ar_w = torch.arange(w, device=x.device)
-    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w)  # (B, W), reversed when flipped
-    # One gather over the flattened padded images: a (B, H*W) index shared by the channels. This is
-    # 2-3x faster than indexing with four broadcast index tensors.
-    index = (rows[:, :, None] * padded_w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
-    return padded.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+    cols = (dx[:, None] - p + torch.where(flip[:, None], w - 1 - ar_w, ar_w)).clamp_(0, w - 1)  # (B, W)
+    # One gather over the flattened images: a (B, H*W) index shared by the channels. This is 2-3x
+    # faster than indexing with four broadcast index tensors.
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
 
 
 def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -570,7 +632,8 @@ def _load_folder(cfg: DataConfig, root: Path):
     files: list[list[Path]] = []
     for class_dir in classes:
         try:
-            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            # Not is_file(): a FIFO or device named like an image is refused by open_image and listed as skipped.
+            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
                            and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
         except OSError as exc:
             raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "

@@ -47,8 +47,9 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
 
     One row per record, in the file's order, values at full precision. Per-class test accuracy gets a
     column per class (`test_acc_<class>`); confusion matrices are not tabular and stay in metrics.jsonl.
-    Only numbers reach the file (besides the record type), so a tampered run folder cannot plant a
-    spreadsheet formula in it.
+    Values are numbers only (besides the record type), and every cell that a spreadsheet would read as
+    a formula (text starting with = + - @, a tab or a carriage return: a tampered run folder's metric or
+    class names) is prefixed with ', as OWASP recommends; plain numbers such as -0.5 stay numbers.
     """
     run_dir, out = Path(run_dir), Path(out)
     if not run_dir.is_dir():
@@ -68,13 +69,13 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow([*_CSV_COLUMNS, *extra, *class_columns])
+    writer.writerow([_no_formula(c) for c in (*_CSV_COLUMNS, *extra, *class_columns)])
     for record in records:
         row = [record["type"]] + [_cell(record.get(k)) for k in (*_CSV_COLUMNS[1:], *extra)]
         per_class = record.get("per_class_acc")
         per_class = per_class if isinstance(per_class, list) else []
         row += [_cell(per_class[i]) if i < len(per_class) else "" for i in range(n_classes)]
-        writer.writerow(row)
+        writer.writerow([_no_formula(c) for c in row])
     _write(out, lambda: atomic_write_text(out, text.getvalue()))
     return len(records)
 
@@ -106,6 +107,22 @@ def _cell(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return repr(float(value))
     return ""
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+
+
+def _no_formula(cell: Any) -> Any:
+    """A cell a spreadsheet cannot run: text that would start a formula gets a leading ' (OWASP).
+
+    A carriage return becomes a line feed: the csv module quotes only the line terminator's characters
+    ("\n" here), and an unquoted CR would start a new row whose first cell could be a formula."""
+    if not isinstance(cell, str):
+        return cell
+    if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(cell):
+        cell = "'" + cell
+    return cell.replace("\r", "\n")
 
 
 def _write(out: Path, write) -> None:

@@ -15,6 +15,7 @@ Choices, in one place:
   keeps the frame it is at).
 - Pictures larger than MAX_SIDE pixels on a side are reduced early (JPEGs decode at 1/2, 1/4 or 1/8
   scale via `draft`), so a 100-megapixel photo does not need gigabytes.
+- Only regular files are opened: a FIFO, device or socket is refused by name (core/reading.py).
 - Pillow's decompression-bomb limit applies: above 2 × Image.MAX_IMAGE_PIXELS an image is refused
   (between 1× and 2× Pillow only warns; the early reduction keeps those affordable).
 - `to_uint8_tensor` stretches to the target size (no cropping, so nothing of the picture is lost)
@@ -27,10 +28,12 @@ import io
 import re
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from perceiver_gui.core.reading import open_regular
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
@@ -71,6 +74,7 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+    file = None
     if isinstance(source, Image.Image):
         name = "the image"
         img, opened = source, False
@@ -80,7 +84,12 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     else:
         path = Path(source)
         name = str(path)
-        img, opened = _open(path, name), True
+        file = _open_file(path, name)
+        try:
+            img, opened = _open(file, name), True
+        except BaseException:
+            file.close()
+            raise
     try:
         try:
             return _decode(img, channels)
@@ -93,6 +102,8 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     finally:
         if opened:
             img.close()
+        if file is not None:  # Pillow leaves a file object it was handed open
+            file.close()
 
 
 def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
@@ -113,15 +124,23 @@ def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _open(fp, name: str) -> Image.Image:
+def _open_file(path: Path, name: str) -> BinaryIO:
+    """The file, opened only if it is a regular file: a FIFO among the images would wait forever."""
     try:
-        return Image.open(fp)
+        return open_regular(path)
     except FileNotFoundError:
         raise ImageError(name, "the file does not exist") from None
     except IsADirectoryError:
         raise ImageError(name, "it is a folder, not an image file") from None
     except PermissionError:
         raise ImageError(name, "permission to read the file was denied") from None
+    except OSError as exc:  # NotARegularFile included: "it is a named pipe (FIFO), not a regular file"
+        raise ImageError(name, exc.strerror or str(exc)) from None
+
+
+def _open(fp, name: str) -> Image.Image:
+    try:
+        return Image.open(fp)
     except UnidentifiedImageError:
         raise ImageError(name, "it is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:

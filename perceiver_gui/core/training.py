@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
-from perceiver_gui.core import checkpoints, data, evaluation, runs
+from perceiver_gui.core import checkpoints, data, datasets, evaluation, runs
+from perceiver_gui.core.complexity import memory_refusal
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
 from perceiver_gui.core.events import (
@@ -255,11 +256,16 @@ class _Setup:
     warmup_steps: int
 
 
+def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
+    """What the data decides is not the user's to set: channels, axes and classes come from it."""
+    shape = datasets.InputShape(kind=datasets.DATASETS[cfg.data.dataset].kind, sides=tuple(info.image_size),
+                                channels=info.channels, classes=len(info.class_names))
+    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
+
+
 def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
     info = dataset.info
-    # What the data decides is not the user's to set: channels, axes and classes come from it.
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, input_channels=info.channels, input_axis=2, num_classes=len(info.class_names)))
+    cfg = _fit_to_data(cfg, info)
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
     train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
     test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
@@ -325,6 +331,11 @@ class _Run:
         info = dataset.info
         if info.test_size == 0 or info.train_size == 0:
             yield self.finish("failed", f"{info.name} has no images in its training or test split.")
+            return
+        refusal = memory_refusal(_fit_to_data(cfg, info), info.image_size, device,
+                                 dataset_images=info.train_size + info.test_size)
+        if refusal:  # before the data moves to the device and the model is built
+            yield self.finish("failed", refusal)
             return
 
         s = _build(cfg, dataset, device)

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.complexity import attention_sizes, flops_per_sample, parameter_count
-from perceiver_gui.ui.hyperparams import dataset_shape
+from perceiver_gui.core.datasets import expected_input
 
 __all__ = ["ComplexityView", "si"]
 
@@ -47,8 +47,7 @@ class ComplexityView(QFrame):
         layout.addWidget(self.note)
 
     def set_config(self, cfg: Config) -> None:
-        shape = dataset_shape(cfg.data.dataset)
-        spatial = shape[1] if shape is not None else (cfg.data.image_size, cfg.data.image_size)
+        spatial = expected_input(cfg.data).sides
         if cfg.validate():
             # Sizes of an impossible model would mislead; the form already says what is wrong.
             self.cost.setText("Parameters and FLOPs appear once the settings are valid.")

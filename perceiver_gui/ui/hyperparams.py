@@ -9,7 +9,7 @@ the field they concern.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,48 +41,16 @@ from perceiver_gui.config import (
     SCHEDULES,
     Config,
     ConfigError,
+    describe_preset,
     load_config,
     save_config,
 )
+from perceiver_gui.core import datasets as registry
+from perceiver_gui.ui.data_preview import DataPreview
 from perceiver_gui.ui.fourier_view import FourierView
 from perceiver_gui.ui.widgets import FloatSpinBox
 
-__all__ = ["DATASET_LABELS", "HyperparamsPanel", "dataset_shape", "folder_classes"]
-
-DATASET_LABELS = {
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "mnist": "MNIST",
-    "fashion_mnist": "Fashion-MNIST",
-    "digits": "Digits (bundled, offline)",
-    "folder": "Image folder…",
-}
-
-# Shapes of the built-in datasets: (channels, (height, width), classes). They are fixed by the
-# datasets themselves, so the form can show them without opening any data.
-_FIXED_SHAPES: dict[str, tuple[int, tuple[int, int], int]] = {
-    "cifar10": (3, (32, 32), 10),
-    "cifar100": (3, (32, 32), 100),
-    "mnist": (1, (28, 28), 10),
-    "fashion_mnist": (1, (28, 28), 10),
-    "digits": (1, (8, 8), 10),
-}
-
-
-def dataset_shape(dataset: str) -> tuple[int, tuple[int, int], int] | None:
-    """(channels, (H, W), classes) of a built-in dataset; None for an image folder, whose shape is
-    only known once its images are decoded (the engine takes it from the data either way)."""
-    return _FIXED_SHAPES.get(dataset)
-
-
-def folder_classes(folder: str) -> int | None:
-    """How many class subfolders an image folder has, or None when it cannot be read."""
-    if not folder.strip():
-        return None
-    try:
-        return sum(1 for p in Path(folder).expanduser().iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return None
+__all__ = ["HyperparamsPanel"]
 
 
 @dataclass(frozen=True)
@@ -120,9 +88,9 @@ MODEL_FIELDS = (
 )
 
 DATA_FIELDS = (
-    _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, DATASET_LABELS[d]) for d in DATASETS)),
+    _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
     _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
-    _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side.", "int", 4, 512, 4),
+    _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Test share", "The share of each class of a folder held out to measure accuracy.", "float", 0.01, 0.99, 0.05),
     _Spec("data.root", "Download folder", "Where downloaded datasets are kept; empty means the app's own data folder.", "path"),
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
@@ -156,21 +124,25 @@ DERIVED = ("input_channels", "input_axis", "num_classes")
 class _Field:
     """One editor bound to one dotted key."""
 
-    def __init__(self, spec: _Spec, on_change: Callable[[], None], parent: QWidget):
+    def __init__(self, spec: _Spec, on_change: Callable[[str], None], parent: QWidget):
         self.spec = spec
         kind = spec.kind
+
+        def changed(*_: object) -> None:
+            on_change(spec.key)
+
         self.browse: QToolButton | None = None
         if kind == "int":
             w = QSpinBox(parent)
             w.setRange(int(spec.lo), int(spec.hi))
             w.setSingleStep(int(spec.step))
-            w.valueChanged.connect(on_change)
+            w.valueChanged.connect(changed)
         elif kind in ("float", "logfloat"):
             w = FloatSpinBox(minimum=spec.lo, maximum=spec.hi, step=spec.step, log_step=kind == "logfloat", parent=parent)
-            w.valueChanged.connect(on_change)
+            w.valueChanged.connect(changed)
         elif kind == "bool":
             w = QCheckBox(parent)
-            w.toggled.connect(on_change)
+            w.toggled.connect(changed)
         elif kind in ("choice", "device"):
             w = QComboBox(parent)
             for value, label in spec.choices:
@@ -178,12 +150,12 @@ class _Field:
             if kind == "device":
                 # Editable so "cuda:1" can be typed.
                 w.setEditable(True)
-                w.editTextChanged.connect(on_change)
+                w.editTextChanged.connect(changed)
             else:
-                w.currentIndexChanged.connect(on_change)
+                w.currentIndexChanged.connect(changed)
         else:  # text, path
             w = QLineEdit(parent)
-            w.textChanged.connect(on_change)
+            w.textChanged.connect(changed)
             if kind == "path":
                 w.setPlaceholderText("app data folder" if spec.key == "data.root" else "choose a folder…")
                 self.browse = QToolButton(parent)
@@ -277,8 +249,13 @@ class HyperparamsPanel(QWidget):
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("name")
         self.name_edit.setToolTip("Shown in the runs list and used for the run's folder name.")
-        self.name_edit.textChanged.connect(self._edited)
+        self.name_edit.textChanged.connect(lambda *_: self._edited("name"))
         name_row.addWidget(self.name_edit, 1)
+
+        self.preset_note = QLabel()
+        self.preset_note.setObjectName("presetNote")
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setEnabled(False)  # the palette's dimmed colour: an explanation, not a setting
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -294,6 +271,7 @@ class HyperparamsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
+        layout.addWidget(self.preset_note)
         layout.addLayout(name_row)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.summary)
@@ -322,6 +300,19 @@ class HyperparamsPanel(QWidget):
             else:
                 form.addRow(label, field.widget)
             form.addRow(field.error)
+            if spec.key == "data.dataset":
+                # The dataset's own recipe, offered when the form holds edits that picking it would lose.
+                self.recipe_button = QPushButton(page)
+                self.recipe_button.setObjectName("recipeButton")
+                self.recipe_button.clicked.connect(self.apply_dataset_recipe)
+                self.recipe_button.hide()
+                form.addRow(self.recipe_button)
+            if spec.key == "data.hflip":
+                self.preview_button = QPushButton("Preview data…", page)
+                self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
+                                               "sees them (with crops and flips), before you start.")
+                self.preview_button.clicked.connect(self.open_preview)
+                form.addRow(self.preview_button)
             if spec.key == "model.max_freq":
                 # What the Fourier settings add and look like, right under them.
                 self.fourier = FourierView(page)
@@ -381,6 +372,13 @@ class HyperparamsPanel(QWidget):
         if editable:
             self._refresh()  # fields that do not apply (momentum without SGD, ...) stay greyed
 
+    def open_preview(self) -> DataPreview:
+        """Open the dataset preview for the current data settings (non-modal)."""
+        preview = DataPreview(self.config().data, self)
+        preview.show()
+        preview.load()
+        return preview
+
     # -- files ---------------------------------------------------------------------------------
     def open_file(self, path: str | Path) -> bool:
         try:
@@ -421,50 +419,98 @@ class HyperparamsPanel(QWidget):
             self.set_config(PRESETS[name])
             self.config_changed.emit(self.config())
 
-    def _edited(self, *_: object) -> None:
+    def apply_dataset_recipe(self) -> None:
+        """Replace the settings with the preset of the chosen dataset, keeping where the data is."""
+        current = self.config()
+        recipe = PRESETS[registry.DATASETS[current.data.dataset].preset]
+        cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder})
+        self.set_config(cfg)
+        if cfg.data.dataset == "folder":
+            self._follow_folder()
+        self.config_changed.emit(self.config())
+
+    def _edited(self, key: str) -> None:
+        if key == "data.dataset" and self._preset_in_use:
+            # An untouched preset: picking a dataset brings its recipe; edits are never replaced unasked.
+            self.apply_dataset_recipe()
+            return
+        if key == "data.folder":
+            self._follow_folder()
+        elif key == "data.image_size":
+            self._follow_image_size(self._last.data.image_size)
         self._refresh()
         self._sync_preset(self.config())
         self.config_changed.emit(self.config())
 
+    def _follow_folder(self) -> None:
+        """A folder's images decide the image size (and with it the max frequency)."""
+        folder = self._fields["data.folder"].get()
+        side = registry.folder_image_size(folder)
+        if side is None:
+            return
+        old = self._fields["data.image_size"].get()
+        self._set_quietly("data.image_size", side)
+        self._follow_image_size(old)
+        self.message.emit(f"Image size set to {side} px from the images in {Path(folder).name} "
+                          f"(their median side, at most {registry.FOLDER_SIZE_CAP} px).")
+
+    def _follow_image_size(self, old_side: int) -> None:
+        """Max frequency follows the image size while it followed the old one, or when it would alias."""
+        side = self._fields["data.image_size"].get()
+        max_freq = self._fields["model.max_freq"].get()
+        if max_freq == registry.max_freq_for(old_side) or max_freq > side - 1:
+            self._set_quietly("model.max_freq", registry.max_freq_for(side))
+
+    def _set_quietly(self, key: str, value: Any) -> None:
+        field = self._fields[key]
+        with QSignalBlocker(field.widget):
+            field.set(value)
+
+    @property
+    def _preset_in_use(self) -> bool:
+        return bool(self.preset_box.currentData())
+
     def _sync_preset(self, cfg: Config) -> None:
-        match = next((name for name, p in PRESETS.items() if p == cfg), "")
+        match = next((name for name, p in PRESETS.items() if _recipe_part(p) == _recipe_part(cfg)), "")
         with QSignalBlocker(self.preset_box):
             self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(match)))
+        dataset = cfg.data.dataset
+        self.preset_note.setText(describe_preset(match) if match else registry.download_note(dataset))
+        self.preset_note.setVisible(bool(self.preset_note.text()))
+        recipe = registry.DATASETS[dataset].preset if dataset in registry.DATASETS else ""
+        self.recipe_button.setText(f"Use the {recipe} preset, tuned for this dataset")
+        self.recipe_button.setToolTip(describe_preset(recipe) if recipe else "")
+        self.recipe_button.setVisible(bool(recipe) and match != recipe)
 
     def _refresh(self) -> None:
         """Derived values, which fields apply, and the problems, after any change."""
-        data = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("data.")}
-        dataset = data["dataset"]
-        shape = dataset_shape(dataset)
-        d = self._derived
-        if shape is not None:
-            channels, (h, w), classes = shape
-            d.update(input_channels=channels, input_axis=2, num_classes=classes)
-            s = "s" if channels != 1 else ""
-            text = f"{channels} channel{s} · {h}×{w} pixels · {classes} classes"
-        else:
-            classes = folder_classes(data["folder"])
-            if classes:
-                d.update(input_axis=2, num_classes=max(2, classes))
-            side = data["image_size"]
-            h = w = side
-            text = f"1 or 3 channels (from the images) · {side}×{side} pixels · {classes or '?'} classes (subfolders)"
-        self.derived_label.setText(text)
-        model = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("model.")}
-        self.fourier.set_encoding(enabled=model["fourier_encode_data"], num_bands=model["num_freq_bands"],
-                                  max_freq=model["max_freq"], sides=(h, w), input_axis=d["input_axis"])
+        cfg = self.config()
+        self._last = cfg
+        shape = registry.expected_input(cfg.data)
+        model = registry.fit_model(cfg.model, shape)
+        self._derived = {name: getattr(model, name) for name in DERIVED}
+        channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
+            "1 or 3 channels (from the images)"
+        classes = f"{shape.classes} classes" if shape.classes else "? classes"
+        if cfg.data.dataset == "folder":
+            classes += " (subfolders)"
+        sides = "×".join(str(n) for n in shape.sides)
+        self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
+        self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
+                                  max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis)
 
-        is_folder = dataset == "folder"
+        is_folder = cfg.data.dataset == "folder"
+        spec = registry.DATASETS.get(cfg.data.dataset)
+        downloads = spec is not None and spec.downloads
         applies = {
             "data.folder": is_folder,
             "data.image_size": is_folder,
             "data.val_fraction": is_folder,
-            "data.root": not is_folder and dataset != "digits",
-            "data.download": not is_folder and dataset != "digits",
+            "data.root": downloads,
+            "data.download": downloads,
         }
-        train = {k.split(".")[1]: f.get() for k, f in self._fields.items() if k.startswith("train.")}
-        applies["train.momentum"] = train["optimizer"] == "sgd"
-        applies["train.warmup_epochs"] = train["schedule"] == "cosine"
+        applies["train.momentum"] = cfg.train.optimizer == "sgd"
+        applies["train.warmup_epochs"] = cfg.train.schedule == "cosine"
         applies["model.num_freq_bands"] = self._fields["model.fourier_encode_data"].get()
         applies["model.max_freq"] = applies["model.num_freq_bands"]
         for key, on in applies.items():
@@ -496,3 +542,16 @@ class HyperparamsPanel(QWidget):
             self._problems = list(problems)
             self.problems_changed.emit(self.problems())
 
+
+
+def _recipe_part(cfg: Config) -> Config:
+    """What makes a config its preset: not where the data lives, nor what follows the data (the input
+    shape, a folder's image size, and a max frequency that follows the image size)."""
+    side = registry.expected_input(replace(cfg.data, folder="")).sides[0]
+    follows = cfg.model.max_freq == registry.max_freq_for(side)
+    return replace(
+        cfg,
+        model=replace(cfg.model, input_channels=0, input_axis=0, num_classes=0,
+                      max_freq=-1.0 if follows else cfg.model.max_freq),
+        data=replace(cfg.data, root="", folder="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
+    )

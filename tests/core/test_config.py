@@ -1,4 +1,7 @@
+import dataclasses
 import json
+import math
+import re
 
 import pytest
 
@@ -19,6 +22,9 @@ def test_seed_preset_is_the_tutorial_verbatim():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     cfg = preset(name)
+    if name == "folder":  # the one preset that needs the user's folder before it can start
+        assert [key for key, _ in cfg.validate()] == ["data.folder"]
+        cfg = cfg.with_updates({"data.folder": str(tmp_path)})
     assert cfg.validate() == []
     for suffix in (".json", ".toml"):
         path = save_config(cfg, tmp_path / f"{name}{suffix}")
@@ -61,7 +67,7 @@ def test_validation_names_the_field_and_what_to_do():
                                  "train.optimizer": "adam"})
     problems = dict(cfg.validate())
     assert "positive" in problems["train.lr"]
-    assert "at least 1" in problems["model.depth"]
+    assert "between 1 and 64" in problems["model.depth"]
     assert "SGD" in problems["train.nesterov"]
     with pytest.raises(ConfigError):
         cfg.check()
@@ -92,3 +98,93 @@ def test_unknown_preset_lists_the_known_ones():
 def test_names_and_paths_with_any_characters_survive_toml(tmp_path):
     cfg = preset("digits").with_updates({"name": 'é😀 "quoted" \\ tab\t', "data.folder": "/data/猫 🐈/"})
     assert load_config(save_config(cfg, tmp_path / "odd.toml")) == cfg
+
+
+# -- bounds: every field refuses values no Perceiver user means, naming the field and its range --------
+# Values just outside each range, plus the ones that broke things (depth 10000, heads 1e8, seed 1e23,
+# grad_clip inf, max_freq 1e308). Booleans have no range; every other field must appear here.
+OUT_OF_RANGE = {
+    "name": ["x" * 250, "bad\udcffname"],
+    "model.num_freq_bands": [-1, 65],
+    "model.depth": [0, 10000],
+    "model.max_freq": [0.0, -1.0, 1e308, math.inf, math.nan],
+    "model.input_channels": [0, 100],
+    "model.input_axis": [0, 4],
+    "model.num_latents": [0, 10**6],
+    "model.latent_dim": [0, 10**6],
+    "model.cross_heads": [0, 10**8],
+    "model.latent_heads": [0, 10**8],
+    "model.cross_dim_head": [0, 10**5],
+    "model.latent_dim_head": [0, 10**5],
+    "model.num_classes": [1, 10**7],
+    "model.attn_dropout": [-0.1, 1.0, math.nan],
+    "model.ff_dropout": [-0.1, 1.0, math.inf],
+    "model.self_per_cross_attn": [0, 1000],
+    "model.implementation": ["slow"],
+    "data.dataset": ["imagenet"],
+    "data.root": ["/data/\udcff", "/" + "d" * 5000],
+    "data.folder": ["/data/\udcff", "/" + "d" * 5000],
+    "data.image_size": [3, 513],
+    "data.val_fraction": [0.0, 1.0, math.nan],
+    "data.crop_padding": [-1, 17],
+    "train.optimizer": ["lion"],
+    "train.lr": [0.0, 11.0, math.inf, math.nan],
+    "train.momentum": [-0.1, 1.0, math.nan],
+    "train.weight_decay": [-0.1, 1.5, math.inf],
+    "train.schedule": ["linear"],
+    "train.warmup_epochs": [-1.0, 1e9, math.nan],
+    "train.batch_size": [0, 10**6],
+    "train.epochs": [0, 10**6],
+    "train.grad_clip": [-1.0, 1e9, math.inf, math.nan],
+    "train.label_smoothing": [-0.1, 1.0, math.nan],
+    "train.mixup": [-0.1, 11.0, math.inf],
+    "train.device": ["tpu", "cuda:x", "cuda:" + "9" * 30],
+    "train.precision": ["float8"],
+    "train.seed": [-1, 10**23, 2**63],
+    "train.threads": [-1, 10**6],
+    "train.log_every": [0, 10**9],
+}
+BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",
+            "train.tf32"}
+
+
+def _all_fields() -> set[str]:
+    cfg = Config()
+    keys = {"name"}
+    for section in ("model", "data", "train"):
+        keys |= {f"{section}.{f.name}" for f in dataclasses.fields(getattr(cfg, section))}
+    return keys
+
+
+def test_the_bounds_table_covers_every_field():
+    assert set(OUT_OF_RANGE) | BOOLEANS == _all_fields()
+
+
+@pytest.mark.parametrize(("key", "value"), [(k, v) for k, vs in OUT_OF_RANGE.items() for v in vs],
+                         ids=lambda x: repr(x)[:30])
+def test_every_field_refuses_values_out_of_its_range(key, value):
+    cfg = preset("digits").with_updates({key: value})
+    problems = dict(cfg.validate())
+    assert key in problems, problems
+    sentence = problems[key]
+    assert sentence.startswith(key) or key.split(".")[-1] in sentence, sentence
+    assert sentence.endswith(".") and "\n" not in sentence
+    with pytest.raises(ConfigError):
+        cfg.check()
+
+
+@pytest.mark.parametrize("key", [k for k in OUT_OF_RANGE if isinstance(OUT_OF_RANGE[k][-1], int | float)
+                                 and not isinstance(OUT_OF_RANGE[k][-1], bool)])
+def test_numeric_refusals_say_the_range(key):
+    sentence = dict(preset("digits").with_updates({key: OUT_OF_RANGE[key][-1]}).validate())[key]
+    assert re.search(r"\d", sentence), sentence  # a bound the user can aim for
+
+
+def test_generous_values_are_accepted():
+    cfg = preset("digits").with_updates({
+        "model.depth": 48, "model.num_latents": 2048, "model.latent_dim": 1024, "model.cross_heads": 16,
+        "model.latent_heads": 16, "model.latent_dim_head": 128, "model.max_freq": 512.0, "model.num_freq_bands": 64,
+        "train.seed": 2**31 - 1, "train.grad_clip": 100.0, "train.batch_size": 4096, "name": "n" * 100,
+        "data.folder": "/data/猫 🐈/",
+    })
+    assert cfg.validate() == []

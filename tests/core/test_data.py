@@ -508,17 +508,33 @@ def test_hflip_flips_some_samples_exactly_and_leaves_the_rest():
     assert 10 < sum(flipped) < 54  # about half
 
 
-def test_crop_takes_a_window_of_the_zero_padded_image_per_sample():
+def test_crop_takes_a_window_of_the_edge_padded_image_per_sample():
     x = batch(b=40)
     p = 2
     out = augment(x, crop_padding=p, hflip=False, generator=torch.Generator().manual_seed(4))
-    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    # The gap left by the shift repeats the border pixels (no black bars on light backgrounds).
+    padded = torch.nn.functional.pad(x.float(), (p, p, p, p), mode="replicate").to(torch.uint8)
     h, w = x.shape[2:]
     offsets = set()
     for o, s in zip(out, padded, strict=True):
         matches = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
                    if torch.equal(o, s[:, dy:dy + h, dx:dx + w])]
-        assert matches, "every sample is a window of its padded image"
+        assert matches, "every sample is a window of its edge-padded image"
         offsets.add(matches[0])
     assert len(offsets) > 5  # offsets differ between samples
-    assert any(bool((o == 0).any()) for o in out)  # some windows reach into the zero padding
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_among_the_images_is_skipped_by_name_not_waited_on(tmp_path):
+    folder = make_image_folder(tmp_path / "f", {"apples": 3, "pears": 3})
+    os.mkfifo(folder / "apples" / "pipe.png")
+    events, ds = run(folder_cfg(folder, tmp_path / "data"))  # would wait forever if the FIFO were opened
+    assert ds.info.train_size + ds.info.test_size == 6
+    assert any("pipe.png" in str(e.message) and "Skipped 1" in str(e.message) for e in events if hasattr(e, "message"))
+    assert any("named pipe (FIFO), not a regular file" in s for s in ds.skipped)
+
+
+def test_a_shifted_white_image_stays_white():
+    x = torch.full((16, 3, 8, 8), 255, dtype=torch.uint8)
+    out = augment(x, crop_padding=4, hflip=True, generator=torch.Generator().manual_seed(0))
+    assert bool((out == 255).all())

@@ -249,3 +249,41 @@ def test_an_exporter_failure_names_its_cause_in_one_clean_line(run, tmp_path, mo
     assert "\x1b" not in message and "\n" not in message
     assert message.endswith("(AttributeError: '_OpNamespace' 'prims' object has no attribute 'sum').")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_csv_cells_cannot_hold_spreadsheet_formulas(run, tmp_path):
+    """A tampered run folder (metric names, class names) must not plant a formula in a spreadsheet."""
+    import dataclasses
+    import shutil
+
+    from perceiver_gui.core.checkpoints import load_model, save_model
+
+    hostile = tmp_path / "hostile"
+    shutil.copytree(run, hostile)
+    formulas = ["=HYPERLINK(\"http://x\",\"y\")", "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\t=1", "\r=1"]
+    records = (run / runs.METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    with open(hostile / runs.METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({**json.loads(records[-1]), **{f: 1.5 for f in formulas}}) + "\n")
+    state, meta = load_model(run / runs.MODEL_FILE)
+    names = tuple(formulas) + tuple(str(i) for i in range(len(meta.class_names) - len(formulas)))
+    save_model(hostile / runs.MODEL_FILE, state, dataclasses.replace(meta, class_names=names))
+
+    out = tmp_path / "m.csv"
+    metrics_csv(hostile, out)
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 1 + len(records) + 1  # a CR in a name does not start a row of its own
+    cells = [cell for row in rows for cell in row]
+    dangerous = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_plain_number(c)]
+    assert dangerous == []
+    header = next(csv.reader(open(out, newline="", encoding="utf-8")))
+    assert "'=HYPERLINK(\"http://x\",\"y\")" in header
+    assert any(h.startswith("test_acc_") for h in header)
+
+
+def _is_plain_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.lstrip("-").replace(".", "", 1).replace("e", "", 1).replace("-", "").isdigit()

@@ -236,3 +236,55 @@ def test_same_pixels_whether_from_a_file_bytes_or_a_pil_image(tmp_path):
     b = to_uint8_tensor(open_image((tmp_path / "n.png").read_bytes(), channels=3), (16, 16))
     c = to_uint8_tensor(open_image(noise, channels=3), (16, 16))
     assert torch.equal(a, b) and torch.equal(a, c)
+
+
+# -- files that are not regular files are refused, never opened ----------------------------------
+def _finishes(fn, seconds: float = 10.0):
+    """fn's result, raised exception included, or a failure if it has not returned within `seconds`."""
+    import threading
+
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match=r"pipe\.png.*named pipe \(FIFO\), not a regular file"):
+        _finishes(lambda: open_image(tmp_path / "pipe.png", channels=3))
+
+
+def test_a_device_and_a_socket_are_refused(tmp_path):
+    import socket
+
+    with pytest.raises(ImageError, match="device, not a regular file"):
+        _finishes(lambda: open_image("/dev/zero", channels=1))  # would read zeros forever
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "s.png"))
+        with pytest.raises(ImageError, match="socket, not a regular file"):
+            _finishes(lambda: open_image(tmp_path / "s.png", channels=1))
+    finally:
+        sock.close()
+
+
+def test_a_folder_and_a_missing_file_still_say_so(tmp_path):
+    with pytest.raises(ImageError, match="folder"):
+        open_image(tmp_path, channels=1)
+    with pytest.raises(ImageError, match="does not exist"):
+        open_image(tmp_path / "nope.png", channels=1)

@@ -19,7 +19,8 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     form.set_config(PRESETS[name])
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
-    assert form.problems() == []
+    # The folder preset waits for its folder; every other preset can start as it is.
+    assert form.problems() == ([("data.folder", form.problems()[0][1])] if name == "folder" else [])
 
 
 def test_a_config_with_unusual_values_round_trips(form):
@@ -107,3 +108,95 @@ def test_while_a_run_trains_the_settings_are_locked_but_can_be_browsed(form):
     form.set_editable(True)
     assert form.field("train.lr").isEnabled()
     assert not form.field("train.momentum").isEnabled()  # still greyed: AdamW has no momentum
+
+
+def _pick(form, key, value):
+    combo = form.field(key)
+    combo.setCurrentIndex(combo.findData(value))
+
+
+def test_picking_a_dataset_on_an_untouched_preset_brings_its_recipe(form):
+    form.set_config(PRESETS["digits"])
+    _pick(form, "data.dataset", "mnist")
+    assert form.config() == PRESETS["mnist"]
+    assert form.preset_box.currentData() == "mnist"
+    assert "MNIST is downloaded before the first Start" in form.preset_note.text()
+    assert form.recipe_button.isHidden()
+
+
+def test_picking_a_dataset_keeps_edits_and_offers_the_recipe_instead(form, qtbot):
+    form.set_config(PRESETS["digits"])
+    form.field("train.epochs").setValue(7)
+    _pick(form, "data.dataset", "mnist")
+    cfg = form.config()
+    assert cfg.data.dataset == "mnist" and cfg.train.epochs == 7  # nothing overwritten unasked
+    assert (cfg.model.input_channels, cfg.model.num_classes) == (1, 10)
+    assert form.preset_box.currentData() == ""
+    assert not form.recipe_button.isHidden() and "mnist" in form.recipe_button.text()
+    with qtbot.waitSignal(form.config_changed):
+        form.recipe_button.click()
+    assert form.config() == PRESETS["mnist"]
+    assert form.recipe_button.isHidden()
+
+
+def _shapes_folder(root, side):
+    from PIL import Image
+
+    for name in ("circles", "squares"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (side, side + i), "white").save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_folder_sets_the_image_size_from_its_images_and_max_frequency_follows(form, tmp_path, qtbot):
+    form.set_config(PRESETS["digits"])
+    _pick(form, "data.dataset", "folder")
+    assert form.preset_box.currentData() == "folder"
+    with qtbot.waitSignal(form.message) as said:
+        form.field("data.folder").setText(str(_shapes_folder(tmp_path / "shapes", 48)))
+    cfg = form.config()
+    assert cfg.data.image_size == 48 and "48 px" in said.args[0]
+    assert cfg.model.max_freq == 24  # half the Nyquist limit of 48 pixels (47)
+    assert cfg.model.num_classes == 2 and "2 classes" in form.derived_label.text()
+    assert form.preset_box.currentData() == "folder"  # still the preset: size and frequency follow the data
+    form.field("data.image_size").setValue(16)
+    assert form.config().model.max_freq == 8
+
+
+def test_an_edited_max_frequency_stays_unless_it_would_alias(form):
+    form.set_config(PRESETS["folder"])
+    form.field("model.max_freq").setValue(10)
+    form.field("data.image_size").setValue(24)
+    assert form.config().model.max_freq == 10  # the user's value, still below 24 - 1
+    form.field("data.image_size").setValue(8)
+    assert form.config().model.max_freq == 4  # 10 would alias on 8 pixels: back to following the size
+
+
+def _turn_wheel(widget, notches: int = 3) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_scrolling_the_form_with_the_wheel_does_not_change_fields_under_the_pointer(make_window, qtbot):
+    window = make_window()
+    window.show()
+    qtbot.waitExposed(window)
+    bands, dataset, lr = (window.form.field(k) for k in ("model.num_freq_bands", "data.dataset", "train.lr"))
+    before = window.form.config()
+    for field in (bands, dataset, lr):
+        assert not field.hasFocus()
+        _turn_wheel(field)
+    assert window.form.config() == before
+    # A field the user has clicked into (it has the focus) still takes the wheel.
+    window.activateWindow()
+    bands.setFocus()
+    qtbot.waitUntil(bands.hasFocus, timeout=2000)
+    _turn_wheel(bands, 1)
+    assert window.form.config().model.num_freq_bands == before.model.num_freq_bands + 1

@@ -1,0 +1,197 @@
+"""What the app knows about each dataset before opening it, and the model's input shape from the data.
+
+`DATASETS` is the registry: per dataset its label, what one sample is (its kind), channels, size,
+classes, whether and how much it downloads, its preset, and a one-line description. The form, the
+complexity readout, the presets' notes and `config.DATASETS` all read it; `data.py` holds the loaders.
+Adding a dataset is one entry here and its loader in data.py; adding a kind of sample (a time series,
+audio, a point cloud) is one entry in `KINDS`, which says how many axes the model's Fourier position
+encoding spans.
+
+`fit_model(model, shape)` is the one place where channels, axes and classes go from the data into the
+model's config: training applies it to the decoded dataset (`DatasetInfo.input_shape`), and the form to
+`expected_input(data)`, what the data will be before it is opened.
+
+This module imports nothing heavy (the form imports it at launch), and nothing of perceiver_gui at
+run time, so config.py can take its dataset names from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perceiver_gui.config import DataConfig, ModelConfig
+
+__all__ = [
+    "DATASETS",
+    "KINDS",
+    "DatasetSpec",
+    "InputShape",
+    "Kind",
+    "class_folders",
+    "download_note",
+    "expected_input",
+    "fit_model",
+    "folder_image_size",
+    "max_freq_for",
+]
+
+FOLDER_SIZE_SAMPLE = 64  # image files read (headers only) to size a folder: enough for a steady median
+FOLDER_SIZE_CAP = 64  # pixels a side at most: attention cost grows with the pixel count (64² = 4096 inputs)
+FOLDER_SIZE_MIN = 8  # pixels a side at least: smaller images hold no shapes to learn
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What one sample is."""
+
+    noun: str  # for people: "image"
+    axes: int  # the model's input_axis: how many axes the Fourier position encoding spans
+    axis_names: tuple[str, ...]  # for people, one per axis
+
+
+KINDS: dict[str, Kind] = {
+    "image": Kind("image", 2, ("height", "width")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    key: str  # the value of data.dataset
+    label: str  # for people, in the form's list
+    description: str  # one sentence: what it holds
+    preset: str  # the recipe tuned for it (config.PRESETS)
+    kind: str = "image"  # one of KINDS
+    channels: int | None = None  # values per position; None: decided by the files (a folder: 1 if all gray, else 3)
+    size: tuple[int, ...] | None = None  # one length per axis; None: data.image_size
+    classes: int | None = None  # None: decided by the files (a folder's subfolders)
+    download_mb: float = 0.0  # size of the download before the first Start; 0: nothing to download
+    files: str = ""  # what the download leaves in the data folder, for people
+
+    @property
+    def downloads(self) -> bool:
+        return self.download_mb > 0
+
+
+DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
+    DatasetSpec("cifar10", "CIFAR-10", "60,000 colour photos of 10 things (planes, cars, birds, cats …), 32×32.",
+                "cifar10", channels=3, size=(32, 32), classes=10, download_mb=170.5,
+                files="cifar-10-python.tar.gz"),
+    DatasetSpec("cifar100", "CIFAR-100", "60,000 colour photos of 100 things, 32×32; harder than CIFAR-10.",
+                "cifar100", channels=3, size=(32, 32), classes=100, download_mb=169.0,
+                files="cifar-100-python.tar.gz"),
+    DatasetSpec("mnist", "MNIST", "70,000 handwritten digits 0–9, gray, 28×28.",
+                "mnist", channels=1, size=(28, 28), classes=10, download_mb=11.6, files="MNIST/raw"),
+    DatasetSpec("fashion_mnist", "Fashion-MNIST", "70,000 photos of 10 kinds of clothing, gray, 28×28.",
+                "fashion_mnist", channels=1, size=(28, 28), classes=10, download_mb=30.9,
+                files="FashionMNIST/raw"),
+    DatasetSpec("digits", "Digits (bundled, offline)",
+                "1,797 handwritten digits 0–9, gray, 8×8, bundled with scikit-learn: no download.",
+                "digits", channels=1, size=(8, 8), classes=10),
+    DatasetSpec("folder", "Image folder…", "Your own images: one subfolder per class, any common format.",
+                "folder"),
+)}
+
+
+@dataclass(frozen=True, slots=True)
+class InputShape:
+    """What the model is fed, as far as it is known: None where only the files can tell."""
+
+    kind: str  # one of KINDS
+    sides: tuple[int, ...]  # one length per axis, e.g. (H, W)
+    channels: int | None
+    classes: int | None
+
+
+def fit_model(model: ModelConfig, shape: InputShape) -> ModelConfig:
+    """The model config with its input channels, axes and classes taken from the data.
+
+    These are the data's to decide, not the user's; a None in `shape` (not known before the files are
+    read) leaves the model's value as it is."""
+    return dataclasses.replace(
+        model,
+        input_axis=KINDS[shape.kind].axes,
+        input_channels=shape.channels if shape.channels is not None else model.input_channels,
+        num_classes=shape.classes if shape.classes is not None else model.num_classes,
+    )
+
+
+def expected_input(data: DataConfig) -> InputShape:
+    """The input shape `data` will give, known before opening it (a folder's classes are counted).
+    An unknown dataset (a typo in a file, which validation names) is an image of data.image_size."""
+    spec = DATASETS.get(data.dataset, DatasetSpec(data.dataset, data.dataset, "", ""))
+    axes = KINDS[spec.kind].axes
+    sides = spec.size if spec.size is not None else (data.image_size,) * axes
+    classes = spec.classes
+    if data.dataset == "folder":
+        found = class_folders(data.folder)
+        classes = len(found) if found else None
+    return InputShape(kind=spec.kind, sides=sides, channels=spec.channels, classes=classes)
+
+
+def download_note(dataset: str) -> str:
+    """A sentence saying what must be downloaded before Start, or "" for a dataset on hand."""
+    spec = DATASETS.get(dataset)
+    if spec is None or not spec.downloads:
+        return ""
+    return (f"{spec.label} is downloaded before the first Start (about {spec.download_mb:.0f} MB), or read from "
+            f"{spec.files} in the data folder if it is there.")
+
+
+def max_freq_for(side: int) -> float:
+    """The presets' max frequency for an axis of `side` pixels: half the Nyquist limit (side - 1, see
+    core/fourier.py), so the top band is a quarter cycle per pixel. Measured on the shapes folder
+    (benchmarks/README.md, "Presets"); never above side - 1, where bands start to alias."""
+    return max(1.0, round((side - 1) / 2))
+
+
+# -- image folders ---------------------------------------------------------------------------
+def class_folders(folder: str | Path) -> list[Path]:
+    """The class subfolders of an image folder, sorted (hidden ones skipped); [] when it cannot be read."""
+    if not str(folder).strip():
+        return []
+    try:
+        return sorted(p for p in Path(folder).expanduser().iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def folder_image_size(folder: str | Path) -> int | None:
+    """The side that an image folder's images are best resized to: the median of the shorter side of
+    up to FOLDER_SIZE_SAMPLE of its images (spread over the classes), rounded to a multiple of 4 and
+    kept within FOLDER_SIZE_MIN..FOLDER_SIZE_CAP. None when no image in it can be read.
+
+    Only the image headers are read, so this takes milliseconds even for big photos."""
+    # Pillow and the suffix list load on the first folder pick, not when the form opens at launch.
+    from PIL import Image
+
+    from perceiver_gui.core.images import IMAGE_SUFFIXES
+
+    classes = class_folders(folder)
+    per_class = max(1, FOLDER_SIZE_SAMPLE // max(1, len(classes)))
+    sides: list[int] = []
+    for class_dir in classes:
+        taken = 0
+        try:
+            candidates = sorted(class_dir.rglob("*"))
+        except OSError:
+            continue
+        for path in candidates:
+            if taken >= per_class:
+                break
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file() or path.name.startswith("."):
+                continue  # is_file() is False for FIFOs and devices, so nothing here blocks on open
+            try:
+                with Image.open(path) as image:
+                    sides.append(min(image.size))
+                taken += 1
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue
+    if not sides:
+        return None
+    side = int(round(statistics.median(sides) / 4) * 4)
+    return min(FOLDER_SIZE_CAP, max(FOLDER_SIZE_MIN, side))

@@ -1,0 +1,54 @@
+"""Opening a user's file for reading, only when it is a regular file.
+
+A named pipe (FIFO) makes `open` wait until some other program writes to it, a device such as /dev/zero
+never ends, and a socket cannot be read at all, so none of them is ever opened: the path is checked with
+`stat` first, and the descriptor again after opening (the path may have been swapped in between), which
+is opened non-blocking so that even a swapped-in FIFO returns at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["NotARegularFile", "open_regular"]
+
+
+class NotARegularFile(OSError):
+    """A path that is a FIFO, device or socket; `strerror` says which ("it is a named pipe (FIFO), ...")."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def _refuse(mode: int, path: str | Path) -> NotARegularFile:
+    return NotARegularFile(errno.EINVAL, f"it is {_kind(mode)}, not a regular file", str(path))
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """`open(path, "rb")` for a regular file; NotARegularFile (an OSError) for anything else but a folder,
+    which raises IsADirectoryError as `open` does. Other OSErrors (missing, no permission) pass through."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        raise _refuse(mode, path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _refuse(mode, path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

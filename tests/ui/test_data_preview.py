@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from perceiver_gui.config import PRESETS
+from perceiver_gui.ui.data_preview import DataPreview
+from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from tests.core.data_fixtures import make_image_folder
+
+
+def test_the_data_tab_opens_a_preview_of_the_folder_with_counts_samples_and_skipped_files(qtbot, tmp_path):
+    folder = make_image_folder(tmp_path / "pets", {"cats": 4, "dogs": 3})
+    (folder / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    form = HyperparamsPanel(PRESETS["folder"].with_updates({"data.folder": str(folder),
+                                                             "data.root": str(tmp_path / "data")}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    assert isinstance(preview, DataPreview)
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    assert "2 classes" in preview.header.text()
+    classes = [w.text() for w in preview.findChildren(type(preview.header), "previewClass")]
+    assert len(classes) == 2 and "cats" in classes[0] and "dogs" in classes[1]
+    thumbs = preview.findChildren(type(preview.header), "previewThumb")
+    # All training images (4 + 3, less one of each held out for testing): fewer than 8 a class.
+    assert len(thumbs) == 5 and not thumbs[0].pixmap().isNull()
+    assert not preview.skipped.isHidden() and "broken.jpg" in preview.skipped.text()
+    preview.close()
+
+
+def test_a_dataset_that_cannot_be_opened_says_why_in_the_preview(qtbot, tmp_path):
+    form = HyperparamsPanel(PRESETS["folder"].with_updates({"data.folder": str(tmp_path / "missing")}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    assert "Can't preview" in preview.header.text() and "does not exist" in preview.header.text()
+    preview.close()
