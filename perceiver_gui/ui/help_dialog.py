@@ -23,6 +23,8 @@ TABS = (
     ("Runs", "Every run in the runs folder: its curves, resume a stopped one, rename, delete, open its model. "
              "Ctrl- or Shift-click several to compare them."),
     ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the test images behind it."),
+    ("Sweep", "Tick the settings to vary and let Optuna search them: each trial is a run; watch the best so far, "
+              "the trials and which settings matter, and open any trial's run."),
 )
 
 
