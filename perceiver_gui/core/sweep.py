@@ -507,8 +507,14 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("host", socket.gethostname())
     params = {key: _suggest(trial, key, space) for key, space in spec.search}
-    cfg = spec.trial_config({**params, **overrides}, f"{spec.base.name}-trial-{trial.number}")
     yield TrialStarted(number=trial.number, params=tuple(params.items()), run_dir=str(run_dir))
+    try:
+        cfg = spec.trial_config({**params, **overrides}, f"{spec.base.name}-trial-{trial.number}")
+    except ConfigError as exc:  # e.g. a value a setting can't take: this trial fails, the sweep goes on
+        trial.set_user_attr("message", str(exc))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        yield TrialEnded(number=trial.number, state="failed", value=math.nan, message=str(exc), run_dir="")
+        return
     trial_control = RunControl()  # this trial's run: stopped by the pruner, or with the whole sweep
     pruned = False
     told = False
@@ -534,7 +540,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder
                 finished = event
         message = finished.message if finished else "The run ended without a final status."
         trial.set_user_attr("message", message)
-        if pruned and finished is not None and finished.status in ("stopped", "completed"):
+        if pruned and finished is not None and finished.status == "stopped":
             state, value = "pruned", best
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif finished is not None and finished.status == "completed" and math.isfinite(best):
@@ -567,12 +573,14 @@ def _suggest(trial: optuna.Trial, key: str, space: Range | Choices) -> Any:
 def _taken(trials: Iterable[optuna.trial.FrozenTrial]) -> int:
     """Trials that count toward the target: finished ones and running ones. Interrupted and surplus trials
     are failed but don't count, so a continued sweep replaces them."""
-    count = 0
-    for t in trials:
-        if t.state == optuna.trial.TrialState.FAIL and (t.user_attrs.get("interrupted") or t.user_attrs.get("surplus")):
-            continue
-        count += 1
-    return count
+    return sum(1 for t in trials if not (_interrupted(t) or t.user_attrs.get("surplus")))
+
+
+def _interrupted(t: optuna.trial.FrozenTrial) -> bool:
+    """A failed trial whose run did not end by itself: stopped with the sweep, or its process gone (a
+    trial that ends by itself always leaves its run's last sentence in `message`)."""
+    return t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("surplus") and \
+        (bool(t.user_attrs.get("interrupted")) or "message" not in t.user_attrs)
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
@@ -591,8 +599,7 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
                 socket.gethostname():
             continue  # starting up, or another machine's trial whose folder we cannot see
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # no `message`: interrupted
             failed.append(t.number)
         except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             pass  # another worker marked it first
@@ -738,7 +745,7 @@ def trial_rows(study: optuna.Study, spec: SweepSpec) -> list[TrialRow]:
             continue
         state = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}.get(
             t.state.name, "failed")
-        if state == "failed" and t.user_attrs.get("interrupted"):
+        if _interrupted(t):
             state = "interrupted"
         last_epoch = max(t.intermediate_values, default=0)
         value = t.value if t.value is not None else t.intermediate_values.get(last_epoch, math.nan)

@@ -228,3 +228,12 @@ def test_the_study_is_a_journal_in_the_sweep_folder(tmp_path):
     study = sweep.open_study(folder)
     assert isinstance(study._storage, optuna.storages.JournalStorage)
     assert (folder / sweep.JOURNAL_FILE).exists()
+
+
+def test_storage_url_is_remembered_for_continuing_and_status(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'study.db'}"  # any RDB URL Optuna takes; PostgreSQL/MySQL need a server
+    folder = sweep.create_sweep(sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH)), tmp_path / "out", storage=url)
+    assert isinstance(sweep.open_study(folder)._storage, optuna.storages.RDBStorage | optuna.storages._CachedStorage)
+    assert not (folder / sweep.JOURNAL_FILE).exists()
+    assert main(["sweep", "--status", str(folder)]) == 0
+    assert "No trial has completed yet." in capsys.readouterr().out
