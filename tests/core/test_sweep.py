@@ -120,6 +120,13 @@ def test_cpu_workers_split_the_cores_between_them(tmp_path):
     assert sweep.worker_plan(spec, 3) == [{"train.threads": 2}] * 3
 
 
+def test_gpu_workers_get_a_gpu_each(tmp_path, monkeypatch):
+    spec = sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH))  # train.device = "auto"
+    monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
+    assert sweep.worker_plan(spec, 3) == [{"train.device": "cuda:0"}, {"train.device": "cuda:1"},
+                                          {"train.device": "cuda:0"}]
+
+
 # -- running trials ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_four_trial_sweep_prunes_and_every_trial_is_a_readable_run(tmp_path, capsys):
