@@ -1,6 +1,7 @@
 """Sweeps: a sweep.toml read to one sentence per mistake, trials that are ordinary run folders, pruning,
 a sweep killed mid-trial and continued, and two processes sharing one journal."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -114,14 +115,14 @@ def test_a_folder_holding_another_sweep_is_not_continued_with_a_different_one(tm
 
 def test_cpu_workers_split_the_cores_between_them(tmp_path):
     spec = sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH))
-    spec = spec.__class__(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__},
-                             "base": spec.base.with_updates({"train.threads": 8, "train.device": "cpu"})})
+    spec = dataclasses.replace(spec, base=spec.base.with_updates({"train.threads": 8, "train.device": "cpu"}))
     assert sweep.worker_plan(spec, 1) == [{}]
     assert sweep.worker_plan(spec, 3) == [{"train.threads": 2}] * 3
 
 
 def test_gpu_workers_get_a_gpu_each(tmp_path, monkeypatch):
-    spec = sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH))  # train.device = "auto"
+    spec = sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH))
+    spec = dataclasses.replace(spec, base=spec.base.with_updates({"train.device": "auto"}))
     monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
     assert sweep.worker_plan(spec, 3) == [{"train.device": "cuda:0"}, {"train.device": "cuda:1"},
                                           {"train.device": "cuda:0"}]
