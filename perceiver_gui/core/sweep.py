@@ -185,6 +185,10 @@ def parse_sweep(raw: dict[str, Any], *, where: str = "sweep.toml", folder: Path 
     if metric not in {f.name for f in fields(EpochEnd)}:
         raise fail(f"this version's training does not report {metric}; choose metric = \"train_loss\" or update "
                    "the app.")
+    if metric.startswith("val_") and getattr(base.data, "val_fraction", None) == 0 and \
+            "data.val_fraction" not in dict(search):
+        raise fail(f"metric {metric} needs a validation split, and the base has data.val_fraction = 0; set it "
+                   "above 0 in [set] (0.1 is usual).")
     direction = _one_of(settings.get("direction", METRICS[metric]), "direction", DIRECTIONS, fail)
     if sampler == "grid":
         ranges = [key for key, space in search if isinstance(space, Range)]
@@ -548,6 +552,9 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder
             study.tell(trial, best)
         else:
             state, value = "failed", math.nan
+            if finished is not None and finished.status == "completed":  # but no finite metric
+                message = f"The run reported no {spec.metric} (it was not a number at any epoch); " + message
+                trial.set_user_attr("message", message)
             if finished is not None and finished.status == "stopped":
                 trial.set_user_attr("interrupted", True)  # the sweep was stopped: a new trial takes its place
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
