@@ -57,3 +57,24 @@ def test_the_sweep_tab_runs_stops_and_continues_a_tiny_sweep_to_the_end(make_win
     panel._open_model()
     qtbot.waitUntil(lambda: window.classifier.model_path.endswith("0002/model.safetensors"), timeout=30000)
     assert window.tabs.currentWidget() is window.classifier
+
+
+def test_the_ticked_rows_are_the_search_space_and_an_opened_sweep_fills_them_back(make_window, tmp_path):
+    from perceiver_gui.core import sweep
+
+    window = make_window()
+    panel = window.sweep
+    panel.set_vary("train.lr", low=0.001, high=0.01, log=True)
+    panel.set_vary("model.depth", low=1, high=3, log=False)
+    panel.set_vary("train.optimizer", choices="adam, adamw")
+    assert panel.search_table() == {"train.lr": {"low": 0.001, "high": 0.01, "log": True},
+                                    "train.optimizer": ["adam", "adamw"],
+                                    "model.depth": {"low": 1, "high": 3, "log": False}}
+    spec = sweep.parse_sweep({"search": panel.search_table(), "sweep": panel.sweep_table()}, base=window.form.config())
+    assert dict(spec.search)["model.depth"].integer
+    folder = sweep.create_sweep(spec, tmp_path / "s")
+
+    other = make_window().sweep
+    assert other.open_folder(folder)
+    assert other.search_table() == panel.search_table()
+    assert other.table.rowCount() == 0 and "0 of 20 trials finished" in other.status.text()
