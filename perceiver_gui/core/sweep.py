@@ -37,7 +37,7 @@ import optuna
 from perceiver_gui.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, load_config, preset
 from perceiver_gui.core import runs
 from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.events import EpochEnd, Finished, RunStarted
+from perceiver_gui.core.events import EpochEnd, Finished
 from perceiver_gui.core.files import atomic_write_json
 
 __all__ = [
@@ -524,13 +524,12 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder
     told = False
     best = math.nan
     finished: Finished | None = None
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    events = train(cfg, out_dir=run_dir, control=trial_control)
     try:
-        (run_dir.parent).mkdir(parents=True, exist_ok=True)
-        for event in train(cfg, out_dir=run_dir, control=trial_control):
+        for event in events:
             if control.stopped:
                 trial_control.stop()
-            if isinstance(event, RunStarted):
-                continue
             if isinstance(event, EpochEnd):
                 value = float(getattr(event, spec.metric))
                 if math.isfinite(value):
@@ -542,31 +541,39 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, folder
                     trial_control.stop()
             elif isinstance(event, Finished):
                 finished = event
-        message = finished.message if finished else "The run ended without a final status."
-        trial.set_user_attr("message", message)
-        if pruned and finished is not None and finished.status == "stopped":
-            state, value = "pruned", best
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif finished is not None and finished.status == "completed" and math.isfinite(best):
-            state, value = "complete", best
-            study.tell(trial, best)
-        else:
-            state, value = "failed", math.nan
-            if finished is not None and finished.status == "completed":  # but no finite metric
-                message = f"The run reported no {spec.metric} (it was not a number at any epoch); " + message
-                trial.set_user_attr("message", message)
-            if finished is not None and finished.status == "stopped":
-                trial.set_user_attr("interrupted", True)  # the sweep was stopped: a new trial takes its place
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                break  # told while the run still holds its lock, so no one takes the trial for a dead one
+        state, value, message = _tell(study, trial, spec, finished, pruned=pruned, best=best)
         told = True
+        for _ in events:  # the run's last words: its lock released, its folder tidied
+            pass
         yield TrialEnded(number=trial.number, state=state, value=value, message=message, run_dir=str(run_dir))
     finally:
+        events.close()
         if not told:  # an exception, or the consumer dropped us mid-trial
             try:
                 trial.set_user_attr("interrupted", True)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             except Exception:  # noqa: BLE001 - the study is unreachable; the next start marks it failed
                 pass
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, spec: SweepSpec, finished: Finished | None, *, pruned: bool,
+          best: float) -> tuple[str, float, str]:
+    """Tell the study how the trial's run ended: (state, value, message)."""
+    message = finished.message if finished else "The run ended without a final status."
+    if pruned and finished is not None and finished.status == "stopped":
+        state, value, outcome = "pruned", best, {"state": optuna.trial.TrialState.PRUNED}
+    elif finished is not None and finished.status == "completed" and math.isfinite(best):
+        state, value, outcome = "complete", best, {"values": best}
+    else:
+        state, value, outcome = "failed", math.nan, {"state": optuna.trial.TrialState.FAIL}
+        if finished is not None and finished.status == "completed":  # but no finite metric
+            message = f"The run reported no {spec.metric} (it was not a number at any epoch); " + message
+        if finished is not None and finished.status == "stopped":
+            trial.set_user_attr("interrupted", True)  # the sweep was stopped: a new trial takes its place
+    trial.set_user_attr("message", message)
+    study.tell(trial, **outcome)
+    return state, value, message
 
 
 def _suggest(trial: optuna.Trial, key: str, space: Range | Choices) -> Any:
@@ -594,23 +601,29 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Mark failed the RUNNING trials whose process is gone (killed, or its machine rebooted): their run
     folder's lock is free. Their folders stay as they are, readable and resumable. Returns their numbers."""
     failed = []
-    now = time.time()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        run_dir = t.user_attrs.get("run_dir")
-        started = t.datetime_start.timestamp() if t.datetime_start else now
-        if isinstance(run_dir, str) and Path(run_dir).is_dir():
-            if runs.lock_holder(Path(run_dir)) or not ((Path(run_dir) / runs.LOCK_FILE).exists()
-                                                       or now - started > STARTING_GRACE_S):
-                continue
-        elif now - started <= STARTING_GRACE_S or t.user_attrs.get("host", socket.gethostname()) != \
-                socket.gethostname():
-            continue  # starting up, or another machine's trial whose folder we cannot see
+        if not _gone(t):
+            continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # no `message`: interrupted
             failed.append(t.number)
         except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             pass  # another worker marked it first
     return failed
+
+
+def _gone(t: optuna.trial.FrozenTrial) -> bool:
+    """A RUNNING trial whose process is gone: its run folder's lock is free (a run takes it as it starts;
+    one a few seconds old may not have yet). Another machine's trial whose folder this one cannot see is
+    left alone."""
+    now = time.time()
+    started = t.datetime_start.timestamp() if t.datetime_start else now
+    run_dir = t.user_attrs.get("run_dir")
+    if isinstance(run_dir, str) and Path(run_dir).is_dir():
+        locked_once = (Path(run_dir) / runs.LOCK_FILE).exists()
+        return not runs.lock_holder(Path(run_dir)) and (locked_once or now - started > STARTING_GRACE_S)
+    return now - started > STARTING_GRACE_S and t.user_attrs.get("host", socket.gethostname()) == \
+        socket.gethostname()
 
 
 # -- several workers in this process's machine ------------------------------------------------------
@@ -752,7 +765,7 @@ def trial_rows(study: optuna.Study, spec: SweepSpec) -> list[TrialRow]:
             continue
         state = {"COMPLETE": "complete", "PRUNED": "pruned", "RUNNING": "running", "WAITING": "waiting"}.get(
             t.state.name, "failed")
-        if _interrupted(t):
+        if _interrupted(t) or (state == "running" and _gone(t)):  # (its sweep, continued, marks it so)
             state = "interrupted"
         last_epoch = max(t.intermediate_values, default=0)
         value = t.value if t.value is not None else t.intermediate_values.get(last_epoch, math.nan)
