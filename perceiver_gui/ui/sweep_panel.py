@@ -95,6 +95,9 @@ class SweepPanel(QWidget):
         self._study: Any = None  # the shown sweep's optuna study and spec, read once the folder is chosen
         self._spec: Any = None
         self.rows: list = []  # core.sweep.TrialRow, as last read
+        self._importance: tuple[int, dict[str, float]] = (-1, {})  # (complete trials, importances) last computed
+        self._importance_worker: Any = None
+        self._storage = ""
         self.process: QProcess | None = None
         self._plots: SweepPlots | None = None
         self._run_plots: PlotsPanel | None = None
@@ -399,12 +402,13 @@ class SweepPanel(QWidget):
     def _show(self, folder: Path) -> None:
         sweep = _core()
         self.folder = folder
-        self._spec, storage = sweep.read_sweep(folder)
-        self._study = sweep.open_study(folder, self._spec, storage)
+        self._spec, self._storage = sweep.read_sweep(folder)
+        self._study = sweep.open_study(folder, self._spec, self._storage)
         keys = [key for key, _ in self._spec.search]
         self.table.setColumnCount(5 + len(keys))
         self.table.setHorizontalHeaderLabels(["Trial", "State", self._spec.metric, "Epoch", *keys, "Run"])
         self.rows = []
+        self._importance = (-1, {})
         self.table.setRowCount(0)
         self.refresh()
 
@@ -438,9 +442,35 @@ class SweepPanel(QWidget):
             self.table.selectRow(selected)
         if not self.running:
             self.status.setText(sweep.progress(self._study, self._spec))
-        finished = sum(r.state in ("complete", "pruned", "failed") for r in self.rows)
+        complete = sum(r.state == "complete" for r in self.rows)
+        if complete != self._importance[0] and self._importance_worker is None:
+            self._compute_importance(complete)
         self.plots.show_trials(self.rows, self._spec.search, self._spec.metric, self._spec.direction,
-                               sweep.importances(self._study) if finished >= 2 else {})
+                               self._importance[1])
+
+    def _compute_importance(self, complete: int) -> None:
+        """Optuna's importances in a worker: the first takes seconds (fANOVA's imports), later ones ~10 ms."""
+        from superqt.utils import create_worker
+
+        worker = create_worker(_importances, self.folder, self._spec, self._storage, complete, _start_thread=False,
+                               _ignore_errors=True)
+        worker.returned.connect(self._importance_ready)  # bound slots: they run in the GUI thread
+        worker.errored.connect(self._importance_error)
+        worker.finished.connect(self._importance_finished)
+        self._importance_worker = worker
+        worker.start()
+
+    def _importance_ready(self, result: tuple[Path, int, dict[str, float]]) -> None:
+        folder, complete, importance = result
+        if folder == self.folder:
+            self._importance = (complete, importance)
+            self.refresh()
+
+    def _importance_error(self, exc: Exception) -> None:
+        self._say(f"Could not compute the parameters' importance: {exc}")
+
+    def _importance_finished(self) -> None:
+        self._importance_worker = None
 
     def _show_spec(self) -> None:
         """Put the opened sweep's search space and settings in the widgets, so Start repeats it."""
@@ -513,6 +543,12 @@ def _core():
     from perceiver_gui.core import sweep
 
     return sweep
+
+
+def _importances(folder: Path, spec: Any, storage: str, complete: int) -> tuple[Path, int, dict[str, float]]:
+    """In a worker thread, with its own study object (the GUI thread's is never shared)."""
+    sweep = _core()
+    return folder, complete, sweep.importances(sweep.open_study(folder, spec, storage))
 
 
 def _parse_value(text: str) -> Any:
