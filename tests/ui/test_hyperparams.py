@@ -5,6 +5,7 @@ from PySide6.QtCore import Qt
 
 from perceiver_gui.config import PRESETS, Config, load_config
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from tests.ui.helpers import turn_wheel
 
 
 @pytest.fixture
@@ -27,7 +28,8 @@ def test_a_config_with_unusual_values_round_trips(form):
     cfg = PRESETS["cifar10"].with_updates({
         "name": "odd", "train.lr": 0.000123, "train.weight_decay": 1.5e-5, "model.max_freq": 12.5,
         "train.device": "cuda:1", "train.precision": "bfloat16", "data.dataset": "folder",
-        "data.folder": "/some/where", "data.val_fraction": 0.15, "model.attn_dropout": 0.05,
+        "data.folder": "/some/where", "data.test_fraction": 0.15, "data.val_fraction": 0.2, "data.split_seed": 3,
+        "train.early_stop_patience": 4, "model.attn_dropout": 0.05,
     })
     form.set_config(cfg)
     assert form.config() == cfg
@@ -173,17 +175,6 @@ def test_an_edited_max_frequency_stays_unless_it_would_alias(form):
     assert form.config().model.max_freq == 4  # 10 would alias on 8 pixels: back to following the size
 
 
-def _turn_wheel(widget, notches: int = 3) -> None:
-    from PySide6.QtCore import QPoint, QPointF
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtWidgets import QApplication
-
-    centre = QPointF(widget.width() / 2, widget.height() / 2)
-    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(widget, event)
-
-
 def test_scrolling_the_form_with_the_wheel_does_not_change_fields_under_the_pointer(make_window, qtbot):
     window = make_window()
     window.show()
@@ -192,11 +183,11 @@ def test_scrolling_the_form_with_the_wheel_does_not_change_fields_under_the_poin
     before = window.form.config()
     for field in (bands, dataset, lr):
         assert not field.hasFocus()
-        _turn_wheel(field)
+        turn_wheel(field)
     assert window.form.config() == before
     # A field the user has clicked into (it has the focus) still takes the wheel.
     window.activateWindow()
     bands.setFocus()
     qtbot.waitUntil(bands.hasFocus, timeout=2000)
-    _turn_wheel(bands, 1)
+    turn_wheel(bands, 1)
     assert window.form.config().model.num_freq_bands == before.model.num_freq_bands + 1
