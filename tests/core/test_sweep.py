@@ -18,13 +18,13 @@ from perceiver_gui.config import save_config
 from perceiver_gui.core import runs, sweep
 from tests.core.train_fixtures import tiny_digits
 
-METRIC = "train_acc"  # until the validation split lands
+METRIC = "val_acc"
 
 
 def write_sweep(tmp_path, search: str, settings: str = "", *, epochs: int = 2, threads: int = 1,
-                name: str = "sweep.toml"):
+                name: str = "sweep.toml", **updates):
     """A sweep file over the tiny digits config (saved beside it as base.toml)."""
-    save_config(tiny_digits(**{"train.epochs": epochs, "train.threads": threads}), tmp_path / "base.toml")
+    save_config(tiny_digits(**{"train.epochs": epochs, "train.threads": threads, **updates}), tmp_path / "base.toml")
     path = tmp_path / name
     path.write_text(f'base_config = "base.toml"\n\n[search]\n{search}\n\n[sweep]\nmetric = "{METRIC}"\n{settings}\n',
                     encoding="utf-8")
@@ -131,8 +131,10 @@ def test_gpu_workers_get_a_gpu_each(tmp_path, monkeypatch):
 # -- running trials ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_four_trial_sweep_prunes_and_every_trial_is_a_readable_run(tmp_path, capsys):
-    # A learning rate of 1e-6 stays at chance, so once a good trial has finished the median pruner stops it.
-    path = write_sweep(tmp_path, "train.lr = [0.03, 0.000001]", 'trials = 4\nsampler = "random"\nseed = 1')
+    # A learning rate of 1e-6 stays at chance while 0.01 leaves it in the first epoch (at batch size 16), so
+    # once a good trial has finished the median pruner stops the bad ones after their first epoch.
+    path = write_sweep(tmp_path, "train.lr = [0.01, 0.000001]", 'trials = 4\nsampler = "random"\nseed = 1',
+                       **{"train.batch_size": 16})
     assert main(["sweep", "--config", str(path), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     rows = states(tmp_path / "out")

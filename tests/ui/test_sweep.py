@@ -54,7 +54,7 @@ def test_the_sweep_tab_runs_stops_and_continues_a_tiny_sweep_to_the_end(make_win
 
     # Selecting a trial shows its run's curves; double-clicking opens its model in the Classifier.
     panel.table.selectRow(2)
-    assert len(panel.run_plots.test_acc.x) == 20
+    assert len(panel.run_plots.val_acc.x) == 20
     panel._open_model()
     qtbot.waitUntil(lambda: window.classifier.model_path.endswith("0002/model.safetensors"), timeout=30000)
     assert window.tabs.currentWidget() is window.classifier
