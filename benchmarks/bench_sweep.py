@@ -104,7 +104,8 @@ def test_accuracy(cfg, seeds: int, root: Path) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=0, help="epochs per trial (default: the preset's)")
+    parser.add_argument("--epochs", type=int, default=0, help="epochs per trial and retraining (default: the "
+                                                              "preset's)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds to retrain the best and the preset (0: skip)")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite peer")
     args = parser.parse_args()
@@ -134,9 +135,9 @@ def main() -> int:
         best = results["sweeps"][0]["best"]
         print(f"best ({metric}): {best}")
         if args.seeds and best is not None:
+            # In full: the preset's epochs (or --epochs for both, in a short run).
+            full = base.with_updates({"name": "preset"})
             tuned = spec.trial_config(best["params"], "tuned")
-            full = preset("digits")
-            tuned = tuned.with_updates({"train.epochs": full.train.epochs, "train.warmup_epochs": full.train.warmup_epochs})
             comparison = {}
             for name, cfg in (("preset", full), ("tuned", tuned)):
                 accs = test_accuracy(cfg, args.seeds, tmp / "retrain")
