@@ -445,8 +445,10 @@ class SweepPanel(QWidget):
         complete = sum(r.state == "complete" for r in self.rows)
         if complete != self._importance[0] and self._importance_worker is None:
             self._compute_importance(complete)
+        note = "needs two complete trials" if complete < 2 else \
+            "computing…" if self._importance[0] != complete else "no differences between the trials yet"
         self.plots.show_trials(self.rows, self._spec.search, self._spec.metric, self._spec.direction,
-                               self._importance[1])
+                               self._importance[1], note)
 
     def _compute_importance(self, complete: int) -> None:
         """Optuna's importances in a worker: the first takes seconds (fANOVA's imports), later ones ~10 ms."""

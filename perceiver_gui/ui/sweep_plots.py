@@ -53,13 +53,14 @@ class SweepPlots(QWidget):
         layout.addWidget(self.graphics)
         self._apply_palette()
 
-    def show_trials(self, rows: list, search: tuple, metric: str, direction: str, importance: dict[str, float]
-                    ) -> None:
-        """Redraw from the trials (core.sweep.TrialRow), the search space and the importances."""
+    def show_trials(self, rows: list, search: tuple, metric: str, direction: str, importance: dict[str, float],
+                    note: str = "") -> None:
+        """Redraw from the trials (core.sweep.TrialRow), the search space and the importances (or, without
+        them, a `note` saying why)."""
         self.best_plot.setLabel("left", metric)
         self._draw_best(rows, direction)
         self._draw_parallel(rows, search, metric, direction)
-        self._draw_importance(importance)
+        self._draw_importance(importance, note)
 
     def _draw_best(self, rows: list, direction: str) -> None:
         done = [r for r in rows if r.state == "complete" and math.isfinite(r.value)]
@@ -100,7 +101,7 @@ class SweepPlots(QWidget):
             self._add(pg.PlotDataItem(list(range(len(ys))), ys, pen=pg.mkPen(colour, width=2 if r.is_best else 1.2)))
         self.lines = len(shown)
 
-    def _draw_importance(self, importance: dict[str, float]) -> None:
+    def _draw_importance(self, importance: dict[str, float], note: str) -> None:
         plot = self.importance_plot
         for item in self._importance_items:
             plot.removeItem(item)
@@ -109,7 +110,7 @@ class SweepPlots(QWidget):
         names = list(importance)[::-1]  # most important on top
         plot.getAxis("left").setTicks([[(i, n.partition(".")[2]) for i, n in enumerate(names)]])
         if not names:
-            text = pg.TextItem("needs two complete trials", color=self._foreground, anchor=(0.5, 0.5))
+            text = pg.TextItem(note, color=self._foreground, anchor=(0.5, 0.5))
             text.setPos(0.5, 0.5)
             plot.addItem(text)
             self._importance_items.append(text)
