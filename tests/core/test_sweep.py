@@ -113,6 +113,12 @@ def test_a_folder_holding_another_sweep_is_not_continued_with_a_different_one(tm
     assert sweep.read_sweep(folder)[0].trials == 9
 
 
+def test_a_grid_sweep_finishes_at_the_size_of_its_grid(tmp_path):
+    spec = sweep.parse_sweep({"base": "digits", "search": {"train.lr": [0.01, 0.02], "model.depth": [1, 2, 3]},
+                              "sweep": {"sampler": "grid", "trials": 50}})
+    assert sweep.target_trials(spec) == 6
+
+
 def test_cpu_workers_split_the_cores_between_them(tmp_path):
     spec = sweep.load_sweep(write_sweep(tmp_path, GOOD_SEARCH))
     spec = dataclasses.replace(spec, base=spec.base.with_updates({"train.threads": 8, "train.device": "cpu"}))
