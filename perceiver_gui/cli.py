@@ -230,7 +230,7 @@ def _print_run(events) -> int:
         return EXIT_FAILED
     if finished.status not in ("completed", "stopped"):
         _error(finished.message)
-        return EXIT_FAILED
+        return EXIT_BAD_INPUT if finished.bad_input else EXIT_FAILED
     print(printable(finished.message))
     if finished.model_path:
         print(f"Model: {printable(finished.model_path)}")

@@ -91,6 +91,9 @@ class Finished:
     model_path: str  # "" when no model was saved
     test_acc: float = float("nan")  # the saved model's accuracy on the test split, evaluated once at the end
     test_loss: float = float("nan")
+    # The run could not start because of what it was given (settings, data, device, the run folder), not
+    # because training went wrong: the CLI exits 2 for it, as for any bad input.
+    bad_input: bool = False
 
 
 Event = RunStarted | Step | EpochEnd | CheckpointSaved | DownloadProgress | Log | Finished

@@ -121,9 +121,9 @@ def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generat
 
 
 def _failed(message: str, run_dir: Path | None = None) -> Finished:
-    """The end of a run that never started (nothing of it is written)."""
+    """The end of a run that never started (nothing of it is written): what it was given can't be used."""
     return Finished(status="failed", message=message, best_val_acc=math.nan, best_epoch=0, epochs_done=0,
-                    run_dir=str(run_dir or ""), model_path="")
+                    run_dir=str(run_dir or ""), model_path="", bad_input=True)
 
 
 # -- the session: the lock, and a final status however the run ends --------------------------------
@@ -260,9 +260,7 @@ class _Setup:
 
 def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     """What the data decides is not the user's to set: channels, axes and classes come from it."""
-    shape = datasets.InputShape(kind=datasets.DATASETS[cfg.data.dataset].kind, sides=tuple(info.image_size),
-                                channels=info.channels, classes=len(info.class_names))
-    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
+    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, info.input_shape))
 
 
 def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
@@ -307,13 +305,14 @@ class _Run:
         try:
             device = resolve_device(cfg.train.device)
         except DeviceError as exc:
-            yield self.finish("failed", str(exc))
+            yield self.finish("failed", str(exc), bad_input=True)
             return
         self.device_kind = device.type.upper()
         if device.type == "cpu":
             configure_threads(cfg.train.threads)
         if cfg.train.precision == "float16" and device.type != "cuda":
-            yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
+            yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.",
+                              bad_input=True)
             return
 
         loader = data.open_dataset(cfg.data)
@@ -328,19 +327,19 @@ class _Run:
         except StopIteration as loaded:
             dataset = loaded.value
         except data.DatasetError as exc:
-            yield self.finish("failed", str(exc))
+            yield self.finish("failed", str(exc), bad_input=True)
             return
         if dataset.skipped:
             yield Log(message=f"Skipped {len(dataset.skipped)} unreadable file(s): " + "; ".join(dataset.skipped[:5]),
                       level="warning")
         info = dataset.info
         if info.test_size == 0 or info.train_size == 0:
-            yield self.finish("failed", f"{info.name} has no images in its training or test split.")
+            yield self.finish("failed", f"{info.name} has no images in its training or test split.", bad_input=True)
             return
         refusal = memory_refusal(_fit_to_data(cfg, info), info.image_size, device,
                                  dataset_images=info.train_size + info.test_size)
         if refusal:  # before the data moves to the device and the model is built
-            yield self.finish("failed", refusal)
+            yield self.finish("failed", refusal, bad_input=True)
             return
 
         s = _build(cfg, dataset, device)
@@ -350,7 +349,7 @@ class _Run:
             try:
                 self.state, epoch_gen_state, dropped = _restore(s, self.run_dir)
             except checkpoints.CheckpointError as exc:
-                yield self.finish("failed", str(exc))
+                yield self.finish("failed", str(exc), bad_input=True)
                 return
             if dropped:
                 yield Log(message=f"Skipped damaged records of {runs.METRICS_FILE}: " + "; ".join(dropped[:3]) + ".",
@@ -641,7 +640,7 @@ class _Run:
         runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
                        best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch)
 
-    def finish(self, status: str, message: str) -> Finished:
+    def finish(self, status: str, message: str, *, bad_input: bool = False) -> Finished:
         """The run's last event, its status and sentence written to run.json where the run has one."""
         self.done = True
         if self.folder_intact() and (self.run_dir / runs.CONFIG_FILE).exists():
@@ -653,7 +652,8 @@ class _Run:
         return Finished(status=status, message=message, best_val_acc=s.best_acc,
                         best_epoch=self.selected_epoch() if test else s.best_epoch, epochs_done=s.epochs_done,
                         run_dir=str(self.run_dir), model_path=s.model_path,
-                        test_acc=test.acc if test else math.nan, test_loss=test.loss if test else math.nan)
+                        test_acc=test.acc if test else math.nan, test_loss=test.loss if test else math.nan,
+                        bad_input=bad_input)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
