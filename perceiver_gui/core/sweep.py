@@ -422,8 +422,10 @@ def _sampler(spec: SweepSpec, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GridSampler({key: list(space.values) for key, space in spec.search}, seed=seed)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # A quarter of the trials (2 to 10) explore at random before TPE models what worked.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 4)))
+    # A quarter of the trials (2 to 10) explore at random before TPE models what worked. The constant liar
+    # counts running trials as bad ones, so parallel workers don't all propose the same promising point.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 4)),
+                                      constant_liar=True)
 
 
 def _pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
