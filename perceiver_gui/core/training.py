@@ -195,6 +195,7 @@ class RunState:
     epochs_done: int = 0
     best_acc: float = math.nan  # the best validation accuracy, which chose the saved model; nan until one did
     best_epoch: int = 0  # its epoch (old runs without validation: chosen on test, before this version)
+    best_loss: float = math.nan  # that epoch's validation loss: of two epochs as accurate, the lower loss wins
     elapsed: float = 0.0  # seconds of training, over all sessions
     model_path: str = ""  # the saved model, "" until one is
     in_epoch: bool = False  # an epoch's permutation is drawn and the epoch is not over
@@ -207,6 +208,7 @@ class RunState:
         return {
             "step": self.step, "epochs_done": self.epochs_done,
             "best_acc": None if math.isnan(self.best_acc) else self.best_acc, "best_epoch": self.best_epoch,
+            "best_loss": None if not math.isfinite(self.best_loss) else self.best_loss,
             "elapsed": self.elapsed, "model_path": self.model_path, "in_epoch": self.in_epoch,
             "epoch_sums": [self.epoch_loss_sum, self.epoch_correct, self.epoch_seen],
             "start_loss": None if math.isnan(self.start_loss) else self.start_loss,
@@ -227,9 +229,11 @@ class RunState:
         if not (isinstance(sums, list | tuple) and len(sums) == 3):
             raise checkpoints.CheckpointError(f"{where} is damaged: its progress field 'epoch_sums' is {sums!r}.")
         best, start = get("best_acc", (int, float, type(None))), get("start_loss", (int, float, type(None)))
+        best_loss = get("best_loss", (int, float, type(None)))  # absent in older resume files
         return cls(
             step=get("step", int), epochs_done=get("epochs_done", int),
             best_acc=math.nan if best is None else float(best), best_epoch=get("best_epoch", int, 0),
+            best_loss=math.nan if best_loss is None else float(best_loss),
             elapsed=float(get("elapsed", (int, float), 0.0)), model_path=get("model_path", str, ""),
             in_epoch=in_epoch, epoch_loss_sum=float(sums[0]), epoch_correct=int(sums[1]),
             epoch_seen=int(sums[2]), start_loss=math.nan if start is None else float(start),
@@ -503,9 +507,9 @@ class _Run:
             ))
         state.epochs_done = epoch
         state.in_epoch = False
-        is_best = result is not None and not (result.acc <= state.best_acc)  # true for the first (best is nan)
+        is_best = result is not None and _better(result, state)
         if is_best:
-            state.best_acc, state.best_epoch = result.acc, epoch
+            state.best_acc, state.best_epoch, state.best_loss = result.acc, epoch, result.loss
         record = EpochEnd(
             epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc,
             val_loss=result.loss if result else math.nan, val_acc=result.acc if result else math.nan,
@@ -517,8 +521,10 @@ class _Run:
         if is_best:
             yield self._save_model(s, "best", epoch)
         self._save_resume(s, epoch_gen)
+        # A new best model has not been tested: a test result from before (a stop, then a resume) was another's.
+        untested = {"test_acc": math.nan, "test_loss": math.nan} if is_best else {}
         runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
-                       selected_on=self._selected_on())
+                       selected_on=self._selected_on(), **untested)
 
     def _validation_changed(self, val_digest: str) -> Log | None:
         """A warning when a resumed run's validation images are not the ones it validated on before (its image
@@ -535,7 +541,7 @@ class _Run:
             f"on the same images."))
 
     def _selected_on(self) -> str:
-        return "validation" if self.cfg.data.val_fraction > 0 else "last epoch"
+        return _selected_on(self.cfg)
 
     def _out_of_patience(self) -> bool:
         """Early stopping: the validation accuracy has not improved for `early_stop_patience` epochs."""
@@ -792,11 +798,26 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
     return loss_sum, confusion, preds, prob_pred, prob_true
 
 
+def _better(result: _Evaluated, state: RunState) -> bool:
+    """Is this epoch's validation better than the best so far? Higher accuracy wins; at equal accuracy, a lower
+    loss does. A small validation split often reaches the same accuracy (even 100 %) for many epochs, and the
+    first of them is rarely the best model: the loss still tells them apart."""
+    if math.isnan(state.best_acc):
+        return True  # the first epoch
+    return result.acc > state.best_acc or (result.acc == state.best_acc and result.loss < state.best_loss)
+
+
+def _selected_on(cfg: Config) -> str:
+    """What chooses the saved model (run.json's and the model summary's `selected_on`): the best epoch on
+    validation, or, without a validation split, the last epoch."""
+    return "validation" if cfg.data.val_fraction > 0 else "last epoch"
+
+
 def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None = None) -> checkpoints.ModelMeta:
     """The model file's metadata; its summary says which split chose the model and, once the run has ended,
     the chosen model's test accuracy."""
     info = s.info
-    validated = s.cfg.data.val_fraction > 0
+    validated = _selected_on(s.cfg) == "validation"
     return checkpoints.ModelMeta(
         config=s.cfg,
         class_names=tuple(info.class_names),
@@ -808,7 +829,7 @@ def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None 
             "dataset": info.name,
             "best_val_acc": None if math.isnan(state.best_acc) else state.best_acc,
             "best_epoch": state.best_epoch if validated else state.epochs_done,
-            "selected_on": "validation" if validated else "last epoch",
+            "selected_on": _selected_on(s.cfg),
             "test_acc": test.acc if test else None,
             "test_loss": test.loss if test else None,
             "epochs_done": state.epochs_done,
