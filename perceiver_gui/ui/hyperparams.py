@@ -120,6 +120,7 @@ TRAIN_FIELDS = (
           at_low="off"),
     _Spec("train.seed", "Seed", "The same seed repeats a CPU run exactly.", "int", 0, 2**31 - 1),
     _Spec("train.threads", "CPU threads", "Threads for CPU training; 0 uses all cores but one.", "int", 0, 1024),
+    _Spec("train.processes", "Processes / GPUs", "Train data-parallel in this many processes, one per GPU (or a few on a CPU); the batch is split over them.", "int", 1, 1024),
     _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
 )
 

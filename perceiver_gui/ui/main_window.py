@@ -31,6 +31,7 @@ from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
+from perceiver_gui.ui.node_commands import NodeCommandsDialog
 from perceiver_gui.ui.queue_panel import QueuePanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel, run_name
@@ -191,6 +192,11 @@ class MainWindow(QMainWindow):
         for action in self.training.actions_in_order:
             run_menu.addAction(action)
         run_menu.addAction(self.training.queue_action)
+        run_menu.addSeparator()
+        self.node_commands_action = QAction("Commands for several &machines…", self)
+        self.node_commands_action.setStatusTip("The command to run on each machine to train these settings together")
+        self.node_commands_action.triggered.connect(self.show_node_commands)
+        run_menu.addAction(self.node_commands_action)
         help_menu = self.menuBar().addMenu("&Help")
         self.guide_action = QAction("&Guide", self)
         self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
@@ -200,6 +206,9 @@ class MainWindow(QMainWindow):
         about = QAction("&About Perceiver GUI", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
+
+    def show_node_commands(self) -> None:
+        NodeCommandsDialog(self.form.config(), self).open()
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
