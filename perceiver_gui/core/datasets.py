@@ -56,6 +56,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
+    "series": Kind("series", 1, ("time",)),
 }
 
 
@@ -94,6 +95,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
                 "digits", channels=1, size=(8, 8), classes=10),
     DatasetSpec("folder", "Image folder…", "Your own images: one subfolder per class, any common format.",
                 "folder"),
+    DatasetSpec("sequences", "Time series…",
+                "Your own series: a .ts (UCR/UEA), .csv or .npy file of labelled series, one or more channels.",
+                "sequences", kind="series"),
 )}
 
 
@@ -126,11 +130,27 @@ def expected_input(data: DataConfig) -> InputShape:
     spec = DATASETS.get(data.dataset, DatasetSpec(data.dataset, data.dataset, "", ""))
     axes = KINDS[spec.kind].axes
     sides = spec.size if spec.size is not None else (data.image_size,) * axes
-    classes = spec.classes
+    classes, channels = spec.classes, spec.channels
     if data.dataset == "folder":
         found = class_folders(data.folder)
         classes = len(found) if found else None
-    return InputShape(kind=spec.kind, sides=sides, channels=spec.channels, classes=classes)
+    if spec.kind == "series":
+        sides, channels, classes = _series_shape(data)
+    return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
+
+
+def _series_shape(data: DataConfig) -> tuple[tuple[int, ...], int | None, int | None]:
+    """(length,), channels and classes of the series files, read once; (1,), None, None when unreadable."""
+    # numpy and the readers load on the first series pick, not when the form opens at launch.
+    from perceiver_gui.core.series import SeriesError, class_order, read_series
+
+    try:
+        train = read_series(data.train_file, label_column=data.label_column)
+        test = read_series(data.test_file, label_column=data.label_column) if data.test_file.strip() else None
+    except (SeriesError, OSError):
+        return (1,), None, None
+    length = max(train.longest, test.longest if test is not None else 0)
+    return (length,), train.channels, len(train.declared or class_order(train.labels or ()))
 
 
 def download_note(dataset: str) -> str:

@@ -695,6 +695,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
     y = s.train_y[idx]
     if cfg.data.crop_padding or cfg.data.hflip:
         x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=s.gen)
+    mask = data.padding_mask(x) if s.info.padded else None  # series shorter than the longest
     x = to_channels_last(data.normalize(x, s.info.mean, s.info.std))
     for group in s.optimizer.param_groups:
         group["lr"] = lr
@@ -703,7 +704,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
         x, y_mix, lam = _mixup(x, y, t.mixup, s.gen)
         target = y if lam >= 0.5 else y_mix
     with autocast:
-        logits = s.model(x)
+        logits = s.model(x, mask=mask)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
         if t.mixup > 0:
             mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
@@ -778,8 +779,9 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
         for start in range(0, len(labels), eval_bs):
             x = images[start:start + eval_bs]
             y = labels[start:start + eval_bs]
+            mask = data.padding_mask(x) if s.info.padded else None
             with autocast:
-                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
+                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std)), mask=mask).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
             confusion += torch.bincount(y * k + pred, minlength=k * k)
