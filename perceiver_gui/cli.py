@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override one setting, e.g. --set train.lr=0.01 (repeatable)")
     tr.add_argument("--out", type=Path, help="the run folder to create (default: a new folder in the runs folder)")
     tr.add_argument("--resume", type=Path, metavar="DIR", help="continue a stopped or crashed run from its folder")
+    tr.add_argument("--seeds", type=int, default=1, metavar="K",
+                    help="train K runs of the config one after another, with seeds seed, seed+1, ..., and print "
+                         "the mean ± sample std of their accuracy and loss (with --out, DIR holds them as seed-N)")
     tr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     pr = sub.add_parser("predict", help="classify images with a saved model")
@@ -171,15 +174,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
+        if args.seeds != 1:
+            raise ConfigError("--resume continues one run; drop --seeds.")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds needs a count of at least 1 (got {args.seeds}).")
     cfg = None if args.resume else training_config(args)
     control = RunControl()
     previous = _stop_on_signals(control)
     try:
-        return _print_run(resume(args.resume, control=control) if cfg is None else
-                          train(cfg, out_dir=args.out, control=control))
+        if cfg is None:
+            return _print_run(resume(args.resume, control=control))
+        if args.seeds == 1:
+            return _print_run(train(cfg, out_dir=args.out, control=control))
+        return _train_seeds(cfg, args.seeds, args.out, control)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _train_seeds(cfg, k: int, out: Path | None, control) -> int:
+    """K runs of `cfg`, seeds seed..seed+k-1, one after another as ordinary run folders; then the mean ± std
+    over them. A run that fails while training does not stop the others (exit 1 at the end); a stop (Ctrl+C)
+    or a run that cannot start from what it was given (exit 2) ends the series."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.core.stats import run_curve, seed_configs, seed_summary
+    from perceiver_gui.core.training import train
+
+    code, done = EXIT_OK, []
+    for i, seeded in enumerate(seed_configs(cfg, k)):
+        print(f"\n== Seed {seeded.train.seed} ({i + 1} of {k}) ==", flush=True)
+        finished: list = []
+        result = _print_run(_tap(train(seeded, out_dir=out / f"seed-{seeded.train.seed}" if out else None,
+                                       control=control), finished))
+        code = max(code, result)
+        if finished and finished[-1].run_dir:
+            done.append(Path(finished[-1].run_dir))
+        if control.stopped:
+            print(f"Stopped: {k - i - 1} seed(s) not run.")
+            break
+        if result == EXIT_BAD_INPUT:  # the data, device or folder: every other seed would be refused the same way
+            break
+    curves = [run_curve(runs.read_metrics(d).records) for d in done]
+    curves = [c for c in curves if c.split]
+    if curves:
+        summary = seed_summary(curves)
+        split = curves[0].split
+        print(f"\nOver {len(curves)} seed(s), mean ± sample std (n-1), on the {split} split:")
+        for key, label, fmt in (("final_acc", "final accuracy", "{:.2%}"), ("best_acc", "best accuracy", "{:.2%}"),
+                                ("final_loss", "final loss", "{:.4f}"), ("best_loss", "best loss", "{:.4f}")):
+            print(f"  {label:15s} {summary[key].text(fmt)}")
+        if summary["test_acc"].n:
+            print(f"  test accuracy of the chosen model  {summary['test_acc'].text()}")
+        print("Runs: " + ", ".join(printable(d) for d in done))
+    return code
+
+
+def _tap(events, finished: list):
+    """The events, unchanged; the Finished one is also kept in `finished`."""
+    from perceiver_gui.core.events import Finished
+
+    for event in events:
+        if isinstance(event, Finished):
+            finished.append(event)
+        yield event
 
 
 def _print_run(events) -> int:
