@@ -320,8 +320,10 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     for key, path in (("data.root", d.root), ("data.folder", d.folder), ("data.train_file", d.train_file),
                       ("data.test_file", d.test_file)):
         need(_utf8(path), key, f"{key} has a name that is not UTF-8 text, which the run's files cannot record; "
-                               "rename the folder with UTF-8 characters.")
+                               "rename the folder or file with UTF-8 characters.")
         need(len(path) <= MAX_PATH_CHARS, key, f"{key} must be at most {MAX_PATH_CHARS} characters long.")
+    need(_utf8(d.label_column) and len(d.label_column) <= MAX_NAME_CHARS, "data.label_column",
+         f"data.label_column must be first, last or a CSV header's name (UTF-8, at most {MAX_NAME_CHARS} characters).")
     need(m.num_freq_bands >= 1 or not m.fourier_encode_data, "model.num_freq_bands",
          "model.num_freq_bands must be at least 1 while Fourier encoding is on.")
     need(m.implementation in IMPLEMENTATIONS, "model.implementation",
