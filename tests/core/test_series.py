@@ -218,3 +218,34 @@ def test_preset_is_a_sequences_recipe():
     cfg = PRESETS["sequences"]
     assert cfg.data.dataset == "sequences" and cfg.model.input_axis == 1
     assert dataclasses.replace(cfg.data, train_file="x.ts").dataset == "sequences"
+
+
+@pytest.mark.slow
+def test_the_cli_trains_on_npy_pairs_and_predicts_and_describes_series_files(tmp_path, capsys):
+    import json
+
+    from perceiver_gui.cli import main
+
+    series, labels = shapes(12, 32, level=1.0)
+    np.save(tmp_path / "X.npy", np.stack(series))
+    np.save(tmp_path / "y.npy", np.array(labels))
+    out = tmp_path / "run"
+    tiny = ["--set", "model.num_latents=8", "--set", "model.latent_dim=16", "--set", "model.latent_heads=1",
+            "--set", "train.epochs=1", "--set", "train.warmup_epochs=0", "--set", "train.threads=1",
+            "--set", "train.device=cpu"]
+    assert main(["train", "--preset", "sequences", "--set", f"data.train_file={tmp_path / 'X.npy'}", *tiny,
+                 "--out", str(out)]) == 0
+    model = str(out / "model.safetensors")
+    (tmp_path / "new.csv").write_text("\n".join(f"{label}," + ",".join(f"{v:.3f}" for v in s[0])
+                                                for s, label in zip(series[:2], labels[:2], strict=True)) + "\n")
+    long_one = np.zeros((1, 40))
+    write_ts(tmp_path / "new.ts", [series[0], long_one], ["sine", "saw"])
+    capsys.readouterr()
+    code = main(["predict", "--model", model, str(tmp_path / "new.csv"), str(tmp_path / "new.ts"), "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1  # the series longer than the model's length is not classified
+    assert [r["path"].rsplit("/", 1)[-1] for r in records] == ["new.csv#1", "new.csv#2", "new.ts#1", "new.ts#2"]
+    assert all("top" in r for r in records[:3]) and "40 long" in records[3]["error"]
+    assert main(["info", model]) == 0
+    shown = capsys.readouterr().out
+    assert "time series of 1 channel(s), up to 32 steps" in shown and "Classes (3): saw, sine, square" in shown
