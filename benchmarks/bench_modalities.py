@@ -56,8 +56,9 @@ def one_nn(train_file: Path, test_file: Path) -> tuple[float, float]:
     return acc, time.perf_counter() - start
 
 
-def perceiver(train_file: Path, test_file: Path, out: Path, epochs: int | None, seed: int) -> tuple[float, float]:
-    cfg = PRESETS["sequences"]
+def perceiver(train_file: Path, test_file: Path, out: Path, epochs: int | None, seed: int,
+              changes: dict[str, str]) -> tuple[float, float]:
+    cfg = PRESETS["sequences"].with_updates(changes)
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, train_file=str(train_file), test_file=str(test_file)),
         train=dataclasses.replace(cfg.train, device="cpu", seed=seed, epochs=epochs or cfg.train.epochs,
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the preset, to tune it")
     args = parser.parse_args(argv)
     print(f"{'data seed':>9} {'1-NN acc':>9} {'1-NN s':>7} {'preset acc':>11} {'preset s':>9}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             train_file = write_ts(folder / "Waves_TRAIN.ts", *waves(rng, PER_CLASS - TEST_PER_CLASS))
             test_file = write_ts(folder / "Waves_TEST.ts", *waves(rng, TEST_PER_CLASS))
             nn_acc, nn_s = one_nn(train_file, test_file)
-            p_acc, p_s = perceiver(train_file, test_file, folder / "run", args.epochs, seed)
+            p_acc, p_s = perceiver(train_file, test_file, folder / "run", args.epochs, seed,
+                                   dict(item.split("=", 1) for item in args.set))
             print(f"{seed:>9} {nn_acc:>9.1%} {nn_s:>7.2f} {p_acc:>11.1%} {p_s:>9.1f}", flush=True)
     return 0
 
