@@ -18,6 +18,7 @@ run time, so config.py can take its dataset names from here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +142,31 @@ def expected_input(data: DataConfig) -> InputShape:
 
 def _series_shape(data: DataConfig) -> tuple[tuple[int, ...], int | None, int | None]:
     """(length,), channels and classes of the series files, read once; (1,), None, None when unreadable."""
+    def stamp(path: str) -> tuple[str, int, int] | None:
+        if not path.strip():
+            return None
+        try:
+            st = Path(path).expanduser().stat()
+        except (OSError, ValueError):
+            return None
+        return path, st.st_mtime_ns, st.st_size
+
+    train, test = stamp(data.train_file), stamp(data.test_file) if data.test_file.strip() else None
+    if train is None or (data.test_file.strip() and test is None):
+        return (1,), None, None
+    return _series_files_shape(train, test, data.label_column)
+
+
+@functools.lru_cache(maxsize=8)
+def _series_files_shape(train_stamp: tuple[str, int, int], test_stamp: tuple[str, int, int] | None,
+                        label_column: str) -> tuple[tuple[int, ...], int | None, int | None]:
+    """The form asks at every edit: a file is read again only when its time or size changed."""
     # numpy and the readers load on the first series pick, not when the form opens at launch.
     from perceiver_gui.core.series import SeriesError, class_order, read_series
 
     try:
-        train = read_series(data.train_file, label_column=data.label_column)
-        test = read_series(data.test_file, label_column=data.label_column) if data.test_file.strip() else None
+        train = read_series(train_stamp[0], label_column=label_column)
+        test = read_series(test_stamp[0], label_column=label_column) if test_stamp else None
     except (SeriesError, OSError):
         return (1,), None, None
     length = max(train.longest, test.longest if test is not None else 0)
