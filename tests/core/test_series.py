@@ -251,3 +251,5 @@ def test_the_cli_trains_on_npy_pairs_and_predicts_and_describes_series_files(tmp
     assert main(["info", model]) == 0
     shown = capsys.readouterr().out
     assert "time series of 1 channel(s), up to 32 steps" in shown and "Classes (3): saw, sine, square" in shown
+    assert main(["export", "--model", model, "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "reads time series" in capsys.readouterr().err
