@@ -138,6 +138,9 @@ class Predictor:
         return min(top_k, len(self.meta.class_names))
 
     def _prepare(self, source: Source) -> torch.Tensor:
+        if self.takes_series:
+            raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
+                             ".ts, .csv or .npy file of series")
         img = open_image(source, channels=self.meta.channels)
         return to_uint8_tensor(img, self.meta.image_size)
 

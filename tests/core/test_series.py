@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from perceiver_gui.config import PRESETS, Config, DataConfig, ModelConfig, TrainConfig
 from perceiver_gui.core import data, datasets
@@ -214,6 +215,10 @@ def test_a_ts_run_trains_to_a_sane_accuracy_and_its_model_predicts_a_ts_file(tmp
     assert accuracy >= 0.8, accuracy  # chance is 1/3
     # The run's own test score is the predictor's, which masks each series' padding: training did too.
     assert done.test_acc == pytest.approx(accuracy)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(image)
+    (wrong,) = predictor.predict([image])
+    assert "reads time series, not images" in wrong.error
 
 
 def test_preset_is_a_sequences_recipe():
