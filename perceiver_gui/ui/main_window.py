@@ -31,9 +31,11 @@ from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
+from perceiver_gui.ui.node_commands import NodeCommandsDialog
 from perceiver_gui.ui.queue_panel import QueuePanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel, run_name
+from perceiver_gui.ui.sweep_panel import SweepPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
 from perceiver_gui.ui.widgets import guard_wheel
 
@@ -75,6 +77,7 @@ class MainWindow(QMainWindow):
         self.classifier = ClassifierPanel()
         self.runs = RunsPanel(self.runs_root)
         self.mistakes = MistakesPanel()
+        self.sweep = SweepPanel(self.form.config, self.runs_root.parent / "sweeps")
         self.runner = TrainingRunner(self.runs_root, self)
         self.queue = QueuePanel(RunQueue(queue_file(self.runs_root)))
 
@@ -89,6 +92,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.runs, "Runs")
         self.tabs.addTab(self.mistakes, "Mistakes")
         self.tabs.addTab(self.queue, "Queue")
+        self.tabs.addTab(self.sweep, "Sweep")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -130,6 +134,8 @@ class MainWindow(QMainWindow):
         self.runs.open_model_requested.connect(self._open_model)
         self.runs.selection_changed.connect(self._runs_picked)
         self.runs.runs_deleted.connect(self.classifier.unload_runs)
+        self.sweep.message.connect(self._show_message)
+        self.sweep.open_model_requested.connect(self._open_model)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
@@ -186,6 +192,11 @@ class MainWindow(QMainWindow):
         for action in self.training.actions_in_order:
             run_menu.addAction(action)
         run_menu.addAction(self.training.queue_action)
+        run_menu.addSeparator()
+        self.node_commands_action = QAction("Commands for several &machines…", self)
+        self.node_commands_action.setStatusTip("The command to run on each machine to train these settings together")
+        self.node_commands_action.triggered.connect(self.show_node_commands)
+        run_menu.addAction(self.node_commands_action)
         help_menu = self.menuBar().addMenu("&Help")
         self.guide_action = QAction("&Guide", self)
         self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
@@ -195,6 +206,9 @@ class MainWindow(QMainWindow):
         about = QAction("&About Perceiver GUI", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
+
+    def show_node_commands(self) -> None:
+        NodeCommandsDialog(self.form.config(), self).open()
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -439,6 +453,7 @@ class MainWindow(QMainWindow):
             # Close for real once the run has saved (see _on_stopped_running); the window stays responsive meanwhile.
             event.ignore()
             return
+        self.sweep.shutdown()  # its running trial saves, like Ctrl+C
         self.save_settings()
         event.accept()
 
