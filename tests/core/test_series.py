@@ -264,3 +264,24 @@ def test_the_cli_trains_on_npy_pairs_and_predicts_and_describes_series_files(tmp
     assert len(evaluation.read_evaluation(out).class_names) == 3
     with pytest.raises(evaluation.EvaluationError, match="holds time series"):
         evaluation.load_test_split(out, "validation")
+
+
+@pytest.mark.slow
+def test_a_variable_length_run_stopped_and_resumed_continues_exactly(tmp_path):
+    from perceiver_gui.core.events import Step
+    from perceiver_gui.core.training import RunControl, resume
+
+    series, labels = shapes(10, 24, vary=True, level=1.0)
+    cfg = tiny_config(tmp_path, sequences(write_ts(tmp_path / "v.ts", series, labels)), epochs=3)
+    cfg = cfg.with_updates({"train.batch_size": 4, "train.log_every": 1, "train.mixup": 0.4})
+    full = [e.loss for e in train(cfg, out_dir=tmp_path / "full") if isinstance(e, Step)]
+    control = RunControl()
+    first = []
+    for event in train(cfg, out_dir=tmp_path / "split", control=control):
+        first.append(event)
+        if isinstance(event, Step) and event.step == 7:  # mid second epoch
+            control.stop()
+    assert first[-1].status == "stopped"
+    second = list(resume(tmp_path / "split"))
+    assert second[-1].status == "completed", second[-1].message
+    assert [e.loss for e in first + second if isinstance(e, Step)] == full
