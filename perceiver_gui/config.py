@@ -450,8 +450,9 @@ PRESETS: dict[str, Config] = {
     ),
     # Time series from a .ts, .csv or .npy file (input_axis 1): the small folder model over time, measured
     # against 1-nearest-neighbour on generated .ts waves of length 96 (benchmarks/README.md, "Modalities"):
-    # 91 % against 1-NN's 57 % in about 5 s on 2 CPU cores (88 % to 54 % at lengths 64–128). max_freq 16 beat 8, 32 and 48 there (90 % against
-    # 78, 75 and 78 % on one split): smooth bands suit series whose phase and period vary.
+    # 91 % against 1-NN's 57 % in about 5 s on 2 CPU cores (88 % against 54 % at lengths 64–128, masked).
+    # max_freq 16 beat 8, 32 and 48 there (90 % against 78, 75 and 78 % on one split): smooth bands suit
+    # series whose phase and period vary.
     "sequences": _recipe(
         "sequences",
         ModelConfig(num_freq_bands=16, max_freq=16.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
