@@ -156,8 +156,9 @@ def _read_ts(path: Path, text: str, labelled: bool) -> SeriesSet:
                               f"{'s' if len(channels) != 1 else ''} but @dimensions says {dimensions}; fix the "
                               f"header or the row.")
         if values and len(channels) != values[0].shape[0]:
-            raise SeriesError(f"Line {number} of {path.name} has {len(channels)} channels where the first "
-                              f"series has {values[0].shape[0]}; every series needs the same channels.")
+            raise SeriesError(f"Line {number} of {path.name} has {len(channels)} channel"
+                              f"{'s' if len(channels) != 1 else ''} where the first series has {values[0].shape[0]}; "
+                              f"every series needs the same channels.")
         if len({len(c) for c in channels}) != 1:
             raise SeriesError(f"The channels of line {number} of {path.name} have different lengths "
                               f"({', '.join(str(len(c)) for c in channels)}); a series' channels must be "

@@ -105,6 +105,9 @@ def test_npy_pairs_with_trailing_nan_for_shorter_series(tmp_path):
     ("empty.ts", "", ["no @data"]),
     ("empty.csv", "\n\n", ["holds no series"]),
     ("words.csv", "a,1,2,3\nb,1,two,3\n", ["line 2", "'two', not a number"]),
+    ("nolabels.ts", "@classLabel false\n@data\n1,2,3\n", ["no class labels"]),
+    ("stamped.ts", "@timeStamps true\n@data\n(0,1),(1,2):a\n", ["@timeStamps true"]),
+    ("channels.ts", "@data\n1,2:3,4:a\n1,2:b\n", ["Line 3", "1 channel where the first series has 2"]),
 ])
 def test_bad_files_get_one_sentence_naming_the_place(tmp_path, name, text, words):
     path = tmp_path / name
@@ -115,6 +118,12 @@ def test_bad_files_get_one_sentence_naming_the_place(tmp_path, name, text, words
     assert name in message and message.count(". ") == 0 and message.endswith(".")
     for word in words:
         assert word in message
+
+
+def test_npy_without_its_labels_says_where_they_belong(tmp_path):
+    np.save(tmp_path / "X_train.npy", np.zeros((2, 5)))
+    with pytest.raises(SeriesError, match=r"not beside it; save them as y_train\.npy"):
+        read_series(tmp_path / "X_train.npy")
 
 
 def test_npy_that_would_need_pickle_is_refused(tmp_path):
