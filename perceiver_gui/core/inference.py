@@ -26,7 +26,7 @@ from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
-from perceiver_gui.core.series import SeriesError, pad, read_series
+from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
 __all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
 
@@ -111,10 +111,14 @@ class Predictor:
         """One Prediction per series of a .ts, .csv or .npy file (its labels, if any, are ignored), named
         `path#row`. A series longer than the model's gets an error entry; SeriesError (one sentence) for a
         file that cannot be read or whose channels are not the model's."""
-        k = self._top_k(top_k)
         found = read_series(path, label_column=self.meta.config.data.label_column, labelled=False)
+        return self.predict_series(found, str(path), top_k=top_k, batch_size=batch_size)
+
+    def predict_series(self, found: SeriesSet, name: str, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """`predict_series_file` for series already read from the file `name`."""
+        k = self._top_k(top_k)
         if found.channels != self.meta.channels:
-            raise SeriesError(f"The series of {Path(path).name} have {found.channels} channel(s) and the model "
+            raise SeriesError(f"The series of {Path(name).name} have {found.channels} channel(s) and the model "
                               f"takes {self.meta.channels}; give it series like the ones it was trained on.")
         (length,) = self.meta.image_size
         fits = [i for i, v in enumerate(found.values) if v.shape[1] <= length]
@@ -126,8 +130,8 @@ class Predictor:
                 logits = self.model(to_channels_last(normalize(x, self.meta.mean, self.meta.std)),
                                     mask=padding_mask(x))
             tops.update(zip(rows, self._top(logits, k), strict=True))
-        return [Prediction(f"{path}#{i + 1}", tops[i]) if i in tops else
-                Prediction(f"{path}#{i + 1}", error=f"The series is {v.shape[1]} long and the model reads at most "
+        return [Prediction(f"{name}#{i + 1}", tops[i]) if i in tops else
+                Prediction(f"{name}#{i + 1}", error=f"The series is {v.shape[1]} long and the model reads at most "
                                                     f"{length}; shorten it.")
                 for i, v in enumerate(found.values)]
 

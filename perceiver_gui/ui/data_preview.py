@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap, QPolygonF
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.ui.widgets import series_image
 
 __all__ = ["DataPreview"]
 
@@ -95,7 +95,7 @@ class DataPreview(QDialog):
             for col, image in enumerate(pixels, 1):
                 thumb = QLabel()
                 thumb.setObjectName("previewThumb")
-                thumb.setPixmap(_pixmap(image) if image.ndim == 3 else _series_pixmap(image))
+                thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
                 self.grid.addWidget(thumb, row, col)
         if preview.skipped:
             shown = "<br>".join(html.escape(s) for s in preview.skipped[:20])
@@ -130,28 +130,6 @@ def _pixmap(image) -> QPixmap:
     qimage = QImage(data, w, h, w * c, fmt).copy()  # copy: the QImage must not outlive `data`
     return QPixmap.fromImage(qimage).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                             Qt.TransformationMode.FastTransformation)
-
-
-SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
-
-
-def _series_pixmap(series) -> QPixmap:
-    """A float (L, C) series as a THUMB-sized line plot, a line per channel; the padding (NaN) is left out."""
-    pixmap = QPixmap(THUMB, THUMB)
-    pixmap.fill(Qt.GlobalColor.white)
-    values = series[np.isfinite(series).all(axis=1)]
-    if len(values):
-        lo, hi = float(values.min()), float(values.max())
-        span = (hi - lo) or 1.0
-        step = (THUMB - 1) / max(1, len(values) - 1)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        for channel in range(values.shape[1]):
-            painter.setPen(QPen(QColor(SERIES_COLOURS[channel % len(SERIES_COLOURS)]), 1))
-            painter.drawPolyline(QPolygonF([QPointF(i * step, 2 + (hi - v) / span * (THUMB - 4))
-                                            for i, v in enumerate(values[:, channel].tolist())]))
-        painter.end()
-    return pixmap
 
 
 def _collect(data: DataConfig):
