@@ -592,8 +592,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.model)  # a CheckpointError is bad input: exit 2
     failed = 0
     for path in args.paths:
-        results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
-            [predictor.predict([path], top_k=args.top_k)]
+        if predictor.takes_series:
+            results = [_predict_series(predictor, path, args.top_k)]
+        else:
+            results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
+                [predictor.predict([path], top_k=args.top_k)]
         count = 0
         for batch in results:
             for pred in batch:
@@ -604,6 +607,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _predict_series(predictor, path: Path, top_k: int) -> list:
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.series import SeriesError
+
+    try:
+        return predictor.predict_series_file(path, top_k=top_k)
+    except SeriesError as exc:
+        return [Prediction(str(path), error=str(exc))]
 
 
 def _print_prediction(pred, as_json: bool) -> None:
@@ -664,9 +677,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             if key in state.progress:
                 print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
-    h, w = meta.image_size
     print(f"Model: {printable(path)}")
-    print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
+    if len(meta.image_size) == 1:
+        print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
+              f"masked), normalised per channel with mean {_numbers(meta.mean)} and std {_numbers(meta.std)}")
+    else:
+        h, w = meta.image_size
+        print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
     print(f"Classes ({len(meta.class_names)}): {printable(', '.join(meta.class_names))}")
     if accuracy := accuracy_text(meta.summary):
         print(f"Accuracy: {printable(accuracy)}")
@@ -675,6 +692,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"App version: {printable(meta.app_version)}")
     _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{v:.4g}" for v in values)
 
 
 def _info_run(run_dir: Path) -> int:

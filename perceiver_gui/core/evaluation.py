@@ -237,6 +237,9 @@ def load_test_split(run_dir: str | Path, split: str = "test") -> TestSplit:
         raise EvaluationError(f"The test images can't be loaded: {exc}") from None
     x, y = (dataset.val_x, dataset.val_y) if split == "validation" else (dataset.test_x, dataset.test_y)
     x, y = x.numpy(), y.numpy()
+    if x.ndim != 4:
+        raise EvaluationError(f"{dataset.info.name} holds time series, and the matrix's cells show images only so far; "
+                              f"the counts and accuracies above are the run's.")
     return TestSplit(images=_frozen(x.transpose(0, 2, 3, 1), np.uint8), labels=_frozen(y, np.int64),
                      digest=test_digest(x, y), dataset=dataset.info.name, split=split,
                      files=dataset.val_files if split == "validation" else dataset.test_files)

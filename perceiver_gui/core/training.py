@@ -760,6 +760,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
     if t.mixup > 0:
         lam, pairs = _mixup_pairs(len(y), t.mixup, s.gen, y.device)
         partner, y_mix = x[pairs][mine], y[pairs][mine]
+    mask = data.padding_mask(x[mine]) if s.info.padded else None  # series shorter than the longest
     x, y = to_channels_last(data.normalize(x[mine], s.info.mean, s.info.std)), y[mine]
     for group in s.optimizer.param_groups:
         group["lr"] = lr
@@ -768,7 +769,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
         x = lam * x + (1.0 - lam) * to_channels_last(data.normalize(partner, s.info.mean, s.info.std))
         target = y if lam >= 0.5 else y_mix
     with autocast:
-        logits = s.model(x)
+        logits = s.model(x, mask=mask)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
         if t.mixup > 0:
             mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
@@ -848,8 +849,9 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
         for start in range(mine.start, mine.stop, eval_bs):
             x = images[start:min(start + eval_bs, mine.stop)]
             y = labels[start:min(start + eval_bs, mine.stop)]
+            mask = data.padding_mask(x) if s.info.padded else None
             with autocast:
-                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
+                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std)), mask=mask).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
             confusion += torch.bincount(y * k + pred, minlength=k * k)

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.ui.widgets import series_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
@@ -111,7 +112,13 @@ def _thumbnail_by_pillow(path: str) -> QImage:
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
     from PIL import Image
 
+    from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
+
     files = _expand(sources)
+    if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
+        for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
+            yield _predict_series(predictor, source, top_k)
+        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES)]
     for i in range(0, len(files), CHUNK):
         chunk = files[i : i + CHUNK]
         inputs: list = []
@@ -127,6 +134,21 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
                 inputs.append(s.path)
         predictions = predictor.predict(inputs, top_k=top_k)
         yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
+
+
+def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """One result per series of the file, each with a line plot of its values for a thumbnail."""
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.series import SeriesError, read_series
+
+    try:
+        found = read_series(source.path, label_column=predictor.meta.config.data.label_column, labelled=False)
+        predictions = predictor.predict_series(found, source.path, top_k=top_k)
+    except SeriesError as exc:
+        return [(source, Prediction(source.path, error=str(exc)), QImage())]
+    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path), prediction,
+             series_image(values.T, THUMB))
+            for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
 
 
 class ResultEntry(QFrame):
