@@ -417,11 +417,12 @@ class PlotsPanel(QWidget):
 
     def _set_acc_title(self) -> None:
         # The legend beside it names the curves (train, validation); the title adds the chosen model's test
-        # accuracy, measured once when the run ended.
+        # accuracy, measured once when the run ended (the star marks its epoch). Kept short: the legend shares
+        # the row, and a longer title ran under it.
         title = "Accuracy" if self.held_out != "test" else "Accuracy (old run)"
         if self.test_result is not None:
-            epoch, acc = self.test_result
-            title += f" · test {acc:.1%} (epoch {epoch})"
+            _, acc = self.test_result
+            title += f" · test {acc:.1%}"
         self.acc_plot.setTitle(title)
         self._apply_palette()
 

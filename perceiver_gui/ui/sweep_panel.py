@@ -198,6 +198,7 @@ class SweepPanel(QWidget):
         left_layout.addWidget(self.status)
 
         self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Trial", "State", "Metric", "Epoch", "Run"])  # until a sweep is shown
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
