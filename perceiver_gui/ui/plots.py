@@ -430,7 +430,7 @@ class PlotsPanel(QWidget):
         if isinstance(event, Step):
             self.add_step(event.step, event.loss, event.lr)
         elif isinstance(event, EpochEnd):
-            self.add_epoch(event.epoch, event.step, event.val_loss, event.val_acc, event.train_acc)
+            self.add_epoch(event.epoch, event.step, event.val_loss, event.val_acc, event.train_acc, event.is_best)
         elif isinstance(event, Finished) and math.isfinite(event.test_acc):
             self.test_result = (event.best_epoch, event.test_acc)
             self._set_acc_title()
@@ -453,15 +453,18 @@ class PlotsPanel(QWidget):
             self.loss_smooth.append(step, self._ema_acc / (1.0 - weight**self._ema_n) if weight > 0 else loss)
         self.request_redraw()
 
-    def add_epoch(self, epoch: int, step: int, val_loss: float, val_acc: float, train_acc: float) -> None:
-        """An epoch's held-out loss and accuracy (validation; test in an older version's run)."""
+    def add_epoch(self, epoch: int, step: int, val_loss: float, val_acc: float, train_acc: float,
+                  is_best: bool | None = None) -> None:
+        """An epoch's held-out loss and accuracy (validation; test in an older version's run). `is_best` is
+        the engine's own choice (it breaks a tie in accuracy by the lower loss), so the star marks the epoch
+        whose model was saved; None (a record without it) falls back to the first highest accuracy."""
         if math.isfinite(val_loss):
             self.val_loss.append(step, val_loss)
         if math.isfinite(train_acc):
             self.train_acc.append(epoch, train_acc)
         if math.isfinite(val_acc):
             self.val_acc.append(epoch, val_acc)
-            if self._best is None or val_acc > self._best[1]:
+            if is_best if is_best is not None else (self._best is None or val_acc > self._best[1]):
                 self._best = (epoch, val_acc)
         self.request_redraw()
 
@@ -474,13 +477,15 @@ class PlotsPanel(QWidget):
             self._set_held_out("test")
         for bounds in self._bounds:
             bounds.steps = steps
+        flagged = any(r.is_best for r in metrics.epochs)  # a record from before the flag was kept: the plain rule
         for r in metrics.records:
             if isinstance(r, StepRecord):
                 self.add_step(r.step, r.loss, r.lr)
             elif isinstance(r, TestRecord):
                 self.test_result = (r.epoch, r.test_acc) if math.isfinite(r.test_acc) else None
             else:
-                self.add_epoch(r.epoch, r.step, r.held_out_loss, r.held_out_acc, r.train_acc)
+                self.add_epoch(r.epoch, r.step, r.held_out_loss, r.held_out_acc, r.train_acc,
+                               r.is_best if flagged else None)
         self._set_acc_title()
         self.redraw()
 

@@ -16,9 +16,9 @@ def plots(qtbot):
     return panel
 
 
-def _epoch(epoch, step, acc, loss=1.0):
+def _epoch(epoch, step, acc, loss=1.0, is_best=False):
     return EpochEnd(epoch=epoch, step=step, train_loss=1.0, train_acc=0.5, val_loss=loss, val_acc=acc,
-                    per_class_acc=(), confusion=(), elapsed_s=1.0, is_best=False)
+                    per_class_acc=(), confusion=(), elapsed_s=1.0, is_best=is_best)
 
 
 def test_steps_and_epochs_reach_the_curves_and_nan_is_left_out(plots, qtbot):
@@ -26,8 +26,8 @@ def test_steps_and_epochs_reach_the_curves_and_nan_is_left_out(plots, qtbot):
         loss = math.nan if i == 1500 else 2.0 / math.sqrt(i)
         plots.on_event(Step(epoch=1, step=i, total_steps=2000, loss=loss, lr=1e-3 * (1 - i / 2000),
                             images_per_s=100.0, eta_s=1.0))
-    plots.on_event(_epoch(1, 1000, 0.6))
-    plots.on_event(_epoch(2, 2000, 0.8, loss=0.7))
+    plots.on_event(_epoch(1, 1000, 0.6, is_best=True))
+    plots.on_event(_epoch(2, 2000, 0.8, loss=0.7, is_best=True))
     plots.on_event(_epoch(3, 3000, 0.7))
     # Redraws are throttled: the last state arrives shortly after the last event.
     qtbot.waitUntil(lambda: plots.val_acc_curve.getData()[0] is not None and len(plots.val_acc_curve.getData()[0]) == 3)
@@ -191,3 +191,13 @@ def test_the_wheel_passing_over_the_smoothing_slider_leaves_it(plots):
     before = plots.smoothing.value()
     turn_wheel(plots.smoothing)
     assert plots.smoothing.value() == before
+
+
+def test_the_star_marks_the_epoch_the_engine_saved_when_accuracies_tie(plots):
+    """Validation accuracy ties between epochs 2 and 3; the engine keeps epoch 3 (its lower loss), and the
+    star must say so, not the first epoch that reached the accuracy."""
+    plots.add_epoch(1, 10, 0.9, 0.80, 0.7, is_best=True)
+    plots.add_epoch(2, 20, 0.5, 0.95, 0.8, is_best=True)
+    plots.add_epoch(3, 30, 0.4, 0.95, 0.9, is_best=True)
+    plots.add_epoch(4, 40, 0.6, 0.95, 0.9, is_best=False)
+    assert plots.best() == (3, 0.95)
