@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "PRESETS",
     "PRESET_NOTES",
+    "COMPILE_MODES",
     "SCHEDULES",
     "load_config",
     "describe_preset",
@@ -44,6 +45,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
 class ConfigError(ValueError):
@@ -115,6 +117,12 @@ class TrainConfig:
     # TensorFloat-32 for float32 matmuls on CUDA (Ampere+): ~8x their speed for a 10-bit mantissa in the
     # products, which training tolerates; off = full float32. No effect on CPU, MPS or autocast runs.
     tf32: bool = True
+    # torch.compile the model: "off", "default", or "reduce-overhead" (CUDA graphs on a GPU). Compiling
+    # takes seconds to minutes at the start of each session and pays back over long runs.
+    compile: str = "off"
+    # Seconds between saves of the ~28 MiB resume file at epoch ends (always saved at stop, end and
+    # Ctrl+C); a crash loses at most this much training. 0 = every epoch.
+    save_every_s: float = 60.0
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
     log_every: int = 10  # steps between logged step events in metrics.jsonl
@@ -252,6 +260,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.seed": (0, 2**31 - 1),  # what every seeded library (and the form's spin box) accepts
     "train.threads": (0, 1024),  # 0 = automatic
     "train.log_every": (1, 100_000),
+    "train.save_every_s": (0, 86_400),  # a day; longer would leave a crash with nothing to resume from
 }
 # Ranges whose ends are excluded: (low excluded, high excluded).
 _OPEN: dict[str, tuple[bool, bool]] = {
@@ -331,6 +340,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",
          "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
     need(isinstance(t.tf32, bool), "train.tf32", "train.tf32 must be true or false.")
+    need(t.compile in COMPILE_MODES, "train.compile", f"train.compile must be one of {', '.join(COMPILE_MODES)}.")
     return out
 
 

@@ -143,6 +143,8 @@ OUT_OF_RANGE = {
     "train.seed": [-1, 10**23, 2**63],
     "train.threads": [-1, 10**6],
     "train.log_every": [0, 10**9],
+    "train.save_every_s": [-1.0, 1e9, math.nan],
+    "train.compile": ["max-autotune", "on"],
 }
 BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",
             "train.tf32"}
