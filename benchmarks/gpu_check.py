@@ -13,6 +13,7 @@ its error and the next one runs, and a section that would start after --budget-s
   against a float64 reference and their time;
 - host_syncs: warnings of torch.cuda.set_sync_debug_mode("warn") per training step, for the bare model
   step and for the engine (`train()`), whose throttled loss read is one sync per 10 steps;
+- kernels: GPU kernel launches, aten calls and autocast casts per bare training step (torch.profiler);
 - epochs_engine, epochs_eager, epochs_compiled: the CIFAR-10-shaped epoch (50,000 images) of the seed model at each --batch, through the engine
   (`EpochEnd.elapsed_s` of epoch 2) and as a bare step loop, eager and `torch.compile`d, with peak memory
   and the memory left after each;
@@ -279,6 +280,35 @@ def host_syncs(check: Check) -> dict:
     return result
 
 
+def kernels(check: Check) -> dict:
+    """Kernel launches (GPU) and aten calls (nested ones and views included) per bare training step at
+    batch 256, from torch.profiler."""
+    precision = choose_precision(check.device, "auto")
+    step = bare_step(check, 16 if check.smoke else 256, dtype=precision.dtype, scaler=precision.grad_scaler)
+    time_steps(check, step, 2)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if check.cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    steps = 2 if check.smoke else 5
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        check.sync()
+    events = prof.events()
+    on_gpu = [e for e in events if str(e.device_type).endswith("CUDA")]
+    return {"steps": steps, "gpu_kernels_per_step": len(on_gpu) / steps,
+            "aten_calls_per_step": sum(e.name.startswith("aten::") for e in events) / steps,
+            "to_copy_calls_per_step": sum(e.name == "aten::_to_copy" for e in events) / steps,  # casts, copies
+            "commonest_kernels": _commonest(e.name for e in on_gpu)}
+
+
+def _commonest(names) -> list[str]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name[:80]] = counts.get(name[:80], 0) + 1
+    return [f"{name} ×{n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8]]
+
+
 def _where(caught: list[warnings.WarningMessage]) -> list[str]:
     """The five commonest places that waited for the device."""
     counts: dict[str, int] = {}
@@ -423,7 +453,7 @@ def cross_device_resume(check: Check) -> dict:
 
 
 SECTIONS = {  # the cheap ones first, so that a slow compilation cannot cost them
-    "env": env, "attention": attention, "host_syncs": host_syncs, "oom": oom,
+    "env": env, "attention": attention, "host_syncs": host_syncs, "kernels": kernels, "oom": oom,
     "cross_device_resume": cross_device_resume, "precision": precision, "determinism": determinism,
     "seed_loop": seed_loop_section, "epochs_engine": epochs_engine,
     "epochs_eager": functools.partial(epochs_bare, compiled=False),

@@ -3,8 +3,8 @@
 Exit status: 0 success, 1 a run (or some of the images) failed, 2 bad input (usage, config, model file,
 data). Errors print one sentence to stderr as `error: ...` (``--debug``, before or after the command,
 shows the traceback). Every name printed goes through `printable`, so a file or class name cannot move
-the cursor, forge an output line or crash the output with undecodable bytes. Heavy imports (torch) happen inside the
-commands, so `perceiver-gui --help` and the app's first window are quick.
+the cursor, forge an output line or crash the output with undecodable bytes. Heavy imports (torch)
+happen inside the commands, so `perceiver-gui --help` and the app's first window are quick.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gui = sub.add_parser("gui", help="open the desktop app (the default)")
+    gui = sub.add_parser("gui", help="open the desktop app (the default; `perceiver-gui my.toml` opens a config in it)")
+    gui.add_argument("config", nargs="?", type=Path, help="a .toml or .json config file to open in the form")
     gui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     tr = sub.add_parser("train", help="train a model headless, printing progress", epilog=presets_text(),
@@ -76,13 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # A sub-command's --debug defaults to SUPPRESS, so `perceiver-gui --debug train` keeps the flag.
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and Path(argv[0]).suffix.lower() in (".toml", ".json"):  # `perceiver-gui my.toml`: the app, with it
+        argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     command = args.command or "gui"
     try:
         if command == "gui":
             from perceiver_gui.ui.app import run_app
 
-            return run_app(sys.argv[:1])
+            config = getattr(args, "config", None)
+            if config is not None:
+                load_config(config)  # a bad file is one sentence here, not a window that starts without it
+            return run_app(sys.argv[:1] + ([str(config)] if config is not None else []))
         return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info, "export": cmd_export}[command](args)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

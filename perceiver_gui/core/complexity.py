@@ -210,13 +210,14 @@ def memory_refusal(cfg: Config, input_shape: tuple[int, ...], device, *, dataset
         return None
     where = {"cuda": "this GPU has", "mps": "this Mac's GPU may use"}.get(device.type, "this machine has")
     if need.weights >= need.activations:
-        lower = (f"its {parameter_count(cfg.model) / 1e9:,.2f} G parameters with their gradients and optimizer "
-                 f"state take {need.weights / GB:,.1f} GB alone; lower model.depth, model.latent_dim or the "
-                 "head counts and widths")
-    else:
+        what = (f"Its {parameter_count(cfg.model) / 1e9:,.2f} G parameters with their gradients and optimizer "
+                f"state take {need.weights / GB:,.1f} GB alone: lower model.depth, model.latent_dim or the head "
+                "counts and widths.")
+    elif available > need.weights + need.data:
         fits = max(1, int(cfg.train.batch_size * (available - need.weights - need.data) / need.activations))
-        lower = (f"lower train.batch_size (about {fits:,} would fit), or model.num_latents, model.depth or "
-                 "data.image_size") if available > need.weights + need.data else \
-            "lower model.num_latents, model.depth or data.image_size"
+        what = (f"Lower train.batch_size (about {fits:,} would fit), or model.num_latents, model.depth or "
+                "data.image_size.")
+    else:
+        what = "Lower model.num_latents, model.depth or data.image_size."
     return (f"This model needs about {need.total / GB:,.1f} GB at batch {cfg.train.batch_size:,}; {where} "
-            f"{available / GB:,.1f} GB. To train it, {lower}.")
+            f"{available / GB:,.1f} GB. {what}")

@@ -212,6 +212,7 @@ class RunRecord:
     best_acc: float = math.nan  # 0..1, nan until an epoch finished
     best_epoch: int = 0
     app_version: str = ""
+    notes: str = ""  # the user's own words about the run (Runs tab › Notes…)
     problems: tuple[str, ...] = ()  # read, never written
 
     def to_json(self) -> dict[str, Any]:
@@ -222,7 +223,7 @@ class RunRecord:
 
 _RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _text, "created": _time, "updated": _time, "status": _status, "message": _text,
-    "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text,
+    "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text, "notes": _text,
 }
 
 

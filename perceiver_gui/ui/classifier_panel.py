@@ -81,11 +81,28 @@ def _thumbnail(source: _Source) -> QImage:
         if size.isValid() and max(size.width(), size.height()) > 4 * THUMB:
             reader.setScaledSize(size.scaled(2 * THUMB, 2 * THUMB, Qt.AspectRatioMode.KeepAspectRatio))
         image = reader.read()
+        if image.isNull():  # e.g. past Qt's allocation limit (a 9000×9000 photo), which Pillow can still read
+            image = _thumbnail_by_pillow(source.path)
     if image.isNull():
         return image
     # Tiny images (8×8 digits) are blown up with hard pixels, large ones smoothly.
     mode = Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) < THUMB else Qt.TransformationMode.SmoothTransformation
     return image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)
+
+
+def _thumbnail_by_pillow(path: str) -> QImage:
+    """A small QImage of a file Qt would not decode, or a null image."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (2 * THUMB, 2 * THUMB))  # JPEG decodes at 1/2 … 1/8 scale: a fraction of the memory
+            img = ImageOps.exif_transpose(img)
+            img.thumbnail((2 * THUMB, 2 * THUMB), reducing_gap=2.0)
+            rgba = img.convert("RGBA")
+    except Exception:  # noqa: BLE001 — whatever Pillow cannot read keeps the "?" placeholder
+        return QImage()
+    return QImage(rgba.tobytes(), rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888).copy()
 
 
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
@@ -115,17 +132,19 @@ class ResultEntry(QFrame):
     attention_requested = Signal()  # the "Attention" button, or a double-click on a classified entry
 
     def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage,
-                 parent=None, *, data: bytes = b""):
+                 parent=None, *, data: bytes = b"", model: str = "", model_path: str = ""):
         super().__init__(parent)
         self.name = name
         self.path = path
+        self.model = model  # the name of the model that gave this result (its run's name)
+        self.model_path = model_path
         self.data = data  # a pasted image's bytes, so its attention can be computed later
         self.top = top
         self.error = error
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
 
-        picture = QLabel()
+        self.picture = picture = QLabel()
         picture.setFixedSize(THUMB, THUMB)
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         if not thumb.isNull():
@@ -140,6 +159,12 @@ class ResultEntry(QFrame):
         right = QVBoxLayout()
         right.setSpacing(2)
         right.addWidget(title)
+        if model:
+            by = QLabel(f"model {_escape(model)}")
+            by.setObjectName("entryModel")
+            by.setToolTip(model_path)
+            by.setStyleSheet("color: gray;")
+            right.addWidget(by)
         if error:
             message = QLabel(error)
             message.setObjectName("entryError")
@@ -186,6 +211,17 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+class _GroupTitle(QLabel):
+    """The heading over one model's results: results of different models never run together unmarked."""
+
+    def __init__(self, model: str, model_path: str):
+        super().__init__(f"Results of the model <b>{_escape(model)}</b>")
+        self.model_path = model_path
+        self.setObjectName("modelGroup")
+        self.setToolTip(model_path)
+        self.setContentsMargins(2, 6, 2, 0)
+
+
 class ClassifierPanel(QWidget):
     model_loaded = Signal(str)  # checkpoint path
     message = Signal(str)  # a sentence for the status bar
@@ -196,6 +232,7 @@ class ClassifierPanel(QWidget):
         self.max_entries = max_entries
         self.predictor = None
         self.model_path = ""
+        self.model_name = ""  # the loaded model's run name, shown with each of its results
         self._load_worker = None
         self._predict_worker = None
         self._pending: list[list[_Source]] = []
@@ -265,8 +302,24 @@ class ClassifierPanel(QWidget):
     # -- the typed API -------------------------------------------------------------------------
     def entries(self) -> list[ResultEntry]:
         """Result entries, newest first."""
-        items = (self._entries.itemAt(i).widget() for i in range(self._entries.count()))
-        return [w for w in items if isinstance(w, ResultEntry)]
+        return [w for w in self._items() if isinstance(w, ResultEntry)]
+
+    def group_titles(self) -> list[str]:
+        """The headings of the models' result groups, newest first."""
+        return [w.text() for w in self._items() if isinstance(w, _GroupTitle)]
+
+    def unload_runs(self, run_dirs: Iterable[str]) -> None:
+        """Unload the model when it belongs to one of these (deleted) runs: it must not go on classifying
+        from a folder that is gone."""
+        if not self.model_path:
+            return
+        model = Path(self.model_path).resolve()
+        if any(model.is_relative_to(Path(d).resolve()) for d in run_dirs):
+            name = self.model_name
+            self.predictor, self.model_path, self.model_name = None, "", ""
+            self.model_info.setText(f"No model: the run <b>{_escape(name)}</b> was deleted. Train one, or open "
+                                    f"or drop a .safetensors model file here.")
+            self.model_info.setToolTip("")
 
     @property
     def working(self) -> bool:
@@ -318,9 +371,9 @@ class ClassifierPanel(QWidget):
         return dialog
 
     def clear(self) -> None:
-        for entry in self.entries():
-            self._entries.removeWidget(entry)
-            entry.deleteLater()
+        for widget in self._items():
+            self._entries.removeWidget(widget)
+            widget.deleteLater()
         self.placeholder.show()
 
     # -- ways in -------------------------------------------------------------------------------
@@ -396,13 +449,18 @@ class ClassifierPanel(QWidget):
 
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:
-            entry = ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb, data=source.data)
+            entry = ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb,
+                                data=source.data, model=self.model_name, model_path=self.model_path)
             entry.attention_requested.connect(self._on_attention_requested)
             self._add(entry)
 
     def _on_attention_requested(self) -> None:
-        if self.predictor is not None:
-            self.show_attention(self.sender())
+        entry = self.sender()
+        if self.predictor is not None and entry.model_path == self.model_path:
+            self.show_attention(entry)
+        else:  # another model's attention would not explain this result
+            self.message.emit(f"{entry.name} was classified by {entry.model or 'another model'}; load that model "
+                              f"again to see its attention.")
 
     def _on_attention_finished(self) -> None:
         # A worker still queued in the thread pool is not running yet either, so count what has ended.
@@ -419,16 +477,31 @@ class ClassifierPanel(QWidget):
         self.busy.setText("")
         self._next()
 
+    def _items(self) -> list[QWidget]:
+        items = (self._entries.itemAt(i).widget() for i in range(self._entries.count()))
+        return [w for w in items if w is not None]
+
     def _add(self, entry: ResultEntry) -> None:
         self.placeholder.hide()
-        self._entries.insertWidget(0, entry)
-        entries = self.entries()
-        for old in entries[self.max_entries :]:
+        items = self._items()
+        if entry.model:  # under its model's heading, made when the model differs from the newest group's
+            top = items[0] if items else None
+            if not (isinstance(top, _GroupTitle) and top.model_path == entry.model_path):
+                self._entries.insertWidget(0, _GroupTitle(entry.model, entry.model_path))
+            self._entries.insertWidget(1, entry)
+        else:
+            self._entries.insertWidget(0, entry)
+        for old in self.entries()[self.max_entries :]:
             self._entries.removeWidget(old)
             old.deleteLater()
+        items = self._items()
+        while items and isinstance(items[-1], _GroupTitle):  # a heading whose results were all dropped
+            self._entries.removeWidget(items[-1])
+            items.pop().deleteLater()
         self.scroll.verticalScrollBar().setValue(0)
 
-    def _on_loaded(self, predictor) -> None:
+    def _on_loaded(self, loaded: tuple) -> None:
+        predictor, self.model_name = loaded
         self.predictor = predictor
         self.model_path = self._loading_path
         meta = predictor.meta
@@ -436,14 +509,19 @@ class ClassifierPanel(QWidget):
         acc = meta.summary.get("best_acc")
         acc_text = f" · test accuracy {acc:.1%}" if isinstance(acc, int | float) and math.isfinite(acc) else ""
         self.model_info.setText(
-            f"Model <b>{_escape(meta.config.name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
+            f"Model <b>{_escape(self.model_name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
         )
         self.model_info.setToolTip(f"{self.model_path}\nClasses: {', '.join(meta.class_names)}")
         self.message.emit(f"Loaded the model {Path(self.model_path).name}.")
         self.model_loaded.emit(self.model_path)
 
     def _on_load_error(self, exc: BaseException) -> None:
-        self.model_info.setText(f"<span style='color:#d03030'>{_escape(str(exc))}</span>")
+        if self.predictor is not None:
+            now = f"Still using the model <b>{_escape(self.model_name)}</b>."
+        else:
+            now = "No model is loaded."
+        self.model_info.setText(f"<span style='color:#d03030'>{_escape(str(exc))}</span> {now}")
+        self.model_info.setToolTip(self.model_path)
         self.message.emit(str(exc))
 
     def _on_load_finished(self) -> None:
@@ -467,4 +545,15 @@ def _load_predictor(path: str):
             # set them: torch's default of every core made one image take 350 ms instead of 15 ms on two
             # busy cores, where the GUI thread and other programs want the same cores.
             configure_threads(0)
-    return Predictor.from_checkpoint(path)
+    predictor = Predictor.from_checkpoint(path)
+    return predictor, _model_name(path, predictor.meta.config.name)
+
+
+def _model_name(path: str, config_name: str) -> str:
+    """The name the Runs tab shows for the model's run (a renamed run keeps its config's name), else the
+    config's name."""
+    from perceiver_gui.core.runs import RUN_FILE
+    from perceiver_gui.ui.runs_panel import run_name
+
+    folder = Path(path).parent
+    return run_name(folder, config_name) if (folder / RUN_FILE).is_file() else config_name

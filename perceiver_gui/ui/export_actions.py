@@ -1,9 +1,10 @@
 """The File menu's exports: a run's metrics as CSV, and a model as ONNX, each in a worker (ONNX takes
 seconds; a long run's CSV too: 100,000 logged steps take ~2 s). One export at a time.
 
-The window says which run and which model: `run()` gives the run folder to export ("" when there is
-none), `model()` the loaded model file ("" to ask for one). Success is a status-bar sentence (`message`),
-failure a dialog with the sentence the core gave.
+Both act on the same run, which the window names through `run()`: the run selected in the Runs tab, else
+the one trained last ("" when there is none, and then ONNX asks for a model file). The menu texts and
+the save dialogs name that run (`update_texts` when it may have changed). Success is a status-bar
+sentence (`message`), failure a dialog with the sentence the core gave.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
+from perceiver_gui.core.runs import MODEL_FILE
+from perceiver_gui.ui.runs_panel import run_name as _run_name
+
 __all__ = ["ExportActions"]
 
 
@@ -22,26 +26,38 @@ class ExportActions(QObject):
     message = Signal(str)  # a sentence for the status bar
     finished = Signal()  # an export ended (written or not)
 
-    def __init__(self, parent: QWidget, *, run: Callable[[], str], model: Callable[[], str]):
+    def __init__(self, parent: QWidget, *, run: Callable[[], str]):
         super().__init__(parent)
         self._parent = parent
         self._run = run
-        self._model = model
         self._worker = None
         self._done: Callable[[object], str] = str  # the status sentence for the running export's result
-        self.metrics_action = QAction("Export run metrics as &CSV…", parent)
+        self.metrics_action = QAction(parent)
         self.metrics_action.setStatusTip("Every logged step and epoch of the run selected in the Runs tab "
                                          "(or the last one trained), for a spreadsheet or pandas")
         self.metrics_action.triggered.connect(self.export_metrics)
-        self.onnx_action = QAction("Export model as O&NNX…", parent)
-        self.onnx_action.setStatusTip("The classifier's model (or one you choose) as ONNX, with its classes "
-                                      "and preprocessing in the file")
+        self.onnx_action = QAction(parent)
+        self.onnx_action.setStatusTip("The model of the run selected in the Runs tab (or the last one trained; "
+                                      "without one, a model file you choose) as ONNX, with its classes and "
+                                      "preprocessing in the file")
         self.onnx_action.triggered.connect(self.export_onnx)
         self.actions = (self.metrics_action, self.onnx_action)
+        self.update_texts()
 
     @property
     def working(self) -> bool:
         return self._worker is not None
+
+    def update_texts(self) -> None:
+        """Name the run the exports act on in the menu."""
+        run = self._run()
+        if run:
+            name = _run_name(run)
+            self.metrics_action.setText(f"Export the metrics of “{name}” as &CSV…")
+            self.onnx_action.setText(f"Export the model of “{name}” as O&NNX…")
+        else:
+            self.metrics_action.setText("Export run metrics as &CSV…")
+            self.onnx_action.setText("Export a model as O&NNX…")
 
     def export_metrics(self) -> None:
         if self._worker is not None:
@@ -50,7 +66,8 @@ class ExportActions(QObject):
         if not run:
             self.message.emit("Select one run in the Runs tab (or train one) to export its metrics.")
             return
-        path = self._save_name("Export run metrics as CSV", Path(run).name + ".csv", "CSV files (*.csv)")
+        path = self._save_name(f"Export the metrics of “{_run_name(run)}” as CSV", Path(run).name + ".csv",
+                               "CSV files (*.csv)")
         if not path:
             return
         from perceiver_gui.core.export import metrics_csv
@@ -61,14 +78,22 @@ class ExportActions(QObject):
     def export_onnx(self) -> None:
         if self._worker is not None:
             return
-        model = self._model()
-        if not model:
+        run = self._run()
+        if run:
+            model = str(Path(run) / MODEL_FILE)
+            if not Path(model).is_file():
+                self.message.emit(f"The run “{_run_name(run)}” has no saved model yet: it is written when "
+                                  f"the first epoch ends.")
+                return
+            title = f"Export the model of “{_run_name(run)}” as ONNX"
+        else:
             model, _ = QFileDialog.getOpenFileName(self._parent, "Choose a model to export as ONNX", "",
                                                    "Models (*.safetensors);;All files (*)")
             if not model:
                 return
-        name = Path(model).parent.name if Path(model).name == "model.safetensors" else Path(model).stem
-        path = self._save_name("Export model as ONNX", (name or "model") + ".onnx", "ONNX models (*.onnx)")
+            title = f"Export {Path(model).name} as ONNX"
+        name = Path(model).parent.name if Path(model).name == MODEL_FILE else Path(model).stem
+        path = self._save_name(title, (name or "model") + ".onnx", "ONNX models (*.onnx)")
         if not path:
             return
         from perceiver_gui.core.export import export_onnx

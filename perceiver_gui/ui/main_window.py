@@ -32,8 +32,9 @@ from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.runner import TrainingRunner
-from perceiver_gui.ui.runs_panel import RunsPanel
+from perceiver_gui.ui.runs_panel import RunsPanel, run_name
 from perceiver_gui.ui.training_panel import TrainingPanel
+from perceiver_gui.ui.widgets import guard_wheel
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.plots import PlotsPanel
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.setMinimumSize(960, 640)
         self._build_menus()
+        guard_wheel(self)  # every field of every panel: the wheel scrolls, it changes only a focused field
 
         self.form.config_changed.connect(self.complexity.set_config)
         self.form.problems_changed.connect(self._problems_changed)
@@ -114,6 +116,7 @@ class MainWindow(QMainWindow):
         self.runs.resume_requested.connect(self.resume_run)
         self.runs.open_model_requested.connect(self._open_model)
         self.runs.selection_changed.connect(self._runs_picked)
+        self.runs.runs_deleted.connect(self.classifier.unload_runs)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
@@ -156,7 +159,8 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             file_menu.addAction(action)
         file_menu.addSeparator()
-        self.export_actions = ExportActions(self, run=self._run_to_export, model=lambda: self.classifier.model_path)
+        self.export_actions = ExportActions(self, run=self._run_to_export)
+        file_menu.aboutToShow.connect(self.export_actions.update_texts)  # a rename changes the run's name
         self.export_actions.message.connect(self._show_message)
         self.export_actions.finished.connect(self._on_export_finished)
         file_menu.addActions(self.export_actions.actions)
@@ -169,6 +173,11 @@ class MainWindow(QMainWindow):
         for action in self.training.actions_in_order:
             run_menu.addAction(action)
         help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = QAction("&Guide", self)
+        self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
+        self.guide_action.setStatusTip("What each tab does, the keyboard shortcuts, and where to read more")
+        self.guide_action.triggered.connect(self.show_guide)
+        help_menu.addAction(self.guide_action)
         about = QAction("&About Perceiver GUI", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
@@ -192,13 +201,35 @@ class MainWindow(QMainWindow):
 
         try:  # the form shows what is running: the run's own config, which the engine resumes with
             saved = read_config(Path(run_dir))
-            if saved.config is not None:
-                self.form.set_config(saved.config)
         except RunError:
-            pass  # the engine reports an unreadable run folder itself
+            saved = None  # the engine reports an unreadable run folder itself
+        run_config = saved.config if saved is not None else None
+        if run_config is not None:
+            if not self._form_holds(run_config) and not self._may_replace_form(run_dir):
+                return
+            self.form.set_config(run_config)
         self._begin()
         self.tabs.setCurrentWidget(self.training)
         self.runner.resume_run(Path(run_dir))
+
+    def _form_holds(self, config: Config) -> bool:
+        try:
+            return self.form.config() == config
+        except ConfigError:
+            return False  # half-edited settings are edits too
+
+    def _may_replace_form(self, run_dir: str) -> bool:
+        """Ask before the run's settings replace the form's (unsaved) ones."""
+        name = run_name(run_dir)
+        answer = QMessageBox.question(
+            self,
+            "Replace the settings in the form?",
+            f"Resuming “{name}” puts that run's settings in the form, replacing the ones there now. "
+            f"To keep yours, cancel and use File › Save settings… first.\n\nResume “{name}”?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def resume_last(self) -> None:
         if self._last_stopped_run:
@@ -221,6 +252,7 @@ class MainWindow(QMainWindow):
         self.plots.on_event(event)
         if isinstance(event, RunStarted):
             self._current_run = event.run_dir
+            self.export_actions.update_texts()
             if event.start_step:
                 # A resumed run: show the curves it had so far, then append.
                 from perceiver_gui.core.runs import read_metrics
@@ -266,6 +298,7 @@ class MainWindow(QMainWindow):
 
     def _runs_picked(self) -> None:
         self._mistakes_pick = ""  # the Mistakes tab shows the new pick when it is next opened
+        self.export_actions.update_texts()
 
     def _run_to_export(self) -> str:
         """The run picked in the Runs tab, else the one trained last; none while several are picked (not
@@ -286,6 +319,15 @@ class MainWindow(QMainWindow):
             if picked is not None and picked.path != self._mistakes_pick:
                 self._mistakes_pick = picked.path
                 self.mistakes.load_run(picked.path)
+
+    def show_guide(self):
+        from perceiver_gui.ui.help_dialog import GuideDialog
+
+        menus = [a.menu() for a in self.menuBar().actions() if a.menu() is not None]
+        dialog = GuideDialog([a for menu in menus for a in menu.actions()], self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)

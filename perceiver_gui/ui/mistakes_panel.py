@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.events import EpochEnd, RunStarted
+from perceiver_gui.ui.runs_panel import run_name
 
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
@@ -39,14 +40,19 @@ __all__ = ["ConfusionView", "MistakesPanel"]
 MAX_THUMBNAILS = 300  # a cell of a large test set can hold thousands; the most confident ones come first
 RIGHT = QColor(33, 102, 172)  # the diagonal: blue
 WRONG = QColor(214, 96, 77)  # mistakes: orange-red (blue/orange reads for red-green colour blindness too)
-EMPTY = QColor(246, 246, 246)
 
 
-def _mix(colour: QColor, amount: float) -> QColor:
-    """`colour` faded towards white: amount 0 is nearly white, 1 the full colour."""
+def _mix(colour: QColor, amount: float, background: QColor) -> QColor:
+    """`colour` faded towards the background (white, or a dark palette's base): amount 0 is nearly the
+    background, 1 the full colour."""
     a = 0.12 + 0.88 * max(0.0, min(1.0, amount))
-    return QColor(round(255 + (colour.red() - 255) * a), round(255 + (colour.green() - 255) * a),
-                  round(255 + (colour.blue() - 255) * a))
+    return QColor(*(round(getattr(background, c)() + (getattr(colour, c)() - getattr(background, c)()) * a)
+                    for c in ("red", "green", "blue")))
+
+
+def _empty(background: QColor) -> QColor:
+    """A cell with no images: a shade off the background, lighter on a dark palette, darker on a light one."""
+    return background.lighter(135) if background.lightnessF() < 0.5 else background.darker(104)
 
 
 def _pct(p: float) -> str:
@@ -164,23 +170,25 @@ class ConfusionView(QWidget):
         show_text = cell >= max(fm.height() + 2, widest + 4)
         grid = cell >= 6
         text_colour = self.palette().text().color()
+        background = self.palette().base().color()
+        empty = _empty(background)
 
         for t in range(k):
             for p in range(k):
                 rect = QRectF(left + p * cell, top + t * cell, cell, cell)
                 v = values[t][p]
                 if self.counts[t][p] == 0:
-                    colour = EMPTY
+                    colour = empty
                 elif t == p:
-                    colour = _mix(RIGHT, math.sqrt(v / right_max))
+                    colour = _mix(RIGHT, math.sqrt(v / right_max), background)
                 else:
-                    colour = _mix(WRONG, math.sqrt(v / wrong_max))
+                    colour = _mix(WRONG, math.sqrt(v / wrong_max), background)
                 painter.fillRect(rect, colour)
                 if show_text and self.counts[t][p]:
                     painter.setPen(Qt.GlobalColor.white if colour.lightnessF() < 0.55 else Qt.GlobalColor.black)
                     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.text(t, p))
         if grid:
-            painter.setPen(QPen(QColor(255, 255, 255), 1))
+            painter.setPen(QPen(background, 1))
             for i in range(k + 1):
                 painter.drawLine(QPointF(left + i * cell, top), QPointF(left + i * cell, top + k * cell))
                 painter.drawLine(QPointF(left, top + i * cell), QPointF(left + k * cell, top + i * cell))
@@ -188,7 +196,7 @@ class ConfusionView(QWidget):
         painter.setPen(QPen(RIGHT.darker(130), 1))
         for i in range(k):
             painter.drawRect(QRectF(left + i * cell, top + i * cell, cell, cell).adjusted(0.5, 0.5, -0.5, -0.5))
-        for where, pen in ((self._hover, QPen(QColor(90, 90, 90), 1)), (self.selected, QPen(QColor(0, 0, 0), 3))):
+        for where, pen in ((self._hover, QPen(self.palette().mid().color(), 1)), (self.selected, QPen(text_colour, 3))):
             if where is not None and max(where) < k:
                 painter.setPen(pen)
                 painter.drawRect(self.cell_rect(*where).adjusted(1, 1, -1, -1))
@@ -230,9 +238,9 @@ class ConfusionView(QWidget):
             y = top + t * cell
             inset = min(2.0, cell * 0.15)
             back = QRectF(acc_x, y + inset, bar_w, max(1.0, cell - 2 * inset))
-            painter.fillRect(back, EMPTY)
+            painter.fillRect(back, empty)
             if math.isfinite(acc):
-                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _mix(RIGHT, acc))
+                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _mix(RIGHT, acc, background))
             if cell >= fm.height() - 1 and t % step == 0:
                 painter.setPen(text_colour)
                 painter.drawText(QRectF(acc_x + bar_w + 4, y, 60, cell), Qt.AlignmentFlag.AlignVCenter,
@@ -353,8 +361,8 @@ class MistakesPanel(QWidget):
                                   "Or pick a run in the Runs tab to see its latest one.")
         self.legend = QLabel(
             "Rows: the true class · columns: what the model said. <span style='color:#2166ac'>■</span> right "
-            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; darker is more, each colour scaled to "
-            "its own largest cell. Click a cell to see its test images."
+            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; the stronger the colour, the more "
+            "images, each colour scaled to its own largest cell. Click a cell to see its test images."
         )
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: gray;")
@@ -427,7 +435,7 @@ class MistakesPanel(QWidget):
 
         self._run_token += 1
         self._cell_token += 1
-        self.summary.setText(f"Reading {_escape(_name(run_dir))}…")
+        self.summary.setText(f"Reading {_escape(run_name(run_dir))}…")
         worker = create_worker(_read_run, self._run_token, str(run_dir), _start_thread=False)
         self._start(worker, self._on_run_read)
 
@@ -497,7 +505,10 @@ class MistakesPanel(QWidget):
     def _show(self, confusion: Confusion | None, *, keep_cell: bool = False) -> None:
         previous, self.confusion = self.confusion, confusion
         if confusion is not None and confusion == previous:
-            return  # the same run and epoch again (the tab was reopened): keep the chosen cell as it is
+            # The same run and epoch again (the tab was reopened, the run picked in Runs): keep the chosen
+            # cell as it is, and put the summary back in place of "Reading…".
+            self.summary.setText(self._summary(confusion))
+            return
         if confusion is None:
             self.view.set_matrix((), ())
             self.summary.setText("")
@@ -519,7 +530,7 @@ class MistakesPanel(QWidget):
         k = len(c.counts)
         total = sum(map(sum, c.counts))
         right = sum(c.counts[i][i] for i in range(k))
-        text = (f"<b>{_escape(_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} test images right "
+        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} test images right "
                 f"({right / max(1, total):.1%})")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
@@ -580,12 +591,3 @@ def _pixmap(image, side: int) -> QPixmap:
     qimage = QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
     mode = Qt.TransformationMode.FastTransformation if max(h, w) <= side else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(qimage.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, mode))
-
-
-def _name(run_dir: str) -> str:
-    """The run's name as the Runs tab shows it (run.json, a few hundred bytes), else its folder's."""
-    from pathlib import Path
-
-    from perceiver_gui.core.runs import read_run
-
-    return read_run(Path(run_dir)).name or Path(run_dir).name

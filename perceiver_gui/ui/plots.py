@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
 from perceiver_gui.core.runs import Metrics, StepRecord
+from perceiver_gui.ui.widgets import guard_wheel
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
@@ -195,6 +196,8 @@ class _Axis(pg.AxisItem):
         return self._pens[key]
 
 
+
+
 def _round_up(value: float) -> float:
     """The next of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k above `value` (itself when not positive):
     the curve fills at least three quarters of the width, and the axis changes ten times per decade.
@@ -218,14 +221,17 @@ def _widen(lo: float, hi: float) -> tuple[float, float]:
 
 
 class _RoundBounds(pg.GraphicsObject):
-    """Invisible. Auto-range fits its curves' bounds widened to round numbers, so during a run the
-    axes change a few times per decade of steps rather than at every redraw: each change makes
-    pyqtgraph rebuild the axis (ticks, grid and labels), which was most of the cost of a live update.
+    """Invisible. Auto-range fits its curves' bounds widened to round numbers, so during a live run the
+    axes change a few times per decade of steps rather than at every redraw: each change makes pyqtgraph
+    rebuild the axis (ticks, grid and labels), which was most of the cost of a live update. The steps
+    never run past the live run's last step (`steps`), and a run shown from its file ends where its data
+    ends (1,680 steps once showed an axis to 2,000).
     """
 
     def __init__(self, curves: tuple[pg.PlotDataItem, ...]):
         super().__init__()
         self.curves = curves
+        self.steps = 0  # the live run's last step, 0 when none is live
         self.setFlag(self.GraphicsItemFlag.ItemHasNoContents)
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt override)
@@ -240,7 +246,9 @@ class _RoundBounds(pg.GraphicsObject):
         if not bounds:
             return None
         lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
-        return (lo, _round_up(hi)) if ax == 0 else _widen(lo, hi)
+        if ax == 0:
+            return lo, (max(hi, min(_round_up(hi), self.steps)) if self.steps else hi)
+        return _widen(lo, hi)
 
 
 def _plot(graphics: pg.GraphicsLayoutWidget, **kwargs: Any) -> pg.PlotItem:
@@ -271,16 +279,25 @@ class PlotsPanel(QWidget):
         self.loss_plot = _plot(self.graphics, row=0, col=0, colspan=2, title="Loss")
         self.acc_plot = _plot(self.graphics, row=1, col=0, title="Accuracy")
         self.lr_plot = _plot(self.graphics, row=1, col=1, title="Learning rate")
+        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
+            plot.titleLabel.setText(plot.titleLabel.text, justify="left")  # the legend takes the right of the row
         self.graphics.ci.layout.setRowStretchFactor(0, 3)
         self.graphics.ci.layout.setRowStretchFactor(1, 2)
         for plot, xlabel in ((self.loss_plot, "step"), (self.acc_plot, "epoch"), (self.lr_plot, "step")):
             plot.setLabel("bottom", xlabel)
             plot.showGrid(x=True, y=True, alpha=0.15)
-        # Legends where the curves are not: the loss falls (top right is free), accuracy rises (top left is free).
-        self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
-        self.acc_plot.addLegend(offset=(10, 10), labelTextSize="8pt")
+        # Legends in the title row, beside the title, never over a curve (inside the plot they hid the
+        # start of a run's loss, or a 1-epoch run's accuracy point).
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.legend = pg.LegendItem(offset=None, labelTextSize="8pt", colCount=3, frame=False)
+            plot.legend.layout.setContentsMargins(0, 0, 0, 0)
+            plot.legend.setParentItem(plot)
+            plot.legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-6, 0))
         self.lr_plot.getAxis("left").enableAutoSIPrefix(False)
         self.acc_plot.setYRange(0, 1, padding=0.02)
+        # Accuracy lives in 0–100 % from epoch 0 on: no zoom or auto-range shows beyond (one epoch's single
+        # point once gave an axis from -12 to 16).
+        self.acc_plot.setLimits(xMin=0, yMin=-0.05, yMax=1.05)
 
         # The raw loss is a dense band of noise: opaque (its colour mixed in _apply_palette, for the same
         # reason as the grid) and not antialiased, which would only blur the band at extra cost.
@@ -301,8 +318,10 @@ class PlotsPanel(QWidget):
                       (self.lr_curve, self.lr, self.lr_plot))
         self._short = ((self.test_loss_curve, self.test_loss), (self.test_acc_curve, self.test_acc),
                        (self.train_acc_curve, self.train_acc))
-        self.loss_plot.addItem(_RoundBounds((self.raw_curve, self.smooth_curve, self.test_loss_curve)))
-        self.lr_plot.addItem(_RoundBounds((self.lr_curve,)))
+        self._bounds = (_RoundBounds((self.raw_curve, self.smooth_curve, self.test_loss_curve)),
+                        _RoundBounds((self.lr_curve,)))
+        self.loss_plot.addItem(self._bounds[0])
+        self.lr_plot.addItem(self._bounds[1])
         self._drawn: dict[int, Any] = {}  # id(item) -> what it shows (a series version, a view key, the best)
         for plot in (self.loss_plot, self.lr_plot):
             plot.getViewBox().sigXRangeChanged.connect(self._view_changed)
@@ -314,6 +333,11 @@ class PlotsPanel(QWidget):
         for item in (self.best_line, self.best_marker, self.best_label):
             item.setVisible(False)
             self.acc_plot.addItem(item, ignoreBounds=True)
+        # Line widths at 1× scaling. pyqtgraph's pens are cosmetic, their width in device pixels: at 2×
+        # they would be half as thick on screen, so they are scaled by the screen's pixel ratio.
+        self._widths = ((self.raw_curve, 1.0), (self.smooth_curve, 2.2), (self.test_loss_curve, 2.0),
+                        (self.test_acc_curve, 2.0), (self.train_acc_curve, 1.5), (self.lr_curve, 1.5),
+                        (self.best_line, 1.5))
 
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
         self.smoothing.setRange(0, 99)
@@ -346,6 +370,7 @@ class PlotsPanel(QWidget):
         layout.addWidget(self.graphics, 1)
 
         self._throttled_redraw = None
+        guard_wheel(self)  # made after the window's fields were guarded
         self._apply_palette()
         self._resmooth(self.smoothing.value())
 
@@ -365,15 +390,27 @@ class PlotsPanel(QWidget):
         self.skipped = 0
         self._ema_acc, self._ema_n = 0.0, 0
         self._best = None
+        for bounds in self._bounds:
+            bounds.steps = 0
         self.redraw()
+        # An empty plot keeps whatever range it had: put back a blank one, so the steps of a run that is
+        # gone (deleted, or the previous run) do not stay on the axes, and fit the next data again.
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            plot.enableAutoRange()
+        self.acc_plot.setXRange(0, 1, padding=0)
+        self.acc_plot.enableAutoRange(x=True)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Step):
             self.add_step(event.step, event.loss, event.lr)
         elif isinstance(event, EpochEnd):
             self.add_epoch(event.epoch, event.step, event.test_loss, event.test_acc, event.train_acc)
-        elif isinstance(event, RunStarted) and event.start_step == 0:
-            self.reset()
+        elif isinstance(event, RunStarted):
+            if event.start_step == 0:
+                self.reset()
+            for bounds in self._bounds:
+                bounds.steps = event.total_steps
 
     def add_step(self, step: int, loss: float, lr: float) -> None:
         if math.isfinite(lr):
@@ -403,8 +440,11 @@ class PlotsPanel(QWidget):
 
     def load_metrics(self, metrics: Metrics) -> None:
         """Show a finished (or running) run from its metrics.jsonl, as runs.read_metrics read it (damaged
-        lines and fields are already skipped there)."""
+        lines and fields are already skipped there); a resumed live run keeps its span."""
+        steps = self._bounds[0].steps
         self.reset()
+        for bounds in self._bounds:
+            bounds.steps = steps
         for r in metrics.records:
             if isinstance(r, StepRecord):
                 self.add_step(r.step, r.loss, r.lr)
@@ -489,7 +529,21 @@ class PlotsPanel(QWidget):
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._apply_palette()
+        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
+            self._apply_pens()
         super().changeEvent(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
+        super().showEvent(event)
+
+    def _apply_pens(self) -> None:
+        scale = max(1.0, self.devicePixelRatioF())
+        for item, width in self._widths:
+            pen = QPen(item.opts["pen"] if isinstance(item, pg.PlotDataItem) else item.pen)
+            if pen.widthF() != width * scale:
+                pen.setWidthF(width * scale)
+                item.setPen(pen)
 
     def _apply_palette(self) -> None:
         """Plot background and text follow the window's palette, so a dark desktop gets dark plots."""
@@ -497,7 +551,7 @@ class PlotsPanel(QWidget):
         background = palette.color(QPalette.ColorRole.Base)
         foreground = palette.color(QPalette.ColorRole.Text)
         self.graphics.setBackground(background)
-        self.raw_curve.setPen(pg.mkPen(_mix(QColor(*BLUE), background, 0.35), width=1))
+        self.raw_curve.setPen(pg.mkPen(_mix(QColor(*BLUE), background, 0.35), width=max(1.0, self.devicePixelRatioF())))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             style_plot(plot, foreground, background=background)
 

@@ -4,10 +4,10 @@ runs (Ctrl- or Shift-click) to compare them: their curves overlaid and their set
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QSplitter,
@@ -28,19 +29,52 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core import runs
+from perceiver_gui.core.complexity import parameter_count
 from perceiver_gui.core.runs import RunInfo
+from perceiver_gui.ui.complexity_view import si
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.compare_view import CompareView
     from perceiver_gui.ui.plots import PlotsPanel  # imported when first shown: pyqtgraph loads after launch
 
-__all__ = ["RunsPanel"]
+__all__ = ["RunsPanel", "run_name"]
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
-COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status")
+COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status", "Parameters", "Learning rate", "Notes")
+PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 5, 6, 7
+NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def run_name(run_dir: str | Path, fallback: str = "") -> str:
+    """A run's name as this tab shows it (run.json, a few hundred bytes), else `fallback`, else its folder's.
+    The other tabs name runs with it too, so a renamed run is called the same everywhere."""
+    return runs.read_run(Path(run_dir)).name or fallback or Path(run_dir).name
+
+
+def _size_and_lr(run_dir: str) -> tuple[int, float]:
+    """The model's parameter count and the peak learning rate from the run's settings; 0 for what an
+    unreadable or older settings file does not tell."""
+    try:
+        config = runs.read_config(Path(run_dir)).config
+    except runs.RunError:
+        return 0, 0.0
+    if config is None:
+        return 0, 0.0
+    return parameter_count(config.model), float(config.train.lr)
+
+
+def _notes(run_dir: str) -> str:
+    return runs.read_run(Path(run_dir)).notes
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    if not lines:
+        return ""
+    return lines[0] if len(lines) == 1 and len(lines[0]) <= NOTES_SHOWN else lines[0][:NOTES_SHOWN].rstrip() + "…"
 
 
 class _Item(QTreeWidgetItem):
@@ -58,6 +92,7 @@ class RunsPanel(QWidget):
     open_model_requested = Signal(str)  # model file
     message = Signal(str)
     selection_changed = Signal()  # other runs are selected (not when a refresh keeps the same ones)
+    runs_deleted = Signal(list)  # the folders just deleted (list[str]), so their model can be unloaded
 
     def __init__(self, runs_root: Path, parent: QWidget | None = None):
         super().__init__(parent)
@@ -74,9 +109,9 @@ class RunsPanel(QWidget):
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in range(1, len(COLUMNS)):
+        for column in range(len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(NOTES_COLUMN, QHeaderView.ResizeMode.Stretch)  # the rest of the width
         self.tree.itemSelectionChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda *_: self.open_model())
 
@@ -87,18 +122,29 @@ class RunsPanel(QWidget):
         self.resume_button.setToolTip("Continue the selected stopped run where it left off.")
         self.resume_button.clicked.connect(self.resume)
         self.rename_button = QPushButton("Rename…")
-        self.rename_button.setToolTip("Change the name shown for the selected run.")
+        self.rename_button.setToolTip("Change the name the app shows for the selected run (its folder keeps its name).")
         self.rename_button.clicked.connect(self.rename)
+        self.notes_button = QPushButton("Notes…")
+        self.notes_button.setToolTip("Write down what the selected run tried and what came of it (kept in its run.json).")
+        self.notes_button.clicked.connect(self.edit_notes)
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete the selected runs' folders, after asking.")
         self.delete_button.clicked.connect(self.delete)
         self.open_button = QPushButton("Open in classifier")
         self.open_button.setToolTip("Load the selected run's model in the classifier.")
         self.open_button.clicked.connect(self.open_model)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter runs…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setToolTip("Show only the runs whose name, dataset or status contains these words.")
+        self.filter.setMaximumWidth(220)
+        self.filter.textChanged.connect(self._apply_filter)
         buttons = QHBoxLayout()
-        for b in (self.refresh_button, self.resume_button, self.rename_button, self.delete_button, self.open_button):
+        for b in (self.refresh_button, self.resume_button, self.rename_button, self.notes_button, self.delete_button,
+                  self.open_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        buttons.addWidget(self.filter)
 
         self.detail = QLabel(HINT)
         self.detail.setWordWrap(True)
@@ -156,7 +202,11 @@ class RunsPanel(QWidget):
         self._update_buttons()
 
     def run_names(self) -> list[str]:
+        """The names of the runs listed (those the filter hides included)."""
         return [self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())]
+
+    def shown_run_names(self) -> list[str]:
+        return [item.text(0) for i in range(self.tree.topLevelItemCount()) if not (item := self.tree.topLevelItem(i)).isHidden()]
 
     def selected(self) -> RunInfo | None:
         """The selected run, when exactly one is (the actions on one run use it)."""
@@ -213,11 +263,19 @@ class RunsPanel(QWidget):
             item.setToolTip(4, "\n".join(filter(None, (
                 f"Being trained by {info.holder}." if info.holder else "", info.message or info.status,
                 f"Damaged: {info.damaged}." if info.damaged else ""))))
+            params, lr = _size_and_lr(info.path)
+            item.setText(PARAMS_COLUMN, si(params) if params else "—")
+            item.setData(PARAMS_COLUMN, SORT_ROLE, params)
+            item.setToolTip(PARAMS_COLUMN, f"{params:,} trainable parameters" if params else "")
+            item.setText(LR_COLUMN, f"{lr:g}" if lr else "—")
+            item.setData(LR_COLUMN, SORT_ROLE, lr)
+            notes = _notes(info.path)
+            item.setText(NOTES_COLUMN, _first_line(notes))
+            item.setToolTip(NOTES_COLUMN, notes)
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
-        self.select_runs(keep)
-        if not infos:
-            self.detail.setText(f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
+        self._apply_filter(self.filter.text())
+        self.select_runs(keep)  # shows the kept runs, or the hint that fits the list (empty or not)
         self._update_buttons()
 
     # -- actions -------------------------------------------------------------------------------
@@ -230,13 +288,34 @@ class RunsPanel(QWidget):
         info = self.selected()
         if info is None:
             return
-        name, ok = QInputDialog.getText(self, "Rename run", "New name:", text=info.name)
+        name, ok = QInputDialog.getText(
+            self, f"Rename the run “{info.name}”",
+            f"New name for the run “{info.name}”, as the app shows it (its folder {Path(info.path).name} keeps its name):",
+            text=info.name)
         if not ok:
             return
         try:
             runs.rename_run(Path(info.path), name)
         except runs.RunError as exc:
             self.message.emit(str(exc))
+            return
+        self.refresh()
+
+    def edit_notes(self) -> None:
+        info = self.selected()
+        if info is None or info.path == self._busy_run:  # the engine writes a running run's run.json
+            return
+        text, ok = QInputDialog.getMultiLineText(self, f"Notes on the run “{info.name}”",
+                                                 "What this run tried, and what came of it:", _notes(info.path))
+        if not ok:
+            return
+        if not (Path(info.path) / runs.RUN_FILE).is_file():
+            self.message.emit(f"{info.path} is not a run folder any more; the notes were not saved.")
+            return
+        try:
+            runs.write_run(Path(info.path), notes=text.strip())
+        except OSError as exc:
+            self.message.emit(f"Could not save the notes in {info.path}: {exc.strerror or exc}.")
             return
         self.refresh()
 
@@ -267,14 +346,15 @@ class RunsPanel(QWidget):
             except (runs.RunError, OSError) as exc:
                 failed.append(f"Could not delete {info.name}: {exc}")
         deleted = len(chosen) - len(failed)
+        gone = [info.path for info in chosen if not Path(info.path).exists()]
+        if gone:
+            self.runs_deleted.emit(gone)
         if failed:
             self.message.emit(" ".join(failed))
         elif deleted == 1:
             self.message.emit(f"Deleted the run {chosen[0].name}.")
         else:
             self.message.emit(f"Deleted {deleted} runs.")
-        if self._plots is not None:
-            self._plots.reset()
         self.refresh()
 
     def open_model(self) -> None:
@@ -283,6 +363,15 @@ class RunsPanel(QWidget):
             self.open_model_requested.emit(str(Path(info.path) / runs.MODEL_FILE))
 
     # -- internals -----------------------------------------------------------------------------
+    def _apply_filter(self, text: str) -> None:
+        words = text.lower().split()
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            haystack = " ".join([*(item.text(c) for c in (0, 2, 4)), item.toolTip(NOTES_COLUMN)]).lower()
+            hidden = not all(w in haystack for w in words)
+            item.setHidden(hidden)
+            if hidden:
+                item.setSelected(False)  # an action never hits a run the user cannot see
     def _selected(self) -> None:
         chosen = self.selected_runs()
         self._update_buttons()
@@ -295,11 +384,12 @@ class RunsPanel(QWidget):
         if self._compare is not None and self._compare.isVisible():
             self._compare.setVisible(False)
             self.plots.setVisible(True)
-            if not chosen:
-                self.plots.reset()  # the curves shown belonged to none of the runs now selected
-                self.detail.setText(HINT)
-                self.detail.setToolTip("")
         if not chosen:
+            if self._plots is not None:
+                self._plots.reset()  # the curves shown belonged to none of the runs now selected (or deleted)
+            self.detail.setText(HINT if self._infos else
+                                f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
+            self.detail.setToolTip("")
             return
         info = chosen[0]
         metrics = runs.read_metrics(Path(info.path))
@@ -309,7 +399,9 @@ class RunsPanel(QWidget):
             notes.append(f"being trained by {info.holder}")
         if info.damaged or metrics.problems:
             notes.append("damaged: " + "; ".join(filter(None, (info.damaged, *metrics.problems[:3]))))
-        self.detail.setText(f"<b>{html.escape(info.name)}</b> · " + html.escape(" · ".join(notes)))
+        own = _notes(info.path)
+        self.detail.setText(f"<b>{escape(info.name)}</b> · " + escape(" · ".join(notes))
+                            + (f"<br><i>{escape(own)}</i>".replace("\n", "<br>") if own else ""))
         self.detail.setToolTip(info.path)
 
     def _show_comparison(self, chosen: list[RunInfo]) -> None:
@@ -335,6 +427,7 @@ class RunsPanel(QWidget):
             and not self._busy_run
         )
         self.rename_button.setEnabled(free)
+        self.notes_button.setEnabled(free)
         self.delete_button.setEnabled(bool(chosen) and all(i.path != self._busy_run for i in chosen))
         self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())
 

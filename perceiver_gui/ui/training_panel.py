@@ -200,7 +200,8 @@ class TrainingPanel(QWidget):
                 f"Epoch {event.epoch}: train loss {event.train_loss:.4f}, train accuracy {event.train_acc:.1%}, "
                 f"test loss {event.test_loss:.4f}, test accuracy {event.test_acc:.1%}{best}."
             )
-            self.status.setText(f"Epoch {event.epoch} done: test accuracy {event.test_acc:.1%}{best}.")
+            if self.state == "running":  # "Paused" or "Stopping…" stays until the run goes on or ends
+                self.status.setText(f"Epoch {event.epoch} done: test accuracy {event.test_acc:.1%}{best}.")
         elif isinstance(event, DownloadProgress):
             mb = 1024 * 1024
             if event.total_bytes > 0:
@@ -220,6 +221,9 @@ class TrainingPanel(QWidget):
             self.append_log(f"Saved the {what.get(event.reason, event.reason)} (epoch {event.epoch}) to {event.path}.")
         elif isinstance(event, Finished):
             self.status.setText(event.message)
+            # A stopped run's last speed and time left would read as if it were still going.
+            self.speed_label.setText("—")
+            self.eta_label.setText("—")
             self.append_log(event.message, "warning" if event.status == "failed" else "info")
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)

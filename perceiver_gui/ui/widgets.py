@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QDoubleSpinBox
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
+
+__all__ = ["FloatSpinBox", "guard_wheel"]
 
 
 class FloatSpinBox(QDoubleSpinBox):
@@ -57,3 +60,34 @@ class FloatSpinBox(QDoubleSpinBox):
         else:
             value = float(f"{value * 2.0**steps:.3g}")
         self.setValue(min(max(value, self.minimum()), self.maximum()))
+
+
+class _WheelGuard(QObject):
+    """Lets a field take wheel turns only while it has the keyboard focus. Otherwise the turn is passed
+    on (ignored, so Qt hands it to the parent): scrolling the form scrolls it instead of changing
+    whichever spin box or list happens to pass under the pointer."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            event.ignore()
+            return True
+        return False
+
+
+_GUARDED = (QAbstractSpinBox, QComboBox, QSlider)  # not scroll bars: they are there to be wheeled
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Apply the wheel rule to every spin box, combo box and slider inside `root` (and `root` itself).
+
+    Their focus policy becomes click-or-tab (StrongFocus): the default, WheelFocus, would hand them the
+    focus on the first wheel turn and so let the turn change them after all.
+    """
+    guard = root.findChild(_WheelGuard) or _WheelGuard(root)
+    fields = [w for w in root.findChildren(QWidget) if isinstance(w, _GUARDED)]
+    if isinstance(root, _GUARDED):
+        fields.append(root)
+    for field in fields:
+        field.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        field.removeEventFilter(guard)  # once per field, however often the panel is guarded
+        field.installEventFilter(guard)

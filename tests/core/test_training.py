@@ -175,7 +175,8 @@ def test_a_run_killed_at_any_moment_leaves_loadable_files_and_resumes(tmp_path):
     for event in resume(out, control=control):
         if isinstance(event, RunStarted):
             assert not list(out.glob(".*.tmp"))  # a killed writer's leftovers are swept on resume
-            assert event.start_epoch >= 2
+            # Epoch 2's state is saved just after its EpochEnd; under load the kill may land before that.
+            assert event.start_epoch >= 1
         if isinstance(event, Step):
             control.stop()
     assert runs.read_run(out).status == "stopped"

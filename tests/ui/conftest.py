@@ -73,6 +73,7 @@ def panel(qtbot):
     from perceiver_gui.ui.classifier_panel import ClassifierPanel
 
     widget = ClassifierPanel(top_k=3)
-    qtbot.addWidget(widget)
-    yield widget
-    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
+    # Waited for before pytest-qt closes and deletes the panel: a worker that ends after that has no slot
+    # left to tell it so, and `working` would stay true for good (a test ending on its last result raced this).
+    qtbot.addWidget(widget, before_close_func=lambda w: qtbot.waitUntil(lambda: not w.working, timeout=30000))
+    return widget

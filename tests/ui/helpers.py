@@ -53,3 +53,15 @@ def load_model(qtbot, widget, model):
     """Load a checkpoint into a classifier panel and wait until it is ready."""
     with qtbot.waitSignal(widget.model_loaded, timeout=30000):
         widget.load_checkpoint(model)
+
+
+def turn_wheel(widget, notches: int = 3) -> None:
+    """Send `widget` the wheel turn a mouse over its middle sends (notches of 15°, up)."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)

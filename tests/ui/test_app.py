@@ -97,3 +97,57 @@ def test_the_plots_arrive_after_the_window_without_torch(tmp_path):
         "    app.quit()\n"
     ))
     assert printed == "True False False"
+
+
+@pytest.mark.slow
+def test_main_py_with_a_config_file_opens_the_app_with_it_in_the_form(tmp_path):
+    from perceiver_gui.config import PRESETS, save_config
+
+    config = save_config(PRESETS["digits"].with_updates({"name": "from the command line", "train.lr": 0.0042}),
+                         tmp_path / "my.toml")
+    main_py = os.path.join(os.path.dirname(__file__), "..", "..", "main.py")
+    script = (
+        "import runpy, sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from perceiver_gui.ui.main_window import MainWindow\n"
+        "app = QApplication(['perceiver-gui'])\n"
+        "def check():\n"
+        "    window = next(w for w in app.topLevelWidgets() if isinstance(w, MainWindow))\n"
+        "    cfg = window.form.config()\n"
+        "    print(cfg.name, cfg.train.lr, flush=True)\n"
+        "    app.quit()\n"
+        "QTimer.singleShot(0, check)\n"
+        f"sys.argv = ['main.py', {str(config)!r}]\n"
+        f"runpy.run_path({main_py!r}, run_name='__main__')\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "from the command line 0.0042"
+
+
+def test_a_bad_config_file_on_the_command_line_is_one_sentence(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[train\nlr = 0.1\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PERCEIVER_GUI_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-m", "perceiver_gui", str(broken)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode != 0 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "broken.toml is not valid TOML" in line and "Traceback" not in line
+
+
+def test_help_guide_names_the_tabs_the_shortcuts_and_the_readme(make_window):
+    window = make_window()
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    assert window.guide_action in help_menu.actions()
+    dialog = window.show_guide()
+    text = dialog.text.toPlainText()
+    for tab in range(window.tabs.count()):
+        assert window.tabs.tabText(tab) in text
+    assert "Start" in text and "Ctrl+Return" in text and "Ctrl+R" in text  # from the Run menu's own actions
+    assert "README" in text and "README.md" in dialog.text.toHtml()
+    dialog.close()

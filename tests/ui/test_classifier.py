@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel
 
 from tests.ui.helpers import digit_images, drop_files, load_model
 
@@ -87,3 +88,73 @@ def test_a_dropped_fifo_is_refused_in_its_entry_not_waited_on(panel, qtbot, trai
     by_name = {Path(e.path).name: e for e in panel.entries()}
     assert "not a regular file" in by_name["pipe.png"].error
     assert by_name[good[0].name].top
+
+
+def _named_copy(trained_run, folder: Path, name: str) -> Path:
+    import shutil
+
+    from perceiver_gui.core.runs import rename_run
+
+    shutil.copytree(trained_run, folder)
+    rename_run(folder, name)
+    return folder / "model.safetensors"
+
+
+def test_a_failed_load_says_the_previous_model_is_still_in_use(panel, qtbot, trained_run, tmp_path):
+    load_model(qtbot, panel, _named_copy(trained_run, tmp_path / "a", "first model"))
+    bogus = tmp_path / "weights.safetensors"
+    bogus.write_bytes(b"definitely not safetensors")
+    drop_files(panel, [bogus])
+    qtbot.waitUntil(lambda: not panel.working, timeout=30000)
+    info = panel.model_info.text()
+    assert "weights.safetensors" in info and "still" in info.lower() and "first model" in info
+    drop_files(panel, digit_images(tmp_path / "images", 1))
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
+    assert panel.entries()[0].model == "first model"
+
+
+def test_results_name_their_model_and_another_model_starts_a_new_group(panel, qtbot, trained_run, tmp_path):
+    images = digit_images(tmp_path / "images", 2)
+    load_model(qtbot, panel, _named_copy(trained_run, tmp_path / "a", "first model"))
+    panel.classify(images[:1])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
+    load_model(qtbot, panel, _named_copy(trained_run, tmp_path / "b", "second model"))
+    panel.classify(images[1:])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 2, timeout=30000)
+    newest, oldest = panel.entries()
+    assert (newest.model, oldest.model) == ("second model", "first model")
+    assert "second model" in newest.findChild(QLabel, "entryModel").text()
+    # Each model's results sit under a heading that names it, newest model first.
+    assert [("second model" in t, "first model" in t) for t in panel.group_titles()] == [(True, False), (False, True)]
+    panel.clear()
+    assert panel.group_titles() == [] and panel.entries() == []
+
+
+def test_deleting_the_loaded_run_in_the_runs_tab_unloads_it(make_window, qtbot, trained_run, dialogs):
+    window = make_window()
+    run = window.runs_root / "tiny-run"
+    model = _named_copy(trained_run, run, "doomed")
+    window.runs.refresh()
+    assert window.runs.select(str(run))
+    with qtbot.waitSignal(window.classifier.model_loaded, timeout=30000):
+        window.runs.open_button.click()
+    window.runs.select(str(run))
+    window.runs.delete_button.click()
+    assert not model.exists()
+    assert window.classifier.predictor is None and window.classifier.model_path == ""
+    assert "doomed" in window.classifier.model_info.text() and "deleted" in window.classifier.model_info.text()
+
+
+def test_a_huge_image_gets_a_real_thumbnail(panel, qtbot, trained_run, tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "poster.png"
+    Image.new("RGB", (9000, 9000), (200, 30, 30)).save(big)  # past Qt's 256 MB allocation limit for a decode
+    load_model(qtbot, panel, trained_run / "model.safetensors")
+    panel.classify([big])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=60000)
+    entry = panel.entries()[0]
+    assert entry.error == "" and entry.top
+    pixmap = entry.picture.pixmap()
+    assert not pixmap.isNull() and max(pixmap.width(), pixmap.height()) == 72
+    assert pixmap.toImage().pixelColor(36, 36).red() > 150  # the picture itself, not the "?" placeholder

@@ -35,7 +35,37 @@ def file_menu_texts(window):
 
 def test_the_file_menu_offers_both_exports(make_window):
     texts = file_menu_texts(make_window())
-    assert "Export run metrics as &CSV…" in texts and "Export model as O&NNX…" in texts
+    assert "Export run metrics as &CSV…" in texts and "Export a model as O&NNX…" in texts
+
+
+def test_both_exports_act_on_the_run_selected_in_runs_and_name_it(make_window, trained_run, tmp_path, monkeypatch,
+                                                                 qtbot):
+    import shutil
+
+    from perceiver_gui.core import export
+    from perceiver_gui.core.runs import rename_run
+
+    for name in ("first", "second"):
+        shutil.copytree(trained_run, tmp_path / "runs" / name)
+        rename_run(tmp_path / "runs" / name, f"{name} run")
+    window = make_window(runs_root=tmp_path / "runs")
+    load_model(qtbot, window.classifier, tmp_path / "runs" / "first" / "model.safetensors")
+    window.runs.refresh()
+    assert window.runs.select(str(tmp_path / "runs" / "second"))
+    texts = file_menu_texts(window)
+    assert "Export the metrics of “second run” as &CSV…" in texts and "Export the model of “second run” as O&NNX…" in texts
+    exported = []
+    monkeypatch.setattr(export, "export_onnx", lambda model, out: exported.append(model) or out)
+    monkeypatch.setattr(export, "metrics_csv", lambda run, out: exported.append(run) or 0)
+    asked = answer_dialogs(monkeypatch, save=tmp_path / "out.onnx")
+    window.export_actions.onnx_action.trigger()
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=30000)
+    answer_dialogs(monkeypatch, save=tmp_path / "out.csv")
+    window.export_actions.metrics_action.trigger()
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=30000)
+    # The run picked in Runs, not the classifier's model; the save dialog says which run it exports.
+    assert exported == [str(tmp_path / "runs" / "second" / "model.safetensors"), str(tmp_path / "runs" / "second")]
+    assert [kind for kind, *_ in asked] == ["save"] and "second run" in asked[0][1]
 
 
 def test_the_selected_run_exports_its_metrics_as_csv_in_the_background(make_window, trained_run, tmp_path,
@@ -92,15 +122,16 @@ def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_pa
 
 
 @pytest.mark.slow
-def test_the_classifiers_model_exports_as_onnx_in_the_background(make_window, trained_run, tmp_path, monkeypatch,
-                                                                 qtbot, dialogs):
+def test_the_selected_runs_model_exports_as_onnx_in_the_background(make_window, trained_run, tmp_path, monkeypatch,
+                                                                   qtbot, dialogs):
     import onnxruntime
 
-    window = make_window()
-    load_model(qtbot, window.classifier, trained_run / "model.safetensors")
+    window = make_window(runs_root=trained_run.parent)
+    window.runs.refresh()
+    assert window.runs.select(str(trained_run))
     asked = answer_dialogs(monkeypatch, save=tmp_path / "digits.onnx")
     window.export_actions.onnx_action.trigger()
-    assert [kind for kind, *_ in asked] == ["save"]  # the loaded model is the one exported: no question
+    assert [kind for kind, *_ in asked] == ["save"]  # the run's model is the one exported: no question
     assert not window.export_actions.onnx_action.isEnabled()  # one export at a time, while the window stays live
     qtbot.waitUntil(lambda: not window.export_actions.working, timeout=180000)
     assert dialogs == []

@@ -5,6 +5,7 @@ from PySide6.QtCore import Qt
 
 from perceiver_gui.config import PRESETS, Config, load_config
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from tests.ui.helpers import turn_wheel
 
 
 @pytest.fixture
@@ -171,3 +172,21 @@ def test_an_edited_max_frequency_stays_unless_it_would_alias(form):
     assert form.config().model.max_freq == 10  # the user's value, still below 24 - 1
     form.field("data.image_size").setValue(8)
     assert form.config().model.max_freq == 4  # 10 would alias on 8 pixels: back to following the size
+
+
+def test_scrolling_the_form_with_the_wheel_does_not_change_fields_under_the_pointer(make_window, qtbot):
+    window = make_window()
+    window.show()
+    qtbot.waitExposed(window)
+    bands, dataset, lr = (window.form.field(k) for k in ("model.num_freq_bands", "data.dataset", "train.lr"))
+    before = window.form.config()
+    for field in (bands, dataset, lr):
+        assert not field.hasFocus()
+        turn_wheel(field)
+    assert window.form.config() == before
+    # A field the user has clicked into (it has the focus) still takes the wheel.
+    window.activateWindow()
+    bands.setFocus()
+    qtbot.waitUntil(bands.hasFocus, timeout=2000)
+    turn_wheel(bands, 1)
+    assert window.form.config().model.num_freq_bands == before.model.num_freq_bands + 1

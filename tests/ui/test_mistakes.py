@@ -16,11 +16,11 @@ def mistakes(qtbot):
 
     widget = MistakesPanel()
     widget.resize(1100, 700)
-    qtbot.addWidget(widget)
+    # Workers end before pytest-qt deletes the panel (see the classifier's `panel` fixture).
+    qtbot.addWidget(widget, before_close_func=lambda w: qtbot.waitUntil(lambda: not w.working, timeout=30000))
     widget.show()
     qtbot.waitExposed(widget)
-    yield widget
-    qtbot.waitUntil(lambda: not widget.working, timeout=30000)
+    return widget
 
 
 def _load(qtbot, panel, run_dir):
@@ -149,3 +149,39 @@ def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_
     assert window.runs.select(shown.run_dir) and window.runs.select(str(trained_run))
     window.tabs.setCurrentWidget(window.mistakes)
     qtbot.waitUntil(lambda: window.mistakes.confusion.run_dir == str(trained_run), timeout=30000)
+
+
+def test_picking_the_run_already_on_show_brings_its_summary_back(qtbot, mistakes, trained_run):
+    # The run trained last is on show; picking it in the Runs tab reads it again: "Reading <run>…" must
+    # give way to its summary although the matrix is the same.
+    _load(qtbot, mistakes, trained_run)
+    shown = mistakes.summary.text()
+    mistakes.load_run(str(trained_run))
+    qtbot.waitUntil(lambda: not mistakes.working, timeout=30000)
+    assert "Reading" not in mistakes.summary.text() and mistakes.summary.text() == shown
+
+
+def test_in_a_dark_palette_the_matrix_is_dark_too(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+
+    from perceiver_gui.ui.mistakes_panel import ConfusionView
+
+    view = ConfusionView()
+    dark = QPalette()
+    for role, colour in ((QPalette.ColorRole.Window, "#202124"), (QPalette.ColorRole.Base, "#1b1b1d"),
+                         (QPalette.ColorRole.Text, "#e8e8e8"), (QPalette.ColorRole.WindowText, "#e8e8e8")):
+        dark.setColor(role, QColor(colour))
+    view.setPalette(dark)
+    view.resize(500, 400)
+    qtbot.addWidget(view)
+    view.set_matrix(((50, 1, 0), (0, 40, 12), (0, 0, 45)), ("a", "b", "c"))
+    image = view.grab().toImage()
+    # An empty cell and the faintest mistake: on a dark background neither may glare white.
+    def colour(true, pred):  # inside the cell, off its number
+        return image.pixelColor(view.cell_rect(true, pred).topLeft().toPoint() + QPoint(4, 4))
+
+    for true, pred in ((0, 2), (0, 1)):
+        assert colour(true, pred).lightnessF() < 0.5, (true, pred, colour(true, pred).name())
+    # The strongest cells still stand out from the background.
+    diagonal = colour(0, 0)
+    assert abs(diagonal.lightnessF() - QColor("#1b1b1d").lightnessF()) > 0.15

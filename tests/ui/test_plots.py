@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from perceiver_gui.core.events import EpochEnd, Step
+from perceiver_gui.core.events import EpochEnd, RunStarted, Step
 from perceiver_gui.ui.plots import PlotsPanel, ema
 
 
@@ -118,6 +118,8 @@ def test_axes_stay_put_while_steps_arrive(plots, qtbot):
     plots.resize(800, 500)
     plots.show()
     qtbot.waitExposed(plots)
+    plots.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=1, train_size=1, test_size=1,
+                              class_names=("a",), steps_per_epoch=400, total_steps=400, start_step=0, start_epoch=0))
     ranges = set()
     for i in range(1, 401):
         plots.add_step(i, 2.0 / math.sqrt(i), 1e-3 * (1 - i / 400))
@@ -126,3 +128,63 @@ def test_axes_stay_put_while_steps_arrive(plots, qtbot):
         assert x1 >= i and y0 <= 2.0 / math.sqrt(i) <= y1  # everything so far is in view
         ranges.add((round(x0, 6), round(x1, 6), round(y0, 6), round(y1, 6)))
     assert len(ranges) < 50  # (one per step, 400, before)
+
+
+def _one_epoch_run(plots, steps=1680):
+    plots.resize(900, 600)
+    plots.show()
+    for i in range(1, steps + 1):
+        plots.add_step(i, 2.3 * math.exp(-i / 500) + 0.1, 1e-3)
+    plots.add_epoch(1, steps, 0.5, 0.8, 0.7)
+    plots.redraw()
+
+
+def test_a_one_epoch_runs_axes_follow_its_data(plots, qtbot):
+    _one_epoch_run(plots)
+    qtbot.waitExposed(plots)
+    (x0, x1), _ = plots.loss_plot.viewRange()
+    assert 1680 <= x1 < 1680 * 1.08  # not out to 2000
+    # Zooming out the accuracy plot (wheel, or a misfit auto-range) never leaves 0–100 % or goes before epoch 0.
+    plots.acc_plot.getViewBox().scaleBy((30, 30))
+    (ax0, ax1), (ay0, ay1) = plots.acc_plot.viewRange()
+    assert ax0 >= 0 and -0.06 <= ay0 and ay1 <= 1.06
+
+
+def test_legends_sit_beside_the_curves_not_over_them(plots, qtbot):
+    _one_epoch_run(plots)
+    qtbot.waitExposed(plots)
+    for plot in (plots.loss_plot, plots.acc_plot):
+        legend = plot.legend.sceneBoundingRect()
+        view = plot.getViewBox().sceneBoundingRect()
+        assert legend.bottom() <= view.top() + 1, (legend, view)  # above the plotting area, in the title row
+
+
+@pytest.mark.slow
+def test_lines_keep_their_width_at_2x_scaling(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from perceiver_gui.ui.plots import PlotsPanel\n"
+        "p = PlotsPanel(); p.show(); app.processEvents()\n"
+        "print(p.devicePixelRatioF(), p.smooth_curve.opts['pen'].widthF(), p.test_acc_curve.opts['pen'].widthF(),\n"
+        "      flush=True)\n"
+        "import os; os._exit(0)  # the numbers are out; skip tearing pyqtgraph down in a throwaway process\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ratio, smooth, acc = map(float, done.stdout.split())
+    assert ratio == 2.0 and smooth >= 4.0 and acc >= 3.0  # device pixels: twice the widths at 1×
+
+
+def test_the_wheel_passing_over_the_smoothing_slider_leaves_it(plots):
+    from tests.ui.helpers import turn_wheel
+
+    plots.show()
+    before = plots.smoothing.value()
+    turn_wheel(plots.smoothing)
+    assert plots.smoothing.value() == before

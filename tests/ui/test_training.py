@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from perceiver_gui.core import checkpoints
-from perceiver_gui.core.events import Finished, Log
+from perceiver_gui.core.events import EpochEnd, Finished, Log, Step
 from tests.ui.helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -173,3 +174,38 @@ def test_pause_pressed_before_the_engine_has_loaded_holds_the_run(make_window, q
     window.training.stop_action.trigger()
     _finish(qtbot, window)
     assert window.training.state == "idle"
+
+
+def _panel(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    from perceiver_gui.ui.training_panel import TrainingPanel
+
+    panel = TrainingPanel(QWidget())
+    qtbot.addWidget(panel)
+    return panel
+
+
+def _epoch_end(epoch: int = 1) -> EpochEnd:
+    return EpochEnd(epoch=epoch, step=10 * epoch, train_loss=1.0, train_acc=0.5, test_loss=1.1, test_acc=0.4,
+                    per_class_acc=(0.4,), confusion=((1,),), elapsed_s=3.0, is_best=True)
+
+
+def test_paused_stays_on_screen_when_an_epoch_ends_meanwhile(qtbot):
+    panel = _panel(qtbot)
+    panel.set_state("running")
+    panel.set_state("paused")
+    panel.on_event(_epoch_end())  # the epoch that was ending when Pause was pressed
+    assert panel.status.text().startswith("Paused")
+    assert "Epoch 1" in panel.log.toPlainText()  # the epoch's numbers are still logged
+
+
+def test_speed_and_eta_leave_the_screen_when_the_run_ends(qtbot):
+    panel = _panel(qtbot)
+    panel.set_state("running")
+    panel.on_event(Step(epoch=1, step=5, total_steps=100, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
+    assert "812" in panel.speed_label.text() and "40 s" in panel.eta_label.text()
+    panel.on_event(Finished(status="stopped", message="Stopped after 5 steps.", best_acc=math.nan, best_epoch=0,
+                            epochs_done=0, run_dir="r", model_path=""))
+    panel.set_state("idle")
+    assert "images/s" not in panel.speed_label.text() and "left" not in panel.eta_label.text()
