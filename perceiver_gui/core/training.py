@@ -889,10 +889,12 @@ def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, l
 def _make_optimizer(cfg: Config, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     t = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
+    # On CUDA, one kernel for all parameters; with float16's grad scaler, the fused step also reads the
+    # scaler's overflow flag on the device, where the unfused one waits for it on the host.
     fused: dict[str, Any] = {"fused": True} if device.type == "cuda" else {}
     if t.optimizer == "sgd":
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                               weight_decay=t.weight_decay)
+                               weight_decay=t.weight_decay, **fused)
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
