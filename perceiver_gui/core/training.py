@@ -284,11 +284,11 @@ def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
 
 
-def _build(cfg: Config, dataset: data.Dataset, device: torch.device) -> _Setup:
+def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fits: bool = True) -> _Setup:
     info = dataset.info
     cfg = _fit_to_data(cfg, info)
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
-    (train_x, train_y, test_x, test_y), on_host = _place_data(dataset, device)
+    (train_x, train_y, test_x, test_y), on_host = _place_data(dataset, device, data_fits)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.train.seed)
     try:
@@ -319,16 +319,18 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def _place_data(dataset: data.Dataset, device: torch.device) -> tuple[tuple[torch.Tensor, ...], bool]:
-    """The four splits on the device, and False; where they do not fit, in host memory, and True. On CUDA
-    that memory is pinned, so batches copy to the GPU without blocking the host."""
+def _place_data(dataset: data.Dataset, device: torch.device, fits: bool) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """The four splits on the device, and False; where they do not fit (by the memory estimate, or the
+    device runs out of memory taking them), in host memory, and True. On CUDA that memory is pinned, so
+    batches copy to the GPU without blocking the host."""
     splits = (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y)
-    try:
-        return tuple(_to_device(t, device) for t in splits), False
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-    release_memory(device)  # what had been copied before the failure
+    if fits:
+        try:
+            return tuple(_to_device(t, device) for t in splits), False
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        release_memory(device)  # what had been copied before the failure
     return tuple(_pinned(t, device) for t in splits), True
 
 
@@ -408,14 +410,17 @@ class _Run:
         if info.test_size == 0 or info.train_size == 0:
             yield self.finish("failed", f"{info.name} has no images in its training or test split.")
             return
-        refusal = memory_refusal(_fit_to_data(cfg, info), info.image_size, device,
-                                 dataset_images=info.train_size + info.test_size)
-        if refusal:  # before the data moves to the device and the model is built
+        # Before the data moves to the device and the model is built. A GPU that holds the model and its
+        # batches but not the data too trains with the data in host memory.
+        images = info.train_size + info.test_size
+        with_data = memory_refusal(_fit_to_data(cfg, info), info.image_size, device, dataset_images=images)
+        refusal = with_data if device.type == "cpu" else memory_refusal(_fit_to_data(cfg, info), info.image_size, device)
+        if refusal:
             yield self.finish("failed", refusal)
             return
 
         try:
-            s = _build(cfg, dataset, device)
+            s = _build(cfg, dataset, device, data_fits=with_data is None)
         except _ModelTooBig:
             yield self.finish("failed", f"The model does not fit in the {self.device_kind}'s memory; make it "
                                         f"smaller (fewer latents, a smaller latent_dim or depth) or train on the CPU.")
