@@ -68,6 +68,7 @@ from perceiver_gui.core.device import (  # noqa: E402
 )
 from perceiver_gui.core.events import EpochEnd, Finished, Log, RunStarted, Step  # noqa: E402
 from perceiver_gui.core.model import build_model, to_channels_last  # noqa: E402
+from perceiver_gui.core.training import resume as resume_run  # noqa: E402
 from perceiver_gui.core.training import train  # noqa: E402
 from tests.core.data_fixtures import make_tiny_cifar10  # noqa: E402
 
@@ -109,7 +110,7 @@ def run_engine(cfg: Config | None, out: Path, *, resume: bool = False, control: 
                on_step: Callable[[Step], None] | None = None) -> dict:
     """Drive the training generator; what a benchmark needs of its events."""
     row: dict = {"losses": [], "epochs": {}, "logs": []}
-    events = train(resume=out, control=control) if resume else train(cfg, out_dir=out, control=control)
+    events = resume_run(out, control=control) if resume else train(cfg, out_dir=out, control=control)
     started = time.perf_counter()
     for event in events:
         if isinstance(event, RunStarted):
