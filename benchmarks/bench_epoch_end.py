@@ -5,7 +5,8 @@ CIFAR-10-shaped dataset (10,000 test images; synthetic, in the real on-disk form
 Each write is timed alone in a temporary run folder on the same disk as the runs (median of --rounds), and
 an epoch end is their sum: before `train.save_every_s` every epoch wrote all four; now the resume file is
 written at most every save_every_s seconds (and always at stop, at the end and on Ctrl+C), so an epoch end
-that is not due writes the other three.
+that is not due writes the other three. Then the digits preset through `train()` with save_every_s 0 (every
+epoch, as before) and 60 (the default): the wall time of its epoch ends less their training time.
 
     .venv/bin/python benchmarks/bench_epoch_end.py [--rounds 5]
 """
@@ -69,6 +70,19 @@ def measure(name: str, cfg, rounds: int, work: Path) -> dict[str, float]:
     return out
 
 
+def engine_epoch_ends(cfg, save_every_s: float, work: Path) -> list[float]:
+    """Seconds of each epoch end through `train()`: the wall time between EpochEnd events less the training
+    time (`EpochEnd.elapsed_s`) in between, so evaluation, the writes, and the events."""
+    from perceiver_gui.core.events import EpochEnd
+
+    cfg = cfg.with_updates({"train.save_every_s": save_every_s})
+    ends = []
+    for event in training.train(cfg, out_dir=work / f"engine-{save_every_s:g}"):
+        if isinstance(event, EpochEnd):
+            ends.append((time.perf_counter(), event.elapsed_s))
+    return [(b[0] - a[0]) - (b[1] - a[1]) for a, b in zip(ends, ends[1:], strict=False)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
@@ -91,6 +105,11 @@ def main() -> int:
             print(f"{name}: {parts}; resume file {costs['resume file MiB']:.1f} MiB")
             print(f"  epoch end, every save: {before * 1000:.1f} ms; not due: {after * 1000:.1f} ms "
                   f"({before / after:.1f}x less)")
+        digits = configs["digits"].with_updates({"train.epochs": 2 + args.rounds, "train.threads": 2})
+        for every in (0.0, 60.0):
+            costs = engine_epoch_ends(digits, every, work)
+            print(f"digits through train(), save_every_s={every:g}: epoch end {statistics.median(costs) * 1000:.0f} ms "
+                  f"(median of {len(costs)}; evaluation included)")
     return 0
 
 

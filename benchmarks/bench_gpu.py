@@ -62,7 +62,7 @@ def engine_epoch(root: Path, out: Path, batch: int, precision: str) -> dict:
         elif isinstance(event, Step) and event.epoch == 2:
             last_step = now
         elif isinstance(event, EpochEnd):
-            row[f"epoch{event.epoch}_test_acc"] = event.test_acc
+            row[f"epoch{event.epoch}_val_acc"] = event.val_acc
             elapsed[event.epoch] = event.elapsed_s
             if event.epoch == 2:
                 row["eval_s"] = now - last_step  # evaluation and its file

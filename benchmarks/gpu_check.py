@@ -122,12 +122,13 @@ def run_engine(cfg: Config | None, out: Path, *, resume: bool = False, control: 
                 on_step(event)
         elif isinstance(event, EpochEnd):
             # wall_s - elapsed_s grows by each epoch end's evaluation and saving
-            row["epochs"][event.epoch] = {"elapsed_s": event.elapsed_s, "test_acc": event.test_acc,
+            row["epochs"][event.epoch] = {"elapsed_s": event.elapsed_s, "val_acc": event.val_acc,
                                           "train_loss": event.train_loss, "wall_s": time.perf_counter() - started}
         elif isinstance(event, Log):
             row["logs"].append(event.message)
         elif isinstance(event, Finished):
-            row.update(status=event.status, message=event.message, best_acc=event.best_acc)
+            row.update(status=event.status, message=event.message, best_acc=event.best_val_acc,
+                       test_acc=event.test_acc)
     return row
 
 
@@ -337,7 +338,7 @@ def epochs_engine(check: Check, *, compile_mode: str = "off", data_on_host: bool
     real_to_device = training._to_device
 
     def too_big(tensor, device):
-        if tensor.dtype == torch.uint8 and len(tensor) == check.train_images:
+        if tensor.ndim == 4 and len(tensor) > check.test_images:  # the training images, the biggest split
             raise torch.OutOfMemoryError("gpu_check: the training images do not fit (forced)")
         return real_to_device(tensor, device)
 
@@ -359,7 +360,7 @@ def epochs_engine(check: Check, *, compile_mode: str = "off", data_on_host: bool
         rows.append({"batch": batch, "via": via, "status": row.get("status"), "message": row.get("message"),
                      "epoch_s": epoch_s, "epoch_50k_s": epoch_s * 50_000 / max(1, steps * batch),
                      "epoch_end_s": epoch_end_s, "start_s": row.get("start_s"),
-                     "test_acc": epochs.get(2, {}).get("test_acc"), "logs": row["logs"][:4], **memory(check)})
+                     "val_acc": epochs.get(2, {}).get("val_acc"), "logs": row["logs"][:4], **memory(check)})
         release_memory(check.device)
     return {"rows": rows}
 
@@ -430,7 +431,7 @@ def determinism(check: Check) -> dict:
         "same_seed_max_loss_diff": _max_diff(a["losses"], b["losses"]),
         "stop_status": first.get("status"), "resume_status": second.get("status"), "stopped_at_step": stop_at,
         "resume_bit_equal": resumed == a["losses"], "resume_max_loss_diff": _max_diff(resumed, a["losses"]),
-        "test_acc": [a.get("best_acc"), b.get("best_acc"), second.get("best_acc")],
+        "test_acc": [a.get("test_acc"), b.get("test_acc"), second.get("test_acc")],
     }
 
 

@@ -191,14 +191,17 @@ def _print_run(events) -> int:
         if isinstance(event, RunStarted):
             print(f"Run folder: {printable(event.run_dir)}")
             print(f"Device: {printable(event.device_name)} · {event.parameters:,} parameters · "
-                  f"{event.train_size:,} train / {event.test_size:,} test images · {event.total_steps:,} steps")
+                  f"{event.train_size:,} train / {event.val_size:,} validation / {event.test_size:,} test images · "
+                  f"{event.total_steps:,} steps")
         elif isinstance(event, Step):
             bar.update(event)
         elif isinstance(event, EpochEnd):
             bar.clear()
             best = " *best*" if event.is_best else ""
+            val = (f"val loss {event.val_loss:.4f} acc {event.val_acc:6.1%}" if math.isfinite(event.val_acc)
+                   else "no validation split")
             print(f"epoch {event.epoch:3d}  train loss {event.train_loss:.4f} acc {event.train_acc:6.1%}  "
-                  f"test loss {event.test_loss:.4f} acc {event.test_acc:6.1%}  {event.elapsed_s:7.1f}s{best}")
+                  f"{val}  {event.elapsed_s:7.1f}s{best}")
         elif isinstance(event, DownloadProgress):
             bar.download(event)
         elif isinstance(event, Log):
@@ -330,7 +333,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """What a file of the app is, and what it holds: a model, a resume file, an evaluation file, a run
     folder (or its run.json / metrics.jsonl) or a config file."""
     from perceiver_gui.core import runs
-    from perceiver_gui.core.checkpoints import CheckpointError, load_training_state, read_meta
+    from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
     from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
@@ -351,7 +354,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         except EvaluationError as exc:
             raise ConfigError(str(exc)) from None
         print(f"Evaluation file: {printable(path)}")
-        print(f"The test predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} images, "
+        print(f"The {ev.split} predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} images, "
               f"{len(ev.class_names)} classes; the Mistakes tab shows them.")
         print(f"Classes: {printable(', '.join(ev.class_names))}")
         return EXIT_OK
@@ -365,14 +368,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"Resume file: {printable(path)}")
         print("The training state (weights, optimizer, random generators) to continue the run "
               f"in {printable(path.parent)} with: perceiver-gui train --resume {shlex.quote(printable(path.parent))}")
-        for key in ("step", "epochs_done", "best_acc", "best_epoch"):
+        for key, label in (("step", "step"), ("epochs_done", "epochs_done"), ("best_acc", "best_val_acc"),
+                           ("best_epoch", "best_epoch")):
             if key in state.progress:
-                print(f"{key}: {printable(state.progress[key])}")
+                print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
     h, w = meta.image_size
     print(f"Model: {printable(path)}")
     print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
     print(f"Classes ({len(meta.class_names)}): {printable(', '.join(meta.class_names))}")
+    if accuracy := accuracy_text(meta.summary):
+        print(f"Accuracy: {printable(accuracy)}")
     for key, value in meta.summary.items():
         print(f"{printable(key)}: {printable(value)}")
     print(f"App version: {printable(meta.app_version)}")
@@ -392,11 +398,15 @@ def _info_run(run_dir: Path) -> int:
     for key in ("name", "status", "message", "epochs_done"):
         if getattr(record, key) not in (None, ""):
             print(f"{key}: {printable(getattr(record, key))}")
+    accuracy = runs.describe_accuracy(best_acc=record.best_acc, best_epoch=record.best_epoch,
+                                      selected_on=record.selected_on, test_acc=record.test_acc)
+    if accuracy:
+        print(f"accuracy: {printable(accuracy)}")
     for problem in record.problems:
         print(f"damaged: {printable(problem)}")
     described = {runs.CONFIG_FILE: "its config", runs.RUN_FILE: "its status", runs.METRICS_FILE: "every logged step "
-                 "and epoch", runs.MODEL_FILE: "the best model so far", runs.RESUME_FILE: "the state to resume from",
-                 EVALUATION_FILE: "the last epoch's test predictions"}
+                 "and epoch", runs.MODEL_FILE: "the model chosen on validation", runs.RESUME_FILE: "the state to resume from",
+                 EVALUATION_FILE: "the last epoch's validation predictions"}
     for name, what in described.items():
         if (run_dir / name).is_file():
             print(f"  {name}: {what}")

@@ -16,6 +16,11 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   the given order (898 / 899): the split of scikit-learn's "Recognizing hand-written digits" example.
 - folder: one subfolder per class (see `_load_folder`).
 
+Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
+cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
+split is evaluated once, for the model chosen. The split depends only on the config and the data, so a
+resumed run and every run of a sweep validate on the very same images.
+
 Mean and std are computed per channel from the training split (exactly, from a histogram of the uint8
 values), in 0..1 units; for the full CIFAR-10 this gives the well-known (0.4914, 0.4822, 0.4465).
 Tests and `PERCEIVER_GUI_OFFLINE=1` never touch the network: a download fails at once with the same
@@ -63,11 +68,12 @@ __all__ = [
     "open_dataset",
     "preview_dataset",
     "Preview",
+    "split_validation",
 ]
 
 OFFLINE_ENV = "PERCEIVER_GUI_OFFLINE"  # set to 1 to forbid every network access (the tests do)
 CACHE_FORMAT = "perceiver-gui-folder-cache-1"  # bump when the cached tensor's meaning changes
-FOLDER_SPLIT_SEED = 0  # fixed, so a folder's held-out split is the same on every run
+FOLDER_SPLIT_SEED = 0  # fixed, so a folder's test split is the same on every run, whatever its split_seed
 
 DatasetEvent = DownloadProgress | Log
 
@@ -82,15 +88,20 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     channels: int  # 1 or 3
     image_size: tuple[int, int]  # (H, W)
-    train_size: int
+    train_size: int  # images trained on (the validation split not counted)
     test_size: int
     mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
     std: tuple[float, ...]
+    val_size: int = 0  # images in the validation split; 0 when the config asks for none
 
     @property
     def input_shape(self) -> InputShape:
         """What the model is fed; `datasets.fit_model(cfg.model, info.input_shape)` sets it up for it."""
         return InputShape(kind="image", sides=self.image_size, channels=self.channels, classes=len(self.class_names))
+
+
+_NO_IMAGES = torch.zeros((0, 1, 1, 1), dtype=torch.uint8)
+_NO_LABELS = torch.zeros((0,), dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,8 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
+    val_x: torch.Tensor = _NO_IMAGES  # carved from the training split (see `split_validation`)
+    val_y: torch.Tensor = _NO_LABELS
 
 
 def default_data_root() -> Path:
@@ -121,13 +134,22 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
     root = Path(cfg.root).expanduser() if cfg.root.strip() else default_data_root()
     name, class_names, train, test, skipped = yield from loader(cfg, root)
     (train_x, train_y), (test_x, test_y) = train, test
+    train_idx, val_idx = split_validation(train_y, cfg.val_fraction, len(class_names), cfg.split_seed)
+    if cfg.val_fraction > 0 and len(val_idx) == 0:
+        raise DatasetError(f"{name} has too few training images to hold any out for validation; add images, or set "
+                           f"the validation share (data.val_fraction) to 0.")
+    if len(val_idx):
+        (train_x, train_y), (val_x, val_y) = ((train_x[i].contiguous(), train_y[i].contiguous())
+                                              for i in (train_idx, val_idx))
+    else:
+        val_x, val_y = train_x[:0], train_y[:0]
     mean, std = _mean_std(train_x)
     info = DatasetInfo(
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
         image_size=(int(train_x.shape[2]), int(train_x.shape[3])), train_size=len(train_x),
-        test_size=len(test_x), mean=mean, std=std,
+        test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
     )
-    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped))
+    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -150,6 +172,7 @@ class Preview:
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
+    val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
 
 def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Generator[DatasetEvent, None, Preview]:
@@ -172,6 +195,7 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         train_counts=tuple(torch.bincount(dataset.train_y, minlength=k).tolist()),
         test_counts=tuple(torch.bincount(dataset.test_y, minlength=k).tolist()),
         samples=tuple(samples), skipped=dataset.skipped,
+        val_counts=tuple(torch.bincount(dataset.val_y, minlength=k).tolist()),
     )
 
 
@@ -616,7 +640,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     and float files, and colour files that hold gray pictures), else 3. Unreadable files are skipped and
     reported; a class without images is an error. The decoded tensor is cached as safetensors under the
     data root and rebuilt when the list of files, their sizes or times, or the image size change.
-    The held-out split takes round(val_fraction × n) images of each class (at least one, and at least
+    The test split takes round(test_fraction × n) images of each class (at least one, and at least
     one left for training when the class has two or more), chosen with a fixed seed.
     """
     folder = Path(cfg.folder).expanduser()
@@ -670,7 +694,7 @@ def _load_folder(cfg: DataConfig, root: Path):
         if count == 0:
             raise DatasetError(f"None of the images in the class folder '{class_names[class_index]}' in {folder} "
                                f"could be read; add readable images or remove the folder.")
-    train_idx, test_idx = _stratified_split(y, cfg.val_fraction, len(classes))
+    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
     if len(test_idx) == 0:
         raise DatasetError(f"The image folder {folder} has too few images to hold any out for testing; add images.")
     lonely = [class_names[i] for i, n in enumerate(counts.tolist()) if n == 1]
@@ -715,8 +739,21 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
     return x, torch.tensor(labels, dtype=torch.int64), skipped
 
 
-def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(FOLDER_SPLIT_SEED)
+def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
+    validation (none when fraction is 0), drawn with `seed` alone, so the same data and config always give
+    the same split, on every device, run and resume."""
+    if fraction <= 0:
+        return torch.arange(len(y)), torch.zeros(0, dtype=torch.long)
+    return _stratified_split(y, fraction, num_classes, seed)
+
+
+def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int, seed: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """round(fraction × n) of each class (at least one, and at least one left when the class has two or more)
+    are held out; both index lists come back sorted, so the images keep their order."""
+    generator = torch.Generator().manual_seed(seed)
     train, test = [], []
     for label in range(num_classes):
         members = torch.nonzero(y == label).flatten()

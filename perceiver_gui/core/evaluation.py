@@ -1,11 +1,12 @@
-"""What the model got right and wrong on the test split: the saved predictions behind the confusion matrix.
+"""What the model got right and wrong on the validation split: the saved predictions behind the confusion matrix.
 
 At the end of every epoch the training loop writes `evaluation.safetensors` into the run folder (atomically,
-safetensors only): for each test image, in test-split order, its true class, the predicted class, and the
-softmax probabilities of both. The confusion matrix of that epoch is exactly what these predictions count, so
-a click on a cell can list the test images behind it. The test images themselves are not copied into the run:
-they are loaded again from the run's dataset, and a digest of the test split saved with the predictions makes
-sure they are the very images that were evaluated (an image folder edited since then is refused, not guessed).
+safetensors only): for each image of the split it evaluated (validation; test in runs of older versions,
+which evaluated test every epoch), in split order, its true class, the predicted class, and the softmax
+probabilities of both. The confusion matrix of that epoch is exactly what these predictions count, so a click
+on a cell can list the images behind it. The images themselves are not copied into the run: they are loaded
+again from the run's dataset, and a digest of the split saved with the predictions makes sure they are the
+very images that were evaluated (an image folder edited since then is refused, not guessed).
 
 This module imports numpy only; torch comes in with `load_test_split`, which reads the dataset.
 """
@@ -65,7 +66,8 @@ class Evaluation:
     preds: np.ndarray  # int32 (N,): the predicted class (the argmax the confusion matrix counts)
     prob_pred: np.ndarray  # float32 (N,): softmax probability of the predicted class
     prob_true: np.ndarray  # float32 (N,): softmax probability of the true class
-    test_digest: str  # `test_digest` of the test split the predictions belong to
+    test_digest: str  # `test_digest` of the split the predictions belong to
+    split: str = "test"  # which: "validation" (this version) or "test" (a file of an older version)
 
     def confusion(self) -> tuple[tuple[int, ...], ...]:
         """counts[true][predicted], as in the epoch's EpochEnd event."""
@@ -86,9 +88,10 @@ class Confusion:
     run_dir: str
     epoch: int
     class_names: tuple[str, ...]
-    counts: tuple[tuple[int, ...], ...]  # counts[true][predicted] on the test split
+    counts: tuple[tuple[int, ...], ...]  # counts[true][predicted] on `split`
     has_images: bool  # the predictions behind each cell are saved, so a cell can show its images
     note: str = ""  # why cells cannot show images, when they cannot
+    split: str = "validation"  # the split counted: "validation", or "test" for an older version's run
 
     @property
     def per_class_acc(self) -> tuple[float, ...]:
@@ -97,12 +100,13 @@ class Confusion:
 
 @dataclass(frozen=True, slots=True)
 class TestSplit:
-    """The test images of a run's dataset, as the training loop evaluated them."""
+    """The held-out images of a run's dataset (its validation or test split), as the training loop evaluated them."""
 
     images: np.ndarray  # uint8 (N, H, W, C), read-only
     labels: np.ndarray  # int64 (N,)
     digest: str
     dataset: str  # its name for people, e.g. "Digits"
+    split: str = "test"  # "validation" or "test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,8 @@ def save_evaluation(run_dir: str | Path, evaluation: Evaluation) -> Path:
     from safetensors.numpy import save
 
     meta = {"format": FORMAT, "epoch": evaluation.epoch, "step": evaluation.step,
-            "class_names": list(evaluation.class_names), "test_digest": evaluation.test_digest}
+            "class_names": list(evaluation.class_names), "test_digest": evaluation.test_digest,
+            "split": evaluation.split}
     arrays = {name: np.ascontiguousarray(getattr(evaluation, name), dtype=dtype) for name, dtype in _ARRAYS.items()}
     data = save(arrays, metadata={"format": "np", _META_KEY: json.dumps(meta)})
     return atomic_write_bytes(Path(run_dir) / EVALUATION_FILE, data)
@@ -171,7 +176,9 @@ def read_evaluation(run_dir: str | Path) -> Evaluation:
         raise EvaluationError(f"{path} was written by another version of Perceiver GUI; the next finished epoch "
                               "rewrites it.")
     names, epoch, step, digest = (meta.get(k) for k in ("class_names", "epoch", "step", "test_digest"))
+    split = meta.get("split", "test")  # files of older versions held test predictions
     if not (
+        split in ("validation", "test") and
         isinstance(names, list) and names and all(isinstance(n, str) for n in names)
         and isinstance(epoch, int) and epoch >= 1 and isinstance(step, int) and isinstance(digest, str)
         and set(arrays) == set(_ARRAYS)
@@ -183,7 +190,7 @@ def read_evaluation(run_dir: str | Path) -> Evaluation:
         if len(arrays[name]) and not (0 <= arrays[name].min() and arrays[name].max() < k):
             raise EvaluationError(damaged)
     return Evaluation(
-        epoch=epoch, step=step, class_names=tuple(names), test_digest=digest,
+        epoch=epoch, step=step, class_names=tuple(names), test_digest=digest, split=split,
         **{name: _frozen(array, _ARRAYS[name]) for name, array in arrays.items()},
     )
 
@@ -194,7 +201,7 @@ def read_confusion(run_dir: str | Path) -> Confusion:
     run_dir = Path(run_dir)
     try:
         ev = read_evaluation(run_dir)
-        return Confusion(str(run_dir), ev.epoch, ev.class_names, ev.confusion(), has_images=True)
+        return Confusion(str(run_dir), ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split)
     except EvaluationError as exc:
         note = str(exc)
     from perceiver_gui.core.runs import read_metrics
@@ -204,11 +211,12 @@ def read_confusion(run_dir: str | Path) -> Confusion:
         raise EvaluationError(f"{run_dir.name} has no finished epoch yet, so there is no confusion matrix to show.")
     last = epochs[-1]
     return Confusion(str(run_dir), last.epoch, _class_names(run_dir, len(last.confusion)), last.confusion,
-                     has_images=False, note=note)
+                     has_images=False, note=note, split=last.held_out or "validation")
 
 
-def load_test_split(run_dir: str | Path) -> TestSplit:
-    """The test split of the run's dataset, loaded the way the training loop loaded it (never downloading)."""
+def load_test_split(run_dir: str | Path, split: str = "test") -> TestSplit:
+    """The run's validation or test split (`split`), loaded the way the training loop loaded it (never
+    downloading)."""
     import dataclasses
 
     from perceiver_gui.core import data, runs
@@ -225,9 +233,10 @@ def load_test_split(run_dir: str | Path) -> TestSplit:
         dataset = data.load_dataset(dataclasses.replace(cfg.data, download=False))
     except data.DatasetError as exc:
         raise EvaluationError(f"The test images can't be loaded: {exc}") from None
-    x, y = dataset.test_x.numpy(), dataset.test_y.numpy()
+    x, y = (dataset.val_x, dataset.val_y) if split == "validation" else (dataset.test_x, dataset.test_y)
+    x, y = x.numpy(), y.numpy()
     return TestSplit(images=_frozen(x.transpose(0, 2, 3, 1), np.uint8), labels=_frozen(y, np.int64),
-                     digest=test_digest(x, y), dataset=dataset.info.name)
+                     digest=test_digest(x, y), dataset=dataset.info.name, split=split)
 
 
 def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, limit: int | None = None
@@ -235,7 +244,7 @@ def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, 
     """The test images that are of class `true` and were predicted as `pred`, most confident first."""
     if split.digest != evaluation.test_digest:
         raise EvaluationError(
-            f"The {split.dataset} test images are not the ones this run was evaluated on (were images added to, "
+            f"The {split.dataset} {split.split} images are not the ones this run was evaluated on (were images added to, "
             "removed from or changed in its folder since?), so its cells can't show their images."
         )
     k = len(evaluation.class_names)

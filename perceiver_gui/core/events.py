@@ -24,13 +24,14 @@ class RunStarted:
     device: str  # "cpu", "cuda:0", "mps"
     device_name: str  # a name a person recognises, e.g. "NVIDIA H100 80GB HBM3" or "CPU (15 threads)"
     parameters: int  # trainable parameters of the model
-    train_size: int  # images in the training split
-    test_size: int  # images in the test split
+    train_size: int  # images in the training split (trained on)
+    test_size: int  # images in the test split (evaluated once, at the end, for the model chosen)
     class_names: tuple[str, ...]
     steps_per_epoch: int
     total_steps: int
     start_step: int  # > 0 when resuming
     start_epoch: int  # epochs already done when resuming
+    val_size: int = 0  # images in the validation split, which chooses the best epoch; 0 when there is none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,12 +51,12 @@ class EpochEnd:
     step: int  # global step at the end of this epoch
     train_loss: float
     train_acc: float  # 0..1, on the batches seen (with augmentation)
-    test_loss: float
-    test_acc: float  # 0..1, on the held-out split
-    per_class_acc: tuple[float, ...]  # test accuracy per class, in class order
-    confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted] counts on the test split
+    val_loss: float  # on the validation split; nan when the run has none
+    val_acc: float  # 0..1, on the validation split (never the test split); nan when the run has none
+    per_class_acc: tuple[float, ...]  # validation accuracy per class, in class order; () without validation
+    confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted] counts on the validation split
     elapsed_s: float  # seconds of training so far in this run (including resumed sessions)
-    is_best: bool  # the best test accuracy so far
+    is_best: bool  # the best validation accuracy so far: this epoch's model is the one saved
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,11 +84,13 @@ class Log:
 class Finished:
     status: str  # "completed", "stopped" or "failed"
     message: str  # one sentence for the status line
-    best_acc: float  # best test accuracy, 0..1 (nan when no epoch finished)
-    best_epoch: int  # 0 when no epoch finished
+    best_val_acc: float  # best validation accuracy, 0..1: the epoch saved (nan without one)
+    best_epoch: int  # the epoch whose model was saved; 0 when none was chosen
     epochs_done: int
     run_dir: str
     model_path: str  # "" when no model was saved
+    test_acc: float = float("nan")  # the saved model's accuracy on the test split, evaluated once at the end
+    test_loss: float = float("nan")
 
 
 Event = RunStarted | Step | EpochEnd | CheckpointSaved | DownloadProgress | Log | Finished

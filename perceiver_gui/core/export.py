@@ -32,7 +32,7 @@ __all__ = ["ExportError", "ScalarLog", "export_onnx", "metrics_csv"]
 
 # CSV columns in this order (as metrics.jsonl names them); other numeric fields follow, then per-class accuracy.
 _CSV_COLUMNS = ("type", "epoch", "step", "time", "loss", "lr", "images_per_s", "train_loss", "train_acc",
-                "test_loss", "test_acc", "is_best", "elapsed_s")
+                "val_loss", "val_acc", "test_loss", "test_acc", "is_best", "elapsed_s")
 _TB_FLUSH_SECS = 5.0
 _ONNX_INSTALL = "pip install 'perceiver-gui[onnx]'"
 
@@ -45,8 +45,9 @@ class ExportError(Exception):
 def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
     """Write every step and epoch record of a run's metrics.jsonl to `out` as CSV; returns the row count.
 
-    One row per record, in the file's order, values at full precision. Per-class test accuracy gets a
-    column per class (`test_acc_<class>`); confusion matrices are not tabular and stay in metrics.jsonl.
+    One row per record, in the file's order, values at full precision. Per-class accuracy (validation for an
+    epoch, test for the final "test" row, test in an older version's epochs) gets a column per class
+    (`acc_<class>`); confusion matrices are not tabular and stay in metrics.jsonl.
     Values are numbers only (besides the record type), and every cell that a spreadsheet would read as
     a formula (text starting with = + - @, a tab or a carriage return: a tampered run folder's metric or
     class names) is prefixed with ', as OWASP recommends; plain numbers such as -0.5 stay numbers.
@@ -65,7 +66,7 @@ def metrics_csv(run_dir: str | Path, out: str | Path) -> int:
         extra.extend(k for k, v in record.items()
                      if k not in _CSV_COLUMNS and k not in extra and _is_number(v) and isinstance(k, str))
     n_classes = max((len(r["per_class_acc"]) for r in records if isinstance(r.get("per_class_acc"), list)), default=0)
-    class_columns = [f"test_acc_{name}" for name in _class_names(run_dir, n_classes)]
+    class_columns = [f"acc_{name}" for name in _class_names(run_dir, n_classes)]
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -173,11 +174,14 @@ class ScalarLog:
         """One metrics.jsonl record: a step's loss, lr and speed, or an epoch's losses and accuracies."""
         if self._records is None:
             return
-        if record.get("type") == "step":
+        kind = record.get("type")
+        if kind == "step":
             scalars = {"loss/train_step": record["loss"], "lr": record["lr"], "speed/images_per_s": record["images_per_s"]}
+        elif kind == "test":  # the chosen model, once at the end
+            scalars = {"loss/test": record["test_loss"], "accuracy/test": record["test_acc"]}
         else:
-            scalars = {"loss/train": record["train_loss"], "loss/test": record["test_loss"],
-                       "accuracy/train": record["train_acc"], "accuracy/test": record["test_acc"]}
+            scalars = {"loss/train": record["train_loss"], "loss/validation": record["val_loss"],
+                       "accuracy/train": record["train_acc"], "accuracy/validation": record["val_acc"]}
             for i, acc in enumerate(record.get("per_class_acc") or ()):
                 name = self.class_names[i] if i < len(self.class_names) else str(i)
                 scalars[f"accuracy_per_class/{name}"] = acc

@@ -28,12 +28,12 @@ import io
 import re
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from perceiver_gui.core.reading import open_regular
+from perceiver_gui.core.reading import check_regular
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
@@ -74,7 +74,6 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels!r}")
-    file = None
     if isinstance(source, Image.Image):
         name = "the image"
         img, opened = source, False
@@ -84,12 +83,8 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     else:
         path = Path(source)
         name = str(path)
-        file = _open_file(path, name)
-        try:
-            img, opened = _open(file, name), True
-        except BaseException:
-            file.close()
-            raise
+        _check_regular(path, name)
+        img, opened = _open(path, name), True
     try:
         try:
             return _decode(img, channels)
@@ -102,8 +97,6 @@ def open_image(source: str | Path | bytes | Image.Image, *, channels: int) -> Im
     finally:
         if opened:
             img.close()
-        if file is not None:  # Pillow leaves a file object it was handed open
-            file.close()
 
 
 def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
@@ -124,10 +117,10 @@ def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _open_file(path: Path, name: str) -> BinaryIO:
-    """The file, opened only if it is a regular file: a FIFO among the images would wait forever."""
+def _check_regular(path: Path, name: str) -> None:
+    """Refuse a FIFO, device or socket before Pillow opens it: a FIFO among the images would wait forever."""
     try:
-        return open_regular(path)
+        check_regular(path)
     except FileNotFoundError:
         raise ImageError(name, "the file does not exist") from None
     except IsADirectoryError:
@@ -141,6 +134,12 @@ def _open_file(path: Path, name: str) -> BinaryIO:
 def _open(fp, name: str) -> Image.Image:
     try:
         return Image.open(fp)
+    except FileNotFoundError:
+        raise ImageError(name, "the file does not exist") from None
+    except IsADirectoryError:
+        raise ImageError(name, "it is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(name, "permission to read the file was denied") from None
     except UnidentifiedImageError:
         raise ImageError(name, "it is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:

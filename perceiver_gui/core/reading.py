@@ -2,8 +2,7 @@
 
 A named pipe (FIFO) makes `open` wait until some other program writes to it, a device such as /dev/zero
 never ends, and a socket cannot be read at all, so none of them is ever opened: the path is checked with
-`stat` first, and the descriptor again after opening (the path may have been swapped in between), which
-is opened non-blocking so that even a swapped-in FIFO returns at once.
+`stat` first, and the opened file again with `fstat`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotARegularFile", "open_regular"]
+__all__ = ["NotARegularFile", "check_regular", "open_regular"]
 
 
 class NotARegularFile(OSError):
@@ -35,20 +34,29 @@ def _refuse(mode: int, path: str | Path) -> NotARegularFile:
     return NotARegularFile(errno.EINVAL, f"it is {_kind(mode)}, not a regular file", str(path))
 
 
-def open_regular(path: str | Path) -> BinaryIO:
-    """`open(path, "rb")` for a regular file; NotARegularFile (an OSError) for anything else but a folder,
-    which raises IsADirectoryError as `open` does. Other OSErrors (missing, no permission) pass through."""
+def check_regular(path: str | Path) -> None:
+    """NotARegularFile unless `path` is a regular file, by `stat` alone, for a library that opens the path
+    itself (Pillow). IsADirectoryError for a folder; other OSErrors (missing, no permission) pass through."""
     mode = os.stat(path).st_mode
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
     if not stat.S_ISREG(mode):
         raise _refuse(mode, path)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """`open(path, "rb")` for a regular file; NotARegularFile (an OSError) for anything else but a folder,
+    which raises IsADirectoryError as `open` does. Other OSErrors (missing, no permission) pass through.
+
+    A path swapped for a FIFO between the check and the open would still block: that needs someone racing
+    their own file, and a plain blocking descriptor is what every reader here expects."""
+    check_regular(path)
+    fh = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
     try:
-        mode = os.fstat(fd).st_mode
+        mode = os.fstat(fh.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise _refuse(mode, path)
-        return os.fdopen(fd, "rb")
     except BaseException:
-        os.close(fd)
+        fh.close()
         raise
+    return fh

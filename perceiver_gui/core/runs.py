@@ -35,6 +35,7 @@ __all__ = [
     "MODEL_FILE",
     "RESUME_FILE",
     "RUN_FILE",
+    "SELECTED_ON_TEST",
     "CompareRow",
     "EpochRecord",
     "Metrics",
@@ -47,10 +48,12 @@ __all__ = [
     "RunLockedError",
     "RunRecord",
     "StepRecord",
+    "TestRecord",
     "app_home",
     "compare_configs",
     "default_runs_root",
     "delete_run",
+    "describe_accuracy",
     "flatten_config",
     "list_runs",
     "lock_holder",
@@ -209,8 +212,13 @@ class RunRecord:
     status: str = ""  # running, completed, stopped or failed; "" when unknown
     message: str = ""  # the sentence the run ended with
     epochs_done: int = 0
-    best_acc: float = math.nan  # 0..1, nan until an epoch finished
-    best_epoch: int = 0
+    best_acc: float = math.nan  # 0..1: the accuracy that chose the saved model, on `selected_on`; nan until one
+    best_epoch: int = 0  # the epoch whose model is saved
+    # Which split chose the saved model: "validation", "last epoch" (no validation split), or "test" for a run
+    # of an older version, which chose on the test split (read from a run.json without this field).
+    selected_on: str = ""
+    test_acc: float = math.nan  # the saved model on the test split, evaluated once when the run ended
+    test_loss: float = math.nan
     app_version: str = ""
     notes: str = ""  # the user's own words about the run (Runs tab › Notes…)
     problems: tuple[str, ...] = ()  # read, never written
@@ -224,7 +232,9 @@ class RunRecord:
 _RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _text, "created": _time, "updated": _time, "status": _status, "message": _text,
     "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text, "notes": _text,
+    "selected_on": _text, "test_acc": _fraction, "test_loss": _float,
 }
+SELECTED_ON_TEST = "test"  # what older versions chose the saved model by (see RunRecord.selected_on)
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -236,6 +246,8 @@ def read_run(run_dir: Path) -> RunRecord:
     if not isinstance(raw, dict):
         return RunRecord(problems=(f"{RUN_FILE} is damaged (not a table of fields)",))
     values, problems = _parse_fields(raw, _RUN_FIELDS, RUN_FILE)
+    if "selected_on" not in raw and raw.get("best_acc") is not None:  # an older version's run: chosen on test
+        values["selected_on"] = SELECTED_ON_TEST
     return RunRecord(**values, problems=tuple(problems))
 
 
@@ -244,6 +256,24 @@ def write_run(run_dir: Path, **fields: Any) -> RunRecord:
     record = dataclasses.replace(read_run(run_dir), **fields, updated=time.time(), problems=())
     atomic_write_json(Path(run_dir) / RUN_FILE, record.to_json())
     return record
+
+
+def describe_accuracy(*, best_acc: float, best_epoch: int, selected_on: str, test_acc: float) -> str:
+    """What a run's (or model's) accuracies are and which split each is on, for people: "best validation
+    95.6% (epoch 12) · test 94.9%"; an older version's run says its accuracy is test, and was chosen on."""
+    def pct(value: Any) -> str:
+        return f"{value:.1%}" if isinstance(value, int | float) and math.isfinite(value) else "—"
+
+    if selected_on == SELECTED_ON_TEST:
+        return f"test {pct(best_acc)} (epoch {best_epoch}; selected on test, old run)"
+    parts = []
+    if selected_on == "last epoch":
+        parts.append(f"no validation split (the last epoch, {best_epoch}, kept)")
+    elif isinstance(best_acc, int | float) and math.isfinite(best_acc):
+        parts.append(f"best validation {pct(best_acc)} (epoch {best_epoch})")
+    if isinstance(test_acc, int | float) and math.isfinite(test_acc):
+        parts.append(f"test {pct(test_acc)}")
+    return " · ".join(parts)
 
 
 # -- config.json ---------------------------------------------------------------------------------
@@ -271,9 +301,18 @@ def read_config(run_dir: Path) -> RunConfig:
     if not isinstance(raw, dict):
         raise RunError(f"The settings file of this run is damaged ({path} does not hold a table of settings).")
     try:
-        return RunConfig(raw, Config.from_dict(raw), "")
+        return RunConfig(raw, Config.from_dict(_from_older_version(raw)), "")
     except (ConfigError, TypeError, ValueError, OverflowError) as exc:
         return RunConfig(raw, None, f"{CONFIG_FILE}: {exc}".rstrip("."))
+
+
+def _from_older_version(raw: dict[str, Any]) -> dict[str, Any]:
+    """Settings saved before the validation split: their data.val_fraction was the folder's test share, and
+    they had no validation. Read as such, an old run resumes on exactly the images it trained on."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or "val_fraction" not in data or "test_fraction" in data:
+        return raw
+    return {**raw, "data": {**data, "test_fraction": data["val_fraction"], "val_fraction": 0.0}}
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:
@@ -304,16 +343,50 @@ class EpochRecord:
     step: int  # global step at its end
     train_loss: float = math.nan
     train_acc: float = math.nan
+    val_loss: float = math.nan  # on the validation split, which chooses the best epoch
+    val_acc: float = math.nan
+    per_class_acc: tuple[float, ...] = ()  # on the split of `held_out`
+    confusion: tuple[tuple[int, ...], ...] = ()
+    elapsed_s: float = math.nan
+    is_best: bool = False
+    test_loss: float = math.nan  # only in runs of older versions, which evaluated (and chose on) test each epoch
+    test_acc: float = math.nan
+    extra: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def held_out(self) -> str:
+        """The split this epoch was evaluated on: "validation", "test" (an older version's run) or ""."""
+        if not (math.isnan(self.val_acc) and math.isnan(self.val_loss)):
+            return "validation"
+        return "test" if not (math.isnan(self.test_acc) and math.isnan(self.test_loss)) else ""
+
+    @property
+    def held_out_loss(self) -> float:
+        return self.test_loss if self.held_out == "test" else self.val_loss
+
+    @property
+    def held_out_acc(self) -> float:
+        return self.test_acc if self.held_out == "test" else self.val_acc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestRecord:
+    """The saved model on the test split, evaluated once when the run ended (a resumed run that ends again
+    adds another: the last one is the run's)."""
+
+    kind: ClassVar[str] = "test"
+    epoch: int  # the epoch whose model was saved and evaluated
+    step: int  # global step when the run ended
     test_loss: float = math.nan
     test_acc: float = math.nan
     per_class_acc: tuple[float, ...] = ()
     confusion: tuple[tuple[int, ...], ...] = ()
-    elapsed_s: float = math.nan
-    is_best: bool = False
+    selected_on: str = ""  # what chose the model: "validation" or "last epoch"
     extra: tuple[tuple[str, float], ...] = ()
 
 
-MetricsRecord = StepRecord | EpochRecord
+MetricsRecord = StepRecord | EpochRecord | TestRecord
+_LEGACY = ("test_loss", "test_acc")  # epoch fields only older runs have: not written when unknown
 
 
 def _floats(value: Any) -> tuple[float, ...]:
@@ -337,10 +410,13 @@ def _flag(value: Any) -> bool:
 _KEYS = ("epoch", "step")  # without these a record can't be placed on a curve: the line is skipped
 _METRIC_FIELDS: dict[type, dict[str, Callable[[Any], Any]]] = {
     StepRecord: {"loss": _float, "lr": _float, "images_per_s": _float, "time": _float},
-    EpochRecord: {"train_loss": _float, "train_acc": _fraction, "test_loss": _float, "test_acc": _fraction,
-                  "per_class_acc": _floats, "confusion": _matrix, "elapsed_s": _float, "is_best": _flag},
+    EpochRecord: {"train_loss": _float, "train_acc": _fraction, "val_loss": _float, "val_acc": _fraction,
+                  "per_class_acc": _floats, "confusion": _matrix, "elapsed_s": _float, "is_best": _flag,
+                  "test_loss": _float, "test_acc": _fraction},
+    TestRecord: {"test_loss": _float, "test_acc": _fraction, "per_class_acc": _floats, "confusion": _matrix,
+                 "selected_on": _text},
 }
-_TYPES = {"step": StepRecord, "epoch": EpochRecord}
+_TYPES = {"step": StepRecord, "epoch": EpochRecord, "test": TestRecord}
 
 
 def metrics_json(record: MetricsRecord) -> dict[str, Any]:
@@ -350,6 +426,8 @@ def metrics_json(record: MetricsRecord) -> dict[str, Any]:
         value = getattr(record, f.name)
         if f.name == "extra":
             out.update(value)
+        elif isinstance(record, EpochRecord) and f.name in _LEGACY and math.isnan(value):
+            continue
         else:
             out[f.name] = [list(v) for v in value] if f.name == "confusion" else (
                 list(value) if isinstance(value, tuple) else value)
@@ -397,6 +475,11 @@ class Metrics:
     @property
     def epochs(self) -> list[EpochRecord]:
         return [r for r in self.records if isinstance(r, EpochRecord)]
+
+    @property
+    def test(self) -> TestRecord | None:
+        """The run's test result: the last one, as a resumed run that ended again adds one."""
+        return next((r for r in reversed(self.records) if isinstance(r, TestRecord)), None)
 
 
 def read_metrics(run_dir: Path) -> Metrics:
@@ -507,22 +590,28 @@ def _same(a: Any, b: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MetricsSummary:
-    best_acc: float  # the highest finite test accuracy; nan until an epoch has one
+    best_acc: float  # the highest finite held-out accuracy of an epoch; nan until an epoch has one
     best_epoch: int  # the first epoch that reached it; 0 until then
     epochs_done: int  # epochs with a logged result
+    held_out: str = ""  # the split of best_acc: "validation", or "test" for an older version's run
+    test_acc: float = math.nan  # the run's test result (its chosen model, evaluated once at the end)
 
 
 def summarize_metrics(records: Iterable[MetricsRecord]) -> MetricsSummary:
-    """Best test accuracy, its epoch and the epochs done, from metrics.jsonl records (non-finite
-    accuracies are skipped)."""
-    best_acc, best_epoch, epochs = math.nan, 0, set()
+    """Best held-out accuracy (validation; test in an older version's run), its epoch, the epochs done and
+    the final test accuracy, from metrics.jsonl records (non-finite accuracies are skipped)."""
+    best_acc, best_epoch, epochs, held_out, test_acc = math.nan, 0, set(), "", math.nan
     for r in records:
+        if isinstance(r, TestRecord):
+            test_acc = r.test_acc
         if not isinstance(r, EpochRecord):
             continue
         epochs.add(r.epoch)
-        if math.isfinite(r.test_acc) and not r.test_acc <= best_acc:  # also true while best_acc is nan
-            best_acc, best_epoch = r.test_acc, r.epoch
-    return MetricsSummary(best_acc=best_acc, best_epoch=best_epoch, epochs_done=len(epochs))
+        acc = r.held_out_acc
+        if math.isfinite(acc) and not acc <= best_acc:  # also true while best_acc is nan
+            best_acc, best_epoch, held_out = acc, r.epoch, r.held_out
+    return MetricsSummary(best_acc=best_acc, best_epoch=best_epoch, epochs_done=len(epochs), held_out=held_out,
+                          test_acc=test_acc)
 
 
 # -- the lock a training process holds -------------------------------------------------------------
@@ -636,10 +725,12 @@ class RunInfo:
     dataset: str
     status: str  # running (held by a live process), interrupted ("running" but no process holds it),
     #              completed, stopped, failed, or "unknown"
-    best_acc: float  # nan until an epoch finished
+    best_acc: float  # the accuracy that chose the saved model, on `selected_on`; nan until one did
     epochs_done: int
     epochs: int
     message: str
+    selected_on: str = ""  # "validation", "last epoch", or "test" (an older version's run)
+    test_acc: float = math.nan  # the saved model on the test split, once the run ended
     holder: str = ""  # the process training it, when running
     damaged: str = ""  # what of the run's files was damaged and skipped; "" when nothing
 
@@ -685,6 +776,8 @@ def _run_info(folder: Path) -> RunInfo:
         dataset=dataset if isinstance(dataset, str) else "?",
         status=status,
         best_acc=record.best_acc,
+        selected_on=record.selected_on,
+        test_acc=record.test_acc,
         epochs_done=record.epochs_done,
         epochs=epochs if _ok(_int, epochs) else 0,
         message=record.message,

@@ -134,7 +134,7 @@ def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generat
 
 def _failed(message: str, run_dir: Path | None = None) -> Finished:
     """The end of a run that never started (nothing of it is written)."""
-    return Finished(status="failed", message=message, best_acc=math.nan, best_epoch=0, epochs_done=0,
+    return Finished(status="failed", message=message, best_val_acc=math.nan, best_epoch=0, epochs_done=0,
                     run_dir=str(run_dir or ""), model_path="")
 
 
@@ -212,8 +212,8 @@ class RunState:
 
     step: int = 0  # global steps done
     epochs_done: int = 0
-    best_acc: float = math.nan  # nan until an epoch finished
-    best_epoch: int = 0
+    best_acc: float = math.nan  # the best validation accuracy, which chose the saved model; nan until one did
+    best_epoch: int = 0  # its epoch (old runs without validation: chosen on test, before this version)
     elapsed: float = 0.0  # seconds of training, over all sessions
     model_path: str = ""  # the saved model, "" until one is
     in_epoch: bool = False  # an epoch's permutation is drawn and the epoch is not over
@@ -264,7 +264,9 @@ class _Setup:
     device: torch.device
     train_x: torch.Tensor
     train_y: torch.Tensor
-    test_x: torch.Tensor
+    val_x: torch.Tensor  # chooses the best epoch; empty when the config asks for no validation split
+    val_y: torch.Tensor
+    test_x: torch.Tensor  # evaluated once, at the end, for the model chosen
     test_y: torch.Tensor
     data_on_host: bool  # the splits did not fit on the device: they stay in (pinned) host memory
     gen: torch.Generator  # the run's generator: permutations, augmentation, mixup pairs
@@ -279,16 +281,14 @@ class _Setup:
 
 def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     """What the data decides is not the user's to set: channels, axes and classes come from it."""
-    shape = datasets.InputShape(kind=datasets.DATASETS[cfg.data.dataset].kind, sides=tuple(info.image_size),
-                                channels=info.channels, classes=len(info.class_names))
-    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, shape))
+    return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, info.input_shape))
 
 
 def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fits: bool = True) -> _Setup:
     info = dataset.info
     cfg = _fit_to_data(cfg, info)
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
-    (train_x, train_y, test_x, test_y), on_host = _place_data(dataset, device, data_fits)
+    (train_x, train_y, val_x, val_y, test_x, test_y), on_host = _place_data(dataset, device, data_fits)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.train.seed)
     try:
@@ -303,9 +303,10 @@ def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fit
     n, bs = info.train_size, cfg.train.batch_size
     steps_per_epoch = max(1, n // bs) if n >= bs else 1
     return _Setup(
-        cfg=cfg, info=info, device=device, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-        data_on_host=on_host, gen=gen, model=model, optimizer=_make_optimizer(cfg, model, device),
-        precision=precision, scaler=torch.amp.GradScaler(device.type) if precision.grad_scaler else None,
+        cfg=cfg, info=info, device=device, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
+        test_x=test_x, test_y=test_y, data_on_host=on_host, gen=gen, model=model,
+        optimizer=_make_optimizer(cfg, model, device), precision=precision,
+        scaler=torch.amp.GradScaler(device.type) if precision.grad_scaler else None,
         steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.train.epochs,
         warmup_steps=max(1, round(cfg.train.warmup_epochs * steps_per_epoch)),
     )
@@ -320,10 +321,10 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _place_data(dataset: data.Dataset, device: torch.device, fits: bool) -> tuple[tuple[torch.Tensor, ...], bool]:
-    """The four splits on the device, and False; where they do not fit (by the memory estimate, or the
+    """The splits on the device, and False; where they do not fit (by the memory estimate, or the
     device runs out of memory taking them), in host memory, and True. On CUDA that memory is pinned, so
     batches copy to the GPU without blocking the host."""
-    splits = (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y)
+    splits = (dataset.train_x, dataset.train_y, dataset.val_x, dataset.val_y, dataset.test_x, dataset.test_y)
     if fits:
         try:
             return tuple(_to_device(t, device) for t in splits), False
@@ -372,6 +373,7 @@ class _Run:
         self.saved_at = time.monotonic()  # the last save of the resume file (or the session's start)
         self.saved_step = -1  # the step of that save
         self.done = False  # Finished has been produced
+        self.test: _Evaluated | None = None  # the saved model on the test split, once the run ends
         self._identity = _identity(run_dir)  # to notice the folder deleted or renamed under us
 
     def run(self) -> Generator[Event, None, None]:
@@ -450,7 +452,7 @@ class _Run:
             run_dir=str(self.run_dir), device=str(device), device_name=describe_device(device), parameters=params,
             train_size=info.train_size, test_size=info.test_size, class_names=tuple(info.class_names),
             steps_per_epoch=s.steps_per_epoch, total_steps=s.total_steps, start_step=self.state.step,
-            start_epoch=self.state.epochs_done,
+            start_epoch=self.state.epochs_done, val_size=info.val_size,
         )
         yield Log(message=f"Precision: {s.precision.reason}" + (f"; {tf32}." if tf32 else "."))
         if s.data_on_host:
@@ -478,9 +480,13 @@ class _Run:
         autocast = _autocast(s)
         pace = _Pace(read_every=_read_every(s.device))
         eval_bs = max(256, bs)  # halved if the device runs out of memory evaluating
-        test_digest = evaluation.test_digest(s.test_x.cpu().numpy(), s.test_y.cpu().numpy())
+        val_digest = evaluation.test_digest(s.val_x.cpu().numpy(), s.val_y.cpu().numpy())
+        if self.resuming and (changed := self._validation_changed(val_digest)):
+            yield changed
         epoch_gen = s.gen.get_state()  # saved: the generator's state at the start of the current epoch
         for epoch in range(state.epochs_done + 1, t.epochs + 1):
+            if self._out_of_patience():  # a resumed run that had stopped early
+                break
             # The permutation is drawn from the generator's state at the epoch start, which is saved,
             # so a resumed run sees exactly the batches it would have seen.
             if epoch_gen_state is not None:
@@ -511,7 +517,7 @@ class _Run:
                         return
                     state.epoch_loss_sum, state.epoch_correct, state.epoch_seen = \
                         loss_sum.item(), int(correct.item()), seen
-                    yield from self._stop(s, epoch_gen)
+                    yield from self._stop(s, log, epoch_gen, eval_bs)
                     return
                 lr = t.lr * lr_factor(state.step, s.total_steps, t.schedule, s.warmup_steps)
                 loss, logits, target = forward(s, perm[i * bs:(i + 1) * bs], lr, autocast)
@@ -537,13 +543,17 @@ class _Run:
                     f"The training loss rose to {train_loss:.3g} in epoch {epoch}, more than {DIVERGING:g}× its "
                     f"start ({state.start_loss:.3g}): the run is diverging. Try a lower learning rate "
                     f"(e.g. {t.lr / 10:g}) or gradient clipping."))
-            result = evaluate(s, eval_bs)
-            eval_bs = result.batch_size
-            yield from self._end_epoch(s, log, epoch, train_loss, train_acc, result, test_digest, epoch_gen)
+            result = None
+            if len(s.val_y):
+                result = evaluate(s, s.val_x, s.val_y, eval_bs)
+                eval_bs = result.batch_size
+            yield from self._end_epoch(s, log, epoch, train_loss, train_acc, result, val_digest, epoch_gen)
             pace.clock = time.perf_counter()  # evaluation and saving are not training time
+            if self._out_of_patience():
+                break
         if self.saved_step != state.step:
             self._save_resume(s, epoch_gen)
-        yield from self._final(s)
+        yield from self._final(s, log, eval_bs)
 
     def _report(self, s: _Setup, pace: _Pace, log: _Log, epoch: int) -> Generator[Event, None, bool]:
         """Read the pending losses back in one go and yield their steps; True when the loss diverged."""
@@ -578,22 +588,26 @@ class _Run:
 
     # -- epoch end and saving ------------------------------------------------------------------
     def _end_epoch(self, s: _Setup, log: _Log, epoch: int, train_loss: float, train_acc: float,
-                   result: _Evaluated, test_digest: str, epoch_gen: torch.Tensor) -> Generator[Event, None, None]:
+                   result: _Evaluated | None, val_digest: str, epoch_gen: torch.Tensor) -> Generator[Event, None, None]:
+        """`result` is the epoch's validation (None without a validation split): it alone decides the best
+        epoch and the model saved; the test split takes no part."""
         state = self.state
         self.check_folder()
-        # Written before the epoch is announced, so a view that hears of it finds the images behind its matrix.
-        evaluation.save_evaluation(self.run_dir, evaluation.Evaluation(
-            epoch=epoch, step=state.step, class_names=tuple(s.info.class_names), test_digest=test_digest,
-            **result.predictions,
-        ))
+        if result is not None:
+            # Written before the epoch is announced, so a view that hears of it finds the images behind its matrix.
+            evaluation.save_evaluation(self.run_dir, evaluation.Evaluation(
+                epoch=epoch, step=state.step, class_names=tuple(s.info.class_names), test_digest=val_digest,
+                split="validation", **result.predictions,
+            ))
         state.epochs_done = epoch
         state.in_epoch = False
-        is_best = not (result.acc <= state.best_acc)  # true for the first epoch (best is nan)
+        is_best = result is not None and not (result.acc <= state.best_acc)  # true for the first (best is nan)
         if is_best:
             state.best_acc, state.best_epoch = result.acc, epoch
         record = EpochEnd(
-            epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc, test_loss=result.loss,
-            test_acc=result.acc, per_class_acc=result.per_class, confusion=result.confusion,
+            epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc,
+            val_loss=result.loss if result else math.nan, val_acc=result.acc if result else math.nan,
+            per_class_acc=result.per_class if result else (), confusion=result.confusion if result else (),
             elapsed_s=state.elapsed, is_best=is_best,
         )
         log.write(runs.EpochRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)}))
@@ -604,7 +618,55 @@ class _Run:
         # train.save_every_s; stop, the end and Ctrl+C always save, so only a crash loses that much.
         if epoch < s.cfg.train.epochs and time.monotonic() - self.saved_at >= s.cfg.train.save_every_s:
             self._save_resume(s, epoch_gen)
-        runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch)
+        runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
+                       selected_on=self._selected_on())
+
+    def _validation_changed(self, val_digest: str) -> Log | None:
+        """A warning when a resumed run's validation images are not the ones it validated on before (its image
+        folder was edited): the split follows from the config and the data, so only the data can move it."""
+        try:
+            saved = evaluation.read_evaluation(self.run_dir)
+        except evaluation.EvaluationError:
+            return None  # nothing validated yet, or an older run's file: nothing to compare
+        if saved.split != "validation" or saved.test_digest == val_digest:
+            return None
+        return Log(level="warning", message=(
+            f"The validation images of {self.cfg.data.dataset} are not the ones this run validated on before "
+            f"(were images added, removed or changed?), so epochs before and after this resume are not compared "
+            f"on the same images."))
+
+    def _selected_on(self) -> str:
+        return "validation" if self.cfg.data.val_fraction > 0 else "last epoch"
+
+    def _out_of_patience(self) -> bool:
+        """Early stopping: the validation accuracy has not improved for `early_stop_patience` epochs."""
+        patience, state = self.cfg.train.early_stop_patience, self.state
+        return patience > 0 and state.best_epoch > 0 and state.epochs_done - state.best_epoch >= patience \
+            and state.epochs_done < self.cfg.train.epochs
+
+    def _test_selected(self, s: _Setup, log: _Log, eval_bs: int) -> Generator[Event, None, None]:
+        """Evaluate the saved model on the test split, once, and record the result beside it: in metrics.jsonl,
+        run.json and the model file's summary. Nothing chooses by it. The model's weights are replaced by the
+        saved ones, so this runs only when the run ends (after its resume state is saved)."""
+        path = self.run_dir / runs.MODEL_FILE
+        state_dict, _ = checkpoints.load_model(path)
+        s.model.load_state_dict(state_dict)
+        result = evaluate(s, s.test_x, s.test_y, eval_bs)
+        self.test = result
+        epoch = self.selected_epoch()
+        self.check_folder()
+        log.write(runs.TestRecord(epoch=epoch, step=self.state.step, test_loss=result.loss, test_acc=result.acc,
+                                  per_class_acc=result.per_class, confusion=result.confusion,
+                                  selected_on=self._selected_on()))
+        checkpoints.save_model(path, state_dict, _meta(s, self.state, self.run_dir, test=result))
+        runs.write_run(self.run_dir, test_acc=result.acc, test_loss=result.loss, selected_on=self._selected_on(),
+                       best_epoch=epoch)
+        yield Log(message=f"Test accuracy of the model chosen ({self._selected_on()}, epoch {epoch}): "
+                          f"{result.acc:.1%} on {s.info.test_size} test images.")
+
+    def selected_epoch(self) -> int:
+        """The epoch whose model is saved: the best on validation, or the last one without validation."""
+        return self.state.best_epoch if self.cfg.data.val_fraction > 0 else self.state.epochs_done
 
     def _save_model(self, s: _Setup, reason: str, epoch: int) -> CheckpointSaved:
         self.check_folder()
@@ -618,11 +680,13 @@ class _Run:
         save_resume_state(s, self.state, epoch_gen, self.run_dir / runs.RESUME_FILE)
         self.saved_at, self.saved_step = time.monotonic(), self.state.step
 
-    def _stop(self, s: _Setup, epoch_gen: torch.Tensor) -> Generator[Event, None, None]:
+    def _stop(self, s: _Setup, log: _Log, epoch_gen: torch.Tensor, eval_bs: int) -> Generator[Event, None, None]:
         self._save_resume(s, epoch_gen)
         if not self.state.model_path:  # nothing better saved yet: keep what there is, so Stop always leaves a model
             yield self._save_model(s, "stopped", self.state.epochs_done)
-        yield self.finish("stopped", f"Stopped at step {self.state.step}; " + self.how_to_resume())
+        elif self.state.best_epoch > 0 and self.cfg.data.val_fraction > 0:  # a model validation chose: test it
+            yield from self._test_selected(s, log, eval_bs)
+        yield self.finish("stopped", f"Stopped at step {self.state.step}{self._test_clause()}; " + self.how_to_resume())
 
     def _diverged(self, epoch: int, step: int, loss: float) -> Finished:
         kind = "NaN" if math.isnan(loss) else "infinite"
@@ -633,13 +697,25 @@ class _Run:
             f"Try a lower learning rate (e.g. {self.cfg.train.lr / 10:g}) or gradient clipping.",
         )
 
-    def _final(self, s: _Setup) -> Generator[Event, None, None]:
-        state = self.state
-        if not state.model_path:
+    def _final(self, s: _Setup, log: _Log, eval_bs: int) -> Generator[Event, None, None]:
+        state, t = self.state, self.cfg.train
+        if not state.model_path or self.cfg.data.val_fraction == 0:  # without validation, the last epoch is kept
             yield self._save_model(s, "final", state.epochs_done)
-        acc = "n/a" if math.isnan(state.best_acc) else f"{state.best_acc:.1%}"
+        yield from self._test_selected(s, log, eval_bs)
         epochs = f"{state.epochs_done} epoch{'s' if state.epochs_done != 1 else ''}"
-        yield self.finish("completed", f"Finished {epochs}; best test accuracy {acc} (epoch {state.best_epoch}).")
+        if self.cfg.data.val_fraction == 0:
+            chosen = f"no validation split, so the last epoch's model is kept{self._test_clause()}"
+        else:
+            chosen = (f"best validation accuracy {state.best_acc:.1%} (epoch {state.best_epoch})"
+                      f"{self._test_clause()}")
+        if state.epochs_done < t.epochs:
+            yield self.finish("completed", f"Stopped early after {epochs}: validation accuracy had not improved for "
+                                           f"{t.early_stop_patience} epochs; {chosen}.")
+        else:
+            yield self.finish("completed", f"Finished {epochs}; {chosen}.")
+
+    def _test_clause(self) -> str:
+        return f", test accuracy {self.test.acc:.1%}" if self.test is not None else ""
 
     # -- status --------------------------------------------------------------------------------
     def check_folder(self) -> None:
@@ -677,7 +753,7 @@ class _Run:
     def write_status(self, status: str, message: str) -> None:
         s = self.state
         runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
-                       best_acc=s.best_acc, best_epoch=s.best_epoch)
+                       best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch)
 
     def finish(self, status: str, message: str) -> Finished:
         """The run's last event, its status and sentence written to run.json where the run has one."""
@@ -687,9 +763,11 @@ class _Run:
                 self.write_status(status, message)
             except OSError:
                 pass  # e.g. the disk is still full: the lock is free once we exit, so it lists as interrupted
-        s = self.state
-        return Finished(status=status, message=message, best_acc=s.best_acc, best_epoch=s.best_epoch,
-                        epochs_done=s.epochs_done, run_dir=str(self.run_dir), model_path=s.model_path)
+        s, test = self.state, self.test
+        return Finished(status=status, message=message, best_val_acc=s.best_acc,
+                        best_epoch=self.selected_epoch() if test else s.best_epoch, epochs_done=s.epochs_done,
+                        run_dir=str(self.run_dir), model_path=s.model_path,
+                        test_acc=test.acc if test else math.nan, test_loss=test.loss if test else math.nan)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -774,43 +852,44 @@ class _Evaluated:
 
 
 @torch.inference_mode()
-def evaluate(s: _Setup, batch_size: int) -> _Evaluated:
-    """Loss, accuracy, per-class accuracy and confusion on the test split, and each test image's prediction
+def evaluate(s: _Setup, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> _Evaluated:
+    """Loss, accuracy, per-class accuracy and confusion on the images x with labels y (the validation split
+    each epoch, the test split once at the end), and each image's prediction
     (the same argmax the confusion counts, and its probability). Evaluation keeps no activations, so it takes
     bigger batches than training; if the device cannot hold one, it halves them down to the training batch
     size (which fits) and reports the size that fit, for the next epoch."""
     k = len(s.info.class_names)
     while True:
         try:
-            loss_sum, confusion, preds, prob_pred, prob_true = _eval_pass(s, batch_size, k)
+            loss_sum, confusion, preds, prob_pred, prob_true = _eval_pass(s, x, y, batch_size, k)
             break
         except Exception as exc:
             if not is_out_of_memory(exc) or batch_size <= s.cfg.train.batch_size:
                 raise
         batch_size = max(s.cfg.train.batch_size, batch_size // 2)
         release_memory(s.device)  # the failed pass's blocks, unreferenced once its exception is gone
-    predictions = {"labels": s.test_y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
+    predictions = {"labels": y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
                    "prob_true": torch.cat(prob_true)}
     predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
     matrix = confusion.view(k, k).cpu()
     totals = matrix.sum(1)
     per_class = tuple(float(matrix[i, i] / totals[i]) if totals[i] > 0 else math.nan for i in range(k))
     acc = float(matrix.diag().sum() / max(1, int(totals.sum())))
-    return _Evaluated(loss=(loss_sum / s.info.test_size).item(), acc=acc, per_class=per_class,
+    return _Evaluated(loss=(loss_sum / max(1, len(y))).item(), acc=acc, per_class=per_class,
                       confusion=tuple(tuple(r) for r in matrix.tolist()), predictions=predictions,
                       batch_size=batch_size)
 
 
-def _eval_pass(s: _Setup, eval_bs: int, k: int):
+def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: int, k: int):
     s.model.eval()
     try:
         loss_sum = torch.zeros((), device=s.device)
         confusion = torch.zeros(k * k, device=s.device, dtype=torch.long)
         autocast = _autocast(s)
         preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
-        for start in range(0, s.info.test_size, eval_bs):  # nothing here waits for the device
-            x = s.test_x[start:start + eval_bs].to(s.device, non_blocking=True)  # (a no-op for data on it)
-            y = s.test_y[start:start + eval_bs].to(s.device, non_blocking=True)
+        for start in range(0, len(labels), eval_bs):  # nothing here waits for the device
+            x = images[start:start + eval_bs].to(s.device, non_blocking=True)  # (a no-op for data on it)
+            y = labels[start:start + eval_bs].to(s.device, non_blocking=True)
             with autocast:
                 logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -825,8 +904,11 @@ def _eval_pass(s: _Setup, eval_bs: int, k: int):
     return loss_sum, confusion, preds, prob_pred, prob_true
 
 
-def _meta(s: _Setup, state: RunState, run_dir: Path) -> checkpoints.ModelMeta:
+def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None = None) -> checkpoints.ModelMeta:
+    """The model file's metadata; its summary says which split chose the model and, once the run has ended,
+    the chosen model's test accuracy."""
     info = s.info
+    validated = s.cfg.data.val_fraction > 0
     return checkpoints.ModelMeta(
         config=s.cfg,
         class_names=tuple(info.class_names),
@@ -836,8 +918,11 @@ def _meta(s: _Setup, state: RunState, run_dir: Path) -> checkpoints.ModelMeta:
         channels=info.channels,
         summary={
             "dataset": info.name,
-            "best_acc": None if math.isnan(state.best_acc) else state.best_acc,
-            "best_epoch": state.best_epoch,
+            "best_val_acc": None if math.isnan(state.best_acc) else state.best_acc,
+            "best_epoch": state.best_epoch if validated else state.epochs_done,
+            "selected_on": "validation" if validated else "last epoch",
+            "test_acc": test.acc if test else None,
+            "test_loss": test.loss if test else None,
             "epochs_done": state.epochs_done,
             "steps": state.step,
             "train_seconds": round(state.elapsed, 3),

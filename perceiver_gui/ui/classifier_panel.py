@@ -506,8 +506,10 @@ class ClassifierPanel(QWidget):
         self.model_path = self._loading_path
         meta = predictor.meta
         classes = ", ".join(meta.class_names[:6]) + (", …" if len(meta.class_names) > 6 else "")
-        acc = meta.summary.get("best_acc")
-        acc_text = f" · test accuracy {acc:.1%}" if isinstance(acc, int | float) and math.isfinite(acc) else ""
+        from perceiver_gui.core.checkpoints import accuracy_text  # torch is loaded by now, with the model
+
+        accuracy = accuracy_text(meta.summary)
+        acc_text = f" · {_escape(accuracy)}" if accuracy else ""
         self.model_info.setText(
             f"Model <b>{_escape(self.model_name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
         )

@@ -51,7 +51,9 @@ PALETTE = ((68, 119, 170), (238, 102, 119), (34, 136, 51), (204, 187, 68), (102,
 DASHES = (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine)
 DIFFERS = QColor(240, 180, 0, 90)  # amber wash over the rows whose values differ
 READ_NOW_BYTES = 2_000_000  # metrics files up to this much in all (~15k records, ~0.1 s) are read without a worker
-SUMMARY_ROWS = ("Best test accuracy", "Best epoch", "Epochs done")
+# The best epoch is chosen on validation; test is the chosen model's, measured once. Runs of older versions
+# chose on test: their row says so.
+SUMMARY_ROWS = ("Best validation accuracy", "Best epoch", "Test accuracy (chosen model)", "Epochs done")
 
 
 def run_style(index: int) -> tuple[QColor, Qt.PenStyle]:
@@ -67,8 +69,8 @@ class _Curves:
     loss: np.ndarray  # train loss at those steps
     ends: np.ndarray  # global step at the end of each epoch (epoch records, in order)
     epochs: np.ndarray  # those epochs' numbers
-    test_loss: np.ndarray  # nan where an epoch had none
-    test_acc: np.ndarray  # nan where an epoch had none
+    val_loss: np.ndarray  # held out each epoch (validation; test in an older run); nan where an epoch had none
+    val_acc: np.ndarray
     summary: runs.MetricsSummary
     skipped: int  # non-finite values left out
 
@@ -77,12 +79,13 @@ def _read_curves(run_dir: Path) -> _Curves:
     metrics = runs.read_metrics(run_dir)  # damaged lines and fields are skipped there
     steps = [r for r in metrics.steps if math.isfinite(r.loss)]
     epochs = metrics.epochs
-    test_loss = [r.test_loss for r in epochs]
-    test_acc = [r.test_acc for r in epochs]
-    skipped = len(metrics.steps) - len(steps) + sum(not math.isfinite(v) for v in (*test_loss, *test_acc))
+    val_loss = [r.held_out_loss for r in epochs]
+    val_acc = [r.held_out_acc for r in epochs]
+    skipped = len(metrics.steps) - len(steps) + sum(r.held_out != "" and not math.isfinite(v)
+                                                    for r in epochs for v in (r.held_out_loss, r.held_out_acc))
     return _Curves(np.array([r.step for r in steps], dtype=float), np.array([r.loss for r in steps]),
                    np.array([r.step for r in epochs], dtype=float), np.array([r.epoch for r in epochs], dtype=float),
-                   np.array(test_loss), np.array(test_acc), runs.summarize_metrics(metrics.records), skipped)
+                   np.array(val_loss), np.array(val_acc), runs.summarize_metrics(metrics.records), skipped)
 
 
 def _empty() -> _Curves:
@@ -213,8 +216,8 @@ class CompareView(QWidget):
         self.graphics.setMinimumSize(360, 220)
         self.acc_plot = self.graphics.addPlot(row=0, col=0)
         self.loss_plot = self.graphics.addPlot(row=0, col=1)
-        self.acc_plot.setTitle("Test accuracy", size="10pt")
-        self.loss_plot.setTitle("Loss: lines train (smoothed), dots test", size="10pt")
+        self.acc_plot.setTitle("Validation accuracy (old runs: test)", size="10pt")
+        self.loss_plot.setTitle("Loss: lines train (smoothed), dots validation", size="10pt")
         for plot in (self.acc_plot, self.loss_plot):
             plot.showGrid(x=True, y=True, alpha=0.15)
         self.acc_plot.setYRange(0, 1, padding=0.02)
@@ -380,10 +383,10 @@ class CompareView(QWidget):
         for acc, loss, test, d in zip(self._acc_curves, self._loss_curves, self._test_loss_curves, self._data,
                                       strict=True):
             x_end = d.epochs if by_epoch else d.ends
-            ok = np.isfinite(d.test_acc)
-            acc.setData(x_end[ok], d.test_acc[ok])
-            ok = np.isfinite(d.test_loss)
-            test.setData(x_end[ok], d.test_loss[ok])
+            ok = np.isfinite(d.val_acc)
+            acc.setData(x_end[ok], d.val_acc[ok])
+            ok = np.isfinite(d.val_loss)
+            test.setData(x_end[ok], d.val_loss[ok])
             if by_epoch and not d.ends.size:
                 loss.setData([], [])  # no epoch has ended: where its steps fall in epochs is not known yet
             else:
@@ -411,7 +414,9 @@ class CompareView(QWidget):
         bold.setBold(True)
 
         summaries = [d.summary for d in self._data]
-        best = max((s.best_acc for s in summaries if math.isfinite(s.best_acc)), default=math.nan)
+        # Only validation scores compete: an older run's best was chosen on test, which flatters it.
+        best = max((s.best_acc for s in summaries if math.isfinite(s.best_acc) and s.held_out == "validation"),
+                   default=math.nan)
         for row, label in enumerate(SUMMARY_ROWS):
             name = QTableWidgetItem(label)
             name.setFont(bold)
@@ -421,8 +426,12 @@ class CompareView(QWidget):
                     text = "…"
                 elif row == 0:
                     text = f"{s.best_acc:.2%}" if math.isfinite(s.best_acc) else "—"
+                    if s.held_out == "test":
+                        text += " (test: selected on test, old run)"
                 elif row == 1:
                     text = str(s.best_epoch) if s.best_epoch else "—"
+                elif row == 2:
+                    text = f"{s.test_acc:.2%}" if math.isfinite(s.test_acc) else "—"
                 else:
                     train = config.get("train") if config else None
                     planned = train.get("epochs") if isinstance(train, dict) else None

@@ -77,15 +77,17 @@ class DataPreview(QDialog):
     def show_preview(self, preview) -> None:
         """Fill the dialog from a `core.data.Preview`."""
         total_train, total_test = sum(preview.train_counts), sum(preview.test_counts)
+        val_counts = preview.val_counts or (0,) * len(preview.class_names)
         augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip)) if on]
         self.header.setText(
-            f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training and "
-            f"{total_test:,} test images. Samples are shown as training sees them"
+            f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
+            f"{sum(val_counts):,} validation and {total_test:,} test images. Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )
-        for row, (name, n_train, n_test, pixels) in enumerate(
-                zip(preview.class_names, preview.train_counts, preview.test_counts, preview.samples, strict=True)):
-            label = QLabel(f"<b>{html.escape(name)}</b><br>{n_train:,} train · {n_test:,} test")
+        for row, (name, n_train, n_val, n_test, pixels) in enumerate(zip(
+                preview.class_names, preview.train_counts, val_counts, preview.test_counts, preview.samples,
+                strict=True)):
+            label = QLabel(f"<b>{html.escape(name)}</b><br>{n_train:,} train · {n_val:,} validation · {n_test:,} test")
             label.setObjectName("previewClass")
             self.grid.addWidget(label, row, 0)
             for col, image in enumerate(pixels, 1):

@@ -91,7 +91,9 @@ DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
     _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
-    _Spec("data.val_fraction", "Test share", "The share of each class of a folder held out to measure accuracy.", "float", 0.01, 0.99, 0.05),
+    _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
+    _Spec("data.split_seed", "Validation seed", "Which images validate; keep it to compare runs with other training seeds on the same validation images.", "int", 0, 2**31 - 1),
+    _Spec("data.test_fraction", "Test share", "The share of each class of a folder held out for the final test.", "float", 0.01, 0.99, 0.05),
     _Spec("data.root", "Download folder", "Where downloaded datasets are kept; empty means the app's own data folder.", "path"),
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
     _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
@@ -113,6 +115,7 @@ TRAIN_FIELDS = (
     _Spec("train.mixup", "Mixup", "Blend pairs of images and their labels (Beta parameter, 0.2–0.4 is usual) to fight overfitting; 0 switches it off.", "float", 0, 10, 0.1),
     _Spec("train.device", "Device", "Where to train: auto picks a GPU when there is one.", "device", choices=_c("auto", "cpu", "cuda", "mps")),
     _Spec("train.precision", "Precision", "Number format for the forward pass; bfloat16/float16 are faster on GPUs.", "choice", choices=_c(*PRECISIONS)),
+    _Spec("train.early_stop_patience", "Early stopping", "Stop after this many epochs without a better validation accuracy; 0 switches it off.", "int", 0, 10000),
     _Spec("train.seed", "Seed", "The same seed repeats a CPU run exactly.", "int", 0, 2**31 - 1),
     _Spec("train.threads", "CPU threads", "Threads for CPU training; 0 uses all cores but one.", "int", 0, 1024),
     _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
@@ -505,11 +508,12 @@ class HyperparamsPanel(QWidget):
         applies = {
             "data.folder": is_folder,
             "data.image_size": is_folder,
-            "data.val_fraction": is_folder,
+            "data.test_fraction": is_folder,
             "data.root": downloads,
             "data.download": downloads,
         }
         applies["train.momentum"] = cfg.train.optimizer == "sgd"
+        applies["train.early_stop_patience"] = cfg.data.val_fraction > 0
         applies["train.warmup_epochs"] = cfg.train.schedule == "cosine"
         applies["model.num_freq_bands"] = self._fields["model.fourier_encode_data"].get()
         applies["model.max_freq"] = applies["model.num_freq_bands"]

@@ -1,8 +1,9 @@
-"""Mistakes: the confusion matrix of the latest epoch, per-class accuracy, and the test images behind a cell.
+"""Mistakes: the confusion matrix of the latest epoch on the validation split, per-class accuracy, and the
+validation images behind a cell (runs of older versions evaluated each epoch on test: theirs say test).
 
 The matrix comes from each EpochEnd of a live run, or from a run folder's saved predictions (`load_run`).
-Clicking a cell loads that cell's test images in a superqt worker (the dataset is read there, once, and kept
-while its test split stays the same) and shows them as thumbnails, most confident prediction first, each with
+Clicking a cell loads that cell's images in a superqt worker (the dataset is read there, once, and kept
+while its split stays the same) and shows them as thumbnails, most confident prediction first, each with
 the probability the model gave its prediction and the true class. Nothing here imports torch or numpy at
 launch: the worker brings them.
 """
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ConfusionView", "MistakesPanel"]
 
-MAX_THUMBNAILS = 300  # a cell of a large test set can hold thousands; the most confident ones come first
+MAX_THUMBNAILS = 300  # a cell of a large split can hold thousands; the most confident ones come first
 RIGHT = QColor(33, 102, 172)  # the diagonal: blue
 WRONG = QColor(214, 96, 77)  # mistakes: orange-red (blue/orange reads for red-green colour blindness too)
 
@@ -79,6 +80,7 @@ class ConfusionView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.counts: tuple[tuple[int, ...], ...] = ()
+        self.split = "validation"  # the split counted, for the tooltips
         self.class_names: tuple[str, ...] = ()
         self.normalised = False
         self.selected: tuple[int, int] | None = None
@@ -106,7 +108,7 @@ class ConfusionView(QWidget):
         self.update()
 
     def value(self, true: int, pred: int) -> float:
-        """What the cell shows: its count, or its share of the true class's test images."""
+        """What the cell shows: its count, or its share of the true class's images."""
         count = self.counts[true][pred]
         if not self.normalised:
             return float(count)
@@ -227,7 +229,7 @@ class ConfusionView(QWidget):
                          "true class")
         painter.restore()
         painter.drawText(QRectF(acc_x, top - fm.height() - 6, 200, fm.height()), Qt.AlignmentFlag.AlignLeft,
-                         "accuracy")
+                         "val. accuracy" if self.split == "validation" else "test accuracy")
         painter.setFont(self.font())
 
         # Per-class accuracy: a bar beside each row, with its percentage when the rows are tall enough.
@@ -277,15 +279,15 @@ class ConfusionView(QWidget):
             share = f" ({count / total:.1%} of the {total} images of {_escape(self.class_names[t])})" if total else ""
             kind = "right" if t == p else "mistake"
             return (f"true <b>{_escape(self.class_names[t])}</b> → predicted <b>{_escape(self.class_names[p])}</b>"
-                    f" ({kind})<br>{count} test image{'s' if count != 1 else ''}{share}")
+                    f" ({kind})<br>{count} {self.split} image{'s' if count != 1 else ''}{share}")
         if self.counts:
             left, top, cell, acc_x = self._geometry()
             row = math.floor((pos.y() - top) / cell)
             if pos.x() >= acc_x and 0 <= row < len(self.counts):
                 total = sum(self.counts[row])
                 if total:
-                    return (f"<b>{_escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} test "
-                            f"images right ({self.counts[row][row] / total:.1%})")
+                    return (f"<b>{_escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
+                            f"{self.split} images right ({self.counts[row][row] / total:.1%})")
         return ""
 
 
@@ -308,7 +310,7 @@ def _read_run(token: int, run_dir: str) -> _Loaded:
     except EvaluationError as exc:
         return _Loaded(token, error=str(exc))
     except Exception as exc:  # noqa: BLE001 (a worker must always answer, with a sentence)
-        return _Loaded(token, error=f"Could not read the run's test results: {type(exc).__name__}: {exc}.")
+        return _Loaded(token, error=f"Could not read the run's saved predictions: {type(exc).__name__}: {exc}.")
 
 
 def _read_cell(token: int, run_dir: str, true: int, pred: int, split: TestSplit | None) -> _Loaded:
@@ -317,14 +319,14 @@ def _read_cell(token: int, run_dir: str, true: int, pred: int, split: TestSplit 
     try:
         ev = read_evaluation(run_dir)
         if split is None or split.digest != ev.test_digest:  # another dataset, or not loaded yet
-            split = load_test_split(run_dir)
+            split = load_test_split(run_dir, ev.split)
         cell = cell_images(ev, split, true, pred, limit=MAX_THUMBNAILS)
-        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True)
+        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split)
         return _Loaded(token, confusion=confusion, cell=cell, split=split)
     except EvaluationError as exc:
         return _Loaded(token, split=split, error=str(exc))
     except Exception as exc:  # noqa: BLE001 (a worker must always answer, with a sentence)
-        return _Loaded(token, split=split, error=f"Could not load the test images: {type(exc).__name__}: {exc}.")
+        return _Loaded(token, split=split, error=f"Could not load the images: {type(exc).__name__}: {exc}.")
 
 
 class MistakesPanel(QWidget):
@@ -339,7 +341,7 @@ class MistakesPanel(QWidget):
         self.cell: CellImages | None = None  # what the gallery shows
         self.live_run = ""  # the run folder the training runner is driving, "" when none
         self._live_names: tuple[str, ...] = ()
-        self._split: TestSplit | None = None  # the last test split loaded, reused while its digest matches
+        self._split: TestSplit | None = None  # the last split's images loaded, reused while its digest matches
         self._run_token = 0  # a newer request wins over the answers of older ones
         self._cell_token = 0
         self._workers: list = []
@@ -350,7 +352,7 @@ class MistakesPanel(QWidget):
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.counts_button = QRadioButton("Counts")
         self.share_button = QRadioButton("% of true class")
-        self.counts_button.setToolTip("Each cell: how many test images of the row's class got the column's label.")
+        self.counts_button.setToolTip("Each cell: how many validation images of the row's class got the column's label.")
         self.share_button.setToolTip("Each cell as a share of its row: the rows sum to 100%.")
         self.counts_button.setChecked(True)
         group = QButtonGroup(self)
@@ -362,12 +364,12 @@ class MistakesPanel(QWidget):
         self.legend = QLabel(
             "Rows: the true class · columns: what the model said. <span style='color:#2166ac'>■</span> right "
             "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; the stronger the colour, the more "
-            "images, each colour scaled to its own largest cell. Click a cell to see its test images."
+            "images, each colour scaled to its own largest cell. Click a cell to see its validation images."
         )
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: gray;")
 
-        self.gallery_title = QLabel("Click a cell of the matrix to see its test images.")
+        self.gallery_title = QLabel(f"Click a cell of the matrix to see its {self._word()} images.")
         self.gallery_title.setWordWrap(True)
         self.gallery_title.setTextFormat(Qt.TextFormat.RichText)
         self.gallery = QListWidget()
@@ -425,6 +427,10 @@ class MistakesPanel(QWidget):
             shown = self.confusion.run_dir if self.confusion is not None else ""
             if shown not in ("", self.live_run):
                 return  # the user is looking at another run; the live one is a click away in the Runs tab
+            if not event.confusion:
+                self.view.set_placeholder("This run has no validation split (data.val_fraction is 0), so its epochs "
+                                          "have no confusion matrix.")
+                return
             from perceiver_gui.core.evaluation import Confusion
 
             self._show(Confusion(self.live_run, event.epoch, self._live_names, event.confusion, has_images=True))
@@ -440,7 +446,7 @@ class MistakesPanel(QWidget):
         self._start(worker, self._on_run_read)
 
     def show_cell(self, true: int, pred: int) -> None:
-        """Show the test images of a cell in the gallery (loaded in a worker), or say why there are none."""
+        """Show the validation images of a cell in the gallery (loaded in a worker), or say why there are none."""
         c = self.confusion
         self._cell_token += 1  # whatever was loading for another cell is no longer wanted
         if c is None:
@@ -448,19 +454,19 @@ class MistakesPanel(QWidget):
         if not (0 <= true < len(c.counts) and 0 <= pred < len(c.counts)):
             self.view.selected = None
             self.view.update()
-            return self._say("Click a cell of the matrix to see its test images.")
+            return self._say(f"Click a cell of the matrix to see its {self._word()} images.")
         self.view.selected = (true, pred)
         self.view.update()
         what = self._cell_title(true, pred)
         if c.counts[true][pred] == 0:
             verb = "was predicted as" if true != pred else "was recognised as"
-            return self._say(f"{what}: no test image of <b>{_escape(c.class_names[true])}</b> {verb} "
+            return self._say(f"{what}: no {self._word()} image of <b>{_escape(c.class_names[true])}</b> {verb} "
                              f"<b>{_escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
         if not c.has_images:
             return self._say(f"{what}: {_escape(c.note)}")
         from superqt.utils import create_worker
 
-        self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} test images…")
+        self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} images…")
         worker = create_worker(_read_cell, self._cell_token, c.run_dir, true, pred, self._split,
                                _start_thread=False)
         self._start(worker, self._on_cell_read)
@@ -512,16 +518,17 @@ class MistakesPanel(QWidget):
         if confusion is None:
             self.view.set_matrix((), ())
             self.summary.setText("")
-            self._say("Click a cell of the matrix to see its test images.")
+            self._say(f"Click a cell of the matrix to see its {self._word()} images.")
             self.matrix_shown.emit()
             return
+        self.view.split = confusion.split
         self.view.set_matrix(confusion.counts, confusion.class_names)
         self.summary.setText(self._summary(confusion))
         self.summary.setToolTip(confusion.run_dir)  # runs of a preset share its name; the folder tells them apart
         same_run = previous is not None and previous.run_dir == confusion.run_dir
         if not same_run:
             self.view.selected = None
-            self._say("Click a cell of the matrix to see its test images.")
+            self._say(f"Click a cell of the matrix to see its {self._word()} images.")
         elif self.view.selected is not None and not keep_cell:
             self.show_cell(*self.view.selected)  # a new epoch: the selected cell follows it
         self.matrix_shown.emit()
@@ -530,14 +537,20 @@ class MistakesPanel(QWidget):
         k = len(c.counts)
         total = sum(map(sum, c.counts))
         right = sum(c.counts[i][i] for i in range(k))
-        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} test images right "
-                f"({right / max(1, total):.1%})")
+        split = ("validation split" if c.split == "validation"
+                 else "test split: an older version's run, which chose its best epoch on it")
+        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
+                f"right ({right / max(1, total):.1%}) · {split}")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
             n, t, p = max(mistakes)
             text += (f" · most frequent mistake: <b>{_escape(c.class_names[t])}</b> taken for "
                      f"<b>{_escape(c.class_names[p])}</b> ({n}×)")
         return text
+
+    def _word(self) -> str:
+        """The split the matrix counts, as a word: "validation" (or "test" for an older version's run)."""
+        return self.confusion.split if self.confusion is not None else "validation"
 
     def _cell_title(self, true: int, pred: int) -> str:
         names = self.confusion.class_names
@@ -567,14 +580,14 @@ class MistakesPanel(QWidget):
             else:
                 caption = f"pred {pred} {_pct(p_pred)}\ntrue {true} {_pct(p_true)}"
             item = QListWidgetItem(QIcon(_pixmap(image, side)), caption)
-            item.setToolTip(f"Test image #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
+            item.setToolTip(f"{self._word().capitalize()} image #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
                             f"({p_true:.1%}).")
             self.gallery.addItem(item)
         shown = len(cell.indices)
         more = f" (the {shown} most confident of {cell.total})" if shown < cell.total else ""
         noun = "image" if cell.total == 1 else "images"
         self.gallery_title.setText(
-            f"{self._cell_title(cell.true, cell.pred)} · {cell.total} test {noun}{more} · epoch {cell.epoch}"
+            f"{self._cell_title(cell.true, cell.pred)} · {cell.total} {self._word()} {noun}{more} · epoch {cell.epoch}"
             "<br><span style='color:gray'>Most confident first; each shows how sure the model was of its "
             "prediction and of the true class.</span>"
         )

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.core.events import EpochEnd, Event, RunStarted, Step
-from perceiver_gui.core.runs import Metrics, StepRecord
+from perceiver_gui.core.events import EpochEnd, Event, Finished, RunStarted, Step
+from perceiver_gui.core.runs import Metrics, StepRecord, TestRecord
 from perceiver_gui.ui.widgets import guard_wheel
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
@@ -266,13 +266,16 @@ class PlotsPanel(QWidget):
         self.loss_raw = Series()
         self.loss_smooth = Series()
         self.lr = Series()
-        self.test_loss = Series()  # x = global step at the end of the epoch, to share the loss plot's axis
-        self.test_acc = Series()  # x = epoch
+        # The held-out split evaluated each epoch: validation (test only in runs of older versions).
+        self.val_loss = Series()  # x = global step at the end of the epoch, to share the loss plot's axis
+        self.val_acc = Series()  # x = epoch
         self.train_acc = Series()
         self.skipped = 0  # non-finite values left out
         self._ema_acc = 0.0
         self._ema_n = 0
         self._best: tuple[int, float] | None = None  # (epoch, accuracy)
+        self.held_out = "validation"  # the split the epochs were evaluated on; "test" for an older run
+        self.test_result: tuple[int, float] | None = None  # (epoch, accuracy) of the chosen model on test
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumSize(360, 300)
@@ -304,11 +307,11 @@ class PlotsPanel(QWidget):
         self.raw_curve = self.loss_plot.plot(pen=_pen(BLUE, 1), antialias=False, skipFiniteCheck=True,
                                              name="train (raw)")
         self.smooth_curve = self.loss_plot.plot(pen=_pen(BLUE, 2.2), skipFiniteCheck=True, name="train (smoothed)")
-        self.test_loss_curve = self.loss_plot.plot(
-            pen=_pen(ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=ORANGE, symbolPen=None, name="test"
+        self.val_loss_curve = self.loss_plot.plot(
+            pen=_pen(ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=ORANGE, symbolPen=None, name="validation"
         )
-        self.test_acc_curve = self.acc_plot.plot(
-            pen=_pen(ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=ORANGE, symbolPen=None, name="test"
+        self.val_acc_curve = self.acc_plot.plot(
+            pen=_pen(ORANGE, 2), symbol="o", symbolSize=6, symbolBrush=ORANGE, symbolPen=None, name="validation"
         )
         self.train_acc_curve = self.acc_plot.plot(pen=_pen(BLUE, 1.5), name="train")
         self.lr_curve = self.lr_plot.plot(pen=_pen(PURPLE, 1.5), skipFiniteCheck=True)
@@ -316,9 +319,9 @@ class PlotsPanel(QWidget):
         # redrawn when the visible steps change; the series shown and the versions last handed over:
         self._long = ((self.raw_curve, self.loss_raw, self.loss_plot), (self.smooth_curve, self.loss_smooth, self.loss_plot),
                       (self.lr_curve, self.lr, self.lr_plot))
-        self._short = ((self.test_loss_curve, self.test_loss), (self.test_acc_curve, self.test_acc),
+        self._short = ((self.val_loss_curve, self.val_loss), (self.val_acc_curve, self.val_acc),
                        (self.train_acc_curve, self.train_acc))
-        self._bounds = (_RoundBounds((self.raw_curve, self.smooth_curve, self.test_loss_curve)),
+        self._bounds = (_RoundBounds((self.raw_curve, self.smooth_curve, self.val_loss_curve)),
                         _RoundBounds((self.lr_curve,)))
         self.loss_plot.addItem(self._bounds[0])
         self.lr_plot.addItem(self._bounds[1])
@@ -335,8 +338,8 @@ class PlotsPanel(QWidget):
             self.acc_plot.addItem(item, ignoreBounds=True)
         # Line widths at 1× scaling. pyqtgraph's pens are cosmetic, their width in device pixels: at 2×
         # they would be half as thick on screen, so they are scaled by the screen's pixel ratio.
-        self._widths = ((self.raw_curve, 1.0), (self.smooth_curve, 2.2), (self.test_loss_curve, 2.0),
-                        (self.test_acc_curve, 2.0), (self.train_acc_curve, 1.5), (self.lr_curve, 1.5),
+        self._widths = ((self.raw_curve, 1.0), (self.smooth_curve, 2.2), (self.val_loss_curve, 2.0),
+                        (self.val_acc_curve, 2.0), (self.train_acc_curve, 1.5), (self.lr_curve, 1.5),
                         (self.best_line, 1.5))
 
         self.smoothing = QSlider(Qt.Orientation.Horizontal)
@@ -385,11 +388,13 @@ class PlotsPanel(QWidget):
         self._throttled_redraw()
 
     def reset(self) -> None:
-        for series in (self.loss_raw, self.loss_smooth, self.lr, self.test_loss, self.test_acc, self.train_acc):
+        for series in (self.loss_raw, self.loss_smooth, self.lr, self.val_loss, self.val_acc, self.train_acc):
             series.clear()
         self.skipped = 0
         self._ema_acc, self._ema_n = 0.0, 0
         self._best = None
+        self.test_result = None
+        self._set_held_out("validation")
         for bounds in self._bounds:
             bounds.steps = 0
         self.redraw()
@@ -401,11 +406,35 @@ class PlotsPanel(QWidget):
         self.acc_plot.setXRange(0, 1, padding=0)
         self.acc_plot.enableAutoRange(x=True)
 
+    def _set_held_out(self, split: str) -> None:
+        """Name the held-out curves after their split: validation, or test in an older version's run (which
+        also chose its best epoch on test, and says so)."""
+        self.held_out = split
+        name = "validation" if split != "test" else "test (old run: chose on it)"
+        for plot, curve in ((self.loss_plot, self.val_loss_curve), (self.acc_plot, self.val_acc_curve)):
+            label = plot.legend.getLabel(curve) if plot.legend is not None else None
+            if label is not None:
+                label.setText(name)
+        self._set_acc_title()
+
+    def _set_acc_title(self) -> None:
+        # The legend beside it names the curves (train, validation); the title adds the chosen model's test
+        # accuracy, measured once when the run ended.
+        title = "Accuracy" if self.held_out != "test" else "Accuracy (old run)"
+        if self.test_result is not None:
+            epoch, acc = self.test_result
+            title += f" · test {acc:.1%} (epoch {epoch})"
+        self.acc_plot.setTitle(title)
+        self._apply_palette()
+
     def on_event(self, event: Event) -> None:
         if isinstance(event, Step):
             self.add_step(event.step, event.loss, event.lr)
         elif isinstance(event, EpochEnd):
-            self.add_epoch(event.epoch, event.step, event.test_loss, event.test_acc, event.train_acc)
+            self.add_epoch(event.epoch, event.step, event.val_loss, event.val_acc, event.train_acc)
+        elif isinstance(event, Finished) and math.isfinite(event.test_acc):
+            self.test_result = (event.best_epoch, event.test_acc)
+            self._set_acc_title()
         elif isinstance(event, RunStarted):
             if event.start_step == 0:
                 self.reset()
@@ -425,17 +454,16 @@ class PlotsPanel(QWidget):
             self.loss_smooth.append(step, self._ema_acc / (1.0 - weight**self._ema_n) if weight > 0 else loss)
         self.request_redraw()
 
-    def add_epoch(self, epoch: int, step: int, test_loss: float, test_acc: float, train_acc: float) -> None:
-        if math.isfinite(test_loss):
-            self.test_loss.append(step, test_loss)
-        else:
-            self.skipped += 1
+    def add_epoch(self, epoch: int, step: int, val_loss: float, val_acc: float, train_acc: float) -> None:
+        """An epoch's held-out loss and accuracy (validation; test in an older version's run)."""
+        if math.isfinite(val_loss):
+            self.val_loss.append(step, val_loss)
         if math.isfinite(train_acc):
             self.train_acc.append(epoch, train_acc)
-        if math.isfinite(test_acc):
-            self.test_acc.append(epoch, test_acc)
-            if self._best is None or test_acc > self._best[1]:
-                self._best = (epoch, test_acc)
+        if math.isfinite(val_acc):
+            self.val_acc.append(epoch, val_acc)
+            if self._best is None or val_acc > self._best[1]:
+                self._best = (epoch, val_acc)
         self.request_redraw()
 
     def load_metrics(self, metrics: Metrics) -> None:
@@ -443,13 +471,18 @@ class PlotsPanel(QWidget):
         lines and fields are already skipped there); a resumed live run keeps its span."""
         steps = self._bounds[0].steps
         self.reset()
+        if any(r.held_out == "test" for r in metrics.epochs):
+            self._set_held_out("test")
         for bounds in self._bounds:
             bounds.steps = steps
         for r in metrics.records:
             if isinstance(r, StepRecord):
                 self.add_step(r.step, r.loss, r.lr)
+            elif isinstance(r, TestRecord):
+                self.test_result = (r.epoch, r.test_acc) if math.isfinite(r.test_acc) else None
             else:
-                self.add_epoch(r.epoch, r.step, r.test_loss, r.test_acc, r.train_acc)
+                self.add_epoch(r.epoch, r.step, r.held_out_loss, r.held_out_acc, r.train_acc)
+        self._set_acc_title()
         self.redraw()
 
     # -- drawing -------------------------------------------------------------------------------
@@ -465,7 +498,7 @@ class PlotsPanel(QWidget):
                 epoch, acc = self._best
                 self.best_line.setValue(epoch)
                 self.best_marker.setData([epoch], [acc])
-                self.best_label.setText(f"best {acc:.1%} ")
+                self.best_label.setText(f"best {'val' if self.held_out != 'test' else 'test'} {acc:.1%} ")
                 # Above the star while there is room; below it near the top, where it would be clipped.
                 self.best_label.setAnchor((1.0, 0.0) if acc > 0.6 else (1.0, 1.0))
                 self.best_label.setPos(epoch, acc)
@@ -475,7 +508,10 @@ class PlotsPanel(QWidget):
         if self.loss_raw.n:
             parts.append(f"loss {self.loss_smooth.y[-1]:.4g}")
         if self._best is not None:
-            parts.append(f"best {self._best[1]:.1%} at epoch {self._best[0]}")
+            parts.append(f"best {self.held_out if self.held_out == 'test' else 'validation'} "
+                         f"{self._best[1]:.1%} at epoch {self._best[0]}")
+        if self.test_result is not None:
+            parts.append(f"test {self.test_result[1]:.1%} (the chosen model, once)")
         if self.skipped:
             parts.append(f"{self.skipped} non-finite value{'s' if self.skipped != 1 else ''} not shown")
         self.info.setText(" · ".join(parts))

@@ -41,9 +41,14 @@ __all__ = ["RunsPanel", "run_name"]
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
-COLUMNS = ("Name", "Date", "Dataset", "Best accuracy", "Status", "Parameters", "Learning rate", "Notes")
-PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 5, 6, 7
+# Validation: the best epoch's accuracy on the validation split, which chose the saved model. Test: that
+# model on the test split, measured once when the run ended. Runs of older versions chose on test.
+COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Parameters", "Learning rate", "Notes")
+VAL_COLUMN, TEST_COLUMN, STATUS_COLUMN = 3, 4, 5
+PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 6, 7, 8
 NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
+OLD_RUN_TIP = ("Trained by an older version, which chose its best epoch by this test accuracy, so it flatters the "
+               "model; newer runs choose on a validation split and measure test once.")
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -249,18 +254,26 @@ class RunsPanel(QWidget):
         with QSignalBlocker(self.tree):  # the selection is put back below
             self.tree.clear()
         for info in infos:
-            acc = f"{info.best_acc:.1%}" if math.isfinite(info.best_acc) else "—"
+            val, test = _accuracy_texts(info)
             status = _status_text(info)
             if info.epochs:
                 status += f" ({info.epochs_done}/{info.epochs} epochs)"
             if info.damaged:
                 status += " · damaged"
-            item = _Item([info.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created)), info.dataset, acc, status])
+            item = _Item([info.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created)), info.dataset, val,
+                          test, status])
             item.setData(0, PATH_ROLE, info.path)
             item.setData(1, SORT_ROLE, info.created)
-            item.setData(3, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) else -1.0)
+            old = info.selected_on == runs.SELECTED_ON_TEST
+            item.setData(VAL_COLUMN, SORT_ROLE, info.best_acc if math.isfinite(info.best_acc) and not old else -1.0)
+            test_acc = info.best_acc if old else info.test_acc
+            item.setData(TEST_COLUMN, SORT_ROLE, test_acc if math.isfinite(test_acc) else -1.0)
             item.setToolTip(0, info.path)
-            item.setToolTip(4, "\n".join(filter(None, (
+            if old:
+                item.setToolTip(TEST_COLUMN, OLD_RUN_TIP)
+            elif info.selected_on == "last epoch":
+                item.setToolTip(VAL_COLUMN, "No validation split: the last epoch's model was kept.")
+            item.setToolTip(STATUS_COLUMN, "\n".join(filter(None, (
                 f"Being trained by {info.holder}." if info.holder else "", info.message or info.status,
                 f"Damaged: {info.damaged}." if info.damaged else ""))))
             params, lr = _size_and_lr(info.path)
@@ -367,7 +380,7 @@ class RunsPanel(QWidget):
         words = text.lower().split()
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
-            haystack = " ".join([*(item.text(c) for c in (0, 2, 4)), item.toolTip(NOTES_COLUMN)]).lower()
+            haystack = " ".join([*(item.text(c) for c in (0, 2, STATUS_COLUMN)), item.toolTip(NOTES_COLUMN)]).lower()
             hidden = not all(w in haystack for w in words)
             item.setHidden(hidden)
             if hidden:
@@ -430,6 +443,18 @@ class RunsPanel(QWidget):
         self.notes_button.setEnabled(free)
         self.delete_button.setEnabled(bool(chosen) and all(i.path != self._busy_run for i in chosen))
         self.open_button.setEnabled(info is not None and (path / runs.MODEL_FILE).is_file())
+
+
+def _accuracy_texts(info: RunInfo) -> tuple[str, str]:
+    """The Validation and Test cells of a run: the best validation accuracy and the chosen model's test
+    accuracy; an older version's run has only a test accuracy, chosen on, and says so."""
+    if info.selected_on == runs.SELECTED_ON_TEST:
+        return "— (old run)", (f"{info.best_acc:.1%} · selected on test (old run)" if math.isfinite(info.best_acc)
+                               else "—")
+    val = f"{info.best_acc:.1%}" if math.isfinite(info.best_acc) else "—"
+    if info.selected_on == "last epoch":
+        val = "none (last epoch kept)"
+    return val, f"{info.test_acc:.1%}" if math.isfinite(info.test_acc) else "—"
 
 
 def _status_text(info: RunInfo) -> str:

@@ -191,17 +191,22 @@ class TrainingPanel(QWidget):
             self.status.setText("Training…")
             self.append_log(
                 f"{'Resumed' if event.start_step else 'Started'} in {event.run_dir}: {event.parameters:,} parameters, "
-                f"{event.train_size:,} training and {event.test_size:,} test images, {len(event.class_names)} classes, "
+                f"{event.train_size:,} training, {event.val_size:,} validation and {event.test_size:,} test images, "
+                f"{len(event.class_names)} classes, "
                 f"{event.total_steps:,} steps on {event.device_name}."
             )
         elif isinstance(event, EpochEnd):
             best = " (best so far)" if event.is_best else ""
+            val = (f"validation loss {event.val_loss:.4f}, validation accuracy {event.val_acc:.1%}"
+                   if math.isfinite(event.val_acc) else "no validation split")
             self.append_log(
                 f"Epoch {event.epoch}: train loss {event.train_loss:.4f}, train accuracy {event.train_acc:.1%}, "
-                f"test loss {event.test_loss:.4f}, test accuracy {event.test_acc:.1%}{best}."
+                f"{val}{best}."
             )
             if self.state == "running":  # "Paused" or "Stopping…" stays until the run goes on or ends
-                self.status.setText(f"Epoch {event.epoch} done: test accuracy {event.test_acc:.1%}{best}.")
+                shown = (f"validation accuracy {event.val_acc:.1%}" if math.isfinite(event.val_acc)
+                         else "no validation split")
+                self.status.setText(f"Epoch {event.epoch} done: {shown}{best}.")
         elif isinstance(event, DownloadProgress):
             mb = 1024 * 1024
             if event.total_bytes > 0:

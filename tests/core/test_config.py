@@ -125,7 +125,9 @@ OUT_OF_RANGE = {
     "data.root": ["/data/\udcff", "/" + "d" * 5000],
     "data.folder": ["/data/\udcff", "/" + "d" * 5000],
     "data.image_size": [3, 513],
-    "data.val_fraction": [0.0, 1.0, math.nan],
+    "data.val_fraction": [-0.1, 0.5, 1.0, math.nan],  # 0 is allowed: no validation split
+    "data.split_seed": [-1, 2**31],
+    "data.test_fraction": [0.0, 1.0, math.nan],
     "data.crop_padding": [-1, 17],
     "train.optimizer": ["lion"],
     "train.lr": [0.0, 11.0, math.inf, math.nan],
@@ -145,6 +147,7 @@ OUT_OF_RANGE = {
     "train.log_every": [0, 10**9],
     "train.save_every_s": [-1.0, 1e9, math.nan],
     "train.compile": ["max-autotune", "on"],
+    "train.early_stop_patience": [-1, 10**5],
 }
 BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",
             "train.tf32"}

@@ -76,7 +76,7 @@ def numpy_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- CIFAR -----------------------------------------------------------------------------------
 def test_tiny_cifar10_in_its_pickle_format_loads_exactly(tmp_path, no_network):
     written = make_tiny_cifar10(tmp_path, n_train=50, n_test=10)
-    events, ds = run(DataConfig(dataset="cifar10", root=str(tmp_path)))
+    events, ds = run(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(tmp_path)))
     assert ds.info.name == "CIFAR-10" and ds.info.class_names == CIFAR10_CLASSES
     assert (ds.info.channels, ds.info.image_size, ds.info.train_size, ds.info.test_size) == (3, (32, 32), 50, 10)
     assert ds.train_x.dtype == torch.uint8 and ds.train_y.dtype == torch.int64
@@ -92,7 +92,7 @@ def test_tiny_cifar10_in_its_pickle_format_loads_exactly(tmp_path, no_network):
 
 def test_tiny_cifar100_uses_fine_labels_and_names(tmp_path, no_network):
     written = make_tiny_cifar100(tmp_path, n_train=40, n_test=10)
-    ds = load_dataset(DataConfig(dataset="cifar100", root=str(tmp_path)))
+    ds = load_dataset(DataConfig(val_fraction=0.0, dataset="cifar100", root=str(tmp_path)))
     assert ds.info.name == "CIFAR-100" and len(ds.info.class_names) == 100
     assert ds.info.class_names[7] == "class_007"
     np.testing.assert_array_equal(ds.train_y.numpy(), written.train_y)
@@ -105,13 +105,13 @@ def test_hostile_cifar_pickle_is_refused_without_running_code(tmp_path, batch):
     marker = tmp_path / "pwned"
     write_hostile_pickle(written.folder / batch, marker)
     with pytest.raises(DatasetError, match=rf"{batch} is not a valid CIFAR batch \(refused to load posix\.system"):
-        load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(tmp_path)))
     assert not marker.exists()
 
 
 def test_cifar_batches_that_are_damaged_or_wrong_are_refused_with_their_name(tmp_path):
     written = make_tiny_cifar10(tmp_path, n_train=10, n_test=5)
-    cfg = DataConfig(dataset="cifar10", root=str(tmp_path))
+    cfg = DataConfig(val_fraction=0.0, dataset="cifar10", root=str(tmp_path))
     good = (written.folder / "data_batch_2").read_bytes()
     (written.folder / "data_batch_2").write_bytes(good[: len(good) // 2])
     with pytest.raises(DatasetError, match=r"data_batch_2 is not a valid CIFAR batch.*delete it"):
@@ -135,7 +135,7 @@ def test_batches_written_with_newer_pickle_protocols_and_bytes_keys_also_load(tm
     batch = written.folder / "test_batch"
     x = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
     batch.write_bytes(pickle.dumps({b"data": x, b"labels": [np.int64(3), 4]}, protocol=5))
-    ds = load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+    ds = load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(tmp_path)))
     assert ds.test_y.tolist() == [3, 4]
     np.testing.assert_array_equal(ds.test_x.reshape(2, -1).numpy(), x)
 
@@ -143,19 +143,19 @@ def test_batches_written_with_newer_pickle_protocols_and_bytes_keys_also_load(tm
 def test_missing_cifar_offline_names_the_folder_and_file_and_offers_digits(tmp_path, no_network):
     root = tmp_path / "data"
     with pytest.raises(DatasetError) as info:
-        load_dataset(DataConfig(dataset="cifar10", root=str(root), download=True))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root), download=True))
     message = str(info.value)
     assert str(root) in message and "cifar-10-python.tar.gz" in message and "Digits" in message
     assert "offline" in message and "\n" not in message
     assert root.is_dir()  # the folder the message names is there to drop the file into
     assert no_network == []  # PERCEIVER_GUI_OFFLINE (set by conftest) means no attempt at all
     with pytest.raises(DatasetError, match=r"downloading is switched off.*cifar-10-python\.tar\.gz"):
-        load_dataset(DataConfig(dataset="cifar10", root=str(root), download=False))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root), download=False))
 
 
 def test_missing_mnist_offline_lists_the_idx_files_and_their_folder(tmp_path, no_network):
     with pytest.raises(DatasetError) as info:
-        load_dataset(DataConfig(dataset="fashion_mnist", root=str(tmp_path)))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="fashion_mnist", root=str(tmp_path)))
     message = str(info.value)
     assert str(tmp_path / "FashionMNIST" / "raw") in message
     assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
@@ -183,7 +183,7 @@ def test_archive_dropped_in_by_hand_is_checked_and_extracted(tmp_path, monkeypat
     root.mkdir()
     written = make_tiny_cifar10(staging, n_train=10, n_test=5)
     archive = _tar_gz(written.folder, root / "cifar-10-python.tar.gz")
-    cfg = DataConfig(dataset="cifar10", root=str(root))
+    cfg = DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root))
     with pytest.raises(DatasetError, match=r"not the official CIFAR-10 archive \(its checksum does not match\)"):
         load_dataset(cfg)  # our archive is not the real one, and a hand-placed file is checked too
     _with_md5(monkeypatch, archive)
@@ -201,7 +201,7 @@ def test_archive_that_writes_outside_its_folder_is_refused(tmp_path, monkeypatch
                       extra={"cifar-10-batches-py/../../escaped.txt": b"gotcha"})
     _with_md5(monkeypatch, archive)
     with pytest.raises(DatasetError, match=r"unexpected path .*escaped\.txt.*not the official archive"):
-        load_dataset(DataConfig(dataset="cifar10", root=str(root)))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root)))
     assert not (tmp_path / "escaped.txt").exists() and not (root / "cifar-10-batches-py").exists()
 
 
@@ -224,14 +224,14 @@ def test_download_reports_progress_checks_md5_and_extracts(tmp_path, monkeypatch
         return FakeResponse(archive.read_bytes())
 
     monkeypatch.setattr(urllib.request, "urlopen", serve)
-    events, ds = run(DataConfig(dataset="cifar10", root=str(root)))
+    events, ds = run(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root)))
     assert urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     progress = [e for e in events if isinstance(e, DownloadProgress)]
     size = archive.stat().st_size
     assert len(progress) >= 3 and progress[-1] == DownloadProgress(name="CIFAR-10", done_bytes=size, total_bytes=size)
     assert [p.done_bytes for p in progress] == sorted(p.done_bytes for p in progress)
     np.testing.assert_array_equal(ds.train_x.numpy(), written.train_x)
-    events, _ = run(DataConfig(dataset="cifar10", root=str(root)))  # now on disk: no second download
+    events, _ = run(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(root)))  # now on disk: no second download
     assert len(urls) == 1 and not any(isinstance(e, DownloadProgress) for e in events)
 
 
@@ -239,7 +239,7 @@ def test_download_with_a_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, 
     monkeypatch.delenv("PERCEIVER_GUI_OFFLINE")
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"not the archive"))
     with pytest.raises(DatasetError, match=r"downloaded cifar-10-python\.tar\.gz is damaged"):
-        load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path)))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="cifar10", root=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -252,7 +252,7 @@ def test_unreachable_network_gives_the_manual_copy_sentence(tmp_path, monkeypatc
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     events = []
     with pytest.raises(DatasetError) as info:
-        gen = open_dataset(DataConfig(dataset="mnist", root=str(tmp_path)))
+        gen = open_dataset(DataConfig(val_fraction=0.0, dataset="mnist", root=str(tmp_path)))
         for event in gen:
             events.append(event)
     message = str(info.value)
@@ -266,7 +266,7 @@ def test_unreachable_network_gives_the_manual_copy_sentence(tmp_path, monkeypatc
                                                         ("fashion_mnist", "FashionMNIST", True)])
 def test_mnist_idx_files_load_gzipped_or_not(tmp_path, no_network, dataset, folder, gz):
     written = make_mnist(tmp_path, n_train=30, n_test=10, folder=folder, gz=gz)
-    ds = load_dataset(DataConfig(dataset=dataset, root=str(tmp_path)))
+    ds = load_dataset(DataConfig(val_fraction=0.0, dataset=dataset, root=str(tmp_path)))
     assert (ds.info.channels, ds.info.image_size, ds.info.train_size, ds.info.test_size) == (1, (28, 28), 30, 10)
     np.testing.assert_array_equal(ds.train_x.numpy(), written.train_x)
     np.testing.assert_array_equal(ds.test_y.numpy(), written.test_y)
@@ -278,11 +278,11 @@ def test_truncated_idx_file_is_refused_with_its_name(tmp_path):
     path = written.folder / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte is truncated or damaged"):
-        load_dataset(DataConfig(dataset="mnist", root=str(tmp_path)))
+        load_dataset(DataConfig(val_fraction=0.0, dataset="mnist", root=str(tmp_path)))
 
 
 def test_digits_are_bundled_8x8_gray_split_898_899(tmp_path, no_network):
-    ds = load_dataset(DataConfig(dataset="digits", root=str(tmp_path)))
+    ds = load_dataset(DataConfig(val_fraction=0.0, dataset="digits", root=str(tmp_path)))
     assert (ds.info.train_size, ds.info.test_size) == (898, 899)
     assert (ds.info.channels, ds.info.image_size, ds.info.class_names) == (1, (8, 8), tuple("0123456789"))
     assert ds.train_x.dtype == torch.uint8 and int(ds.train_x.max()) == 255 and int(ds.train_x.min()) == 0
@@ -296,7 +296,7 @@ def test_digits_split_is_the_one_of_scikit_learns_example(tmp_path):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    ds = load_dataset(DataConfig(dataset="digits", root=str(tmp_path)))
+    ds = load_dataset(DataConfig(val_fraction=0.0, dataset="digits", root=str(tmp_path)))
     bunch = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(bunch.images, bunch.target, test_size=0.5, shuffle=False)
     np.testing.assert_array_equal(ds.train_y.numpy(), y_train)
@@ -307,14 +307,15 @@ def test_digits_split_is_the_one_of_scikit_learns_example(tmp_path):
 
 # -- image folders ---------------------------------------------------------------------------
 def folder_cfg(folder: Path, root: Path, **kw) -> DataConfig:
-    return DataConfig(dataset="folder", folder=str(folder), root=str(root), **kw)
+    """The loader's own train/test split: no validation carved from it (tests/core/test_validation.py)."""
+    return DataConfig(**{"val_fraction": 0.0, **kw}, dataset="folder", folder=str(folder), root=str(root))
 
 
 def test_image_folder_of_png_and_jpeg_with_a_corrupt_file(tmp_path):
     folder = make_image_folder(tmp_path / "pets", {"cats": 6, "dogs": 5})
     (folder / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (folder / "cats" / "notes.txt").write_text("not an image suffix, ignored silently")
-    events, ds = run(folder_cfg(folder, tmp_path / "data", image_size=12, val_fraction=0.2))
+    events, ds = run(folder_cfg(folder, tmp_path / "data", image_size=12, test_fraction=0.2))
     assert ds.info.name == "pets" and ds.info.class_names == ("cats", "dogs")
     assert (ds.info.channels, ds.info.image_size) == (3, (12, 12))
     assert ds.info.train_size + ds.info.test_size == 11
@@ -330,7 +331,7 @@ def test_image_folder_of_png_and_jpeg_with_a_corrupt_file(tmp_path):
 
 def test_folder_pixels_match_the_predictor_path_exactly(tmp_path):
     folder = make_image_folder(tmp_path / "f", {"a": 3, "b": 3}, size=(37, 23))
-    ds = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=16, val_fraction=0.34))
+    ds = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=16, test_fraction=0.34))
     every = torch.cat([ds.train_x, ds.test_x])
     expected = [to_uint8_tensor(open_image(p, channels=3), (16, 16))
                 for p in sorted(folder.rglob("*.*"))]
@@ -387,13 +388,13 @@ def test_folder_of_odd_modes_and_formats_reads_them_all(tmp_path):
     Image.new("I;16", (9, 9), 1000).save(folder / "y" / "deep.tif")
     Image.new("LA", (9, 9), (50, 200)).save(folder / "y" / "la.PNG")  # upper-case suffix too
     Image.new("RGB", (9, 9), (0, 90, 0)).save(folder / "y" / "photo.webp")
-    ds = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=4, val_fraction=0.3))
+    ds = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=4, test_fraction=0.3))
     assert ds.skipped == () and ds.info.train_size + ds.info.test_size == 7 and ds.info.channels == 3
 
 
-def test_split_is_stratified_repeatable_and_follows_val_fraction(tmp_path):
+def test_split_is_stratified_repeatable_and_follows_test_fraction(tmp_path):
     folder = make_image_folder(tmp_path / "f", {"a": 10, "b": 20, "c": 1}, size=(8, 8), formats=("png",))
-    cfg = folder_cfg(folder, tmp_path / "data", image_size=8, val_fraction=0.3)
+    cfg = folder_cfg(folder, tmp_path / "data", image_size=8, test_fraction=0.3)
     events, first = run(cfg)
     second = load_dataset(cfg)
     assert torch.bincount(first.test_y, minlength=3).tolist() == [3, 6, 0]
@@ -401,7 +402,7 @@ def test_split_is_stratified_repeatable_and_follows_val_fraction(tmp_path):
     assert torch.equal(first.test_x, second.test_x) and torch.equal(first.train_y, second.train_y)
     assert any(isinstance(e, Log) and e.level == "warning" and "single image" in e.message and "c" in e.message
                for e in events)
-    other = load_dataset(dataclasses.replace(cfg, val_fraction=0.5))
+    other = load_dataset(dataclasses.replace(cfg, test_fraction=0.5))
     assert torch.bincount(other.test_y, minlength=3).tolist() == [5, 10, 0]
 
 
@@ -427,7 +428,7 @@ def test_decoded_folder_is_cached_as_safetensors_and_reused(tmp_path, monkeypatc
 def test_cache_is_rebuilt_when_a_file_changes_is_added_or_the_size_changes(tmp_path):
     folder = make_image_folder(tmp_path / "f", {"a": 4, "b": 4}, formats=("png",))
     root = tmp_path / "data"
-    cfg = folder_cfg(folder, root, image_size=6, val_fraction=0.25)
+    cfg = folder_cfg(folder, root, image_size=6, test_fraction=0.25)
     before = load_dataset(cfg)
     target = folder / "a" / "a_000.png"
     stat = target.stat()
@@ -465,7 +466,7 @@ def test_default_data_root_follows_perceiver_gui_home(tmp_path, monkeypatch):
 def test_empty_root_means_the_default_data_root(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("PERCEIVER_GUI_HOME", str(tmp_path))
     make_mnist(tmp_path / "data")
-    assert load_dataset(DataConfig(dataset="mnist", root="")).info.train_size == 30
+    assert load_dataset(DataConfig(val_fraction=0.0, dataset="mnist", root="")).info.train_size == 30
 
 
 # -- normalize and augment -------------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_the_registered_shape_is_what_the_loader_gives(dataset, tmp_path):
         make_mnist(tmp_path)
     elif dataset == "cifar100":
         make_tiny_cifar100(tmp_path)
-    cfg = DataConfig(dataset=dataset, root=str(tmp_path), download=False)
+    cfg = DataConfig(dataset=dataset, root=str(tmp_path), download=False, val_fraction=0.0)  # tiny: 40 for 100 classes
     expected = registry.expected_input(cfg)
     loaded = data.load_dataset(cfg).info.input_shape
     assert (loaded.kind, loaded.sides, loaded.channels) == (expected.kind, expected.sides, expected.channels)
@@ -145,7 +145,9 @@ def test_the_preview_counts_each_class_shows_augmented_samples_and_names_skipped
             preview = done.value
             break
     assert preview.class_names == ("cats", "dogs")
-    assert [a + b for a, b in zip(preview.train_counts, preview.test_counts, strict=True)] == [6, 5]
+    assert [a + b + c for a, b, c in zip(preview.train_counts, preview.val_counts, preview.test_counts, strict=True)] \
+        == [6, 5]
+    assert preview.val_counts == (1, 1)  # a tenth of each class's training images, at least one
     assert [s.shape for s in preview.samples] == [(3, 16, 16, 3), (3, 16, 16, 3)]
     assert any("broken.png" in s for s in preview.skipped)
     plain = data.load_dataset(cfg).train_x.permute(0, 2, 3, 1).numpy()

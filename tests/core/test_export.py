@@ -48,12 +48,14 @@ def test_csv_has_a_row_for_every_step_and_epoch_with_the_logged_values(run, tmp_
     rows = read_csv(out)
     steps = [r for r in records if r["type"] == "step"]
     epochs = [r for r in records if r["type"] == "epoch"]
-    assert len(steps) == 2 * 28 and len(epochs) == 2  # every step of two epochs, logged with log_every=1
-    assert len(rows) == len(steps) + len(epochs)
+    tests = [r for r in records if r["type"] == "test"]
+    assert len(steps) == 2 * 25 and len(epochs) == 2  # every step of two epochs, logged with log_every=1
+    assert len(tests) == 1 and records[-1] == tests[0]  # the chosen model on test, once, at the end
+    assert len(rows) == len(steps) + len(epochs) + 1
     assert [r["type"] for r in rows] == [r["type"] for r in records]
     for row, record in zip(rows, records, strict=True):
         for key, value in record.items():
-            if key in ("type", "per_class_acc", "confusion"):
+            if key in ("type", "per_class_acc", "confusion", "selected_on"):  # numbers only reach the CSV
                 continue
             if isinstance(value, bool):
                 assert row[key] == str(value)
@@ -61,12 +63,14 @@ def test_csv_has_a_row_for_every_step_and_epoch_with_the_logged_values(run, tmp_
                 assert row[key] == "nan"
             else:
                 assert float(row[key]) == value, key  # full precision: equal, not approximately
-    # Per-class accuracy: one column per digit, named by its class; confusion matrices stay in metrics.jsonl.
-    class_columns = [k for k in rows[0] if k.startswith("test_acc_")]
-    assert class_columns == [f"test_acc_{d}" for d in range(10)]
-    last = rows[-1]
-    assert [float(last[c]) for c in class_columns] == pytest.approx(epochs[-1]["per_class_acc"], abs=0)
-    assert rows[0]["test_acc_0"] == ""  # a step row has no accuracy
+    # Per-class accuracy (an epoch's on validation, the test row's on test): one column per digit, named by its
+    # class; confusion matrices stay in metrics.jsonl.
+    class_columns = [k for k in rows[0] if k.startswith("acc_")]
+    assert class_columns == [f"acc_{d}" for d in range(10)]
+    assert [float(rows[-2][c]) for c in class_columns] == pytest.approx(epochs[-1]["per_class_acc"], abs=0)
+    assert [float(rows[-1][c]) for c in class_columns] == pytest.approx(tests[0]["per_class_acc"], abs=0)
+    assert rows[-2]["test_acc"] == "" and rows[-1]["val_acc"] == ""  # each row holds its own split only
+    assert rows[0]["acc_0"] == ""  # a step row has no accuracy
     assert "confusion" not in rows[0]
 
 
@@ -121,8 +125,8 @@ def test_csv_from_a_tampered_run_holds_only_numbers(tmp_path):
     assert not any(v.startswith(("=", "+", "@")) for v in cells)
     assert rows[0]["loss"] == "nan" and rows[0]["time"] == "1e+308"  # a damaged number is unknown: nan
     assert rows[1]["grad_norm"] == "2.5"  # a numeric field this version does not know is kept
-    assert rows[2]["test_acc"] == "nan" and rows[2]["is_best"] == "True"
-    assert "test_acc_0" not in rows[2]  # per-class accuracies with a formula among them are skipped whole
+    assert rows[2]["test_acc"] == "" and rows[2]["is_best"] == "True"  # an older run's unknown test accuracy
+    assert "acc_0" not in rows[2]  # per-class accuracies with a formula among them are skipped whole
 
 
 def test_csv_to_a_place_that_cannot_be_written_is_a_sentence(run, tmp_path):
@@ -144,8 +148,10 @@ def test_training_writes_tensorboard_scalars_equal_to_the_metrics(run):
     # TensorBoard stores scalars as float32.
     assert [v for _, v in found["loss/train_step"]] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
     assert [v for _, v in found["lr"]] == pytest.approx([r["lr"] for r in steps], rel=1e-6)
-    assert found["accuracy/test"] == [(r["step"], pytest.approx(r["test_acc"], rel=1e-6)) for r in epochs]
-    assert found["loss/test"] == [(r["step"], pytest.approx(r["test_loss"], rel=1e-6)) for r in epochs]
+    assert found["accuracy/validation"] == [(r["step"], pytest.approx(r["val_acc"], rel=1e-6)) for r in epochs]
+    assert found["loss/validation"] == [(r["step"], pytest.approx(r["val_loss"], rel=1e-6)) for r in epochs]
+    test = next(r for r in records if r["type"] == "test")  # one point: the chosen model, at the end
+    assert found["accuracy/test"] == [(test["step"], pytest.approx(test["test_acc"], rel=1e-6))]
     assert {f"accuracy_per_class/{d}" for d in range(10)} <= set(found)
 
 
@@ -162,7 +168,7 @@ def test_tensorboard_curves_continue_after_resume_and_drop_what_a_killed_process
     events = list(resume(tmp_path / "run"))
     assert events[-1].status == "completed"
     curve = scalars(tmp_path / "run")["loss/train_step"]
-    assert [s for s, _ in curve] == list(range(1, 57))  # every step once, in order
+    assert [s for s, _ in curve] == list(range(1, 51))  # every step once, in order
     assert 99.0 not in [v for _, v in curve]
     logged = [r.loss for r in runs.read_metrics(tmp_path / "run").steps]
     assert [v for _, v in curve] == pytest.approx(logged, rel=1e-6)
@@ -278,7 +284,7 @@ def test_csv_cells_cannot_hold_spreadsheet_formulas(run, tmp_path):
     assert dangerous == []
     header = next(csv.reader(open(out, newline="", encoding="utf-8")))
     assert "'=HYPERLINK(\"http://x\",\"y\")" in header
-    assert any(h.startswith("test_acc_") for h in header)
+    assert any(h.startswith("acc_") for h in header)
 
 
 def _is_plain_number(text: str) -> bool:

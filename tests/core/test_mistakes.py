@@ -35,7 +35,8 @@ def test_the_saved_predictions_make_exactly_the_confusion_matrix_of_each_epoch(r
         assert ev.confusion() == event.confusion
         assert evaluation.Confusion(str(out), ev.epoch, ev.class_names, ev.confusion(), True).per_class_acc == \
             pytest.approx(event.per_class_acc)
-        assert ev.class_names == tuple(str(i) for i in range(10)) and len(ev.labels) == 899
+        assert ev.split == "validation"
+        assert ev.class_names == tuple(str(i) for i in range(10)) and len(ev.labels) == 90  # the validation split
         # The predicted class holds the largest probability; a right answer's two probabilities are one.
         assert np.all((ev.prob_pred >= ev.prob_true - 1e-6) & (ev.prob_pred <= 1 + 1e-6) & (ev.prob_true >= 0))
         right = ev.labels == ev.preds
@@ -44,10 +45,10 @@ def test_the_saved_predictions_make_exactly_the_confusion_matrix_of_each_epoch(r
     assert evaluation.read_confusion(out).counts == seen[-1][0].confusion
 
 
-def test_a_cell_shows_the_test_images_of_its_true_class_that_the_model_gave_its_predicted_class(run):
+def test_a_cell_shows_the_validation_images_of_its_true_class_that_the_model_gave_its_predicted_class(run):
     out, seen = run
     ev = seen[-1][1]
-    split = evaluation.load_test_split(out)
+    split = evaluation.load_test_split(out, ev.split)
     counts = ev.confusion()
     total, t, p = max((counts[t][p], t, p) for t in range(10) for p in range(10) if t != p)
     assert total > 0
@@ -55,18 +56,18 @@ def test_a_cell_shows_the_test_images_of_its_true_class_that_the_model_gave_its_
     assert cell.total == len(cell.indices) == len(cell.images) == total
     assert list(cell.prob_pred) == sorted(cell.prob_pred, reverse=True)  # most confident first
 
-    # The very pixels of the test split the engine evaluated, of class t...
+    # The very pixels of the validation split the engine evaluated, of class t...
     dataset = data.load_dataset(tiny_digits().data)
-    expected = dataset.test_x[list(cell.indices)].permute(0, 2, 3, 1).numpy()
+    expected = dataset.val_x[list(cell.indices)].permute(0, 2, 3, 1).numpy()
     assert np.array_equal(cell.images, expected)
-    assert set(dataset.test_y[list(cell.indices)].tolist()) == {t}
+    assert set(dataset.val_y[list(cell.indices)].tolist()) == {t}
     # ...that the model (the weights at the end of the last epoch) does call p, with the probability shown.
     cfg = runs.read_config(out).config
     model = build_model(cfg.model)
     model.load_state_dict(checkpoints.load_training_state(out / runs.RESUME_FILE).model_state)
     model.eval()
     with torch.no_grad():
-        x = data.normalize(dataset.test_x[list(cell.indices)], dataset.info.mean, dataset.info.std)
+        x = data.normalize(dataset.val_x[list(cell.indices)], dataset.info.mean, dataset.info.std)
         probs = model(to_channels_last(x)).softmax(1)
     assert probs.argmax(1).tolist() == [p] * total
     assert probs[:, p].tolist() == pytest.approx(cell.prob_pred, abs=1e-5)
@@ -88,24 +89,25 @@ def test_resuming_writes_the_same_predictions_as_an_uninterrupted_run(tmp_path):
     assert evaluation.read_evaluation(tmp_path / "split").epoch == 1
     assert list(resume(tmp_path / "split"))[-1].status == "completed"
     a, b = (evaluation.read_evaluation(tmp_path / name) for name in ("full", "split"))
-    assert (a.epoch, a.step, a.test_digest) == (b.epoch, b.step, b.test_digest) == (2, 56, a.test_digest)
+    assert (a.epoch, a.step, a.test_digest) == (b.epoch, b.step, b.test_digest) == (2, 50, a.test_digest)
     for name in ("labels", "preds", "prob_pred", "prob_true"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
 
 
 def test_an_image_folder_changed_after_training_is_refused_not_mislabelled(tmp_path):
-    images = make_image_folder(tmp_path / "shapes", {"cats": 6, "dogs": 5}, size=(12, 12))
+    images = make_image_folder(tmp_path / "shapes", {"cats": 12, "dogs": 10}, size=(12, 12))
     cfg = tiny_digits(**{"data.dataset": "folder", "data.folder": str(images), "data.image_size": 12,
                          "data.root": str(tmp_path / "data"), "train.epochs": 1, "train.batch_size": 4})
     list(train(cfg, out_dir=tmp_path / "run"))
     ev = evaluation.read_evaluation(tmp_path / "run")
     assert ev.class_names == ("cats", "dogs")
-    first = evaluation.cell_images(ev, evaluation.load_test_split(tmp_path / "run"), ev.labels[0], ev.preds[0])
+    first = evaluation.cell_images(ev, evaluation.load_test_split(tmp_path / "run", ev.split), ev.labels[0],
+                                   ev.preds[0])
     assert 0 in first.indices
 
-    make_image_folder(images, {"dogs": 5, "cats": 6}, size=(12, 12))  # same files, other pictures
-    with pytest.raises(EvaluationError, match="not the ones this run was evaluated on"):
-        evaluation.cell_images(ev, evaluation.load_test_split(tmp_path / "run"), 0, 0)
+    make_image_folder(images, {"dogs": 10, "cats": 12}, size=(12, 12))  # same files, other pictures
+    with pytest.raises(EvaluationError, match="validation images are not the ones this run was evaluated on"):
+        evaluation.cell_images(ev, evaluation.load_test_split(tmp_path / "run", ev.split), 0, 0)
 
 
 def _write(run_dir, arrays, meta):

@@ -27,18 +27,20 @@ def test_a_short_run_learns_and_leaves_a_complete_run_folder(tmp_path):
     out = tmp_path / "run"
     events = run_all(train(tiny_digits(**{"train.epochs": 3}), out_dir=out))
     started = next(e for e in events if isinstance(e, RunStarted))
-    assert (started.train_size, started.test_size) == (898, 899)
+    # Digits: 898 training images, of which a stratified tenth (90) validate; 899 test.
+    assert (started.train_size, started.val_size, started.test_size) == (808, 90, 899)
     assert started.class_names == tuple(str(i) for i in range(10))
     steps = [e for e in events if isinstance(e, Step)]
-    assert len(steps) == started.total_steps == 3 * 28
+    assert len(steps) == started.total_steps == 3 * 25
     assert all(math.isfinite(s.loss) and s.images_per_s > 0 for s in steps)
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     assert [e.epoch for e in epochs] == [1, 2, 3]
-    assert epochs[-1].test_acc > 0.2  # well above chance (10%) after 3 tiny epochs
-    assert len(epochs[-1].confusion) == 10 and sum(map(sum, epochs[-1].confusion)) == 899
+    assert epochs[-1].val_acc > 0.2  # well above chance (10%) after 3 tiny epochs
+    assert len(epochs[-1].confusion) == 10 and sum(map(sum, epochs[-1].confusion)) == 90  # on validation
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.status == "completed"
-    assert finished.best_acc == max(e.test_acc for e in epochs)
+    assert finished.best_val_acc == max(e.val_acc for e in epochs)
+    assert 0.2 < finished.test_acc <= 1 and "test accuracy" in finished.message
     assert any(isinstance(e, CheckpointSaved) for e in events)
     for name in (runs.CONFIG_FILE, runs.METRICS_FILE, runs.MODEL_FILE, runs.RESUME_FILE, runs.RUN_FILE):
         assert (out / name).is_file(), name
@@ -73,8 +75,8 @@ def test_stop_then_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     resumed_losses = [e.loss for e in first + second if isinstance(e, Step)]
     assert resumed_losses == full_losses
     # The interrupted epoch's train loss and accuracy count its steps from before the stop too.
-    epochs_full = [(e.train_loss, e.train_acc, e.test_acc) for e in full if isinstance(e, EpochEnd)]
-    epochs_split = [(e.train_loss, e.train_acc, e.test_acc) for e in first + second if isinstance(e, EpochEnd)]
+    epochs_full = [(e.train_loss, e.train_acc, e.val_acc) for e in full if isinstance(e, EpochEnd)]
+    epochs_split = [(e.train_loss, e.train_acc, e.val_acc) for e in first + second if isinstance(e, EpochEnd)]
     assert epochs_split == epochs_full
     a, _ = checkpoints.load_model(tmp_path / "full" / runs.MODEL_FILE)
     b, _ = checkpoints.load_model(tmp_path / "split" / runs.MODEL_FILE)
@@ -211,6 +213,10 @@ def test_evaluation_falls_back_to_smaller_batches_when_memory_runs_out(tmp_path,
     # run then evaluates in smaller ones and gets the same numbers, instead of failing.
     cfg = tiny_digits(**{"train.epochs": 1})
     plain = [e for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, EpochEnd)]
+
+    def plain_finished_test(run_dir):
+        return runs.read_run(run_dir).test_acc
+
     real_build = training.build_model
     batches = []
 
@@ -230,9 +236,11 @@ def test_evaluation_falls_back_to_smaller_batches_when_memory_runs_out(tmp_path,
     events = list(train(cfg, out_dir=tmp_path / "b"))
     assert events[-1].status == "completed", events[-1].message
     tight = [e for e in events if isinstance(e, EpochEnd)]
-    assert (tight[0].test_acc, tight[0].confusion) == (plain[0].test_acc, plain[0].confusion)
-    assert abs(tight[0].test_loss - plain[0].test_loss) < 1e-6
-    assert batches[:3] == [256, 128, 64] and max(batches[2:]) == 64  # 256 and 128 ran out; 64 held
+    assert (tight[0].val_acc, tight[0].confusion) == (plain[0].val_acc, plain[0].confusion)
+    assert abs(tight[0].val_loss - plain[0].val_loss) < 1e-6
+    assert events[-1].test_acc == plain_finished_test(tmp_path / "a")  # the final test pass fell back alike
+    # The 90 validation images in one batch of 256, then of 128, ran out; 64 held, for the test pass too.
+    assert batches[:3] == [90, 90, 64] and max(batches[2:]) == 64
 
 
 def test_reading_losses_in_batches_as_on_a_gpu_changes_nothing_but_when(tmp_path, monkeypatch):
@@ -240,7 +248,7 @@ def test_reading_losses_in_batches_as_on_a_gpu_changes_nothing_but_when(tmp_path
     every_step = [(e.step, e.loss) for e in train(cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
     monkeypatch.setattr(training, "_read_every", lambda device: 5)
     batched = [(e.step, e.loss) for e in train(cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
-    assert batched == every_step and len(batched) == 28  # every step reported once, in order, same losses
+    assert batched == every_step and len(batched) == 25  # every step reported once, in order, same losses
 
 
 def test_trains_on_a_cifar10_copy_on_disk_without_network(tmp_path):
@@ -252,7 +260,7 @@ def test_trains_on_a_cifar10_copy_on_disk_without_network(tmp_path):
                          "train.precision": "auto"})
     events = list(train(cfg, out_dir=tmp_path / "run"))
     started = next(e for e in events if isinstance(e, RunStarted))
-    assert started.class_names == tuple(CIFAR10_CLASSES) and (started.train_size, started.test_size) == (40, 10)
+    assert started.class_names == tuple(CIFAR10_CLASSES) and (started.train_size, started.val_size, started.test_size) == (30, 10, 10)
     assert events[-1].status == "completed"
     _, meta = checkpoints.load_model(tmp_path / "run" / runs.MODEL_FILE)
     assert meta.channels == 3 and tuple(meta.image_size) == (32, 32) and meta.config.model.input_channels == 3
@@ -273,7 +281,7 @@ def test_mixup_blends_images_and_labels_and_still_learns(tmp_path):
     assert 0.0 <= lam <= 1.0 and sorted(y_mix.tolist()) == [0, 1, 2, 3]
     assert torch.allclose(mixed, lam * x + (1 - lam) * x[y_mix])  # labels follow their images
     events = list(train(tiny_digits(**{"train.epochs": 3, "train.mixup": 0.4}), out_dir=tmp_path / "r"))
-    assert events[-1].status == "completed" and events[-1].best_acc > 0.2
+    assert events[-1].status == "completed" and events[-1].best_val_acc > 0.2
 
 
 def test_dropping_the_generator_after_finished_keeps_the_status(tmp_path):
@@ -293,7 +301,7 @@ def test_dropping_the_generator_mid_run_marks_it_stopped_and_it_resumes_from_the
     gen.close()
     assert runs.read_run(tmp_path / "r").status == "stopped"
     started = next(e for e in resume(tmp_path / "r") if isinstance(e, RunStarted))
-    assert started.start_step == 28 and started.start_epoch == 1  # the end of the first epoch
+    assert started.start_step == 25 and started.start_epoch == 1  # the end of the first epoch
 
 
 def test_stop_while_the_data_loads_trains_nothing(tmp_path, monkeypatch):
@@ -525,7 +533,7 @@ def test_a_model_that_does_not_fit_on_the_device_is_a_sentence(tmp_path, monkeyp
 
 
 def _numbers(events):
-    return [(e.step, e.loss) if isinstance(e, Step) else (e.train_loss, e.test_loss, e.test_acc, e.confusion)
+    return [(e.step, e.loss) if isinstance(e, Step) else (e.train_loss, e.val_loss, e.val_acc, e.confusion)
             for e in events if isinstance(e, Step | EpochEnd)]
 
 
@@ -607,7 +615,7 @@ def test_a_training_step_makes_the_host_wait_for_nothing(tmp_path, monkeypatch):
     cfg = tiny_digits(**{"train.epochs": 1, "train.optimizer": "sgd", "train.grad_clip": 1.0, "data.crop_padding": 1,
                          "data.hflip": True, "train.label_smoothing": 0.1})
     steps = [e for e in train(cfg, out_dir=tmp_path / "r") if isinstance(e, Step)]
-    assert len(steps) == 28 and mode.seen == []
+    assert len(steps) == 25 and mode.seen == []
 
 
 def test_evaluation_waits_for_the_device_only_after_the_pass(tmp_path, monkeypatch):
@@ -620,7 +628,7 @@ def test_evaluation_waits_for_the_device_only_after_the_pass(tmp_path, monkeypat
 
     monkeypatch.setattr(training, "_eval_pass", watched)
     events = list(train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r"))
-    assert events[-1].status == "completed" and mode.seen == []  # 899 test images in 4 batches, no waits
+    assert events[-1].status == "completed" and mode.seen == []  # validation each epoch, test at the end: no waits
 
 
 def test_resume_state_is_saved_at_most_every_save_every_s_and_always_at_the_end_and_stop(tmp_path, monkeypatch):
@@ -628,11 +636,11 @@ def test_resume_state_is_saved_at_most_every_save_every_s_and_always_at_the_end_
     real = training.save_resume_state
     monkeypatch.setattr(training, "save_resume_state", lambda s, state, *a: saves.append(state.step) or real(s, state, *a))
     list(train(tiny_digits(**{"train.epochs": 3, "train.save_every_s": 0}), out_dir=tmp_path / "every"))
-    assert saves == [28, 56, 84]  # each epoch, the last one once
+    assert saves == [25, 50, 75]  # each epoch, the last one once
     saves.clear()
     cfg = tiny_digits(**{"train.epochs": 3, "train.save_every_s": 3600})
     list(train(cfg, out_dir=tmp_path / "throttled"))
-    assert saves == [84]  # the end
+    assert saves == [75]  # the end
     saves.clear()
     out = _stopped_at(cfg, tmp_path / "stopped", 40)
     assert saves == [40]  # the stop
@@ -650,4 +658,4 @@ def test_a_compiled_model_trains_saves_plain_names_and_resumes(tmp_path):
     assert events[-1].status == "completed", events[-1].message
     state, meta = checkpoints.load_model(out / runs.MODEL_FILE)
     training.build_model(meta.config.model).load_state_dict(state)  # loads into a plain model, strictly
-    assert events[-1].best_acc > 0.2
+    assert events[-1].best_val_acc > 0.2

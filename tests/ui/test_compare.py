@@ -85,7 +85,7 @@ def test_ctrl_click_two_runs_overlays_their_curves_with_their_names_in_the_legen
     assert sorted(names) == ["lr 0.003", "lr 0.01"]
     assert view.legend_names() == names
     drawn = [curve for curve in view.acc_plot.listDataItems() if len(curve.getData()[0])]
-    assert len(drawn) == 2  # one test-accuracy point per run (one epoch each)
+    assert len(drawn) == 2  # one validation-accuracy point per run (one epoch each)
     assert len({curve.opts["pen"].color().name() for curve in drawn}) == 2  # each run its own colour
     assert len([c for c in view.loss_plot.listDataItems() if len(c.getData()[0]) > 1]) == 2  # train losses
     assert "Comparing 2 runs" in panel.detail.text()
@@ -100,15 +100,17 @@ def test_the_table_highlights_exactly_the_settings_that_differ(panel):
     lr_row = next(r for r in range(view.table.rowCount()) if view.table.item(r, 0).text() == "train.lr")
     assert {view.table.item(lr_row, c).text() for c in (1, 2)} == {"0.003", "0.01"}
     best = [view.table.item(0, c).text() for c in (1, 2)]
-    assert view.table.item(0, 0).text() == "Best test accuracy" and all(b.endswith("%") for b in best)
-    assert [view.table.item(2, c).text() for c in (1, 2)] == ["1 / 1", "1 / 1"]  # epochs done / planned
+    assert view.table.item(0, 0).text() == "Best validation accuracy" and all(b.endswith("%") for b in best)
+    assert view.table.item(2, 0).text() == "Test accuracy (chosen model)"
+    assert all(view.table.item(2, c).text().endswith("%") for c in (1, 2))
+    assert [view.table.item(3, c).text() for c in (1, 2)] == ["1 / 1", "1 / 1"]  # epochs done / planned
 
 
 def test_only_differences_hides_the_settings_all_runs_share(panel):
     panel.select_runs([str(panel.runs_root / "a"), str(panel.runs_root / "b")])
     view = panel.compare
     assert view.only_differences.isChecked()  # on by default
-    summary = ["Best test accuracy", "Best epoch", "Epochs done"]
+    summary = ["Best validation accuracy", "Best epoch", "Test accuracy (chosen model)", "Epochs done"]
     assert _shown(view) == summary + ["train.lr", "train.seed"]
     assert "2 of" in view.table_note.text()
     view.only_differences.setChecked(False)
@@ -141,7 +143,7 @@ def test_back_to_one_run_shows_its_own_curves_again(panel, root):
     panel.select_runs([str(root / "a"), str(root / "b")])
     panel.select(str(root / "b"))
     assert not panel.compare.isVisible() and panel.plots.isVisible()
-    assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 1
+    assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 1
     assert "lr 0.01" in panel.detail.text()
 
 

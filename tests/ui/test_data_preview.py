@@ -15,12 +15,13 @@ def test_the_data_tab_opens_a_preview_of_the_folder_with_counts_samples_and_skip
     preview = form.open_preview()
     assert isinstance(preview, DataPreview)
     qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
-    assert "2 classes" in preview.header.text()
+    assert "2 classes" in preview.header.text() and "2 validation" in preview.header.text()
     classes = [w.text() for w in preview.findChildren(type(preview.header), "previewClass")]
     assert len(classes) == 2 and "cats" in classes[0] and "dogs" in classes[1]
+    assert "2 train · 1 validation · 1 test" in classes[0]
     thumbs = preview.findChildren(type(preview.header), "previewThumb")
-    # All training images (4 + 3, less one of each held out for testing): fewer than 8 a class.
-    assert len(thumbs) == 5 and not thumbs[0].pixmap().isNull()
+    # All training images (4 + 3, less one of each held out for testing and one for validation).
+    assert len(thumbs) == 3 and not thumbs[0].pixmap().isNull()
     assert not preview.skipped.isHidden() and "broken.jpg" in preview.skipped.text()
     preview.close()
 

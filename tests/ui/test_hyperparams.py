@@ -28,7 +28,8 @@ def test_a_config_with_unusual_values_round_trips(form):
     cfg = PRESETS["cifar10"].with_updates({
         "name": "odd", "train.lr": 0.000123, "train.weight_decay": 1.5e-5, "model.max_freq": 12.5,
         "train.device": "cuda:1", "train.precision": "bfloat16", "data.dataset": "folder",
-        "data.folder": "/some/where", "data.val_fraction": 0.15, "model.attn_dropout": 0.05,
+        "data.folder": "/some/where", "data.test_fraction": 0.15, "data.val_fraction": 0.2, "data.split_seed": 3,
+        "train.early_stop_patience": 4, "model.attn_dropout": 0.05,
     })
     form.set_config(cfg)
     assert form.config() == cfg

@@ -1,4 +1,4 @@
-"""The Mistakes tab: the confusion matrix of the latest epoch, and the test images behind a cell."""
+"""The Mistakes tab: the confusion matrix of the latest epoch on validation, and the images behind a cell."""
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -7,7 +7,7 @@ from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.core.training import train
 from tests.ui.helpers import tiny_config
 
-TEST_SIZE = 899  # the digits test split
+VAL_SIZE = 90  # the digits validation split (a tenth of 898)
 
 
 @pytest.fixture
@@ -43,9 +43,10 @@ def test_a_finished_run_shows_its_last_epoch_with_every_test_image_counted(qtbot
     _load(qtbot, mistakes, trained_run)
     view = mistakes.view
     assert len(view.counts) == 10 and view.class_names == tuple(str(i) for i in range(10))
-    assert sum(map(sum, view.counts)) == TEST_SIZE
+    assert sum(map(sum, view.counts)) == VAL_SIZE
     right = sum(view.counts[i][i] for i in range(10))
-    assert "epoch 3" in mistakes.summary.text() and f"{right} of {TEST_SIZE} test images right" in mistakes.summary.text()
+    assert "epoch 3" in mistakes.summary.text() and f"{right} of {VAL_SIZE} validation images right" in mistakes.summary.text()
+    assert "validation split" in mistakes.summary.text()
     # Named as in the Runs tab (the name in run.json), not by its folder, which the tooltip gives.
     assert mistakes.summary.text().startswith("<b>tiny</b>") and mistakes.summary.toolTip() == str(trained_run)
 
@@ -67,7 +68,7 @@ def test_clicking_a_cell_shows_its_test_images_with_their_probabilities(qtbot, m
     _click(qtbot, mistakes, t, p)
     assert mistakes.view.selected == (t, p)
     assert mistakes.gallery.count() == count
-    assert f"{count} test image" in mistakes.gallery_title.text()
+    assert f"{count} validation image" in mistakes.gallery_title.text()
     caption = mistakes.gallery.item(0).text()
     assert caption.startswith(f"pred {p} ") and f"\ntrue {t} " in caption and caption.endswith("%")
     assert not mistakes.gallery.item(0).icon().isNull()
@@ -83,7 +84,7 @@ def test_an_empty_cell_or_a_click_beside_the_matrix_says_so(qtbot, mistakes, tra
     t, p = next((t, p) for t in range(10) for p in range(10) if counts[t][p] == 0)
     _click(qtbot, mistakes, t, p)
     assert mistakes.gallery.count() == 0
-    assert f"no test image of <b>{t}</b>" in mistakes.gallery_title.text()
+    assert f"no validation image of <b>{t}</b>" in mistakes.gallery_title.text()
     with qtbot.waitSignal(mistakes.cell_shown):
         qtbot.mouseClick(mistakes.view, Qt.MouseButton.LeftButton, pos=QPoint(3, mistakes.view.height() - 3))
     assert mistakes.view.selected is None and mistakes.gallery.count() == 0
@@ -114,7 +115,7 @@ def test_the_matrix_follows_a_live_run_epoch_by_epoch_and_the_chosen_cell_with_i
             assert mistakes.confusion is None
         if isinstance(event, EpochEnd):
             assert mistakes.confusion.epoch == event.epoch
-            assert mistakes.view.counts == event.confusion and sum(map(sum, mistakes.view.counts)) == TEST_SIZE
+            assert mistakes.view.counts == event.confusion and sum(map(sum, mistakes.view.counts)) == VAL_SIZE
             assert f"epoch {event.epoch}" in mistakes.summary.text()
             if chosen is None:
                 count, *chosen = _largest_mistake(event.confusion)
@@ -136,7 +137,7 @@ def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_
         window.start()
     shown = window.mistakes.confusion
     assert shown.run_dir != str(trained_run) and shown.epoch == 2
-    assert sum(map(sum, shown.counts)) == TEST_SIZE
+    assert sum(map(sum, shown.counts)) == VAL_SIZE
 
     # Looking at another tab and back keeps the run just trained on show, though the Runs tab still
     # has the older run selected; picking a run there again shows that run.

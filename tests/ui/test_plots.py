@@ -17,7 +17,7 @@ def plots(qtbot):
 
 
 def _epoch(epoch, step, acc, loss=1.0):
-    return EpochEnd(epoch=epoch, step=step, train_loss=1.0, train_acc=0.5, test_loss=loss, test_acc=acc,
+    return EpochEnd(epoch=epoch, step=step, train_loss=1.0, train_acc=0.5, val_loss=loss, val_acc=acc,
                     per_class_acc=(), confusion=(), elapsed_s=1.0, is_best=False)
 
 
@@ -30,7 +30,7 @@ def test_steps_and_epochs_reach_the_curves_and_nan_is_left_out(plots, qtbot):
     plots.on_event(_epoch(2, 2000, 0.8, loss=0.7))
     plots.on_event(_epoch(3, 3000, 0.7))
     # Redraws are throttled: the last state arrives shortly after the last event.
-    qtbot.waitUntil(lambda: plots.test_acc_curve.getData()[0] is not None and len(plots.test_acc_curve.getData()[0]) == 3)
+    qtbot.waitUntil(lambda: plots.val_acc_curve.getData()[0] is not None and len(plots.val_acc_curve.getData()[0]) == 3)
     x, y = plots.raw_curve.getOriginalDataset()
     assert len(x) == 1999 and np.all(np.isfinite(y))
     assert len(plots.lr_curve.getOriginalDataset()[0]) == 2000
@@ -77,6 +77,9 @@ def test_load_metrics_records_with_nulls_and_hostile_steps(plots, tmp_path):
     plots.load_metrics(runs.read_metrics(tmp_path))
     assert len(plots.raw_curve.getOriginalDataset()[0]) == 1
     assert plots.best() == (1, 0.4)
+    # An older version's run: its epochs were evaluated (and its best chosen) on test, and the plot says so.
+    assert plots.held_out == "test" and "old run" in plots.acc_plot.legend.getLabel(plots.val_acc_curve).text
+    assert "old run" in plots.acc_plot.titleLabel.text and "best test 40.0%" in plots.info.text()
 
 
 def test_ema_matches_the_step_by_step_definition():
@@ -170,7 +173,7 @@ def test_lines_keep_their_width_at_2x_scaling(tmp_path):
         "app = QApplication([])\n"
         "from perceiver_gui.ui.plots import PlotsPanel\n"
         "p = PlotsPanel(); p.show(); app.processEvents()\n"
-        "print(p.devicePixelRatioF(), p.smooth_curve.opts['pen'].widthF(), p.test_acc_curve.opts['pen'].widthF(),\n"
+        "print(p.devicePixelRatioF(), p.smooth_curve.opts['pen'].widthF(), p.val_acc_curve.opts['pen'].widthF(),\n"
         "      flush=True)\n"
         "import os; os._exit(0)  # the numbers are out; skip tearing pyqtgraph down in a throwaway process\n"
     )

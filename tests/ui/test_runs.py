@@ -28,15 +28,16 @@ def panel(qtbot, run):
 def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     assert panel.run_names() == ["tiny"]
     item = panel.tree.topLevelItem(0)
-    assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).startswith("completed")
+    assert item.text(2) == "digits" and item.text(3).endswith("%") and item.text(4).endswith("%")
+    assert item.text(5).startswith("completed")
     from perceiver_gui.config import load_config
     from perceiver_gui.core.complexity import parameter_count
 
     config = load_config(run / "config.json")
-    assert item.toolTip(5) == f"{parameter_count(config.model):,} trainable parameters"
-    assert item.text(6) == f"{config.train.lr:g}"
+    assert item.toolTip(6) == f"{parameter_count(config.model):,} trainable parameters"
+    assert item.text(7) == f"{config.train.lr:g}"
     assert panel.select(str(run))
-    assert len(panel.plots.test_acc_curve.getOriginalDataset()[0]) == 3
+    assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
     assert panel.open_button.isEnabled() and not panel.resume_button.isEnabled()  # completed: nothing to resume
 
@@ -80,9 +81,9 @@ def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_w
     assert len(listed) == len(list(root.iterdir())) and "good" in listed and "hostile-metrics" in listed
     items = [panel.tree.topLevelItem(i) for i in range(panel.tree.topLevelItemCount())]
     rows = {item.text(0): item for item in items}
-    assert rows["good"].text(4) == "completed (3/3 epochs)"
-    assert rows["bad-created"].text(4).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(4)
-    assert rows["interrupted"].text(4).startswith("interrupted (resumable)")
+    assert rows["good"].text(5) == "completed (3/3 epochs)"
+    assert rows["bad-created"].text(5).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(5)
+    assert rows["interrupted"].text(5).startswith("interrupted (resumable)")
     assert panel.select(str(interrupted)) and panel.resume_button.isEnabled()
     for info in runs.list_runs(root):  # each one's curves, settings and comparison with the good run
         assert panel.select(info.path)
@@ -108,7 +109,7 @@ def test_a_run_another_process_trains_is_shown_live_and_resuming_it_is_refused(m
         window = make_window(runs_root=root)
         window.runs.refresh()
         item = window.runs.tree.topLevelItem(0)
-        assert item.text(4).startswith("running") and f"process {proc.pid}" in item.toolTip(4)
+        assert item.text(5).startswith("running") and f"process {proc.pid}" in item.toolTip(5)
         assert window.runs.select(str(folder)) and not window.runs.resume_button.isEnabled()
         with qtbot.waitSignal(window.runner.stopped_running, timeout=30000):
             window.resume_run(str(folder))  # as Resume on the Training tab would
@@ -139,7 +140,7 @@ def test_deleting_the_shown_run_clears_its_details_curves_and_ranges(panel, run,
     panel.delete_button.click()
     assert with_deleted == [[str(run)]]
     assert "tiny" not in panel.detail.text()
-    assert panel.plots.loss_raw.n == 0 and panel.plots.test_acc.n == 0
+    assert panel.plots.loss_raw.n == 0 and panel.plots.val_acc.n == 0
     assert panel.plots.loss_plot.viewRange()[0] != loaded_x  # not the deleted run's steps any more
 
 
@@ -208,7 +209,7 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     panel.notes_button.click()
     assert read_run(run).notes == "Tried 8 latents instead of 32.\nAccuracy dropped 4 points."
     item = panel.tree.topLevelItem(0)
-    assert item.text(7).startswith("Tried 8 latents") and item.text(7).endswith("…")  # one line in the list
+    assert item.text(8).startswith("Tried 8 latents") and item.text(8).endswith("…")  # one line in the list
     panel.select(str(run))
     assert "Accuracy dropped 4 points." in panel.detail.text()
     panel.filter.setText("latents")
@@ -216,4 +217,4 @@ def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch,
     # A fresh panel (the app restarted) reads them back.
     again = RunsPanel(run.parent)
     qtbot.addWidget(again)
-    assert again.tree.topLevelItem(0).toolTip(7).endswith("Accuracy dropped 4 points.")
+    assert again.tree.topLevelItem(0).toolTip(8).endswith("Accuracy dropped 4 points.")

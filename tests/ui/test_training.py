@@ -46,10 +46,14 @@ def test_a_short_run_updates_the_plots_and_saves_a_model(make_window, qtbot, tmp
     assert event.status == "completed", event.message
     assert Path(event.model_path).is_file() and Path(event.run_dir).parent == tmp_path / "runs"
     assert checkpoints.read_meta(event.model_path).class_names[:2] == ("0", "1")
-    steps = 2 * 14  # 898 training images in batches of 64, twice
+    steps = 2 * 12  # 808 training images (898 less 90 for validation) in batches of 64, twice
     assert len(window.plots.raw_curve.getOriginalDataset()[0]) == steps
-    assert len(window.plots.test_acc_curve.getOriginalDataset()[0]) == 2
+    assert len(window.plots.val_acc_curve.getOriginalDataset()[0]) == 2
     assert window.plots.best() is not None
+    # Every accuracy says its split: validation per epoch, test once for the model chosen.
+    assert "validation accuracy" in window.training.log.toPlainText()
+    assert "test accuracy" in window.training.status.text() and "validation accuracy" in window.training.status.text()
+    assert f"test {event.test_acc:.1%}" in window.plots.acc_plot.titleLabel.text
     assert window.training.progress.value() == steps
     assert "Finished 2 epochs" in window.training.status.text()
     assert "Epoch 2" in window.training.log.toPlainText()
@@ -187,7 +191,7 @@ def _panel(qtbot):
 
 
 def _epoch_end(epoch: int = 1) -> EpochEnd:
-    return EpochEnd(epoch=epoch, step=10 * epoch, train_loss=1.0, train_acc=0.5, test_loss=1.1, test_acc=0.4,
+    return EpochEnd(epoch=epoch, step=10 * epoch, train_loss=1.0, train_acc=0.5, val_loss=1.1, val_acc=0.4,
                     per_class_acc=(0.4,), confusion=((1,),), elapsed_s=3.0, is_best=True)
 
 
@@ -205,7 +209,7 @@ def test_speed_and_eta_leave_the_screen_when_the_run_ends(qtbot):
     panel.set_state("running")
     panel.on_event(Step(epoch=1, step=5, total_steps=100, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
     assert "812" in panel.speed_label.text() and "40 s" in panel.eta_label.text()
-    panel.on_event(Finished(status="stopped", message="Stopped after 5 steps.", best_acc=math.nan, best_epoch=0,
+    panel.on_event(Finished(status="stopped", message="Stopped after 5 steps.", best_val_acc=math.nan, best_epoch=0,
                             epochs_done=0, run_dir="r", model_path=""))
     panel.set_state("idle")
     assert "images/s" not in panel.speed_label.text() and "left" not in panel.eta_label.text()
