@@ -1,6 +1,7 @@
 """What an epoch end writes, and what it costs: the evaluation file, the best model, run.json and the resume
 file (weights, optimizer state and random states, fsynced), for the digits preset and the seed model on a
-CIFAR-10-shaped dataset (10,000 test images; synthetic, in the real on-disk format, so no network).
+CIFAR-10-shaped dataset (1,000 training images of which 100 validate; synthetic, in the real on-disk
+format, so no network).
 
 Each write is timed alone in a temporary run folder on the same disk as the runs (median of --rounds), and
 an epoch end is their sum: before `train.save_every_s` every epoch wrote all four; now the resume file is
@@ -52,12 +53,13 @@ def measure(name: str, cfg, rounds: int, work: Path) -> dict[str, float]:
     run_dir = work / name
     run_dir.mkdir()
     state = training.RunState(step=100, epochs_done=1, best_acc=0.5, best_epoch=1)
-    ev = training.evaluate(s, max(256, cfg.train.batch_size))
-    digest = evaluation.test_digest(s.test_x.numpy(), s.test_y.numpy())
+    ev = training.evaluate(s, s.val_x, s.val_y, max(256, cfg.train.batch_size))  # each epoch's validation
+    digest = evaluation.test_digest(s.val_x.numpy(), s.val_y.numpy())
     epoch_gen = s.gen.get_state()
     costs = {
         "evaluation file": lambda: evaluation.save_evaluation(run_dir, evaluation.Evaluation(
-            epoch=1, step=100, class_names=tuple(s.info.class_names), test_digest=digest, **ev.predictions)),
+            epoch=1, step=100, class_names=tuple(s.info.class_names), test_digest=digest, split="validation",
+            **ev.predictions)),
         "best model": lambda: training.checkpoints.save_model(run_dir / runs.MODEL_FILE, training._cpu_state(s.model),
                                                               training._meta(s, state, run_dir)),
         "run.json": lambda: runs.write_run(run_dir, epochs_done=1, best_acc=0.5, best_epoch=1),
