@@ -91,7 +91,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_tiny_cifar10(work / "cifar", n_train=1000, n_test=10_000)
+        make_tiny_cifar10(work / "cifar", n_train=1000, n_test=100)
         configs = {
             "digits": preset("digits").with_updates({"train.device": "cpu"}),
             "seed": preset("seed").with_updates({"train.device": "cpu", "data.root": str(work / "cifar"),

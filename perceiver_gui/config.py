@@ -118,7 +118,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter: blend image pairs and their labels; 0 = off
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "float32"  # one of PRECISIONS; "auto" = bfloat16 autocast on CUDA, float32 elsewhere
+    # One of PRECISIONS. "auto": bfloat16 autocast where the run's device computes it natively (CUDA compute
+    # capability 8.0+, Apple GPUs on macOS 14+), float16 with a grad scaler on older CUDA GPUs, float32 on CPUs.
+    precision: str = "float32"
     # TensorFloat-32 for float32 matmuls on CUDA (Ampere+): ~8x their speed for a 10-bit mantissa in the
     # products, which training tolerates; off = full float32. No effect on CPU, MPS or autocast runs.
     tf32: bool = True
