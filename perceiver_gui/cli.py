@@ -50,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override one setting, e.g. --set train.lr=0.01 (repeatable)")
     tr.add_argument("--out", type=Path, help="the run folder to create (default: a new folder in the runs folder)")
     tr.add_argument("--resume", type=Path, metavar="DIR", help="continue a stopped or crashed run from its folder")
+    tr.add_argument("--events", choices=("text", "jsonl"), default="text",
+                    help="jsonl: print each event as one JSON line on stdout, for a program to read (default: text)")
+    tr.add_argument("--pause-file", type=Path, metavar="FILE",
+                    help="pause the run while FILE exists, go on when it is removed (the app pauses this way)")
+    dp = tr.add_argument_group("several processes or machines (torch.distributed, through torchrun's launcher)")
+    dp.add_argument("--nproc-per-node", type=int, metavar="N",
+                    help="processes on this machine: one per GPU, or a few on a CPU (default: the config's "
+                         "train.processes, 1 unless set)")
+    dp.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines taking part (default 1)")
+    dp.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's number, 0 to M-1 (default 0)")
+    dp.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                    help="where the machines meet: node 0's address and a free port (needed with --nnodes > 1)")
+    dp.add_argument("--rdzv-timeout", type=int, default=300, metavar="S",
+                    help="seconds to wait for all machines to join (default 300)")
+    tr.add_argument("--seeds", type=int, default=1, metavar="K",
+                    help="train K runs of the config one after another, with seeds seed, seed+1, ..., and print "
+                         "the mean ± sample std of their accuracy and loss (with --out, DIR holds them as seed-N)")
     tr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     pr = sub.add_parser("predict", help="classify images with a saved model")
@@ -166,20 +183,275 @@ def training_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from perceiver_gui.core.training import RunControl, resume, train
-
     if args.resume:
         if args.preset or args.config or args.updates or args.out:
             raise ConfigError("--resume continues a run with its own config; drop --preset/--config/--set/--out.")
+        if args.seeds != 1:
+            raise ConfigError("--resume continues one run; drop --seeds.")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds needs a count of at least 1 (got {args.seeds}).")
     cfg = None if args.resume else training_config(args)
+    if args.nproc_per_node is None:
+        args.nproc_per_node = _saved_processes(args.resume) if cfg is None else cfg.train.processes
+    if args.seeds != 1 and (args.nproc_per_node != 1 or args.nnodes != 1 or args.events == "jsonl"):
+        raise ConfigError("--seeds trains its runs in this one process, with text output; drop --seeds, or "
+                          "--nproc-per-node/--nnodes/--events.")
+    if args.nproc_per_node != 1 or args.nnodes != 1:  # (the processes it starts get --nproc-per-node 1)
+        return _launch(args, cfg)
+    from perceiver_gui.core.distributed import in_launched_worker, launched_rank
+    from perceiver_gui.core.training import RunControl, resume, train
+
     control = RunControl()
-    previous = _stop_on_signals(control)
+    previous = _stop_on_signals(control, launched=in_launched_worker())
+    watcher = _PauseFile(args.pause_file, control) if args.pause_file else None
     try:
-        return _print_run(resume(args.resume, control=control) if cfg is None else
-                          train(cfg, out_dir=args.out, control=control))
+        if args.seeds != 1:
+            return _train_seeds(cfg, args.seeds, args.out, control)
+        events = resume(args.resume, control=control) if cfg is None else train(cfg, out_dir=args.out, control=control)
+        if launched_rank() != 0:  # another rank of a launched run: rank 0 speaks for the run
+            return _quiet_run(events)
+        return _print_json_run(events) if args.events == "jsonl" else _print_run(events)
     finally:
+        if watcher is not None:
+            watcher.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _quiet_run(events) -> int:
+    """A rank other than 0 prints only a failure of its own (rank 0 tells the rest)."""
+    finished = None
+    for event in events:
+        finished = event
+    if finished is None or finished.status == "failed":
+        _error(f"rank {os.environ.get('RANK')}: " + (finished.message if finished else "no result."))
+        return EXIT_FAILED
+    return 0
+
+
+def _print_json_run(events) -> int:
+    from perceiver_gui.core.events import Finished, to_json
+
+    finished = None
+    for event in events:
+        print(to_json(event), flush=True)
+        if isinstance(event, Finished):
+            finished = event
+    return 0 if finished is not None and finished.status in ("completed", "stopped") else 1
+
+
+class _PauseFile:
+    """Pauses the run while a file exists: how the app pauses a run that another process trains (a file
+    works the same through torchrun's launcher, on every platform, and needs no pipe to rank 0)."""
+
+    def __init__(self, path: Path, control) -> None:
+        self.path = path
+        self.control = control
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pause-file", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.2):
+            if self.path.exists():
+                self.control.pause()
+            else:
+                self.control.continue_()
+
+    def close(self) -> None:
+        self._done.set()
+
+
+# -- launching several processes -----------------------------------------------------------------
+def _launch(args: argparse.Namespace, cfg) -> int:
+    """Start this command once per process through torchrun's launcher (torch.distributed.run), with the
+    same arguments; each process joins the run from the variables the launcher sets. Exit 2 for settings
+    that can't work, 1 when the run failed."""
+    import logging
+
+    # torch's C++ side logs every failed connection attempt with a stack: this process says one sentence
+    # instead (set before torch loads, and put back so the training processes keep their messages).
+    level = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    os.environ["TORCH_CPP_LOG_LEVEL"] = "FATAL"
+    try:
+        problem = _launch_problem(args, cfg)
+        if problem:
+            _error(problem)
+            return EXIT_BAD_INPUT
+        from torch.distributed import run as torchrun
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    finally:
+        if level is None:
+            del os.environ["TORCH_CPP_LOG_LEVEL"]
+        else:
+            os.environ["TORCH_CPP_LOG_LEVEL"] = level
+    from perceiver_gui.core.distributed import in_launched_worker
+
+    if in_launched_worker():
+        raise ConfigError("This process was itself started by a launcher; drop --nproc-per-node and --nnodes.")
+    for name in list(logging.root.manager.loggerDict):  # the launcher's notes are not for our users: we say a sentence
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    launch = ["--nnodes", str(args.nnodes), "--nproc-per-node", str(args.nproc_per_node), "--max-restarts", "0",
+              "--monitor-interval", "0.5"]
+    if args.rdzv_endpoint:
+        # The static rendezvous: machine R's processes are ranks R*N to R*N+N-1, so rank 0, which writes the run
+        # folder, is on machine 0, the host of the endpoint.
+        host, _, port = args.rdzv_endpoint.rpartition(":")
+        launch += ["--node-rank", str(args.node_rank), "--rdzv-backend", "static", "--master-addr", host,
+                   "--master-port", port, "--rdzv-conf", f"timeout={args.rdzv_timeout}"]
+    else:
+        launch += ["--standalone"]
+    launch += ["-m", "perceiver_gui", *worker_arguments(args)]
+    torch_args = torchrun.get_args_parser().parse_args(launch)
+    try:
+        torchrun.run(torch_args)
+    except ChildFailedError as exc:
+        _error(_failure_sentence(exc))
+        return EXIT_FAILED
+    except SignalException:
+        return 0  # Ctrl+C or SIGTERM: the launcher passed it on, and rank 0 stopped and saved the run
+    except Exception as exc:  # noqa: BLE001 - the launcher's own errors: rendezvous, ports
+        _error(_launcher_sentence(exc, args))
+        return EXIT_FAILED
+    return 0
+
+
+def node_commands(config_file: str, *, nnodes: int, nproc_per_node: int, endpoint: str, out: str) -> list[str]:
+    """The command to run on each machine of a multi-machine run, machine 0 first (the app shows these)."""
+    return [shlex.join(["perceiver-gui", "train", "--config", config_file, "--out", out,
+                        "--nnodes", str(nnodes), "--node-rank", str(rank), "--nproc-per-node", str(nproc_per_node),
+                        "--rdzv-endpoint", endpoint]) for rank in range(nnodes)]
+
+
+def _saved_processes(run_dir: Path) -> int:
+    """The processes a run was configured with (1 when its config can't be read: resuming then says why)."""
+    from perceiver_gui.core import runs
+
+    try:
+        saved = runs.read_config(run_dir).config
+    except runs.RunError:
+        return 1
+    return saved.train.processes if saved is not None else 1
+
+
+def worker_arguments(args: argparse.Namespace) -> list[str]:
+    """The `train` arguments each process gets: this command's, without those of the launch."""
+    out = ["train", "--events", args.events, "--nproc-per-node", "1"]
+    if args.resume:
+        out += ["--resume", str(args.resume)]
+    for flag, value in (("--preset", args.preset), ("--config", args.config), ("--out", args.out),
+                        ("--pause-file", args.pause_file)):
+        if value:
+            out += [flag, str(value)]
+    for item in args.updates:
+        out += ["--set", item]
+    return out + (["--debug"] if args.debug else [])
+
+
+def _launch_problem(args: argparse.Namespace, cfg) -> str:
+    if args.nproc_per_node < 1:
+        return (f"--nproc-per-node must be 1 or more (one process per GPU, or a few on a CPU), "
+                f"not {args.nproc_per_node}.")
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        return f"--node-rank must be between 0 and --nnodes - 1 ({args.nnodes - 1}), not {args.node_rank}."
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        return ("Several machines need a meeting point: add --rdzv-endpoint HOST:PORT with node 0's address and "
+                "a free port, the same on every machine.")
+    if args.rdzv_endpoint:
+        host, _, port = args.rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            return f"--rdzv-endpoint must be HOST:PORT, e.g. 10.0.0.1:29500, not '{args.rdzv_endpoint}'."
+    if cfg is None:
+        from perceiver_gui.core import runs
+
+        saved = runs.read_config(args.resume)
+        cfg = saved.config
+    if cfg is not None:
+        world = args.nproc_per_node * args.nnodes
+        if cfg.train.batch_size % world:
+            lower = max(world, cfg.train.batch_size // world * world)
+            return (f"train.batch_size {cfg.train.batch_size} does not split evenly over {world} processes; "
+                    f"choose a multiple of {world}, such as {lower} or {lower + world}.")
+        if cfg.train.device.startswith("cuda"):
+            import torch
+
+            if torch.cuda.device_count() < args.nproc_per_node:
+                return (f"--nproc-per-node {args.nproc_per_node} needs {args.nproc_per_node} GPUs, and this machine "
+                        f"has {torch.cuda.device_count()}; use at most that many, or train.device=cpu.")
+    return ""
+
+
+def _failure_sentence(exc) -> str:
+    import signal as signals
+
+    # The first to fail, not one the launcher then ended itself with SIGTERM.
+    rank, failure = min(exc.failures.items(),
+                        key=lambda item: (item[1].exitcode == -signals.SIGTERM, item[1].timestamp, item[0]))
+    code = failure.exitcode
+    how = f"was killed by {signals.Signals(-code).name}" if code < 0 and -code in signals.valid_signals() else \
+        f"ended with exit code {code}"
+    return f"Process {rank} of the run {how}, so the run ended; it can be resumed from its last save."
+
+
+def _launcher_sentence(exc: Exception, args: argparse.Namespace) -> str:
+    text = str(exc)
+    where = args.rdzv_endpoint or "this machine"
+    if "address already in use" in text.lower() or "EADDRINUSE" in text:
+        return f"The port of --rdzv-endpoint {where} is in use by another program; choose another port."
+    if type(exc).__name__.startswith("Rendezvous") or "rendezvous" in text.lower() or "connect" in text.lower():
+        return (f"Could not meet the other machines at {where} within {args.rdzv_timeout} s; check that node 0 "
+                f"runs the same command, that the address is right and that the port is open.")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"The launcher failed ({type(exc).__name__}: {first.rstrip('.')}); run with --debug for details."
+
+
+def _train_seeds(cfg, k: int, out: Path | None, control) -> int:
+    """K runs of `cfg`, seeds seed..seed+k-1, one after another as ordinary run folders; then the mean ± std
+    over them. A run that fails while training does not stop the others (exit 1 at the end); a stop (Ctrl+C)
+    or a run that cannot start from what it was given (exit 2) ends the series."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.core.stats import run_curve, seed_configs, seed_summary
+    from perceiver_gui.core.training import train
+
+    code, done = EXIT_OK, []
+    for i, seeded in enumerate(seed_configs(cfg, k)):
+        print(f"\n== Seed {seeded.train.seed} ({i + 1} of {k}) ==", flush=True)
+        finished: list = []
+        result = _print_run(_tap(train(seeded, out_dir=out / f"seed-{seeded.train.seed}" if out else None,
+                                       control=control), finished))
+        code = max(code, result)
+        if finished and finished[-1].run_dir:
+            done.append(Path(finished[-1].run_dir))
+        if control.stopped:
+            print(f"Stopped: {k - i - 1} seed(s) not run.")
+            break
+        if result == EXIT_BAD_INPUT:  # the data, device or folder: every other seed would be refused the same way
+            break
+    curves = [run_curve(runs.read_metrics(d).records) for d in done]
+    curves = [c for c in curves if c.split]
+    if curves:
+        summary = seed_summary(curves)
+        split = curves[0].split
+        print(f"\nOver {len(curves)} seed(s), mean ± sample std (n-1), on the {split} split:")
+        for key, label, fmt in (("final_acc", "final accuracy", "{:.2%}"), ("best_acc", "best accuracy", "{:.2%}"),
+                                ("final_loss", "final loss", "{:.4f}"), ("best_loss", "best loss", "{:.4f}")):
+            print(f"  {label:15s} {summary[key].text(fmt)}")
+        if summary["test_acc"].n:
+            print(f"  test accuracy of the chosen model  {summary['test_acc'].text()}")
+        print("Runs: " + ", ".join(printable(d) for d in done))
+    return code
+
+
+def _tap(events, finished: list):
+    """The events, unchanged; the Finished one is also kept in `finished`."""
+    from perceiver_gui.core.events import Finished
+
+    for event in events:
+        if isinstance(event, Finished):
+            finished.append(event)
+        yield event
 
 
 def _print_run(events) -> int:
@@ -216,19 +488,23 @@ def _print_run(events) -> int:
         return EXIT_FAILED
     if finished.status not in ("completed", "stopped"):
         _error(finished.message)
-        return EXIT_FAILED
+        return EXIT_BAD_INPUT if finished.bad_input else EXIT_FAILED
     print(printable(finished.message))
     if finished.model_path:
         print(f"Model: {printable(finished.model_path)}")
     return EXIT_OK
 
 
-def _stop_on_signals(control) -> dict:
+def _stop_on_signals(control, *, launched: bool = False) -> dict:
     """Ctrl+C, SIGTERM (kill, a scheduler) and SIGHUP (the terminal closed, logging out) stop the run after
     the current step and save it, so it can be resumed. A second Ctrl+C interrupts at once (the run is then
     marked stopped, resumable from its last finished epoch); a second SIGTERM or SIGHUP ends the process
     (the run's lock is released by the OS). Only the main thread may set handlers: the GUI never does.
-    Returns the handlers it replaced, to put back when the run is over."""
+    Returns the handlers it replaced, to put back when the run is over.
+
+    A process started by the launcher (`launched`) acts on the first signal only: Ctrl+C reaches it from the
+    terminal and again from the launcher, which passes signals on, and which kills a process that does not end
+    within 30 s."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
@@ -238,7 +514,8 @@ def _stop_on_signals(control) -> dict:
         control.stop()
         for name in names:  # the next one acts at once
             sig = getattr(signal, name)
-            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_IGN if launched else
+                          signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
     for name in names:
         signal.signal(getattr(signal, name), stop)

@@ -132,6 +132,7 @@ class TrainConfig:
     save_every_s: float = 60.0
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
+    processes: int = 1  # processes training together (one per GPU, or a few on a CPU); batch_size is split over them
     log_every: int = 10  # steps between logged step events in metrics.jsonl
     early_stop_patience: int = 0  # stop after this many epochs without a better validation accuracy; 0 = off
 
@@ -269,6 +270,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.mixup": (0, 10),  # Beta(alpha, alpha); 0.2–0.4 is usual, 10 already mixes nearly 50/50
     "train.seed": (0, 2**31 - 1),  # what every seeded library (and the form's spin box) accepts
     "train.threads": (0, 1024),  # 0 = automatic
+    "train.processes": (1, 1024),  # one per GPU of a node; a DGX has 8
     "train.log_every": (1, 100_000),
     "train.save_every_s": (0, 86_400),  # a day; longer would leave a crash with nothing to resume from
     "train.early_stop_patience": (0, 10_000),  # epochs; 0 = off
@@ -353,6 +355,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
          "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
     need(isinstance(t.tf32, bool), "train.tf32", "train.tf32 must be true or false.")
     need(t.compile in COMPILE_MODES, "train.compile", f"train.compile must be one of {', '.join(COMPILE_MODES)}.")
+    need(t.processes < 1 or t.batch_size % t.processes == 0, "train.batch_size",
+         f"train.batch_size {t.batch_size} does not split evenly over {t.processes} processes; choose a multiple "
+         f"of {t.processes}.")
     need(t.early_stop_patience == 0 or d.val_fraction > 0, "train.early_stop_patience",
          "Early stopping watches the validation split; set data.val_fraction above 0 or the patience to 0.")
     return out
@@ -449,7 +454,8 @@ PRESETS: dict[str, Config] = {
 # One sentence per preset, for the form and `perceiver-gui presets`; `describe_preset` adds the download note.
 PRESET_NOTES: dict[str, str] = {
     "seed": "The original tutorial's CIFAR-10 settings, verbatim: it barely learns, and is kept to reproduce it.",
-    "digits": "Bundled 8×8 handwritten digits, offline: about 96 % after under a minute of training on 2 CPU cores.",
+    "digits": "Bundled 8×8 handwritten digits, offline: about 94 % test accuracy after about a minute of training on "
+              "2 CPU cores.",
     "mnist": "MNIST handwritten digits: the digits recipe at 28×28 with random crops; best on a GPU (on 2 CPU "
              "cores an epoch of 60,000 images takes tens of minutes).",
     "fashion_mnist": "Fashion-MNIST clothing photos: the MNIST recipe plus horizontal flips.",

@@ -36,5 +36,6 @@ class RunControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
-        self._running.wait()
+    def wait_while_paused(self, timeout: float | None = None) -> None:
+        """Block while paused, or until `timeout` seconds passed."""
+        self._running.wait(timeout)

@@ -650,6 +650,12 @@ def _load_folder(cfg: DataConfig, root: Path):
         classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     except OSError as exc:
         raise DatasetError(f"Can't read the image folder {folder}: {exc.strerror or exc}.") from None
+    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
+        try:
+            class_dir.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
+                               "valid UTF-8; rename it (class names are saved with the model).") from None
     if len(classes) < 2:
         raise DatasetError(f"The image folder {folder} needs at least two subfolders, one per class, with images "
                            f"in them.")

@@ -1,9 +1,15 @@
 """Events the training generator yields. They cross threads, so they hold plain values only:
 floats, ints, strings and tuples of them — never tensors — and are never mutated. They are built with
-keywords (kw_only), so a field added or reordered can't shift the values of the others."""
+keywords (kw_only), so a field added or reordered can't shift the values of the others.
+
+This module is also the one owner of their text form: `to_json` and `from_json` write and read an event as
+one JSON line (`perceiver-gui train --events jsonl`), which is how the app watches a run that other
+processes train."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 __all__ = [
@@ -15,6 +21,8 @@ __all__ = [
     "Log",
     "RunStarted",
     "Step",
+    "from_json",
+    "to_json",
 ]
 
 
@@ -91,6 +99,39 @@ class Finished:
     model_path: str  # "" when no model was saved
     test_acc: float = float("nan")  # the saved model's accuracy on the test split, evaluated once at the end
     test_loss: float = float("nan")
+    # The run could not start because of what it was given (settings, data, device, the run folder), not
+    # because training went wrong: the CLI exits 2 for it, as for any bad input.
+    bad_input: bool = False
 
 
 Event = RunStarted | Step | EpochEnd | CheckpointSaved | DownloadProgress | Log | Finished
+
+
+_CLASSES = {cls.__name__: cls for cls in (RunStarted, Step, EpochEnd, CheckpointSaved, DownloadProgress, Log, Finished)}
+
+
+def to_json(event: Event) -> str:
+    """One line of JSON: {"event": "Step", "epoch": 1, ...}. NaN and infinity are written as JSON's NaN and
+    Infinity (Python's own reading of them), since a diverging loss is real."""
+    return json.dumps({"event": type(event).__name__, **{f.name: getattr(event, f.name)
+                                                          for f in dataclasses.fields(event)}})
+
+
+def from_json(line: str) -> Event:
+    """The event a `to_json` line holds; ValueError with a sentence for a line that is not one."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"Not an event line ({exc.msg}): {line[:80]!r}") from None
+    if not isinstance(record, dict) or record.get("event") not in _CLASSES:
+        raise ValueError(f"Not an event line (no known 'event' name): {line[:80]!r}")
+    cls = _CLASSES[record.pop("event")]
+    try:
+        return cls(**{key: _tuples(value) for key, value in record.items()})
+    except TypeError as exc:
+        raise ValueError(f"A {cls.__name__} line with the wrong fields ({exc}): {line[:80]!r}") from None
+
+
+def _tuples(value):
+    """JSON arrays back into the tuples the events hold (nested for the confusion matrix)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

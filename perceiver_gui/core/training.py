@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from perceiver_gui import __version__
 from perceiver_gui.config import Config, ConfigError
-from perceiver_gui.core import checkpoints, data, datasets, evaluation, runs
+from perceiver_gui.core import checkpoints, data, datasets, distributed, evaluation, runs
 from perceiver_gui.core.complexity import memory_refusal
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.device import (
@@ -44,6 +44,7 @@ from perceiver_gui.core.device import (
     resolve_device,
     restore_generator_state,
 )
+from perceiver_gui.core.distributed import Dist, PeerLost
 from perceiver_gui.core.events import (
     CheckpointSaved,
     EpochEnd,
@@ -97,6 +98,9 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, control: RunControl
     if problems:
         yield _failed(problems[0][1])
         return
+    if distributed.launched_rank() != 0:  # another rank of a multi-process run: rank 0 owns the folder
+        yield from _session(cfg, Path(out_dir or ""), control or RunControl(), resuming=False, fresh=False)
+        return
     if out_dir is None:
         run_dir = runs.new_run_dir(cfg.name)
     else:
@@ -133,9 +137,9 @@ def resume(run_dir: str | Path, *, control: RunControl | None = None) -> Generat
 
 
 def _failed(message: str, run_dir: Path | None = None) -> Finished:
-    """The end of a run that never started (nothing of it is written)."""
+    """The end of a run that never started (nothing of it is written): what it was given can't be used."""
     return Finished(status="failed", message=message, best_val_acc=math.nan, best_epoch=0, epochs_done=0,
-                    run_dir=str(run_dir or ""), model_path="")
+                    run_dir=str(run_dir or ""), model_path="", bad_input=True)
 
 
 # -- the session: the lock, and a final status however the run ends --------------------------------
@@ -145,19 +149,21 @@ class _FolderGone(Exception):
 
 def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool, fresh: bool
              ) -> Generator[Event, None, None]:
+    main = distributed.launched_rank() == 0
     try:
-        lock = runs.lock_run(run_dir)
+        lock = runs.lock_run(run_dir) if main else contextlib.nullcontext()
     except runs.RunError as exc:
         yield _failed(str(exc), run_dir)
         return
     with lock:
-        run = _Run(cfg, run_dir, control, resuming=resuming)
+        run = _Run(cfg, run_dir, control, resuming=resuming, main=main)
         try:
-            yield from run.run()
+            # Only rank 0 tells what happens; the other ranks train silently and end with their Finished.
+            yield from run.run() if main else (e for e in run.run() if isinstance(e, Finished))
         except (GeneratorExit, KeyboardInterrupt) as exc:
             # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
             # land mid-step, so nothing is saved now: resuming continues from the last save.
-            if not run.done and run.folder_intact():
+            if not run.done and run.main and run.folder_intact():
                 # Best effort: an error here would hide the interruption (and at interpreter exit, the
                 # machinery to write may be gone); a run left "running" lists as interrupted anyway.
                 with contextlib.suppress(Exception):
@@ -166,6 +172,8 @@ def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool,
             raise
         except _FolderGone:
             yield run.finish("failed", run.gone_sentence())
+        except PeerLost as exc:
+            yield run.finish("failed", f"{exc} The run ended; " + run.how_to_resume())
         except OSError as exc:
             yield run.finish("failed", run.gone_sentence() if not run.folder_intact() else _os_sentence(exc, run))
         except Exception as exc:
@@ -175,6 +183,7 @@ def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool,
                 raise
             yield run.finish("failed", run.out_of_memory_sentence())
         finally:
+            run.dist.close()
             if fresh and not (run_dir / runs.CONFIG_FILE).exists():
                 _remove_empty_run_folder(run_dir)
             run.release_memory()
@@ -214,6 +223,7 @@ class RunState:
     epochs_done: int = 0
     best_acc: float = math.nan  # the best validation accuracy, which chose the saved model; nan until one did
     best_epoch: int = 0  # its epoch (old runs without validation: chosen on test, before this version)
+    best_loss: float = math.nan  # that epoch's validation loss: of two epochs as accurate, the lower loss wins
     elapsed: float = 0.0  # seconds of training, over all sessions
     model_path: str = ""  # the saved model, "" until one is
     in_epoch: bool = False  # an epoch's permutation is drawn and the epoch is not over
@@ -221,14 +231,17 @@ class RunState:
     epoch_correct: int = 0
     epoch_seen: int = 0
     start_loss: float = math.nan  # the loss of the run's first step (untrained), to tell when it diverges
+    world_size: int = 1  # processes that trained it (last session): resuming with another number is not bit-exact
 
     def to_progress(self) -> dict[str, Any]:
         return {
             "step": self.step, "epochs_done": self.epochs_done,
             "best_acc": None if math.isnan(self.best_acc) else self.best_acc, "best_epoch": self.best_epoch,
+            "best_loss": None if not math.isfinite(self.best_loss) else self.best_loss,
             "elapsed": self.elapsed, "model_path": self.model_path, "in_epoch": self.in_epoch,
             "epoch_sums": [self.epoch_loss_sum, self.epoch_correct, self.epoch_seen],
             "start_loss": None if math.isnan(self.start_loss) else self.start_loss,
+            "world_size": self.world_size,
         }
 
     @classmethod
@@ -246,12 +259,15 @@ class RunState:
         if not (isinstance(sums, list | tuple) and len(sums) == 3):
             raise checkpoints.CheckpointError(f"{where} is damaged: its progress field 'epoch_sums' is {sums!r}.")
         best, start = get("best_acc", (int, float, type(None))), get("start_loss", (int, float, type(None)))
+        best_loss = get("best_loss", (int, float, type(None)))  # absent in older resume files
         return cls(
             step=get("step", int), epochs_done=get("epochs_done", int),
             best_acc=math.nan if best is None else float(best), best_epoch=get("best_epoch", int, 0),
+            best_loss=math.nan if best_loss is None else float(best_loss),
             elapsed=float(get("elapsed", (int, float), 0.0)), model_path=get("model_path", str, ""),
             in_epoch=in_epoch, epoch_loss_sum=float(sums[0]), epoch_correct=int(sums[1]),
             epoch_seen=int(sums[2]), start_loss=math.nan if start is None else float(start),
+            world_size=get("world_size", int, 1),
         )
 
 
@@ -269,7 +285,8 @@ class _Setup:
     test_x: torch.Tensor  # evaluated once, at the end, for the model chosen
     test_y: torch.Tensor
     data_on_host: bool  # the splits did not fit on the device: they stay in (pinned) host memory
-    gen: torch.Generator  # the run's generator: permutations, augmentation, mixup pairs
+    gen: torch.Generator  # the run's generator: permutations, augmentation, mixup pairs (the same on every rank)
+    dist: Dist  # this process's rank among the run's processes (one process: Dist.single())
     model: torch.nn.Module  # compiled in place with train.compile, so its state_dict keeps plain names
     optimizer: torch.optim.Optimizer
     precision: PrecisionChoice
@@ -284,7 +301,8 @@ def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, info.input_shape))
 
 
-def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fits: bool = True) -> _Setup:
+def _build(cfg: Config, dataset: data.Dataset, device: torch.device, dist: Dist, *, data_fits: bool = True
+           ) -> _Setup:
     info = dataset.info
     cfg = _fit_to_data(cfg, info)
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
@@ -297,6 +315,8 @@ def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fit
         if is_out_of_memory(exc):
             raise _ModelTooBig(str(exc)) from None
         raise
+    if dist.active:  # every rank starts from the same weights; dropout and mixup's blend then differ per rank
+        torch.manual_seed(cfg.train.seed + dist.rank)
     if cfg.train.compile != "off":
         model.compile(mode=cfg.train.compile)  # in place: checkpoints keep the plain parameter names
     precision = choose_precision(device, cfg.train.precision)
@@ -304,7 +324,7 @@ def _build(cfg: Config, dataset: data.Dataset, device: torch.device, *, data_fit
     steps_per_epoch = max(1, n // bs) if n >= bs else 1
     return _Setup(
         cfg=cfg, info=info, device=device, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
-        test_x=test_x, test_y=test_y, data_on_host=on_host, gen=gen, model=model,
+        test_x=test_x, test_y=test_y, data_on_host=on_host, gen=gen, dist=dist, model=model,
         optimizer=_make_optimizer(cfg, model, device), precision=precision,
         scaler=torch.amp.GradScaler(device.type) if precision.grad_scaler else None,
         steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.train.epochs,
@@ -361,8 +381,10 @@ def _batch(s: _Setup, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tu
 class _Run:
     """One session of a run: from the device and the data, through the epochs, to its final status."""
 
-    def __init__(self, cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool, main: bool = True) -> None:
         self.cfg = cfg
+        self.main = main  # rank 0 (or the only process): the one that writes the run folder
+        self.dist = Dist.single()  # joined once the device is known
         self.run_dir = run_dir
         self.control = control
         self.resuming = resuming
@@ -379,19 +401,29 @@ class _Run:
     def run(self) -> Generator[Event, None, None]:
         cfg = self.cfg
         try:
-            device = resolve_device(cfg.train.device)
+            device = distributed.device_for_rank(resolve_device(cfg.train.device))
         except DeviceError as exc:
-            yield self.finish("failed", str(exc))
+            yield self.finish("failed", str(exc), bad_input=True)
             return
         self.device, self.device_kind = device, device.type.upper()
         if device.type == "cpu":
-            configure_threads(cfg.train.threads)
+            configure_threads(distributed.threads_per_process(cfg.train.threads))
         tf32 = apply_device_settings(device, tf32=cfg.train.tf32)
+        self.dist = Dist.from_environment(device)
+        problem = self.dist.check_batch(cfg.train.batch_size)
+        if problem:
+            yield self.finish("failed", problem)
+            return
         if cfg.train.precision == "float16" and device.type != "cuda":
-            yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
+            yield self.finish("failed", "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.",
+                              bad_input=True)
             return
 
-        loader = data.open_dataset(cfg.data)
+        data_cfg = cfg.data
+        if not self.dist.main:  # rank 0 downloads what is missing, once; the others then read it (or say it's missing)
+            self.dist.wait_for_main()
+            data_cfg = dataclasses.replace(data_cfg, download=False)
+        loader = data.open_dataset(data_cfg)
         try:
             while True:  # forward download progress, and let Stop end a long download
                 event = next(loader)
@@ -403,14 +435,16 @@ class _Run:
         except StopIteration as loaded:
             dataset = loaded.value
         except data.DatasetError as exc:
-            yield self.finish("failed", str(exc))
+            yield self.finish("failed", str(exc), bad_input=True)
             return
+        if self.dist.main:
+            self.dist.wait_for_main()  # (lets the other ranks load)
         if dataset.skipped:
             yield Log(message=f"Skipped {len(dataset.skipped)} unreadable file(s): " + "; ".join(dataset.skipped[:5]),
                       level="warning")
         info = dataset.info
         if info.test_size == 0 or info.train_size == 0:
-            yield self.finish("failed", f"{info.name} has no images in its training or test split.")
+            yield self.finish("failed", f"{info.name} has no images in its training or test split.", bad_input=True)
             return
         # Before the data moves to the device and the model is built. A GPU that holds the model and its
         # batches but not the data too trains with the data in host memory.
@@ -418,11 +452,11 @@ class _Run:
         with_data = memory_refusal(_fit_to_data(cfg, info), info.image_size, device, dataset_images=images)
         refusal = with_data if device.type == "cpu" else memory_refusal(_fit_to_data(cfg, info), info.image_size, device)
         if refusal:
-            yield self.finish("failed", refusal)
+            yield self.finish("failed", refusal, bad_input=True)
             return
 
         try:
-            s = _build(cfg, dataset, device, data_fits=with_data is None)
+            s = _build(cfg, dataset, device, self.dist, data_fits=with_data is None)
         except _ModelTooBig:
             yield self.finish("failed", f"The model does not fit in the {self.device_kind}'s memory; make it "
                                         f"smaller (fewer latents, a smaller latent_dim or depth) or train on the CPU.")
@@ -435,17 +469,20 @@ class _Run:
             try:
                 self.state, epoch_gen_state, dropped, exact = _restore(s, self.run_dir)
             except checkpoints.CheckpointError as exc:
-                yield self.finish("failed", str(exc))
+                yield self.finish("failed", str(exc), bad_input=True)
                 return
             if dropped:
                 yield Log(message=f"Skipped damaged records of {runs.METRICS_FILE}: " + "; ".join(dropped[:3]) + ".",
                           level="warning")
-        else:
+        elif self.main:
             self.check_folder()
             runs.write_config(self.run_dir, s.cfg)
             runs.rewrite_metrics(self.run_dir, ())
             runs.write_run(self.run_dir, name=cfg.name, created=time.time(), app_version=__version__)
-        runs.write_run(self.run_dir, status="running", message="", epochs_done=self.state.epochs_done)
+        if self.main:
+            runs.write_run(self.run_dir, status="running", message="", epochs_done=self.state.epochs_done)
+        resumed_from = self.state.world_size
+        self.state.world_size = self.dist.world_size
 
         params = sum(p.numel() for p in s.model.parameters() if p.requires_grad)
         yield RunStarted(
@@ -462,13 +499,22 @@ class _Run:
         if cfg.train.compile != "off":
             yield Log(message=f"Compiling the model (torch.compile, mode {cfg.train.compile}): the first steps "
                               f"and the first evaluation take longer.")
+        if self.dist.active:
+            yield Log(message=_distributed_sentence(s, device))
         if self.resuming:
             yield Log(message=f"Resumed at step {self.state.step} (epoch {self.state.epochs_done + 1})." + (
                 "" if exact else f" The run was saved on another kind of device than this {self.device_kind}, so "
                                  f"its random draws (batch order, augmentation, dropout) continue from a seed taken "
                                  f"from the saved state: the run continues statistically equivalent, not bit-exact."))
+            if resumed_from != self.dist.world_size:
+                yield Log(level="warning", message=(
+                    f"This run was trained with {resumed_from} process(es) and goes on with {self.dist.world_size}: "
+                    f"it learns the same way, but is no longer bit-exact with an uninterrupted run."))
         self.training = True
 
+        if not self.main:
+            yield from self._epochs(s, _Log(None, None), epoch_gen_state)
+            return
         with (runs.MetricsWriter(self.run_dir) as metrics,
               ScalarLog(self.run_dir, class_names=info.class_names,
                         resume_step=self.state.step if self.resuming else None) as scalars):
@@ -502,27 +548,30 @@ class _Run:
             state.in_epoch = True
             first = state.step - (epoch - 1) * s.steps_per_epoch
             s.model.train()
-            loss_sum0, correct0, seen = (state.epoch_loss_sum, state.epoch_correct, state.epoch_seen) if first \
-                else (0.0, 0, 0)
+            # Resumed inside an epoch: its sums so far are the whole run's, so one rank carries them.
+            loss_sum0, correct0, seen = (state.epoch_loss_sum, state.epoch_correct, state.epoch_seen) \
+                if first and s.dist.main else (0.0, 0, 0)
             loss_sum = torch.full((), loss_sum0, device=s.device)
             correct = torch.full((), correct0, device=s.device, dtype=torch.long)
             for i in range(first, s.steps_per_epoch):
-                if control.paused:
+                stop, pause = s.dist.requests(control)  # every rank acts on the same step
+                if pause:
                     if (yield from self._report(s, pace, log, epoch)):
                         return
-                    control.wait_while_paused()
+                    stop = s.dist.wait_while_paused(control)
                     pace.clock = time.perf_counter()  # a pause is not training time
-                if control.stopped:
+                if stop:
                     if (yield from self._report(s, pace, log, epoch)):  # what is pending is real: on the curve
                         return
                     state.epoch_loss_sum, state.epoch_correct, state.epoch_seen = \
-                        loss_sum.item(), int(correct.item()), seen
+                        _epoch_sums(s, loss_sum, correct, seen)
                     yield from self._stop(s, log, epoch_gen, eval_bs)
                     return
                 lr = t.lr * lr_factor(state.step, s.total_steps, t.schedule, s.warmup_steps)
                 loss, logits, target = forward(s, perm[i * bs:(i + 1) * bs], lr, autocast)
                 state.step += 1
-                pace.pending.append((state.step, lr, len(target), loss.detach()))
+                # The whole batch's loss (averaged over the ranks, so they all see the same NaN) and images.
+                pace.pending.append((state.step, lr, len(target) * s.dist.world_size, s.dist.mean(loss.detach())))
                 # Reading the loss waits for the device. On the CPU that is free and happens every step,
                 # before backward, so a NaN never reaches the weights; a GPU is read every few steps.
                 if len(pace.pending) >= pace.read_every:
@@ -535,8 +584,12 @@ class _Run:
                 seen += len(target)
             if (yield from self._report(s, pace, log, epoch)):
                 return
-            train_loss = (loss_sum / max(1, seen)).item()
-            train_acc = correct.item() / max(1, seen)
+            if s.dist.active:
+                total_loss, total_correct, total_seen = _epoch_sums(s, loss_sum, correct, seen)
+                train_loss, train_acc = total_loss / max(1, total_seen), total_correct / max(1, total_seen)
+            else:
+                train_loss = (loss_sum / max(1, seen)).item()
+                train_acc = correct.item() / max(1, seen)
             if train_loss > DIVERGING * state.start_loss and not pace.warned:
                 pace.warned = True
                 yield Log(level="warning", message=(
@@ -593,7 +646,7 @@ class _Run:
         epoch and the model saved; the test split takes no part."""
         state = self.state
         self.check_folder()
-        if result is not None:
+        if result is not None and self.main:
             # Written before the epoch is announced, so a view that hears of it finds the images behind its matrix.
             evaluation.save_evaluation(self.run_dir, evaluation.Evaluation(
                 epoch=epoch, step=state.step, class_names=tuple(s.info.class_names), test_digest=val_digest,
@@ -601,9 +654,9 @@ class _Run:
             ))
         state.epochs_done = epoch
         state.in_epoch = False
-        is_best = result is not None and not (result.acc <= state.best_acc)  # true for the first (best is nan)
+        is_best = result is not None and _better(result, state)
         if is_best:
-            state.best_acc, state.best_epoch = result.acc, epoch
+            state.best_acc, state.best_epoch, state.best_loss = result.acc, epoch, result.loss
         record = EpochEnd(
             epoch=epoch, step=state.step, train_loss=train_loss, train_acc=train_acc,
             val_loss=result.loss if result else math.nan, val_acc=result.acc if result else math.nan,
@@ -616,10 +669,13 @@ class _Run:
             yield self._save_model(s, "best", epoch)
         # The resume file (weights, optimizer and random states: tens of MiB, fsynced) waits for
         # train.save_every_s; stop, the end and Ctrl+C always save, so only a crash loses that much.
-        if epoch < s.cfg.train.epochs and time.monotonic() - self.saved_at >= s.cfg.train.save_every_s:
+        if epoch < s.cfg.train.epochs and self._save_due(s):
             self._save_resume(s, epoch_gen)
-        runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
-                       selected_on=self._selected_on())
+        if self.main:
+            # A new best model has not been tested: a test result from before (a stop, then a resume) was another's.
+            untested = {"test_acc": math.nan, "test_loss": math.nan} if is_best else {}
+            runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
+                           selected_on=self._selected_on(), **untested)
 
     def _validation_changed(self, val_digest: str) -> Log | None:
         """A warning when a resumed run's validation images are not the ones it validated on before (its image
@@ -636,7 +692,7 @@ class _Run:
             f"on the same images."))
 
     def _selected_on(self) -> str:
-        return "validation" if self.cfg.data.val_fraction > 0 else "last epoch"
+        return _selected_on(self.cfg)
 
     def _out_of_patience(self) -> bool:
         """Early stopping: the validation accuracy has not improved for `early_stop_patience` epochs."""
@@ -649,8 +705,8 @@ class _Run:
         run.json and the model file's summary. Nothing chooses by it. The model's weights are replaced by the
         saved ones, so this runs only when the run ends (after its resume state is saved)."""
         path = self.run_dir / runs.MODEL_FILE
-        state_dict, _ = checkpoints.load_model(path)
-        s.model.load_state_dict(state_dict)
+        state_dict = checkpoints.load_model(path)[0] if self.main else None
+        s.dist.share_weights(s.model, state_dict)  # rank 0 has the file; the others may be on other machines
         result = evaluate(s, s.test_x, s.test_y, eval_bs)
         self.test = result
         epoch = self.selected_epoch()
@@ -658,9 +714,10 @@ class _Run:
         log.write(runs.TestRecord(epoch=epoch, step=self.state.step, test_loss=result.loss, test_acc=result.acc,
                                   per_class_acc=result.per_class, confusion=result.confusion,
                                   selected_on=self._selected_on()))
-        checkpoints.save_model(path, state_dict, _meta(s, self.state, self.run_dir, test=result))
-        runs.write_run(self.run_dir, test_acc=result.acc, test_loss=result.loss, selected_on=self._selected_on(),
-                       best_epoch=epoch)
+        if self.main:
+            checkpoints.save_model(path, state_dict, _meta(s, self.state, self.run_dir, test=result))
+            runs.write_run(self.run_dir, test_acc=result.acc, test_loss=result.loss, selected_on=self._selected_on(),
+                           best_epoch=epoch)
         yield Log(message=f"Test accuracy of the model chosen ({self._selected_on()}, epoch {epoch}): "
                           f"{result.acc:.1%} on {s.info.test_size} test images.")
 
@@ -671,13 +728,22 @@ class _Run:
     def _save_model(self, s: _Setup, reason: str, epoch: int) -> CheckpointSaved:
         self.check_folder()
         path = self.run_dir / runs.MODEL_FILE
-        checkpoints.save_model(path, _cpu_state(s.model), _meta(s, self.state, self.run_dir))
+        if self.main:
+            checkpoints.save_model(path, _cpu_state(s.model), _meta(s, self.state, self.run_dir))
         self.state.model_path = str(path)
         return CheckpointSaved(path=str(path), epoch=epoch, step=self.state.step, reason=reason)
 
+    def _save_due(self, s: _Setup) -> bool:
+        """train.save_every_s has passed since the last save of the resume file. Every rank saves together
+        (the save gathers their random states), so with several processes any rank's clock decides for all."""
+        due = time.monotonic() - self.saved_at >= s.cfg.train.save_every_s
+        if s.dist.active:
+            due = bool(s.dist.sum(torch.tensor([int(due)], device=s.device)).item())  # one wait per epoch
+        return due
+
     def _save_resume(self, s: _Setup, epoch_gen: torch.Tensor) -> None:
         self.check_folder()
-        save_resume_state(s, self.state, epoch_gen, self.run_dir / runs.RESUME_FILE)
+        save_resume_state(s, self.state, epoch_gen, self.run_dir / runs.RESUME_FILE)  # every rank: gathers RNG
         self.saved_at, self.saved_step = time.monotonic(), self.state.step
 
     def _stop(self, s: _Setup, log: _Log, epoch_gen: torch.Tensor, eval_bs: int) -> Generator[Event, None, None]:
@@ -720,7 +786,7 @@ class _Run:
     # -- status --------------------------------------------------------------------------------
     def check_folder(self) -> None:
         """Raise _FolderGone when the run folder was deleted or renamed: saving would re-create half a run."""
-        if not self.folder_intact():
+        if self.main and not self.folder_intact():  # (the other ranks never write it)
             raise _FolderGone(str(self.run_dir))
 
     def folder_intact(self) -> bool:
@@ -755,10 +821,10 @@ class _Run:
         runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
                        best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch)
 
-    def finish(self, status: str, message: str) -> Finished:
+    def finish(self, status: str, message: str, *, bad_input: bool = False) -> Finished:
         """The run's last event, its status and sentence written to run.json where the run has one."""
         self.done = True
-        if self.folder_intact() and (self.run_dir / runs.CONFIG_FILE).exists():
+        if self.main and self.folder_intact() and (self.run_dir / runs.CONFIG_FILE).exists():
             try:
                 self.write_status(status, message)
             except OSError:
@@ -767,7 +833,8 @@ class _Run:
         return Finished(status=status, message=message, best_val_acc=s.best_acc,
                         best_epoch=self.selected_epoch() if test else s.best_epoch, epochs_done=s.epochs_done,
                         run_dir=str(self.run_dir), model_path=s.model_path,
-                        test_acc=test.acc if test else math.nan, test_loss=test.loss if test else math.nan)
+                        test_acc=test.acc if test else math.nan, test_loss=test.loss if test else math.nan,
+                        bad_input=bad_input)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -792,28 +859,36 @@ class _Pace:
 class _Log:
     """Writes a record to metrics.jsonl, and to TensorBoard's files when tensorboard is installed."""
 
-    def __init__(self, metrics: runs.MetricsWriter, scalars: ScalarLog) -> None:
+    def __init__(self, metrics: runs.MetricsWriter | None, scalars: ScalarLog | None) -> None:
         self.metrics = metrics
         self.scalars = scalars
 
     def write(self, record: runs.StepRecord | runs.EpochRecord) -> None:
-        self.scalars.write(self.metrics.append(record))
+        if self.metrics is not None:  # None on the ranks other than 0
+            self.scalars.write(self.metrics.append(record))
 
 
 # -- the step, evaluation and saving, as plain functions -----------------------------------------
 def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Set the learning rate and run the batch `idx` of the training split forward: (loss, logits, target),
-    where target is what training accuracy counts (with mixup, the label that dominates the blend)."""
+    where target is what training accuracy counts (with mixup, the label that dominates the blend).
+
+    `idx` is the whole (global) batch: its augmentation and mixup pairs are drawn for all of it, the same
+    draws on every rank and in one process, and this rank trains on its slice."""
     cfg, t = s.cfg, s.cfg.train
     x, y = _batch(s, s.train_x, s.train_y, idx)
     if cfg.data.crop_padding or cfg.data.hflip:
         x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=s.gen)
-    x = to_channels_last(data.normalize(x, s.info.mean, s.info.std))
+    mine = s.dist.my_slice(len(idx))
+    if t.mixup > 0:
+        lam, pairs = _mixup_pairs(len(y), t.mixup, s.gen, y.device)
+        partner, y_mix = x[pairs][mine], y[pairs][mine]
+    x, y = to_channels_last(data.normalize(x[mine], s.info.mean, s.info.std)), y[mine]
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     target = y
     if t.mixup > 0:
-        x, y_mix, lam = _mixup(x, y, t.mixup, s.gen)
+        x = lam * x + (1.0 - lam) * to_channels_last(data.normalize(partner, s.info.mean, s.info.std))
         target = y if lam >= 0.5 else y_mix
     with autocast:
         logits = s.model(x)
@@ -832,6 +907,7 @@ def apply_gradients(s: _Setup, loss: torch.Tensor) -> None:
         s.scaler.unscale_(s.optimizer)
     else:
         loss.backward()
+    s.dist.average_gradients(s.model)  # the whole batch's gradient on every rank (the scale is linear)
     if s.cfg.train.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.train.grad_clip)
     if s.scaler is not None:
@@ -868,8 +944,11 @@ def evaluate(s: _Setup, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> _E
                 raise
         batch_size = max(s.cfg.train.batch_size, batch_size // 2)
         release_memory(s.device)  # the failed pass's blocks, unreferenced once its exception is gone
-    predictions = {"labels": y, "preds": torch.cat(preds), "prob_pred": torch.cat(prob_pred),
-                   "prob_true": torch.cat(prob_true)}
+    # Each rank evaluated its slice of the split: the sums add up, each image counted once.
+    loss_sum, confusion = s.dist.sum(loss_sum), s.dist.sum(confusion)
+    predictions = {"labels": y, "preds": s.dist.gather_rows(torch.cat(preds), len(y)),
+                   "prob_pred": s.dist.gather_rows(torch.cat(prob_pred), len(y)),
+                   "prob_true": s.dist.gather_rows(torch.cat(prob_true), len(y))}
     predictions = {name: t.cpu().numpy() for name, t in predictions.items()}  # one copy each, after the loop
     matrix = confusion.view(k, k).cpu()
     totals = matrix.sum(1)
@@ -887,9 +966,10 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
         confusion = torch.zeros(k * k, device=s.device, dtype=torch.long)
         autocast = _autocast(s)
         preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
-        for start in range(0, len(labels), eval_bs):  # nothing here waits for the device
-            x = images[start:start + eval_bs].to(s.device, non_blocking=True)  # (a no-op for data on it)
-            y = labels[start:start + eval_bs].to(s.device, non_blocking=True)
+        mine = s.dist.my_slice(len(labels))
+        for start in range(mine.start, mine.stop, eval_bs):  # nothing here waits for the device
+            x = images[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)  # no-op if on it
+            y = labels[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)
             with autocast:
                 logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
@@ -904,11 +984,26 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
     return loss_sum, confusion, preds, prob_pred, prob_true
 
 
+def _better(result: _Evaluated, state: RunState) -> bool:
+    """Is this epoch's validation better than the best so far? Higher accuracy wins; at equal accuracy, a lower
+    loss does. A small validation split often reaches the same accuracy (even 100 %) for many epochs, and the
+    first of them is rarely the best model: the loss still tells them apart."""
+    if math.isnan(state.best_acc):
+        return True  # the first epoch
+    return result.acc > state.best_acc or (result.acc == state.best_acc and result.loss < state.best_loss)
+
+
+def _selected_on(cfg: Config) -> str:
+    """What chooses the saved model (run.json's and the model summary's `selected_on`): the best epoch on
+    validation, or, without a validation split, the last epoch."""
+    return "validation" if cfg.data.val_fraction > 0 else "last epoch"
+
+
 def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None = None) -> checkpoints.ModelMeta:
     """The model file's metadata; its summary says which split chose the model and, once the run has ended,
     the chosen model's test accuracy."""
     info = s.info
-    validated = s.cfg.data.val_fraction > 0
+    validated = _selected_on(s.cfg) == "validation"
     return checkpoints.ModelMeta(
         config=s.cfg,
         class_names=tuple(info.class_names),
@@ -920,7 +1015,7 @@ def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None 
             "dataset": info.name,
             "best_val_acc": None if math.isnan(state.best_acc) else state.best_acc,
             "best_epoch": state.best_epoch if validated else state.epochs_done,
-            "selected_on": "validation" if validated else "last epoch",
+            "selected_on": _selected_on(s.cfg),
             "test_acc": test.acc if test else None,
             "test_loss": test.loss if test else None,
             "epochs_done": state.epochs_done,
@@ -933,10 +1028,18 @@ def _meta(s: _Setup, state: RunState, run_dir: Path, *, test: _Evaluated | None 
 
 
 def save_resume_state(s: _Setup, state: RunState, epoch_gen: torch.Tensor, path: Path) -> None:
-    """The run's RunState, weights, optimizer and random states, as one file."""
+    """The run's RunState, weights, optimizer and random states, as one file. Every rank of a multi-process run
+    calls it: each rank's global random states are gathered ("rng.cpu.rank1", ...), and rank 0 writes."""
     rng = {"rng.cpu": torch.get_rng_state(), "rng.gen": s.gen.get_state().cpu(), "rng.epoch_gen": epoch_gen.cpu()}
     if s.device.type == "cuda":
         rng["rng.cuda"] = torch.cuda.get_rng_state(s.device)
+    if s.dist.active:
+        for key in [k for k in ("rng.cpu", "rng.cuda") if k in rng]:
+            for rank, state_r in enumerate(s.dist.gather_states(rng[key].cpu())):
+                if rank:
+                    rng[f"{key}.rank{rank}"] = state_r
+    if not s.dist.main:
+        return
     checkpoints.save_training_state(
         path,
         model_state=_cpu_state(s.model),
@@ -953,14 +1056,16 @@ def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, l
     RunState, the generator's state at the start of an interrupted epoch (None between epochs), the
     damaged metrics records that were dropped, and whether the random draws continue exactly (False for a
     run saved on another kind of device, whose generator states do not fit this one's)."""
-    remove_stale_temp_files(run_dir)  # left by a process killed mid-write
+    if s.dist.main:
+        remove_stale_temp_files(run_dir)  # left by a process killed mid-write
     saved = checkpoints.load_training_state(run_dir / runs.RESUME_FILE)
     state = RunState.from_progress(saved.progress, run_dir / runs.RESUME_FILE)
     s.model.load_state_dict(saved.model_state)
     s.optimizer.load_state_dict(saved.optimizer_state)
     if s.scaler is not None and saved.scaler_state:
         s.scaler.load_state_dict(saved.scaler_state)
-    torch.set_rng_state(saved.rng["rng.cpu"])
+    mine = f".rank{s.dist.rank}" if s.dist.rank else ""  # each rank its own states (rank 0's with another N)
+    torch.set_rng_state(saved.rng.get("rng.cpu" + mine, saved.rng["rng.cpu"]))
     exact = restore_generator_state(s.gen, saved.rng["rng.gen"])
     epoch_gen = None
     if state.in_epoch:  # the state to replay the interrupted epoch's permutation from, in this device's kind
@@ -968,7 +1073,9 @@ def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, l
         exact = restore_generator_state(replay, saved.rng["rng.epoch_gen"]) and exact
         epoch_gen = replay.get_state()
     if s.device.type == "cuda" and "rng.cuda" in saved.rng:
-        torch.cuda.set_rng_state(saved.rng["rng.cuda"], s.device)
+        torch.cuda.set_rng_state(saved.rng.get("rng.cuda" + mine, saved.rng["rng.cuda"]), s.device)
+    if not s.dist.main:
+        return state, epoch_gen, [], exact
     # Records logged after the saved state (a crash after it) would repeat: drop them, and damaged ones.
     metrics = runs.read_metrics(run_dir)
     runs.rewrite_metrics(run_dir, [r for r in metrics.records if r.step <= state.step])
@@ -996,9 +1103,31 @@ def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
 
     lam ~ Beta(alpha, alpha) comes from torch's global CPU generator and the pairing from the run's
     generator; both states are saved for resume, so a resumed run draws the same values."""
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(len(y), generator=gen, device=y.device)
+    lam, perm = _mixup_pairs(len(y), alpha, gen, y.device)
     return lam * x + (1.0 - lam) * x[perm], y[perm], lam
+
+
+def _mixup_pairs(n: int, alpha: float, gen: torch.Generator, device: torch.device) -> tuple[float, torch.Tensor]:
+    """Mixup's blend weight and each image's partner in a batch of n."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    return lam, torch.randperm(n, generator=gen, device=device)
+
+
+def _epoch_sums(s: _Setup, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, int, int]:
+    """The epoch's training loss sum, correct count and images so far, over all ranks."""
+    if not s.dist.active:
+        return loss_sum.item(), int(correct.item()), seen
+    sums = s.dist.sum(torch.stack([loss_sum.double(), correct.double(),
+                                   torch.tensor(float(seen), dtype=torch.float64, device=loss_sum.device)]))
+    total_loss, total_correct, total_seen = sums.tolist()
+    return total_loss, int(total_correct), int(total_seen)
+
+
+def _distributed_sentence(s: _Setup, device: torch.device) -> str:
+    n, bs = s.dist.world_size, s.cfg.train.batch_size
+    backend = "NCCL" if device.type == "cuda" else "gloo"
+    return (f"Training on {n} processes ({backend}): each step's batch of {bs} is split into {n} × {bs // n}, "
+            f"and the gradients are averaged over the processes.")
 
 
 def _read_every(device: torch.device) -> int:

@@ -1,6 +1,10 @@
 """Several runs side by side: their test accuracy and loss curves overlaid, one colour per run, and a
 table of their settings with the ones that differ highlighted, under their best accuracy.
 
+Runs that differ only by their seed (core/stats.py) are drawn as one group when "Group seeds" is on: the
+mean curve with a band of ± one sample standard deviation, at the epochs at least two of them reached, and
+one column in the table with the mean ± std of their final and best accuracy and loss.
+
 Shown by the runs panel when more than one run is selected. The curves are a snapshot of each run's
 metrics.jsonl (Refresh in the runs panel reads them again); a run's parsed metrics are kept while its
 file is unchanged, so adding a run to the selection does not read the others again.
@@ -37,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.core import runs
+from perceiver_gui.core import runs, stats
 from perceiver_gui.core.runs import RunInfo
 from perceiver_gui.ui.plots import ema, style_plot
 
@@ -54,6 +58,11 @@ READ_NOW_BYTES = 2_000_000  # metrics files up to this much in all (~15k records
 # The best epoch is chosen on validation; test is the chosen model's, measured once. Runs of older versions
 # chose on test: their row says so.
 SUMMARY_ROWS = ("Best validation accuracy", "Best epoch", "Test accuracy (chosen model)", "Epochs done")
+# A seed group's rows: {} is the held-out split ("validation"; "test" for older runs, which chose on it).
+GROUP_ROWS = ("Runs", "Final {} accuracy", "Best {} accuracy", "Final {} loss", "Best {} loss",
+              "Test accuracy (chosen model)")
+GROUP_KEYS = (None, "final_acc", "best_acc", "final_loss", "best_loss", "test_acc")  # stats.seed_summary's
+BAND_ALPHA = 60  # of 255: the ± std band under a group's mean curve
 
 
 def run_style(index: int) -> tuple[QColor, Qt.PenStyle]:
@@ -72,6 +81,7 @@ class _Curves:
     val_loss: np.ndarray  # held out each epoch (validation; test in an older run); nan where an epoch had none
     val_acc: np.ndarray
     summary: runs.MetricsSummary
+    curve: stats.RunCurve  # per epoch, for a seed group's mean and band
     skipped: int  # non-finite values left out
 
 
@@ -85,12 +95,13 @@ def _read_curves(run_dir: Path) -> _Curves:
                                                     for r in epochs for v in (r.held_out_loss, r.held_out_acc))
     return _Curves(np.array([r.step for r in steps], dtype=float), np.array([r.loss for r in steps]),
                    np.array([r.step for r in epochs], dtype=float), np.array([r.epoch for r in epochs], dtype=float),
-                   np.array(val_loss), np.array(val_acc), runs.summarize_metrics(metrics.records), skipped)
+                   np.array(val_loss), np.array(val_acc), runs.summarize_metrics(metrics.records),
+                   stats.run_curve(metrics.records), skipped)
 
 
 def _empty() -> _Curves:
     none = np.empty(0)
-    return _Curves(none, none, none, none, none, none, runs.summarize_metrics(()), 0)
+    return _Curves(none, none, none, none, none, none, runs.summarize_metrics(()), stats.run_curve(()), 0)
 
 
 _EMPTY = _empty()
@@ -157,6 +168,39 @@ def _elide(name: str, limit: int = 32) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
+@dataclass(frozen=True, slots=True)
+class _GroupItems:
+    """What draws one seed group: mean curves, and the bands between their lower and upper edges."""
+
+    members: tuple[int, ...]  # indices of its runs in the comparison
+    acc: pg.PlotDataItem
+    acc_edges: tuple[pg.PlotCurveItem, pg.PlotCurveItem]
+    loss: pg.PlotDataItem
+    loss_edges: tuple[pg.PlotCurveItem, pg.PlotCurveItem]
+    fills: tuple[pg.FillBetweenItem, pg.FillBetweenItem]
+
+
+def _band_xy(band: stats.Band, d: _Curves, by_epoch: bool) -> tuple[np.ndarray, ...]:
+    """x, mean, mean - std and mean + std of a band; x in epochs, or the steps at which a member's epochs
+    ended (the runs of a group share their batch size, so their epochs end at the same steps)."""
+    epochs = np.array(band.epochs, dtype=float)
+    x = epochs if by_epoch or not d.ends.size else np.interp(epochs, d.epochs, d.ends)
+    mean, std = np.array(band.mean), np.array(band.std)
+    return x, mean, mean - std, mean + std
+
+
+def _group_label(name: str, configs: Sequence[dict[str, Any] | None]) -> str:
+    """"digits · 3 seeds"; "runs" where some share a seed too (repeats of one run)."""
+    seeds = _seeds_text(configs).split(", ")
+    return f"{name} · {len(configs)} {'seeds' if len(set(seeds)) == len(seeds) else 'runs'}"
+
+
+def _seeds_text(configs: Sequence[dict[str, Any] | None]) -> str:
+    seeds = [c.get("train", {}).get("seed") if isinstance(c, dict) and isinstance(c.get("train"), dict) else None
+             for c in configs]
+    return ", ".join(_format(v) for v in seeds)
+
+
 def _swatch(color: QColor, style: Qt.PenStyle) -> QIcon:
     """A short line in a run's colour and dash, for the table's column headers."""
     pixmap = QPixmap(22, 10)
@@ -186,6 +230,9 @@ class CompareView(QWidget):
         self._acc_curves: list[pg.PlotDataItem] = []
         self._loss_curves: list[pg.PlotDataItem] = []
         self._test_loss_curves: list[pg.PlotDataItem] = []
+        self._units: list[list[int]] = []  # what is drawn as one: a seed group (its runs' indices), or a run alone
+        self._groups: list[_GroupItems] = []
+        self._summary_rows = len(SUMMARY_ROWS)  # rows above the settings in the table
 
         self.x_axis = QComboBox()
         self.x_axis.addItems(["epoch", "step"])
@@ -199,6 +246,13 @@ class CompareView(QWidget):
         self.smoothing.valueChanged.connect(self._draw)
         self.log_scale = QCheckBox("Log-scale loss")
         self.log_scale.toggled.connect(lambda on: self.loss_plot.setLogMode(y=on))
+        self.log_scale.toggled.connect(self._draw)  # the bands' edges are drawn in the axis' own units
+        self.group_seeds = QCheckBox("Group seeds")
+        self.group_seeds.setChecked(True)
+        self.group_seeds.setToolTip("Draw runs whose settings differ only by seed as one: their mean and a band of "
+                                    "± one sample standard deviation (n − 1), at the epochs at least two of them "
+                                    "reached; the table shows their mean ± std.")
+        self.group_seeds.toggled.connect(self._regroup)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -210,6 +264,8 @@ class CompareView(QWidget):
         controls.addWidget(self.smoothing)
         controls.addSpacing(12)
         controls.addWidget(self.log_scale)
+        controls.addSpacing(12)
+        controls.addWidget(self.group_seeds)
         controls.addStretch(1)
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -294,6 +350,11 @@ class CompareView(QWidget):
                 self._cache[path] = (key, _read_curves(Path(path)))
         else:
             self._read_in_worker(stale)
+        self._regroup()
+
+    def _regroup(self) -> None:
+        self._units = (stats.group_runs(self._configs) if self.group_seeds.isChecked()
+                       else [[i] for i in range(len(self._runs))])
         self._rebuild_curves()
         self._show()
 
@@ -309,8 +370,12 @@ class CompareView(QWidget):
         """The dotted settings whose values differ between the runs (the highlighted rows)."""
         return [row.key for row in self._settings_rows if row.differs]
 
+    def groups(self) -> list[list[int]]:
+        """The seed groups drawn as one (indices of their runs, two or more each)."""
+        return [unit for unit in self._units if len(unit) > 1]
+
     def visible_settings(self) -> list[str]:
-        offset = len(SUMMARY_ROWS)
+        offset = self._summary_rows
         return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
 
     # -- curves --------------------------------------------------------------------------------
@@ -348,6 +413,15 @@ class CompareView(QWidget):
                    if d is not _LOADING and not d.epochs.size]
         if waiting:
             notes.append(f"{', '.join(waiting)} {'has' if len(waiting) == 1 else 'have'} no finished epoch yet.")
+        if self.groups():
+            notes.append("Bands: ± one sample standard deviation (n − 1) over a group's seeds, with its mean, at the "
+                         "epochs at least two of its runs reached.")
+            for unit in self.groups():
+                reached = max((len(self._data[i].curve.epochs) for i in unit), default=0)
+                band = self._group_band(unit, "acc")
+                if band.epochs and reached > band.epochs[-1]:
+                    notes.append(f"“{self._runs[unit[0]].name}”: epochs after {band.epochs[-1]} were reached by only "
+                                 "one run, so its mean stops there.")
         skipped = sum(d.skipped for d in self._data)
         if skipped:
             notes.append(f"{skipped} non-finite value{'s' if skipped != 1 else ''} (NaN or infinite) not shown.")
@@ -362,20 +436,60 @@ class CompareView(QWidget):
             for curve in curves:
                 plot.removeItem(curve)
             curves.clear()
+        for group in self._groups:
+            for item in (group.acc, *group.acc_edges, group.fills[0]):
+                self.acc_plot.removeItem(item)
+            for item in (group.loss, *group.loss_edges, group.fills[1]):
+                self.loss_plot.removeItem(item)
+        self._groups.clear()
         self.legend.clear()
-        for i, label in enumerate(_labels(self._runs)):
-            color, dash = run_style(i)
+        unit_of = {i: u for u, unit in enumerate(self._units) for i in unit}
+        labels = _labels(self._runs)
+        for i, label in enumerate(labels):
+            color, dash = run_style(unit_of.get(i, i))
+            grouped = len(self._units[unit_of[i]]) > 1 if i in unit_of else False
             acc = self.acc_plot.plot(pen=pg.mkPen(color, width=2, style=dash), symbol="o", symbolSize=5,
                                      symbolBrush=color, symbolPen=None)
-            loss = self.loss_plot.plot(pen=pg.mkPen(color, width=1.8, style=dash))
+            # A group's train losses stay one line per run, thinner: their spread is the band's cause.
+            loss = self.loss_plot.plot(pen=pg.mkPen(color, width=1.0 if grouped else 1.8, style=dash))
             loss.setDownsampling(auto=True, method="peak")  # long runs: one min/max pair per pixel column
             loss.setClipToView(True)
             test = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
             self._acc_curves.append(acc)
             self._loss_curves.append(loss)
             self._test_loss_curves.append(test)
-            self.legend.addItem(acc, html.escape(_elide(label)))
+            if not grouped:
+                self.legend.addItem(acc, html.escape(_elide(label)))
+        for u, unit in enumerate(self._units):
+            if len(unit) > 1:
+                group = self._make_group(unit, *run_style(u))
+                self._groups.append(group)
+                label = _group_label(self._runs[unit[0]].name, [self._configs[i] for i in unit])
+                self.legend.addItem(group.acc, html.escape(_elide(label)))
         self._apply_palette()
+
+    def _make_group(self, unit: list[int], color: QColor, dash: Qt.PenStyle) -> _GroupItems:
+        fill = QColor(color)
+        fill.setAlpha(BAND_ALPHA)
+        acc = self.acc_plot.plot(pen=pg.mkPen(color, width=2.5, style=dash), symbol="o", symbolSize=5,
+                                 symbolBrush=color, symbolPen=None)
+        loss = self.loss_plot.plot(pen=pg.mkPen(color, width=2.5, style=Qt.PenStyle.DashLine), symbol="o",
+                                   symbolSize=6, symbolBrush=color, symbolPen=None)
+        edges = []
+        for plot in (self.acc_plot, self.loss_plot):
+            # Curve items, not data items: a data item without a pen keeps no path for the fill to follow.
+            pair = (pg.PlotCurveItem(pen=pg.mkPen(None)), pg.PlotCurveItem(pen=pg.mkPen(None)))
+            for edge in pair:
+                plot.addItem(edge)
+            edges.append(pair)
+        fills = tuple(pg.FillBetweenItem(lo, hi, brush=fill) for lo, hi in edges)
+        self.acc_plot.addItem(fills[0])
+        self.loss_plot.addItem(fills[1])
+        return _GroupItems(tuple(unit), acc, edges[0], loss, edges[1], fills)
+
+    def _group_band(self, unit: Sequence[int], metric: str) -> stats.Band:
+        curves = [self._data[i].curve for i in unit]
+        return stats.band([list(zip(c.epochs, getattr(c, metric), strict=True)) for c in curves])
 
     def _draw(self) -> None:
         by_epoch = self.x_axis.currentText() == "epoch"
@@ -392,6 +506,18 @@ class CompareView(QWidget):
             else:
                 x = _epochs_at(d.steps, d.ends, d.epochs) if by_epoch else d.steps
                 loss.setData(x, ema(d.loss, weight))
+        for group in self._groups:
+            for i in group.members:  # drawn as the group's mean and band
+                self._acc_curves[i].setData([], [])
+                self._test_loss_curves[i].setData([], [])
+            first = self._data[group.members[0]]
+            for metric, mean, (lo, hi) in (("acc", group.acc, group.acc_edges), ("loss", group.loss, group.loss_edges)):
+                x, y, low, high = _band_xy(self._group_band(group.members, metric), first, by_epoch)
+                if metric == "loss" and self.log_scale.isChecked():  # curve items are not told of log mode
+                    low, high = (np.log10(np.clip(v, 1e-12, None)) for v in (low, high))
+                mean.setData(x, y)
+                lo.setData(x, low)
+                hi.setData(x, high)
         for plot in (self.acc_plot, self.loss_plot):
             plot.setLabel("bottom", "epoch" if by_epoch else "step")
         self.loss_plot.enableAutoRange()
@@ -399,6 +525,10 @@ class CompareView(QWidget):
 
     # -- table ---------------------------------------------------------------------------------
     def _fill_table(self) -> None:
+        if self.groups():
+            self._fill_group_table()
+            return
+        self._summary_rows = len(SUMMARY_ROWS)
         self._settings_rows = runs.compare_configs(self._configs)
         table = self.table
         table.clear()
@@ -443,16 +573,23 @@ class CompareView(QWidget):
                     item.setToolTip("The best of the selected runs.")
                 table.setItem(row, 1 + i, item)
 
+        self._fill_settings(self._configs)
+
+    def _fill_settings(self, configs: Sequence[dict[str, Any] | None]) -> None:
+        """The settings rows under the summary rows, one column per config (per run, or per seed group)."""
+        table = self.table
+        bold = QFont(table.font())
+        bold.setBold(True)
         wash = QBrush(DIFFERS)
         for r, setting in enumerate(self._settings_rows):
-            row = len(SUMMARY_ROWS) + r
+            row = self._summary_rows + r
             name = QTableWidgetItem(setting.key)
             table.setItem(row, 0, name)
             items = [name]
             for i, value in enumerate(setting.values):
                 item = QTableWidgetItem(_format(value))
                 if value is None:
-                    item.setToolTip("Its settings could not be read." if self._configs[i] is None
+                    item.setToolTip("Its settings could not be read." if configs[i] is None
                                     else "This run has no such setting (made by another version of the app).")
                 table.setItem(row, 1 + i, item)
                 items.append(item)
@@ -462,10 +599,71 @@ class CompareView(QWidget):
                     item.setBackground(wash)
         self._filter_rows()
 
+    def _fill_group_table(self) -> None:
+        """One column per seed group (or run alone): the mean ± sample std of their final and best accuracy
+        and loss, with n, over the settings they share (the seeds listed)."""
+        units = self._units
+        configs = [[self._configs[i] for i in unit] for unit in units]
+        shared = [cs[0] for cs in configs]
+        rows = runs.compare_configs(shared)
+        for r, row in enumerate(rows):
+            if row.key in stats.GROUP_IGNORES:  # what a group's runs may differ in: listed
+                values = tuple(None if cs[0] is None else _seeds_text(cs) if row.key == "train.seed" else
+                               ", ".join(dict.fromkeys(_format(c.get("name")) for c in cs)) for cs in configs)
+                known = {v for v in values if v is not None}  # an unreadable config is unknown, not different
+                rows[r] = runs.CompareRow(key=row.key, values=values, differs=len(known) > 1)
+        self._settings_rows = rows
+        curves = [[self._data[i].curve for i in unit] for unit in units]
+        splits = {c.split for cs in curves for c in cs if c.split}
+        split = splits.pop() if len(splits) == 1 else "held-out"
+        self._summary_rows = len(GROUP_ROWS) + 1
+        table = self.table
+        table.clear()
+        table.setColumnCount(1 + len(units))
+        table.setRowCount(self._summary_rows + len(rows))
+        table.setHorizontalHeaderItem(0, QTableWidgetItem("Setting"))
+        bold = QFont(table.font())
+        bold.setBold(True)
+        labels = _labels(self._runs)
+        for u, unit in enumerate(units):
+            first = self._runs[unit[0]]
+            text = _group_label(first.name, configs[u]) if len(unit) > 1 else labels[unit[0]]
+            unreadable = shared[u] is None
+            header = QTableWidgetItem(_swatch(*run_style(u)), f"{text} ⚠" if unreadable else text)
+            header.setToolTip(f"{first.name}\nIts settings could not be read." if unreadable else
+                              "\n".join(self._runs[i].path for i in unit))
+            table.setHorizontalHeaderItem(1 + u, header)
+        for row, label in enumerate((*GROUP_ROWS, "Epochs done")):
+            name = QTableWidgetItem(label.format(split))
+            name.setFont(bold)
+            table.setItem(row, 0, name)
+            for u, (unit, cs) in enumerate(zip(units, curves, strict=True)):
+                if any(self._data[i] is _LOADING for i in unit):
+                    item = QTableWidgetItem("…")
+                elif row == 0:
+                    item = QTableWidgetItem(str(len(unit)))
+                elif row == len(GROUP_ROWS):
+                    done = sorted({len(c.epochs) for c in cs})
+                    item = QTableWidgetItem(str(done[0]) if len(done) == 1 else f"{done[0]}–{done[-1]}")
+                else:
+                    key = GROUP_KEYS[row]
+                    value = stats.seed_summary(cs)[key]
+                    fmt = "{:.2%}" if key.endswith("acc") else "{:.4f}"
+                    own = {c.split for c in cs if c.split}
+                    text = value.text(fmt) if value.n > 1 else fmt.format(value.mean) if value.n else "—"
+                    if split == "held-out" and own and key != "test_acc":
+                        text += f" ({', '.join(sorted(own))})"
+                    item = QTableWidgetItem(text)
+                    if value.n > 1:
+                        item.setToolTip(f"Mean ± sample standard deviation (n − 1) over {value.n} runs.")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                table.setItem(row, 1 + u, item)
+        self._fill_settings(shared)
+
     def _filter_rows(self) -> None:
         only = self.only_differences.isChecked()
         for r, setting in enumerate(self._settings_rows):
-            self.table.setRowHidden(len(SUMMARY_ROWS) + r, only and not setting.differs)
+            self.table.setRowHidden(self._summary_rows + r, only and not setting.differs)
         self.table.resizeColumnsToContents()  # fits the rows now shown (a hidden row is not measured)
         differ = len(self.differing_settings())
         readable = sum(c is not None for c in self._configs)
@@ -475,6 +673,8 @@ class CompareView(QWidget):
             text = f"The {readable} runs have the same settings."
         else:
             text = f"{differ} of {len(self._settings_rows)} settings differ (highlighted)."
+        if self.groups():
+            text = f"Seed groups: mean ± sample standard deviation (n − 1). {text}"
         self.table_note.setText(text)
 
     # -- light and dark ------------------------------------------------------------------------

@@ -21,8 +21,11 @@ TABS = (
     ("Classifier", "Drop images, folders or a .safetensors model; each image gets its most likely classes, "
                    "and Attention shows where the model looked."),
     ("Runs", "Every run in the runs folder: its curves, resume a stopped one, rename, delete, open its model. "
-             "Ctrl- or Shift-click several to compare them."),
+             "Ctrl- or Shift-click several to compare them; runs that differ only by seed are shown as their "
+             "mean ± standard deviation."),
     ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the test images behind it."),
+    ("Queue", "Runs waiting to train one after another (Training › Add to queue, K seeds at once): reorder, "
+              "remove, pause. It is kept when the app quits; Stop pauses it, a failed run is marked and skipped."),
 )
 
 

@@ -63,6 +63,7 @@ class _Spec:
     hi: float = 0
     step: float = 1
     choices: tuple[tuple[str, str], ...] = ()  # (value, label)
+    at_low: str = ""  # shown instead of the lowest value of an int field, e.g. "off" for 0
 
 
 def _c(*values: str) -> tuple[tuple[str, str], ...]:
@@ -115,9 +116,11 @@ TRAIN_FIELDS = (
     _Spec("train.mixup", "Mixup", "Blend pairs of images and their labels (Beta parameter, 0.2–0.4 is usual) to fight overfitting; 0 switches it off.", "float", 0, 10, 0.1),
     _Spec("train.device", "Device", "Where to train: auto picks a GPU when there is one.", "device", choices=_c("auto", "cpu", "cuda", "mps")),
     _Spec("train.precision", "Precision", "Number format for the forward pass; bfloat16/float16 are faster on GPUs.", "choice", choices=_c(*PRECISIONS)),
-    _Spec("train.early_stop_patience", "Early stopping", "Stop after this many epochs without a better validation accuracy; 0 switches it off.", "int", 0, 10000),
+    _Spec("train.early_stop_patience", "Early stopping", "Stop after this many epochs without a better validation accuracy; 0 switches it off.", "int", 0, 10000,
+          at_low="off"),
     _Spec("train.seed", "Seed", "The same seed repeats a CPU run exactly.", "int", 0, 2**31 - 1),
     _Spec("train.threads", "CPU threads", "Threads for CPU training; 0 uses all cores but one.", "int", 0, 1024),
+    _Spec("train.processes", "Processes / GPUs", "Train data-parallel in this many processes, one per GPU (or a few on a CPU); the batch is split over them.", "int", 1, 1024),
     _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
 )
 
@@ -139,6 +142,7 @@ class _Field:
             w = QSpinBox(parent)
             w.setRange(int(spec.lo), int(spec.hi))
             w.setSingleStep(int(spec.step))
+            w.setSpecialValueText(spec.at_low)
             w.valueChanged.connect(changed)
         elif kind in ("float", "logfloat"):
             w = FloatSpinBox(minimum=spec.lo, maximum=spec.hi, step=spec.step, log_step=kind == "logfloat", parent=parent)

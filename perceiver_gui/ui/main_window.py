@@ -31,6 +31,8 @@ from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
+from perceiver_gui.ui.node_commands import NodeCommandsDialog
+from perceiver_gui.ui.queue_panel import QueuePanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel, run_name
 from perceiver_gui.ui.training_panel import TrainingPanel
@@ -45,6 +47,7 @@ __all__ = ["MainWindow"]
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, runs_root: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
+        from perceiver_gui.core.queue import RunQueue, queue_file
         from perceiver_gui.core.runs import default_runs_root
 
         self.settings = settings
@@ -74,6 +77,7 @@ class MainWindow(QMainWindow):
         self.runs = RunsPanel(self.runs_root)
         self.mistakes = MistakesPanel()
         self.runner = TrainingRunner(self.runs_root, self)
+        self.queue = QueuePanel(RunQueue(queue_file(self.runs_root)))
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -85,6 +89,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.classifier, "Classifier")
         self.tabs.addTab(self.runs, "Runs")
         self.tabs.addTab(self.mistakes, "Mistakes")
+        self.tabs.addTab(self.queue, "Queue")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -111,6 +116,15 @@ class MainWindow(QMainWindow):
         self.runner.crashed.connect(self._on_crashed)
         self.runner.stopped_running.connect(self._on_stopped_running)
         self.runner.paused_changed.connect(self._on_paused)
+        # The queue hears of every run (its own and those started by hand) and asks for its next one.
+        self.training.queue_requested.connect(self._add_to_queue)
+        self.queue.start_requested.connect(self._start_queued)
+        self.queue.message.connect(self._show_message)
+        self.queue.count_changed.connect(self._queue_count)
+        self.runner.started.connect(lambda: self.queue.set_busy(True))
+        self.runner.event.connect(self.queue.on_event)
+        self.runner.crashed.connect(self.queue.on_crashed)
+        self._queue_count(len(self.queue.queue.waiting()))  # a queue restored from the last session
         self.classifier.message.connect(self._show_message)
         self.runs.message.connect(self._show_message)
         self.runs.resume_requested.connect(self.resume_run)
@@ -172,6 +186,12 @@ class MainWindow(QMainWindow):
         run_menu = self.menuBar().addMenu("&Run")
         for action in self.training.actions_in_order:
             run_menu.addAction(action)
+        run_menu.addAction(self.training.queue_action)
+        run_menu.addSeparator()
+        self.node_commands_action = QAction("Commands for several &machines…", self)
+        self.node_commands_action.setStatusTip("The command to run on each machine to train these settings together")
+        self.node_commands_action.triggered.connect(self.show_node_commands)
+        run_menu.addAction(self.node_commands_action)
         help_menu = self.menuBar().addMenu("&Help")
         self.guide_action = QAction("&Guide", self)
         self.guide_action.setShortcut(QKeySequence.StandardKey.HelpContents)
@@ -181,6 +201,9 @@ class MainWindow(QMainWindow):
         about = QAction("&About Perceiver GUI", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
+
+    def show_node_commands(self) -> None:
+        NodeCommandsDialog(self.form.config(), self).open()
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +216,23 @@ class MainWindow(QMainWindow):
             return
         self._begin()
         self.runner.start(cfg)
+
+    def _add_to_queue(self, seeds: int) -> None:
+        if self.form.problems():
+            return
+        try:
+            self.queue.add(self.form.config(), seeds)
+        except ConfigError as exc:  # a seed past the largest allowed
+            self._show_message(str(exc))
+
+    def _start_queued(self, entry) -> None:
+        self._begin()
+        self.training.append_log(f"From the queue: “{entry.config.name}”, seed {entry.config.train.seed} "
+                                 f"({len(self.queue.queue.waiting())} more waiting).")
+        self.runner.start(entry.config)
+
+    def _queue_count(self, waiting: int) -> None:
+        self.tabs.setTabText(self.tabs.indexOf(self.queue), f"Queue ({waiting})" if waiting else "Queue")
 
     def resume_run(self, run_dir: str) -> None:
         if self.runner.running:
@@ -266,7 +306,7 @@ class MainWindow(QMainWindow):
         self._last_stopped_run = event.run_dir if event.status == "stopped" else ""
         if event.model_path:
             self.classifier.load_checkpoint(event.model_path)
-        if event.status == "failed":
+        if event.status == "failed" and not self.queue.runs_current:  # a queued failure is marked in the queue
             QMessageBox.critical(self, "Training stopped", event.message)
 
     def _on_crashed(self, sentence: str, detail: str) -> None:
@@ -283,6 +323,8 @@ class MainWindow(QMainWindow):
         self._problems_changed(self.form.problems())
         if self._close_when_stopped:
             self.close()
+        else:
+            self.queue.set_busy(False)  # the next queued run starts
 
     def _on_paused(self, paused: bool) -> None:
         if self.training.state != "stopping":

@@ -1,6 +1,9 @@
 """Drives the engine's `train` generator in a superqt worker thread and re-emits its events in the
 GUI thread. The UI adds no training logic: start (a new run), resume_run (a run from disk), pause,
 continue_ and stop map onto the generators and their `RunControl`.
+
+A run with more than one process (`train.processes`) is trained by `perceiver-gui train` processes instead
+(ui/process_runner.py); its events come back through the same signals, and pause and stop work the same.
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ class EngineError(Exception):
     drops it without a signal; torch reports out-of-memory and device failures as RuntimeError,
     so every exception is wrapped in this class to be sure it reaches `errored`.
     """
+
+
+def _processes(cfg: Config | None, run_dir: Path | None) -> int:
+    """How many processes train the run: its config's, or the saved config's when resuming."""
+    if cfg is not None:
+        return cfg.train.processes
+    from perceiver_gui.core import runs
+
+    try:
+        saved = runs.read_config(run_dir).config
+    except runs.RunError:
+        return 1  # resuming in this process says what is wrong
+    return saved.train.processes if saved is not None else 1
 
 
 def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, control: RunControl
@@ -84,6 +100,9 @@ class TrainingRunner(QObject):
     def _launch(self, cfg: Config | None, run_dir: Path | None) -> None:
         if self._worker is not None:
             raise RuntimeError("A run is already in progress.")
+        if _processes(cfg, run_dir) > 1:
+            self._launch_processes(cfg, run_dir)
+            return
         from superqt.utils import create_worker  # here, not at launch (~0.16 s)
 
         self._control = RunControl()
@@ -97,6 +116,22 @@ class TrainingRunner(QObject):
         worker.finished.connect(self._on_finished)
         self._worker = worker
         worker.start()
+        self.started.emit()
+
+    def _launch_processes(self, cfg: Config | None, run_dir: Path | None) -> None:
+        from perceiver_gui.core import runs
+        from perceiver_gui.ui.process_runner import ProcessRun
+
+        if run_dir is None:
+            run_dir = runs.new_run_dir(cfg.name, self.runs_root)
+        process = ProcessRun(cfg, run_dir, self)
+        process.yielded.connect(self._on_yielded)
+        process.errored.connect(self.crashed)
+        process.done.connect(self._on_finished)
+        process.done.connect(process.deleteLater)
+        self._worker = self._control = process  # it answers pause, continue_, stop and paused like a RunControl
+        self._last_finished = None
+        process.start()
         self.started.emit()
 
     def pause(self) -> None:

@@ -117,6 +117,10 @@ class RunsPanel(QWidget):
         for column in range(len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(NOTES_COLUMN, QHeaderView.ResizeMode.Stretch)  # the rest of the width
+        self.tree.headerItem().setToolTip(VAL_COLUMN, "The best epoch's accuracy on the validation split, which "
+                                                      "chose the saved model.")
+        self.tree.headerItem().setToolTip(TEST_COLUMN, "The saved model's accuracy on the test split, measured once "
+                                                       "when the run ended.")
         self.tree.itemSelectionChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda *_: self.open_model())
 

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QSizePolicy,
+    QSpinBox,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -57,6 +58,7 @@ class TrainingPanel(QWidget):
     continue_requested = Signal()
     stop_requested = Signal()
     resume_requested = Signal()  # continue the last stopped run
+    queue_requested = Signal(int)  # add the form's settings to the run queue, as this many seeds
 
     def __init__(self, center: QWidget, parent: QWidget | None = None):
         super().__init__(parent)
@@ -93,6 +95,23 @@ class TrainingPanel(QWidget):
         bold = QFont(self.buttons["Start"].font())
         bold.setBold(True)
         self.buttons["Start"].setFont(bold)
+
+        self.queue_action = QAction("Add to queue", self)
+        self.queue_action.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        self.queue_action.triggered.connect(lambda: self.queue_requested.emit(self.seeds.value()))
+        self.seeds = QSpinBox()
+        self.seeds.setRange(1, 100)
+        self.seeds.setSuffix(" seed")
+        self.seeds.valueChanged.connect(lambda k: self.seeds.setSuffix(" seed" if k == 1 else " seeds"))
+        self.seeds.setToolTip("How many runs of these settings to queue, with seeds seed, seed + 1, …; the "
+                              "comparison shows them as one group, mean ± standard deviation")
+        queue_button = QToolButton()
+        queue_button.setDefaultAction(self.queue_action)
+        queue_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        buttons.addSpacing(8)
+        buttons.addWidget(queue_button)
+        buttons.addWidget(self.seeds)
+        self.buttons["Add to queue"] = queue_button
 
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
@@ -253,6 +272,10 @@ class TrainingPanel(QWidget):
         self.pause_action.setText("Continue" if self.state == "paused" else "Pause")
         self.stop_action.setEnabled(self.state in ("running", "paused"))
         self.resume_action.setEnabled(idle and self._resumable)
+        self.queue_action.setEnabled(not self._blocked)  # while a run trains too: it starts after that one
+        self.queue_action.setToolTip(f"Cannot queue: {self._blocked}" if self._blocked else
+                                     "Add these settings to the run queue (the Queue tab); they start after the "
+                                     "current run (Ctrl+Shift+Enter)")
         self.start_action.setToolTip(
             f"Cannot start: {self._blocked}" if idle and self._blocked else "Start training with these settings (Ctrl+Enter)"
         )

@@ -199,12 +199,12 @@ def test_a_run_folder_deleted_mid_run_stops_training_says_so_and_exits_non_zero(
     assert not out.exists()
 
 
-def test_a_second_trainer_of_a_run_is_refused_naming_the_process_and_exits_1(trained, capsys):
+def test_a_second_trainer_of_a_run_is_refused_naming_the_process_and_exits_2(trained, capsys):
     from tests.core.test_runs import hold_lock
 
     proc = hold_lock(trained)
     try:
-        assert main(["train", "--resume", str(trained)]) == 1
+        assert main(["train", "--resume", str(trained)]) == 2  # nothing ran: the run given cannot be used now
     finally:
         proc.kill()
         proc.wait()
@@ -235,12 +235,26 @@ def test_unknown_settings_and_usage_errors_exit_2(capsys):
     assert exit_info.value.code == 2
 
 
-def test_a_run_that_fails_exits_1_with_its_sentence_on_stderr(tmp_path, capsys):
+def test_data_that_cannot_be_used_exits_2_with_its_sentence_on_stderr(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     assert main(["train", "--preset", "digits", *TINY, "--set", "data.dataset=folder",
-                 "--set", f"data.folder={missing}", "--out", str(tmp_path / "run")]) == 1
+                 "--set", f"data.folder={missing}", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # a failed start leaves no folder behind
+
+
+def test_a_run_that_fails_while_training_exits_1(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from perceiver_gui.core import checkpoints
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "save_training_state", disk_full)
+    assert main(["train", "--preset", "digits", *TINY, "--out", str(tmp_path / "run")]) == 1
+    assert "No space left on device" in capsys.readouterr().err
 
 
 def test_a_missing_model_file_exits_2(tmp_path, capsys):

@@ -144,6 +144,7 @@ OUT_OF_RANGE = {
     "train.precision": ["float8"],
     "train.seed": [-1, 10**23, 2**63],
     "train.threads": [-1, 10**6],
+    "train.processes": [0, -2, 10**6],
     "train.log_every": [0, 10**9],
     "train.save_every_s": [-1.0, 1e9, math.nan],
     "train.compile": ["max-autotune", "on"],

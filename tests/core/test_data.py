@@ -539,3 +539,11 @@ def test_a_shifted_white_image_stays_white():
     x = torch.full((16, 3, 8, 8), 255, dtype=torch.uint8)
     out = augment(x, crop_padding=4, hflip=True, generator=torch.Generator().manual_seed(0))
     assert bool((out == 255).all())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file names are bytes")
+def test_a_class_folder_whose_name_is_not_utf8_is_refused_by_name(tmp_path):
+    folder = make_image_folder(tmp_path / "f", {"apples": 3, "pears": 3})
+    os.rename(folder / "pears", os.path.join(os.fsencode(folder), b"caf\xe9"))
+    with pytest.raises(DatasetError, match=r"b'caf\\xe9'.*not valid UTF-8; rename it"):
+        run(folder_cfg(folder, tmp_path / "data"))

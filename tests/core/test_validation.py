@@ -17,9 +17,10 @@ class _Scripted:
     of each pass on test is scripted, so validation and test disagree about which epoch is best. Records
     which split each call saw and the weights the model had then."""
 
-    def __init__(self, val_accs, test_accs):
+    def __init__(self, val_accs, test_accs, val_losses=None):
         self.real = training.evaluate
         self.val_accs, self.test_accs = list(val_accs), list(test_accs)
+        self.val_losses = list(val_losses) if val_losses else None
         self.calls = []  # ("validation" | "test", weights)
 
     def __call__(self, s, x, y, batch_size):
@@ -31,7 +32,8 @@ class _Scripted:
         self.calls.append((split, weights))
         n = sum(c[0] == split for c in self.calls)
         acc = script[n - 1] if n <= len(script) else script[-1]
-        return training._Evaluated(loss=result.loss, acc=acc, per_class=result.per_class, confusion=result.confusion,
+        loss = self.val_losses[n - 1] if split == "validation" and self.val_losses else result.loss
+        return training._Evaluated(loss=loss, acc=acc, per_class=result.per_class, confusion=result.confusion,
                                    predictions=result.predictions, batch_size=result.batch_size)
 
 
@@ -110,9 +112,16 @@ def test_a_resumed_run_validates_on_the_same_split_and_reports_test_when_stopped
     assert stopped.status == "stopped" and stopped.best_epoch == 1 and 0 < stopped.test_acc <= 1
     assert "test accuracy" in stopped.message
     digest = evaluation.read_evaluation(tmp_path / "r").test_digest
-    second = list(resume(tmp_path / "r"))
+    assert runs.read_run(tmp_path / "r").test_acc == stopped.test_acc
+    second, new_best, checked = [], False, 0
+    for event in resume(tmp_path / "r"):
+        second.append(event)
+        new_best = new_best or isinstance(event, EpochEnd) and event.is_best
+        if new_best and isinstance(event, Step):  # a new model saved: the old test result is not its own
+            assert math.isnan(runs.read_run(tmp_path / "r").test_acc)
+            new_best, checked = False, checked + 1
     assert next(e for e in second if isinstance(e, RunStarted)).val_size == 90
-    assert second[-1].status == "completed"
+    assert second[-1].status == "completed" and checked >= 1
     assert evaluation.read_evaluation(tmp_path / "r").test_digest == digest
     tests = [r for r in runs.read_metrics(tmp_path / "r").records if isinstance(r, runs.TestRecord)]
     assert len(tests) == 2 and runs.read_metrics(tmp_path / "r").test == tests[-1]  # the run's is the last one
@@ -243,3 +252,33 @@ def test_a_resumed_run_whose_image_folder_changed_is_warned_that_validation_move
     make_image_folder(images, {"dogs": 10, "cats": 12}, size=(12, 12))  # same files, other pictures
     moved = [e.message for e in resume(tmp_path / "r3") if isinstance(e, Log) and e.level == "warning"]
     assert any("validation images of folder are not the ones this run validated on" in m for m in moved)
+
+
+def test_of_two_epochs_as_accurate_on_validation_the_lower_validation_loss_wins(tmp_path, monkeypatch):
+    # A small validation split saturates (the digits preset's 90 images reach 100 % by mid-run): the first
+    # epoch to get there is rarely the best model, and the loss still tells them apart.
+    scripted = _Scripted(val_accs=[0.5, 0.9, 0.9, 0.9], test_accs=[0.8], val_losses=[1.0, 0.8, 0.5, 0.6])
+    monkeypatch.setattr(training, "evaluate", scripted)
+    events = list(train(tiny_digits(**{"train.epochs": 4}), out_dir=tmp_path / "r"))
+    assert [e.is_best for e in events if isinstance(e, EpochEnd)] == [True, True, True, False]
+    assert events[-1].best_epoch == 3 and runs.read_run(tmp_path / "r").best_epoch == 3
+
+
+def test_an_older_versions_stopped_run_resumes_on_the_images_it_trained_on(tmp_path):
+    # Stopped mid-run by an older version: no validation split, and a config whose data.val_fraction was the
+    # folder's test share (written here by rewriting a run stopped without validation into that format).
+    control = RunControl()
+    for event in train(tiny_digits(**{"data.val_fraction": 0.0, "train.epochs": 3}), out_dir=tmp_path / "r",
+                       control=control):
+        if isinstance(event, Step) and event.step == 40:
+            control.stop()
+    raw = json.loads((tmp_path / "r" / runs.CONFIG_FILE).read_text())
+    for key in ("test_fraction", "split_seed"):
+        del raw["data"][key]
+    del raw["train"]["early_stop_patience"]
+    raw["data"]["val_fraction"] = 0.2
+    (tmp_path / "r" / runs.CONFIG_FILE).write_text(json.dumps(raw))
+    resumed = list(resume(tmp_path / "r"))
+    started = next(e for e in resumed if isinstance(e, RunStarted))
+    assert (started.train_size, started.val_size, started.start_step) == (898, 0, 40)
+    assert resumed[-1].status == "completed" and 0 < resumed[-1].test_acc <= 1

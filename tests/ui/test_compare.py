@@ -166,6 +166,8 @@ def test_a_damaged_run_and_one_without_metrics_are_named_not_fatal(panel, root, 
     assert any(h.startswith("lr 0.003") and "⚠" in h for h in headers)
     # The unreadable settings are unknown, not different: b and c share theirs.
     assert _highlighted(view) == []
+    assert view.legend_names() == ["lr 0.003", "lr 0.01 · 2 runs"]  # c, a copy of b, is one group with it
+    view.group_seeds.setChecked(False)
     assert view.legend_names() == [info.name for info in panel.selected_runs()]
 
 

@@ -40,6 +40,7 @@ def test_the_runs_list_labels_an_old_run_selected_on_test_and_a_new_one_by_split
     assert old.text(STATUS_COLUMN).startswith("completed")
     assert new.text(VAL_COLUMN).endswith("%") and new.text(TEST_COLUMN).endswith("%")
     assert "old run" not in new.text(TEST_COLUMN)
+    assert "measured once" in panel.tree.headerItem().toolTip(TEST_COLUMN)
 
 
 def test_an_old_run_plots_with_its_curves_named_test(panel):
