@@ -49,7 +49,7 @@ def measure(name: str, cfg, rounds: int, work: Path) -> dict[str, float]:
             next(loader)
     except StopIteration as done:
         dataset = done.value
-    s = training._build(cfg, dataset, training.resolve_device("cpu"))
+    s = training._build(cfg, dataset, training.resolve_device("cpu"), training.Dist.single())
     run_dir = work / name
     run_dir.mkdir()
     state = training.RunState(step=100, epochs_done=1, best_acc=0.5, best_epoch=1)
@@ -79,6 +79,7 @@ def engine_epoch_ends(cfg, save_every_s: float, work: Path) -> list[float]:
 
     cfg = cfg.with_updates({"train.save_every_s": save_every_s})
     ends = []
+    work.mkdir(exist_ok=True)
     for event in training.train(cfg, out_dir=work / f"engine-{save_every_s:g}"):
         if isinstance(event, EpochEnd):
             ends.append((time.perf_counter(), event.elapsed_s))
@@ -107,11 +108,14 @@ def main() -> int:
             print(f"{name}: {parts}; resume file {costs['resume file MiB']:.1f} MiB")
             print(f"  epoch end, every save: {before * 1000:.1f} ms; not due: {after * 1000:.1f} ms "
                   f"({before / after:.1f}x less)")
-        digits = configs["digits"].with_updates({"train.epochs": 2 + args.rounds, "train.threads": 2})
-        for every in (0.0, 60.0):
-            costs = engine_epoch_ends(digits, every, work)
+        digits = configs["digits"].with_updates({"train.epochs": 5, "train.threads": 2})
+        ends: dict[float, list[float]] = {0.0: [], 60.0: []}
+        for r in range(args.rounds):  # alternating, so a change in the machine's load hits both alike
+            for every in (0.0, 60.0) if r % 2 == 0 else (60.0, 0.0):
+                ends[every] += engine_epoch_ends(digits, every, work / f"round-{r}")
+        for every, costs in ends.items():
             print(f"digits through train(), save_every_s={every:g}: epoch end {statistics.median(costs) * 1000:.0f} ms "
-                  f"(median of {len(costs)}; evaluation included)")
+                  f"(median of {len(costs)}, {args.rounds} alternating rounds; evaluation included)")
     return 0
 
 
