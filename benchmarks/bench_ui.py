@@ -7,10 +7,19 @@
 Rows, each against its target (every row runs in fresh processes so one's threads, caches and imports
 don't colour the next):
 
+speed     The same run trained from the command line (`perceiver-gui train --preset digits`) and in the
+          real MainWindow with its live plots on screen, in alternating rounds (--speed-rounds, --epochs);
+          training seconds as the engine counts them (the last epoch's elapsed_s: steps only, without
+          evaluation and saving), medians, and the window's GUI-thread CPU seconds while it trained.
+          Target: the window within 5 % of the command line.
+
 lateness  The real MainWindow trains the `digits` preset on the CPU (Start pressed through its button).
           A 10 ms precise QTimer in the GUI thread records how late each tick comes; p50/p99/max over the
           training (first step to the end), target p99 <= 30 ms and max <= 100 ms. The start (pressing
-          Start until the first step: torch import, dataset, model) and an idle baseline are reported apart.
+          Start until the first step: dataset, model) and an idle baseline are reported apart, and the
+          whole run from pressing Start, target max <= 50 ms (issue 11). Start is pressed once the app
+          has preloaded the engine (torch) after showing the window, as a user reading the form would;
+          the lateness during that preload is reported too.
 launch    Wall time from spawning `python -m perceiver_gui` to the main window painted and the event loop
           idle (a zero timer after the first paint); then, as the app loads pyqtgraph in slices after that,
           the time until its plots exist and the longest event-loop pause on the way (a 1 ms timer's
@@ -44,7 +53,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-ROWS = ("lateness", "launch", "drop", "plot")
+ROWS = ("speed", "lateness", "launch", "drop", "plot")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -82,6 +91,7 @@ def _run_child(row: str, args: argparse.Namespace) -> dict:
         if row == "drop":
             make_drop_files(Path(tmp))
         cmd = [sys.executable, __file__, "--child", row, "--child-out", str(out), "--seconds", str(args.seconds),
+               "--epochs", str(args.epochs),
                "--drops", str(args.drops), "--points", str(args.points)]
         proc = subprocess.run(cmd, cwd=ROOT, env=_child_env(Path(tmp)), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
@@ -97,8 +107,10 @@ def _app(**window_kwargs):
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
+    from perceiver_gui.ui import _none_refcount
     from perceiver_gui.ui.main_window import MainWindow
 
+    _none_refcount.apply()  # as run_app
     app = QApplication.instance() or QApplication([sys.argv[0]])
     pg.setConfigOptions(antialias=True)  # as run_app
     home = Path(os.environ["PERCEIVER_GUI_HOME"])
@@ -117,6 +129,76 @@ def _spin(seconds: float) -> None:
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
+
+
+# -- row 0: training speed, window against command line ------------------------------------------------
+def _cli_train_s(args: argparse.Namespace) -> float:
+    """Training seconds of one command-line run: the elapsed time the last epoch line prints."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "perceiver_gui", "train", "--preset", "digits", "--out", str(Path(tmp) / "run"),
+             "--set", f"train.epochs={args.epochs}"],
+            cwd=ROOT, env=_child_env(Path(tmp)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+        if proc.returncode != 0 or not epochs:
+            raise RuntimeError(f"the command-line run failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
+        return float(epochs[-1].split("acc")[-1].split()[1].rstrip("s"))
+
+
+def child_window_speed(args: argparse.Namespace) -> dict:
+    """One run in the window, Start pressed, plots on screen; the last epoch's training seconds."""
+    import resource
+
+    from PySide6.QtCore import QEventLoop
+
+    from perceiver_gui.config import PRESETS
+    from perceiver_gui.core.events import EpochEnd, Step
+
+    app, window = _app()
+    window.tabs.setCurrentWidget(window.training)
+    window.form.set_config(PRESETS["digits"].with_updates({"train.epochs": str(args.epochs)}))
+    last: list = []
+    steps = [0]
+    gui_cpu: dict[str, float] = {}
+
+    def thread_cpu() -> float:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_utime + resource.getrusage(resource.RUSAGE_THREAD).ru_stime
+
+    def on_event(event) -> None:
+        if isinstance(event, Step):
+            steps[0] += 1
+            gui_cpu.setdefault("first", thread_cpu())
+        elif isinstance(event, EpochEnd):
+            last[:] = [event]
+            gui_cpu["last"] = thread_cpu()
+
+    window.runner.event.connect(on_event)
+    loop = QEventLoop()
+    window.runner.stopped_running.connect(loop.quit)
+    window.training.buttons["Start"].click()
+    loop.exec()
+    if not last:
+        raise RuntimeError("the window's run ended without an epoch")
+    return {"train_s": last[0].elapsed_s, "steps": steps[0], "epochs": last[0].epoch,
+            "gui_cpu_s": gui_cpu["last"] - gui_cpu["first"], "load": _load()}
+
+
+def row_speed(args: argparse.Namespace) -> dict:
+    cli, window, gui_cpu, loads = [], [], [], [_load()]
+    for r in range(args.speed_rounds):
+        for which in (("cli", "window") if r % 2 == 0 else ("window", "cli")):
+            if which == "cli":
+                cli.append(_cli_train_s(args))
+            else:
+                w = _run_child("speed", args)
+                window.append(w["train_s"])
+                gui_cpu.append(w["gui_cpu_s"])
+            loads.append(_load())
+            print(f"    {which}: {(cli if which == 'cli' else window)[-1]:.2f} s (load {loads[-1]})", flush=True)
+    return {"epochs": args.epochs, "rounds": args.speed_rounds, "cli_s": cli, "window_s": window,
+            "cli_median_s": statistics.median(cli), "window_median_s": statistics.median(window),
+            "ratio": statistics.median(window) / statistics.median(cli),
+            "window_gui_cpu_s": gui_cpu, "load": loads}
 
 
 # -- row 1: event-loop lateness during training ----------------------------------------------------------
@@ -155,10 +237,18 @@ def child_lateness(args: argparse.Namespace) -> dict:
     window.runner.stopped_running.connect(loop.quit)
 
     timer.start()
+    # As for a user, who reads the form for a while: the app loads its plots, then the engine (torch) in
+    # a background thread; the lateness meanwhile is reported apart ("preload").
+    marks["preload"] = time.perf_counter()
+    from perceiver_gui.ui import deferred
+
+    while not deferred.engine_ready() and time.perf_counter() - marks["preload"] < 120:
+        _spin(0.05)
+    marks["idle"] = time.perf_counter()
     _spin(2.0)  # idle baseline
     marks["start"] = time.perf_counter()
     button = window.training.buttons["Start"]
-    assert button.isEnabled(), window.training.start_reason()
+    assert button.isEnabled(), window.training.start_action.toolTip()
     button.click()
     load_at_start = _load()
 
@@ -200,7 +290,10 @@ def child_lateness(args: argparse.Namespace) -> dict:
         "train_s": train_end - first,
         "steps_per_s": steps[0] / max(1e-9, train_end - first),
         "start_to_first_step_s": first - marks["start"],
-        "idle": _summary_ms(lateness(marks["start"] - 2.0, marks["start"])),
+        "preload": _summary_ms(lateness(marks["preload"], marks["idle"])),
+        "preload_s": marks["idle"] - marks["preload"],
+        "idle": _summary_ms(lateness(marks["idle"], marks["start"])),
+        "whole_run": _summary_ms(lateness(marks["start"], train_end)),
         "start": _summary_ms(lateness(marks["start"], first)),
         "training": _summary_ms(train),
         "worst_training_ms_at_s": [(round(w * 1000, 1), round(t, 2)) for w, t in worst],
@@ -493,12 +586,19 @@ def child_plot(args: argparse.Namespace) -> dict:
     return out
 
 
-CHILDREN = {"lateness": child_lateness, "drop": child_drop, "plot": child_plot}
+CHILDREN = {"speed": child_window_speed, "lateness": child_lateness, "drop": child_drop, "plot": child_plot}
 
 
 # -- the table ----------------------------------------------------------------------------------------------
 def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
     rows = []
+    if "speed" in results:
+        r = results["speed"]
+        rows.append((f"digits training, window / command line ({r['epochs']} epochs)",
+                     f"{r['window_median_s']:.1f} s = {r['ratio']:.3f} x",
+                     f"command line {r['cli_median_s']:.1f} s; GUI thread CPU "
+                     f"{statistics.median(r['window_gui_cpu_s']):.1f} s", "<= 1.05 x",
+                     "yes" if r["ratio"] <= 1.05 else "NO"))
     if "lateness" in results:
         r = results["lateness"]
         t = r["training"]
@@ -511,6 +611,10 @@ def _table(results: dict) -> list[tuple[str, str, str, str, str]]:
         rows.append(("  … from pressing Start to the first step",
                      f"p99 {s['p99_ms']:.1f} · max {s['max_ms']:.0f} ms over {r['start_to_first_step_s']:.1f} s",
                      f"idle: max {r['idle']['max_ms']:.1f} ms", "(max <= 100 ms)", "yes" if s["max_ms"] <= 100 else "NO"))
+        w = r["whole_run"]
+        rows.append(("  … the whole run, Start included", f"p99 {w['p99_ms']:.1f} · max {w['max_ms']:.0f} ms",
+                     f"engine preloaded in {r['preload_s']:.1f} s after the window, max {r['preload']['max_ms']:.0f} ms",
+                     "max <= 50 ms", "yes" if w["max_ms"] <= 50 else "NO"))
     if "launch" in results:
         m = results["launch"]["median_s"]
         ok = m["app"] <= 1.0 and not any(results["launch"]["torch_loaded_before_window"])
@@ -542,6 +646,8 @@ def main() -> int:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--seconds", type=float, default=25.0, help="training seconds measured (lateness)")
     parser.add_argument("--launch-rounds", type=int, default=5)
+    parser.add_argument("--speed-rounds", type=int, default=3, help="runs of each driver (speed)")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of the digits run (speed; the preset has 30)")
     parser.add_argument("--drops", type=int, default=20)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
@@ -565,7 +671,10 @@ def main() -> int:
                      "date": time.strftime("%Y-%m-%d %H:%M")}
     for row in rows:
         print(f"… {row} (load {_load()})", flush=True)
-        results[row] = row_launch(args) if row == "launch" else _run_child(row, args)
+        if row in ("launch", "speed"):
+            results[row] = row_launch(args) if row == "launch" else row_speed(args)
+        else:
+            results[row] = _run_child(row, args)
 
     table = _table(results)
     widths = [max(len(r[i]) for r in [("measure", "ours", "peer / context", "target", "met"), *table]) for i in range(5)]

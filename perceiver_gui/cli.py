@@ -1,4 +1,5 @@
-"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict`, `info` and `export` run headless.
+"""The `perceiver-gui` command: no arguments opens the app; `train`, `predict`, `info`, `export` and `sweep` run
+headless.
 
 Exit status: 0 success, 1 a run (or some of the images) failed, 2 bad input (usage, config, model file,
 data). Errors print one sentence to stderr as `error: ...` (``--debug``, before or after the command,
@@ -89,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=EXPORT_FORMATS, help="csv or onnx (default: from the --out suffix)")
     ex.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
     ex.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    sw = sub.add_parser("sweep", help="search hyperparameters with Optuna (trials are ordinary runs)",
+                        description="Run a hyperparameter sweep described by a sweep.toml, or continue the one in "
+                                    "--out; several sweep processes (on other machines too) can share one study.")
+    sw.add_argument("--config", type=Path, metavar="SWEEP.TOML", help="the sweep file (not needed to continue)")
+    sw.add_argument("--out", type=Path, metavar="DIR", help="the sweep folder: created, or continued")
+    sw.add_argument("--trials", type=int, metavar="N", help="trials to finish (overrides [sweep] trials)")
+    sw.add_argument("--workers", type=int, default=1, metavar="K", help="trials at once, each in its own process")
+    sw.add_argument("--storage", metavar="URL", help="an RDB URL (postgresql://…, mysql://…) instead of the journal "
+                                                     "file in DIR")
+    sw.add_argument("--status", type=Path, metavar="DIR", help="show the trials of a sweep folder and the best one")
+    sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -107,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             if config is not None:
                 load_config(config)  # a bad file is one sentence here, not a window that starts without it
             return run_app(sys.argv[:1] + ([str(config)] if config is not None else []))
-        return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info, "export": cmd_export}[command](args)
+        return {"train": cmd_train, "predict": cmd_predict, "info": cmd_info, "export": cmd_export,
+                "sweep": cmd_sweep}[command](args)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
@@ -578,8 +592,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(args.model)  # a CheckpointError is bad input: exit 2
     failed = 0
     for path in args.paths:
-        results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
-            [predictor.predict([path], top_k=args.top_k)]
+        if predictor.takes_series:
+            results = [_predict_series(predictor, path, args.top_k)]
+        else:
+            results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
+                [predictor.predict([path], top_k=args.top_k)]
         count = 0
         for batch in results:
             for pred in batch:
@@ -590,6 +607,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             failed += 1
             _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _predict_series(predictor, path: Path, top_k: int) -> list:
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.series import SeriesError
+
+    try:
+        return predictor.predict_series_file(path, top_k=top_k)
+    except SeriesError as exc:
+        return [Prediction(str(path), error=str(exc))]
 
 
 def _print_prediction(pred, as_json: bool) -> None:
@@ -650,9 +677,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             if key in state.progress:
                 print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
-    h, w = meta.image_size
     print(f"Model: {printable(path)}")
-    print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
+    if len(meta.image_size) == 1:
+        print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
+              f"masked), normalised per channel with mean {_numbers(meta.mean)} and std {_numbers(meta.std)}")
+    else:
+        h, w = meta.image_size
+        print(f"Input: {meta.channels} channel(s), {h}×{w} pixels")
     print(f"Classes ({len(meta.class_names)}): {printable(', '.join(meta.class_names))}")
     if accuracy := accuracy_text(meta.summary):
         print(f"Accuracy: {printable(accuracy)}")
@@ -661,6 +692,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"App version: {printable(meta.app_version)}")
     _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _numbers(values) -> str:
+    return ", ".join(f"{v:.4g}" for v in values)
 
 
 def _info_run(run_dir: Path) -> int:
@@ -721,4 +756,60 @@ def cmd_export(args: argparse.Namespace) -> int:
         model = args.model or args.run / MODEL_FILE
         export_onnx(model, args.out)
         print(f"Wrote {printable(model)} as ONNX to {printable(args.out)}")
+    return EXIT_OK
+
+
+# -- sweep -------------------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Exit 0 when the sweep has its trials (or was stopped), 2 for a bad sweep file or folder."""
+    if args.status:
+        if args.config or args.out or args.trials or args.workers != 1:
+            raise ConfigError("--status only reads a sweep folder; drop the other options.")
+        return _sweep_status(args.status, args.storage)
+    if not args.out:
+        raise ConfigError("Say where the sweep goes with --out DIR (an existing sweep folder continues).")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1.")
+    from perceiver_gui.core import sweep
+    from perceiver_gui.core.control import RunControl
+
+    if args.config:
+        folder = sweep.create_sweep(sweep.load_sweep(args.config), args.out, storage=args.storage, trials=args.trials)
+    else:
+        spec, storage = sweep.read_sweep(args.out)
+        folder = sweep.create_sweep(spec, args.out, storage=args.storage or storage, trials=args.trials)
+    print(f"Sweep folder: {printable(folder)}")
+    control = RunControl()
+    previous = _stop_on_signals(control)
+    try:
+        for event in sweep.run_sweep(folder, workers=args.workers, control=control, storage=args.storage):
+            print(printable(sweep.describe(event)), flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _sweep_status(folder: Path, storage: str | None) -> int:
+    from perceiver_gui.core import sweep
+
+    spec, saved_storage = sweep.read_sweep(folder)
+    study = sweep.open_study(folder, spec, storage or saved_storage)
+    rows = sweep.trial_rows(study, spec)
+    keys = [key for key, _ in spec.search]
+    print(f"Sweep {printable(folder)}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.metric} ({spec.direction}), "
+          f"{sweep.target_trials(spec)} trials")
+    header = ["trial", "state", spec.metric, "epoch", *keys, "run"]
+    table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep._fmt(r.value), str(r.epoch),
+              *[printable(sweep._fmt(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    best = next((r for r in rows if r.is_best), None)
+    if best is None:
+        print("No trial has completed yet.")
+    else:
+        params = ", ".join(f"{k}={sweep._fmt(v)}" for k, v in best.params)
+        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep._fmt(best.value)} ({params}); "
+                        f"run {best.run_dir}"))
     return EXIT_OK

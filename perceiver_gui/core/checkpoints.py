@@ -90,10 +90,10 @@ class ModelMeta:
 
     config: Config  # the whole experiment; config.model rebuilds the network
     class_names: tuple[str, ...]  # label of each output, in logit order
-    mean: tuple[float, ...]  # per-channel normalisation, 0..1 units, as in training
+    mean: tuple[float, ...]  # per-channel normalisation, as in training: 0..1 units for images, a series' own
     std: tuple[float, ...]
-    image_size: tuple[int, int]  # (H, W) that inputs are resized to
-    channels: int  # 1 (grey) or 3 (RGB)
+    image_size: tuple[int, ...]  # (H, W) that images are resized to; (L,) that series are padded to (input_axis 1)
+    channels: int  # 1 (grey) or 3 (RGB); a series' channels
     # best_val_acc, best_epoch, selected_on, test_acc, test_loss, epochs_done, ... (see `accuracy_text`)
     summary: dict[str, Any] = field(default_factory=dict)
     app_version: str = __version__  # the Perceiver GUI that wrote the file
@@ -437,11 +437,11 @@ def _meta_from_json(raw: dict[str, Any], where: str) -> ModelMeta:
             raise bad("normalisation values that do not match its channels")
     if not all(v > 0 for v in std):
         raise bad("a standard deviation that is not positive")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                             and v >= 1 for v in size)):
-        raise bad("an invalid image size")
-    if config.model.input_axis != 2:
-        raise bad("a model that does not take images (input_axis is not 2)")
+    if config.model.input_axis not in (1, 2):
+        raise bad("a model that takes neither images nor series (input_axis is not 2 or 1)")
+    if not (isinstance(size, list) and len(size) == config.model.input_axis
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise bad("an invalid image size or series length")
     if not isinstance(summary, dict):
         raise bad("an invalid training summary")
     return ModelMeta(
@@ -449,7 +449,7 @@ def _meta_from_json(raw: dict[str, Any], where: str) -> ModelMeta:
         class_names=tuple(names),
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
-        image_size=(size[0], size[1]),
+        image_size=tuple(size),
         channels=channels,
         summary=summary,
         app_version=str(raw.get("app_version", "")),

@@ -15,6 +15,10 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
 - digits: scikit-learn's bundled 8x8 digits, offline. Train is the first half, test the second half in
   the given order (898 / 899): the split of scikit-learn's "Recognizing hand-written digits" example.
 - folder: one subfolder per class (see `_load_folder`).
+- sequences: time series from data.train_file (and data.test_file, else a split of the train file), in
+  the formats core/series.py reads. They are float32 (N, C, L) rather than uint8, with NaN after the end
+  of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
+  zeros the model never attends to.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -55,7 +59,8 @@ from perceiver_gui.config import DataConfig
 from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
     "Dataset",
@@ -66,6 +71,7 @@ __all__ = [
     "load_dataset",
     "normalize",
     "open_dataset",
+    "padding_mask",
     "preview_dataset",
     "Preview",
     "split_validation",
@@ -86,18 +92,20 @@ class DatasetError(Exception):
 class DatasetInfo:
     name: str  # for people: "CIFAR-10", "Digits", or the image folder's name
     class_names: tuple[str, ...]
-    channels: int  # 1 or 3
-    image_size: tuple[int, int]  # (H, W)
+    channels: int  # 1 or 3 for images; a series' channels
+    image_size: tuple[int, ...]  # one length per axis: (H, W) for images, (L,) for series (the longest)
     train_size: int  # images trained on (the validation split not counted)
     test_size: int
     mean: tuple[float, ...]  # per channel, 0..1 units, of the training split
     std: tuple[float, ...]
     val_size: int = 0  # images in the validation split; 0 when the config asks for none
+    kind: str = "image"  # one of datasets.KINDS
+    padded: bool = False  # some series are shorter than image_size: the model gets `padding_mask`
 
     @property
     def input_shape(self) -> InputShape:
         """What the model is fed; `datasets.fit_model(cfg.model, info.input_shape)` sets it up for it."""
-        return InputShape(kind="image", sides=self.image_size, channels=self.channels, classes=len(self.class_names))
+        return InputShape(kind=self.kind, sides=self.image_size, channels=self.channels, classes=len(self.class_names))
 
 
 _NO_IMAGES = torch.zeros((0, 1, 1, 1), dtype=torch.uint8)
@@ -107,13 +115,16 @@ _NO_LABELS = torch.zeros((0,), dtype=torch.int64)
 @dataclass(frozen=True)
 class Dataset:
     info: DatasetInfo
-    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_x: torch.Tensor  # uint8 (N, C, H, W) images, or float32 (N, C, L) series (NaN after each one's end)
     train_y: torch.Tensor  # int64 (N,)
     test_x: torch.Tensor
     test_y: torch.Tensor
     skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
     val_x: torch.Tensor = _NO_IMAGES  # carved from the training split (see `split_validation`)
     val_y: torch.Tensor = _NO_LABELS
+    # The file of each validation and test image, for folder datasets (so a mislabelled file can be found).
+    val_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
 
 
 def default_data_root() -> Path:
@@ -132,24 +143,31 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
     if loader is None:
         raise DatasetError(f"There is no dataset '{cfg.dataset}'. Datasets: {', '.join(_LOADERS)}.")
     root = Path(cfg.root).expanduser() if cfg.root.strip() else default_data_root()
-    name, class_names, train, test, skipped = yield from loader(cfg, root)
+    name, class_names, train, test, skipped, *sources = yield from loader(cfg, root)
     (train_x, train_y), (test_x, test_y) = train, test
+    train_files, test_files = sources[0] if sources else ((), ())  # a folder's files, image by image
     train_idx, val_idx = split_validation(train_y, cfg.val_fraction, len(class_names), cfg.split_seed)
     if cfg.val_fraction > 0 and len(val_idx) == 0:
         raise DatasetError(f"{name} has too few training images to hold any out for validation; add images, or set "
                            f"the validation share (data.val_fraction) to 0.")
+    val_files: tuple[str, ...] = ()
     if len(val_idx):
         (train_x, train_y), (val_x, val_y) = ((train_x[i].contiguous(), train_y[i].contiguous())
                                               for i in (train_idx, val_idx))
+        val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
-    mean, std = _mean_std(train_x)
+    series = train_x.is_floating_point()
+    mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
+    padded = series and any(bool(x[:, 0, -1].isnan().any()) for x in (train_x, val_x, test_x))
     info = DatasetInfo(
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
-        image_size=(int(train_x.shape[2]), int(train_x.shape[3])), train_size=len(train_x),
+        image_size=tuple(int(side) for side in train_x.shape[2:]), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
+        kind="series" if series else "image", padded=padded,
     )
-    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y)
+    return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
+                   val_files=val_files, test_files=tuple(test_files))
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -170,7 +188,8 @@ class Preview:
     class_names: tuple[str, ...]
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
-    samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training
+    samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
+    # float32 (n, L, C) for series
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -185,8 +204,10 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
     for label in range(len(info.class_names)):
         members = torch.nonzero(dataset.train_y == label).flatten()
         chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
-        x = augment(dataset.train_x[chosen], crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
-        pixels = x.permute(0, 2, 3, 1).contiguous().numpy()
+        x = dataset.train_x[chosen]
+        if info.kind == "image":
+            x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
     k = len(info.class_names)
@@ -201,7 +222,10 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
 
 # -- batched preprocessing -------------------------------------------------------------------
 def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device."""
+    """uint8 (B, C, H, W) -> float32 ((x / 255) - mean) / std per channel, on x's device.
+    Series, float32 (B, C, L) in their own units: (x - mean) / std, and 0 where they are padded (NaN)."""
+    if x.is_floating_point():
+        return _normalize_series(x, mean, std)
     if torch.is_tensor(mean) or torch.is_tensor(std):
         shift, scale = _shift_and_scale(torch.as_tensor(mean, dtype=torch.float32, device=x.device),
                                         torch.as_tensor(std, dtype=torch.float32, device=x.device))
@@ -212,6 +236,21 @@ def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequen
                          f"{shift.shape[1]} means and {scale.shape[1]} stds")
     # One fused pass: (x - 255 mean) * 1 / (255 std).
     return x.to(torch.float32).sub_(shift).mul_(scale)
+
+
+def _normalize_series(x: torch.Tensor, mean, std) -> torch.Tensor:
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
+    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+    if x.ndim != 3 or len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"normalize needs series (B, C, L) with one mean and std per channel; got {tuple(x.shape)}, "
+                         f"{len(mean)} means and {len(std)} stds")
+    return ((x - mean[:, None]) / std[:, None]).nan_to_num_(0.0)
+
+
+def padding_mask(x: torch.Tensor) -> torch.Tensor:
+    """bool (B, L), True where series (B, C, L) hold a value, False where they are padded (NaN): the model's
+    input mask, so that it never attends to the padding."""
+    return ~x[:, 0].isnan()
 
 
 def _shift_and_scale(mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,6 +299,20 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     # faster than indexing with four broadcast index tensors.
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of float series over their values (padding left out)."""
+    means, stds = [], []
+    for ch in range(x.shape[1]):
+        values = x[:, ch].double()
+        values = values[~values.isnan()]
+        mean = float(values.mean())
+        means.append(mean)
+        # A constant channel has no spread; a unit std keeps normalize finite.
+        std = float((values - mean).square().mean().sqrt())
+        stds.append(std if std > 1e-12 else 1.0)
+    return tuple(means), tuple(stds)
 
 
 def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -663,8 +716,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     for class_dir in classes:
         try:
             # Not is_file(): a FIFO or device named like an image is refused by open_image and listed as skipped.
-            found = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-                           and not any(part.startswith(".") for part in p.relative_to(class_dir).parts))
+            found = image_files(class_dir)
         except OSError as exc:
             raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "
                                f"{exc.strerror or exc}.") from None
@@ -708,7 +760,12 @@ def _load_folder(cfg: DataConfig, root: Path):
         yield Log(message=f"Classes with a single image are used for training only: {', '.join(lonely)}.", level="warning")
     train = (x[train_idx].contiguous(), y[train_idx].contiguous())
     test = (x[test_idx].contiguous(), y[test_idx].contiguous())
-    return folder.name, class_names, train, test, skipped
+    # The decoded images are the listed files less the skipped ones, in order; () if that cannot be matched.
+    unread = {entry.split(": ", 1)[0] for entry in skipped}
+    kept = [str(p) for class_files in files for p in class_files if p.relative_to(folder).as_posix() not in unread]
+    sources = ((tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+               if len(kept) == len(x) else ((), ()))
+    return folder.name, class_names, train, test, skipped, sources
 
 
 def _decode_folder(folder: Path, files: list[list[Path]], side: int):
@@ -743,6 +800,54 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
         # the first channel is exactly what open_image(channels=1) gives the predictor later.
         x = x[:, :1].contiguous()
     return x, torch.tensor(labels, dtype=torch.int64), skipped
+
+
+# -- time series -------------------------------------------------------------------------------
+def _load_sequences(cfg: DataConfig, root: Path):
+    """Series from cfg.train_file, and cfg.test_file or else round(test_fraction × n) of each class of the
+    train file (seeded like a folder's split). The classes are the train file's (a .ts header's
+    @classLabel order, else sorted); a test label it lacks is refused. Every series is padded with NaN to
+    the longest of both files."""
+    if not cfg.train_file.strip():
+        raise DatasetError("Choose a training file of series (.ts, .csv or .npy) for the sequences dataset "
+                           "(data.train_file).")
+    train_path = Path(cfg.train_file).expanduser()
+    yield Log(message=f"Reading series from {train_path}")
+    try:
+        train = read_series(train_path, label_column=cfg.label_column)
+        test = read_series(Path(cfg.test_file).expanduser(), label_column=cfg.label_column) \
+            if cfg.test_file.strip() else None
+    except SeriesError as exc:
+        raise DatasetError(str(exc)) from None
+    class_names = list(train.declared) or class_order(train.labels)
+    if len(class_names) < 2:
+        raise DatasetError(f"{train_path.name} holds one class only ({class_names[0]}); a classifier needs series "
+                           f"of two classes or more.")
+    index = {name: i for i, name in enumerate(class_names)}
+    if test is not None:
+        if test.channels != train.channels:
+            raise DatasetError(f"The test file's series have {test.channels} channels and the training file's "
+                               f"{train.channels}; both files need the same channels.")
+        unknown = sorted(set(test.labels) - set(index))
+        if unknown:
+            raise DatasetError(f"The test file {Path(cfg.test_file).name} has labels the training file lacks "
+                               f"({', '.join(unknown[:5])}); train on every class you test.")
+    length = max(train.longest, test.longest if test is not None else 0)
+    x = torch.from_numpy(pad(train.values, length))
+    y = torch.tensor([index[label] for label in train.labels], dtype=torch.int64)
+    if test is not None:
+        test_xy = (torch.from_numpy(pad(test.values, length)),
+                   torch.tensor([index[label] for label in test.labels], dtype=torch.int64))
+        train_xy = (x, y)
+    else:
+        train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(class_names), FOLDER_SPLIT_SEED)
+        if len(test_idx) == 0:
+            raise DatasetError(f"{train_path.name} has too few series to hold any out for testing; add series or "
+                               f"give a test file (data.test_file).")
+        train_xy = (x[train_idx].contiguous(), y[train_idx].contiguous())
+        test_xy = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    name = train_path.stem.removesuffix("_TRAIN").removesuffix("_train") or train_path.name
+    return name, class_names, train_xy, test_xy, ()
 
 
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
@@ -829,5 +934,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "fashion_mnist": _load_mnist,
     "digits": _load_digits,
     "folder": _load_folder,
+    "sequences": _load_sequences,
 }
 

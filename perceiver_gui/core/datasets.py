@@ -18,6 +18,7 @@ run time, so config.py can take its dataset names from here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
+    "series": Kind("series", 1, ("time",)),
 }
 
 
@@ -94,6 +96,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
                 "digits", channels=1, size=(8, 8), classes=10),
     DatasetSpec("folder", "Image folder…", "Your own images: one subfolder per class, any common format.",
                 "folder"),
+    DatasetSpec("sequences", "Time series…",
+                "Your own series: a .ts (UCR/UEA), .csv or .npy file of labelled series, one or more channels.",
+                "sequences", kind="series"),
 )}
 
 
@@ -126,11 +131,46 @@ def expected_input(data: DataConfig) -> InputShape:
     spec = DATASETS.get(data.dataset, DatasetSpec(data.dataset, data.dataset, "", ""))
     axes = KINDS[spec.kind].axes
     sides = spec.size if spec.size is not None else (data.image_size,) * axes
-    classes = spec.classes
+    classes, channels = spec.classes, spec.channels
     if data.dataset == "folder":
         found = class_folders(data.folder)
         classes = len(found) if found else None
-    return InputShape(kind=spec.kind, sides=sides, channels=spec.channels, classes=classes)
+    if spec.kind == "series":
+        sides, channels, classes = _series_shape(data)
+    return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
+
+
+def _series_shape(data: DataConfig) -> tuple[tuple[int, ...], int | None, int | None]:
+    """(length,), channels and classes of the series files, read once; (1,), None, None when unreadable."""
+    def stamp(path: str) -> tuple[str, int, int] | None:
+        if not path.strip():
+            return None
+        try:
+            st = Path(path).expanduser().stat()
+        except (OSError, ValueError):
+            return None
+        return path, st.st_mtime_ns, st.st_size
+
+    train, test = stamp(data.train_file), stamp(data.test_file) if data.test_file.strip() else None
+    if train is None or (data.test_file.strip() and test is None):
+        return (1,), None, None
+    return _series_files_shape(train, test, data.label_column)
+
+
+@functools.lru_cache(maxsize=8)
+def _series_files_shape(train_stamp: tuple[str, int, int], test_stamp: tuple[str, int, int] | None,
+                        label_column: str) -> tuple[tuple[int, ...], int | None, int | None]:
+    """The form asks at every edit: a file is read again only when its time or size changed."""
+    # numpy and the readers load on the first series pick, not when the form opens at launch.
+    from perceiver_gui.core.series import SeriesError, class_order, read_series
+
+    try:
+        train = read_series(train_stamp[0], label_column=label_column)
+        test = read_series(test_stamp[0], label_column=label_column) if test_stamp else None
+    except (SeriesError, OSError):
+        return (1,), None, None
+    length = max(train.longest, test.longest if test is not None else 0)
+    return (length,), train.channels, len(train.declared or class_order(train.labels or ()))
 
 
 def download_note(dataset: str) -> str:
@@ -169,7 +209,7 @@ def folder_image_size(folder: str | Path) -> int | None:
     # Pillow and the suffix list load on the first folder pick, not when the form opens at launch.
     from PIL import Image
 
-    from perceiver_gui.core.images import IMAGE_SUFFIXES
+    from perceiver_gui.core.images import image_files
 
     classes = class_folders(folder)
     per_class = max(1, FOLDER_SIZE_SAMPLE // max(1, len(classes)))
@@ -177,14 +217,14 @@ def folder_image_size(folder: str | Path) -> int | None:
     for class_dir in classes:
         taken = 0
         try:
-            candidates = sorted(class_dir.rglob("*"))
+            candidates = image_files(class_dir)
         except OSError:
             continue
         for path in candidates:
             if taken >= per_class:
                 break
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file() or path.name.startswith("."):
-                continue  # is_file() is False for FIFOs and devices, so nothing here blocks on open
+            if not path.is_file():
+                continue  # False for FIFOs and devices, so nothing here blocks on open
             try:
                 with Image.open(path) as image:
                     sides.append(min(image.size))

@@ -107,6 +107,7 @@ class TestSplit:
     digest: str
     dataset: str  # its name for people, e.g. "Digits"
     split: str = "test"  # "validation" or "test"
+    files: tuple[str, ...] = ()  # each image's file, for folder datasets; () otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,7 @@ class CellImages:
     images: np.ndarray  # uint8 (n, H, W, C), read-only
     prob_pred: tuple[float, ...]  # probability the model gave its prediction
     prob_true: tuple[float, ...]  # probability it gave the true class
+    files: tuple[str, ...] = ()  # their files, for folder datasets; () otherwise
 
 
 # -- writing (the training loop) -------------------------------------------------------------
@@ -235,8 +237,12 @@ def load_test_split(run_dir: str | Path, split: str = "test") -> TestSplit:
         raise EvaluationError(f"The test images can't be loaded: {exc}") from None
     x, y = (dataset.val_x, dataset.val_y) if split == "validation" else (dataset.test_x, dataset.test_y)
     x, y = x.numpy(), y.numpy()
+    if x.ndim != 4:
+        raise EvaluationError(f"{dataset.info.name} holds time series, and the matrix's cells show images only so far; "
+                              f"the counts and accuracies above are the run's.")
     return TestSplit(images=_frozen(x.transpose(0, 2, 3, 1), np.uint8), labels=_frozen(y, np.int64),
-                     digest=test_digest(x, y), dataset=dataset.info.name, split=split)
+                     digest=test_digest(x, y), dataset=dataset.info.name, split=split,
+                     files=dataset.val_files if split == "validation" else dataset.test_files)
 
 
 def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, limit: int | None = None
@@ -257,6 +263,7 @@ def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, 
         indices=tuple(int(i) for i in shown), images=_frozen(split.images[shown], np.uint8),
         prob_pred=tuple(float(p) for p in evaluation.prob_pred[shown]),
         prob_true=tuple(float(p) for p in evaluation.prob_true[shown]),
+        files=tuple(split.files[i] for i in shown.tolist()) if split.files else (),
     )
 
 

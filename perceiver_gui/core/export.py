@@ -226,6 +226,9 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
 
     predictor = Predictor.from_checkpoint(model_path)  # CheckpointError: one sentence naming the file
     meta = predictor.meta
+    if len(meta.image_size) != 2:
+        raise ExportError(f"{model_path} reads time series, and ONNX export covers image models so far; use the "
+                          f"model with perceiver-gui predict.")
     model = _WithProbabilities(predictor.model).eval()
     height, width = meta.image_size
     example = torch.zeros(2, height, width, meta.channels)  # batch 2, so the exporter cannot fix it at 1

@@ -38,7 +38,7 @@ from perceiver_gui.core.reading import check_regular
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "open_image", "to_uint8_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "image_files", "open_image", "to_uint8_tensor"]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
@@ -52,6 +52,15 @@ BACKGROUND = 255  # white, the value transparent pixels are composited onto (per
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, struct.error,
                   ZeroDivisionError, MemoryError, OverflowError, RuntimeError)
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files anywhere under `folder`, sorted: a known suffix, not a folder, nothing hidden on the
+    way down from `folder`. The one rule for training folders, their size guess and folders dropped on the
+    classifier. Not is_file(): a FIFO or device named like an image is listed, and open_image refuses it with
+    a sentence. Raises OSError when the folder cannot be read."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 class ImageError(Exception):

@@ -4,6 +4,10 @@ Images go through exactly the training pipeline: `images.open_image` -> `images.
 (the checkpoint's size and channels) -> `data.normalize` (its mean and std) -> `model.to_channels_last`.
 A file that cannot be read becomes a `Prediction` with an error sentence; the others in the same
 batch are still classified.
+
+Series (a model of input_axis 1) go through the training pipeline too: `series.read_series` ->
+`series.pad` to the model's length (NaN after each series' end) -> `data.padding_mask` and
+`data.normalize`. One file holds many series, so `predict_series_file` gives one Prediction each.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import torch
 from PIL import Image
 
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
-from perceiver_gui.core.data import normalize
+from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
+from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
 __all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
 
@@ -98,6 +103,38 @@ class Predictor:
         top = self._top(logits, self._top_k(top_k))[0]
         return AttentionMaps(Prediction(_name(source), top), x, maps)
 
+    @property
+    def takes_series(self) -> bool:
+        return self.meta.config.model.input_axis == 1
+
+    def predict_series_file(self, path: str | Path, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per series of a .ts, .csv or .npy file (its labels, if any, are ignored), named
+        `path#row`. A series longer than the model's gets an error entry; SeriesError (one sentence) for a
+        file that cannot be read or whose channels are not the model's."""
+        found = read_series(path, label_column=self.meta.config.data.label_column, labelled=False)
+        return self.predict_series(found, str(path), top_k=top_k, batch_size=batch_size)
+
+    def predict_series(self, found: SeriesSet, name: str, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """`predict_series_file` for series already read from the file `name`."""
+        k = self._top_k(top_k)
+        if found.channels != self.meta.channels:
+            raise SeriesError(f"The series of {Path(name).name} have {found.channels} channel(s) and the model "
+                              f"takes {self.meta.channels}; give it series like the ones it was trained on.")
+        (length,) = self.meta.image_size
+        fits = [i for i, v in enumerate(found.values) if v.shape[1] <= length]
+        tops: dict[int, tuple[tuple[str, float], ...]] = {}
+        for start in range(0, len(fits), batch_size):
+            rows = fits[start:start + batch_size]
+            x = torch.from_numpy(pad([found.values[i] for i in rows], length)).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(to_channels_last(normalize(x, self.meta.mean, self.meta.std)),
+                                    mask=padding_mask(x))
+            tops.update(zip(rows, self._top(logits, k), strict=True))
+        return [Prediction(f"{name}#{i + 1}", tops[i]) if i in tops else
+                Prediction(f"{name}#{i + 1}", error=f"The series is {v.shape[1]} long and the model reads at most "
+                                                    f"{length}; shorten it.")
+                for i, v in enumerate(found.values)]
+
     # -- internals ------------------------------------------------------------------------------
     def _top_k(self, top_k: int) -> int:
         if top_k < 1:
@@ -105,6 +142,9 @@ class Predictor:
         return min(top_k, len(self.meta.class_names))
 
     def _prepare(self, source: Source) -> torch.Tensor:
+        if self.takes_series:
+            raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
+                             ".ts, .csv or .npy file of series")
         img = open_image(source, channels=self.meta.channels)
         return to_uint8_tensor(img, self.meta.image_size)
 

@@ -230,7 +230,6 @@ class PerceiverBlock(nn.Module):
     def __init__(self, *, dim: int, context_dim: int, cross_heads: int, latent_heads: int, cross_dim_head: int,
                  latent_dim_head: int, self_per_cross_attn: int, attn_dropout: float, ff_dropout: float):
         super().__init__()
-        self.has_cross_attn = True
         cross = Attention(dim, context_dim, heads=cross_heads, dim_head=cross_dim_head, dropout=attn_dropout)
         self.cross_attn = PreNorm(dim, cross, context_dim=context_dim)
         self.cross_ff = PreNorm(dim, FeedForward(dim, dropout=ff_dropout))

@@ -221,6 +221,7 @@ class RunRecord:
     test_loss: float = math.nan
     app_version: str = ""
     notes: str = ""  # the user's own words about the run (Runs tab › Notes…)
+    train_seconds: float = math.nan  # seconds of training steps (no evaluation), all sessions; nan until an epoch ends
     problems: tuple[str, ...] = ()  # read, never written
 
     def to_json(self) -> dict[str, Any]:
@@ -232,7 +233,7 @@ class RunRecord:
 _RUN_FIELDS: dict[str, Callable[[Any], Any]] = {
     "name": _text, "created": _time, "updated": _time, "status": _status, "message": _text,
     "epochs_done": _int, "best_acc": _fraction, "best_epoch": _int, "app_version": _text, "notes": _text,
-    "selected_on": _text, "test_acc": _fraction, "test_loss": _float,
+    "selected_on": _text, "test_acc": _fraction, "test_loss": _float, "train_seconds": _float,
 }
 SELECTED_ON_TEST = "test"  # what older versions chose the saved model by (see RunRecord.selected_on)
 

@@ -675,7 +675,7 @@ class _Run:
             # A new best model has not been tested: a test result from before (a stop, then a resume) was another's.
             untested = {"test_acc": math.nan, "test_loss": math.nan} if is_best else {}
             runs.write_run(self.run_dir, epochs_done=epoch, best_acc=state.best_acc, best_epoch=state.best_epoch,
-                           selected_on=self._selected_on(), **untested)
+                           selected_on=self._selected_on(), train_seconds=round(state.elapsed, 3), **untested)
 
     def _validation_changed(self, val_digest: str) -> Log | None:
         """A warning when a resumed run's validation images are not the ones it validated on before (its image
@@ -819,7 +819,8 @@ class _Run:
     def write_status(self, status: str, message: str) -> None:
         s = self.state
         runs.write_run(self.run_dir, status=status, message=message, epochs_done=s.epochs_done,
-                       best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch)
+                       best_acc=s.best_acc, best_epoch=self.selected_epoch() if self.test else s.best_epoch,
+                       train_seconds=round(s.elapsed, 3))
 
     def finish(self, status: str, message: str, *, bad_input: bool = False) -> Finished:
         """The run's last event, its status and sentence written to run.json where the run has one."""
@@ -883,6 +884,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
     if t.mixup > 0:
         lam, pairs = _mixup_pairs(len(y), t.mixup, s.gen, y.device)
         partner, y_mix = x[pairs][mine], y[pairs][mine]
+    mask = data.padding_mask(x[mine]) if s.info.padded else None  # series shorter than the longest
     x, y = to_channels_last(data.normalize(x[mine], s.info.mean, s.info.std)), y[mine]
     for group in s.optimizer.param_groups:
         group["lr"] = lr
@@ -891,7 +893,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
         x = lam * x + (1.0 - lam) * to_channels_last(data.normalize(partner, s.info.mean, s.info.std))
         target = y if lam >= 0.5 else y_mix
     with autocast:
-        logits = s.model(x)
+        logits = s.model(x, mask=mask)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
         if t.mixup > 0:
             mixed = F.cross_entropy(logits.float(), y_mix, label_smoothing=t.label_smoothing)
@@ -970,8 +972,9 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
         for start in range(mine.start, mine.stop, eval_bs):  # nothing here waits for the device
             x = images[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)  # no-op if on it
             y = labels[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)
+            mask = data.padding_mask(x) if s.info.padded else None
             with autocast:
-                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std))).float()
+                logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std)), mask=mask).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
             confusion.index_add_(0, y * k + pred, torch.ones_like(pred))  # bincount would wait: it sizes its output

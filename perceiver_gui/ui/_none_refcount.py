@@ -6,6 +6,13 @@ nothing happens; on 3.11 each call lowers their reference count by one, and afte
 few seconds of live plotting) the interpreter aborts with "Fatal Python error: none_dealloc" (or
 bool_dealloc). When the leak is detected, None, True and False get reference counts so large that
 no session can use them up — which is what 3.12 does for every interpreter.
+
+Applied where a Qt process of ours starts — `ui.app.run_app`, the UI tests' conftest, benchmarks/bench_ui.py —
+and not on import, so that importing a UI module changes nothing behind anyone's back.
+
+Remove this module (and its three calls) when the project requires Python >= 3.12, or a PySide6 release that
+fixes the leak (then exclude 6.12.0 on 3.11 in the dependency's markers instead): `leaks()` returning False on
+3.11 with the pinned PySide6 says the fix has landed.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from html import escape
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -272,7 +273,7 @@ class AttentionDialog(QDialog):
     def show_error(self, message: str) -> None:
         self.result = None
         self.body.hide()
-        self.status.setText(f"<span style='color:#d03030'>{_escape(message)}</span>")
+        self.status.setText(f"<span style='color:#d03030'>{escape(message)}</span>")
 
     def show_exception(self, exc: BaseException) -> None:
         self.show_error(f"Could not compute the attention maps: {type(exc).__name__}: {exc}")
@@ -369,5 +370,3 @@ class AttentionDialog(QDialog):
         return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

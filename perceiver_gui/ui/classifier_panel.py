@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
@@ -32,6 +33,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
 
@@ -56,12 +60,12 @@ class _Source:
 
 
 def _expand(sources: Iterable[_Source]) -> list[_Source]:
-    from perceiver_gui.core.images import IMAGE_SUFFIXES
+    from perceiver_gui.core.images import image_files
 
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
-            files = sorted(p for p in Path(source.path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = image_files(Path(source.path))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -108,7 +112,13 @@ def _thumbnail_by_pillow(path: str) -> QImage:
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
     from PIL import Image
 
+    from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
+
     files = _expand(sources)
+    if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
+        for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
+            yield _predict_series(predictor, source, top_k)
+        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES)]
     for i in range(0, len(files), CHUNK):
         chunk = files[i : i + CHUNK]
         inputs: list = []
@@ -124,6 +134,21 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
                 inputs.append(s.path)
         predictions = predictor.predict(inputs, top_k=top_k)
         yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
+
+
+def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """One result per series of the file, each with a line plot of its values for a thumbnail."""
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.series import SeriesError, read_series
+
+    try:
+        found = read_series(source.path, label_column=predictor.meta.config.data.label_column, labelled=False)
+        predictions = predictor.predict_series(found, source.path, top_k=top_k)
+    except SeriesError as exc:
+        return [(source, Prediction(source.path, error=str(exc)), QImage())]
+    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path), prediction,
+             series_image(values.T, THUMB))
+            for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
 
 
 class ResultEntry(QFrame):
@@ -153,14 +178,14 @@ class ResultEntry(QFrame):
             picture.setText("?")
             picture.setStyleSheet("border: 1px dashed gray; color: gray; font-size: 24px;")
 
-        title = QLabel(f"<b>{_escape(name)}</b>")
+        title = QLabel(f"<b>{escape(name)}</b>")
         title.setToolTip(path or name)
         title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         right = QVBoxLayout()
         right.setSpacing(2)
         right.addWidget(title)
         if model:
-            by = QLabel(f"model {_escape(model)}")
+            by = QLabel(f"model {escape(model)}")
             by.setObjectName("entryModel")
             by.setToolTip(model_path)
             by.setStyleSheet("color: gray;")
@@ -179,7 +204,7 @@ class ResultEntry(QFrame):
                 name_label = QLabel(label)
                 name_label.setMinimumWidth(60)
                 if row == 0:
-                    name_label.setText(f"<b>{_escape(label)}</b>")
+                    name_label.setText(f"<b>{escape(label)}</b>")
                 bar = QProgressBar()
                 bar.setRange(0, 1000)
                 bar.setValue(int(round(1000 * prob)) if math.isfinite(prob) else 0)
@@ -207,15 +232,12 @@ class ResultEntry(QFrame):
         super().mouseDoubleClickEvent(event)
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 class _GroupTitle(QLabel):
     """The heading over one model's results: results of different models never run together unmarked."""
 
     def __init__(self, model: str, model_path: str):
-        super().__init__(f"Results of the model <b>{_escape(model)}</b>")
+        super().__init__(f"Results of the model <b>{escape(model)}</b>")
         self.model_path = model_path
         self.setObjectName("modelGroup")
         self.setToolTip(model_path)
@@ -317,7 +339,7 @@ class ClassifierPanel(QWidget):
         if any(model.is_relative_to(Path(d).resolve()) for d in run_dirs):
             name = self.model_name
             self.predictor, self.model_path, self.model_name = None, "", ""
-            self.model_info.setText(f"No model: the run <b>{_escape(name)}</b> was deleted. Train one, or open "
+            self.model_info.setText(f"No model: the run <b>{escape(name)}</b> was deleted. Train one, or open "
                                     f"or drop a .safetensors model file here.")
             self.model_info.setToolTip("")
 
@@ -330,15 +352,9 @@ class ClassifierPanel(QWidget):
         """Load a model file in a worker; `model_loaded` follows, or the reason appears in the panel."""
         path = str(path)
         self.busy.setText(f"Loading {Path(path).name}…")
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
-        worker = create_worker(_load_predictor, path, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_loaded)
-        worker.errored.connect(self._on_load_error)
-        worker.finished.connect(self._on_load_finished)
-        self._load_worker = worker
         self._loading_path = path
-        worker.start()
+        self._load_worker = start_worker(load_predictor, path, returned=self._on_loaded, errored=self._on_load_error,
+                                         finished=self._on_load_finished)
 
     def classify(self, paths: Iterable[str | Path]) -> None:
         sources = [_Source(name=Path(p).name or str(p), path=str(p)) for p in paths]
@@ -353,21 +369,15 @@ class ClassifierPanel(QWidget):
 
     def show_attention(self, entry: ResultEntry):
         """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
-        from superqt.utils import create_worker
-
         from perceiver_gui.ui.attention_view import AttentionDialog, compute_attention
 
         dialog = AttentionDialog(entry.name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         source = entry.data or entry.path
-        worker = create_worker(compute_attention, self.predictor, entry.name, source, self.top_k.value(),
-                               _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(dialog.show_result)
-        worker.errored.connect(dialog.show_exception)
-        worker.finished.connect(self._on_attention_finished)
-        self._attention_workers.append(worker)
-        worker.start()
+        self._attention_workers.append(start_worker(
+            compute_attention, self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
+            errored=dialog.show_exception, finished=self._on_attention_finished))
         return dialog
 
     def clear(self) -> None:
@@ -438,14 +448,9 @@ class ClassifierPanel(QWidget):
             return
         sources = self._pending.pop(0)
         self.busy.setText("Classifying…")
-        from superqt.utils import create_worker
-
-        worker = create_worker(_predict, self.predictor, sources, self.top_k.value(), _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._on_predictions)
-        worker.errored.connect(self._on_predict_error)
-        worker.finished.connect(self._on_predict_finished)
-        self._predict_worker = worker
-        worker.start()
+        self._predict_worker = start_worker(_predict, self.predictor, sources, self.top_k.value(),
+                                            yielded=self._on_predictions, errored=self._on_predict_error,
+                                            finished=self._on_predict_finished)
 
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:
@@ -509,9 +514,9 @@ class ClassifierPanel(QWidget):
         from perceiver_gui.core.checkpoints import accuracy_text  # torch is loaded by now, with the model
 
         accuracy = accuracy_text(meta.summary)
-        acc_text = f" · {_escape(accuracy)}" if accuracy else ""
+        acc_text = f" · {escape(accuracy)}" if accuracy else ""
         self.model_info.setText(
-            f"Model <b>{_escape(self.model_name)}</b> · {len(meta.class_names)} classes ({_escape(classes)}){acc_text}"
+            f"Model <b>{escape(self.model_name)}</b> · {len(meta.class_names)} classes ({escape(classes)}){acc_text}"
         )
         self.model_info.setToolTip(f"{self.model_path}\nClasses: {', '.join(meta.class_names)}")
         self.message.emit(f"Loaded the model {Path(self.model_path).name}.")
@@ -519,10 +524,10 @@ class ClassifierPanel(QWidget):
 
     def _on_load_error(self, exc: BaseException) -> None:
         if self.predictor is not None:
-            now = f"Still using the model <b>{_escape(self.model_name)}</b>."
+            now = f"Still using the model <b>{escape(self.model_name)}</b>."
         else:
             now = "No model is loaded."
-        self.model_info.setText(f"<span style='color:#d03030'>{_escape(str(exc))}</span> {now}")
+        self.model_info.setText(f"<span style='color:#d03030'>{escape(str(exc))}</span> {now}")
         self.model_info.setToolTip(self.model_path)
         self.message.emit(str(exc))
 
@@ -535,7 +540,8 @@ class ClassifierPanel(QWidget):
 _threads_lock = threading.Lock()
 
 
-def _load_predictor(path: str):
+def load_predictor(path: str):
+    """In a worker: the Predictor of a model file and the name of its run (see `_model_name`)."""
     # torch and the model are imported here, in the worker, so the window never waits for them.
     with _threads_lock:
         first = "torch" not in sys.modules

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 from perceiver_gui.core import runs, stats
 from perceiver_gui.core.runs import RunInfo
 from perceiver_gui.ui.plots import ema, style_plot
+from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["CompareView", "run_style"]
 
@@ -380,12 +381,7 @@ class CompareView(QWidget):
 
     # -- curves --------------------------------------------------------------------------------
     def _read_in_worker(self, wanted: list[tuple[str, tuple[int, int]]]) -> None:
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
-        worker = create_worker(_read_all, self._generation, wanted, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_read)
-        worker.errored.connect(self._on_read_error)
-        worker.start()
+        start_worker(_read_all, self._generation, wanted, returned=self._on_read, errored=self._on_read_error)
 
     def _on_read(self, result: tuple[int, list[tuple[str, tuple[int, int], _Curves]]]) -> None:
         generation, read = result

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["DataPreview"]
 
@@ -64,15 +66,8 @@ class DataPreview(QDialog):
 
     def load(self) -> None:
         """Open the data in a worker; the preview or the reason it failed appears when it is done."""
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
-        worker = create_worker(_collect, self.data, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._progress)
-        worker.returned.connect(self.show_preview)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._done)
-        self.worker = worker
-        worker.start()
+        self.worker = start_worker(_collect, self.data, yielded=self._progress, returned=self.show_preview,
+                                   errored=self._failed, finished=self._done)
 
     def show_preview(self, preview) -> None:
         """Fill the dialog from a `core.data.Preview`."""
@@ -81,7 +76,8 @@ class DataPreview(QDialog):
         augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip)) if on]
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
-            f"{sum(val_counts):,} validation and {total_test:,} test images. Samples are shown as training sees them"
+            f"{sum(val_counts):,} validation and {total_test:,} test {'series' if self.data.dataset == 'sequences' else 'images'}"
+            ". Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )
         for row, (name, n_train, n_val, n_test, pixels) in enumerate(zip(
@@ -93,7 +89,7 @@ class DataPreview(QDialog):
             for col, image in enumerate(pixels, 1):
                 thumb = QLabel()
                 thumb.setObjectName("previewThumb")
-                thumb.setPixmap(_pixmap(image))
+                thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
                 self.grid.addWidget(thumb, row, col)
         if preview.skipped:
             shown = "<br>".join(html.escape(s) for s in preview.skipped[:20])

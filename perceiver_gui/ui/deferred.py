@@ -10,6 +10,11 @@ Not in a thread: PySide6 builds its Python types lazily and that is not safe to 
 at once (shiboken's type map; see PYSIDE lazy-init crashes), and pyqtgraph's import does exactly that.
 
 `import_plotting()` does all of it at once, for code that needs a plot now (a run starts, a test).
+
+The training engine (torch, ~1–3 s of imports that hold the GIL in long stretches) is imported next, in
+a background thread (`preload_engine`), so that pressing Start does not freeze the window while torch
+loads: the stall happens once, while the user is still reading the form. torch has no Qt types, so a
+thread is safe for it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -25,7 +31,14 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
 
-__all__ = ["after_first_paint", "import_plotting", "load_step_by_step"]
+__all__ = ["after_first_paint", "engine_ready", "import_plotting", "load_step_by_step", "preload_engine"]
+
+ENGINE = "perceiver_gui.core.training"  # imports torch, the data and model code
+# What a run's first steps import besides: torch.optim's first step imports torch._dynamo (~2 s holding
+# the GIL, torch/_compile.py), and the optional TensorBoard writer its protobufs (core/export.ScalarLog).
+FIRST_STEPS = ("torch._dynamo", "tensorboard.compat.proto.event_pb2", "tensorboard.compat.proto.summary_pb2",
+               "tensorboard.summary.writer.record_writer")
+_preloading: threading.Thread | None = None
 
 SLICE_S = 0.02  # work for at most about this long per event-loop turn (a unit may run over)
 
@@ -52,6 +65,29 @@ def load_step_by_step(context: QObject, done: Callable[[], object]) -> None:
         done()
 
     QTimer.singleShot(0, context, work)
+
+
+def preload_engine() -> None:
+    """Start importing the training engine in a background thread (once; nothing if it is loaded)."""
+    global _preloading
+    if _preloading is None and not all(name in sys.modules for name in (ENGINE, FIRST_STEPS[0])):
+        # daemon: quitting the app does not wait for an import
+        _preloading = threading.Thread(target=_import_engine, name="preload-engine", daemon=True)
+        _preloading.start()
+
+
+def _import_engine() -> None:
+    importlib.import_module(ENGINE)
+    for name in FIRST_STEPS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # TensorBoard is an optional extra
+            pass
+
+
+def engine_ready() -> bool:
+    """Whether the engine is imported (a run starts without loading torch first)."""
+    return ENGINE in sys.modules and (_preloading is None or not _preloading.is_alive())
 
 
 def after_first_paint(window: QWidget, then: Callable[[], object], fallback_ms: int = 1000) -> None:
@@ -96,6 +132,8 @@ def _units() -> Iterator[None]:
     _import("pyqtgraph")  # the rest of it (~200 ms)
     yield
     _import("perceiver_gui.ui.plots")
+    yield
+    _import("superqt.utils")  # the workers' (~0.15 s of Qt types): at Start it would delay the run's first frame
     yield
 
 

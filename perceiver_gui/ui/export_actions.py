@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from perceiver_gui.core.runs import MODEL_FILE
 from perceiver_gui.ui.runs_panel import run_name as _run_name
+from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ExportActions"]
 
@@ -102,17 +103,12 @@ class ExportActions(QObject):
                     done=lambda out: f"Exported the model as ONNX to {out}.")
 
     def _start(self, fn: Callable[..., object], *args: str, busy: str, done: Callable[[object], str]) -> None:
-        from superqt.utils import create_worker  # here, not at launch
-
-        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_exported)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker, self._done = worker, done
+        self._done = done
         for action in self.actions:
             action.setEnabled(False)
         self.message.emit(busy)
-        worker.start()
+        self._worker = start_worker(fn, *args, returned=self._on_exported, errored=self._on_error,
+                                    finished=self._on_finished)
 
     def _save_name(self, title: str, suggested: str, filter_: str) -> str:
         path, _ = QFileDialog.getSaveFileName(self._parent, title, str(Path.home() / suggested), filter_)

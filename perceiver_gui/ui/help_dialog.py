@@ -26,6 +26,8 @@ TABS = (
     ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the test images behind it."),
     ("Queue", "Runs waiting to train one after another (Training › Add to queue, K seeds at once): reorder, "
               "remove, pause. It is kept when the app quits; Stop pauses it, a failed run is marked and skipped."),
+    ("Sweep", "Tick the settings to vary and let Optuna search them: each trial is a run; watch the best so far, "
+              "the trials and which settings matter, and open any trial's run."),
 )
 
 

@@ -58,7 +58,7 @@ class _Spec:
     key: str  # dotted config key
     label: str
     tip: str  # one sentence
-    kind: str  # int, float, logfloat, bool, choice, device, text, path
+    kind: str  # int, float, logfloat, bool, choice, device, text, path (a folder), file
     lo: float = 0
     hi: float = 0
     step: float = 1
@@ -91,6 +91,9 @@ MODEL_FIELDS = (
 DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
     _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
+    _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
+    _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
+    _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
     _Spec("data.split_seed", "Validation seed", "Which images validate; keep it to compare runs with other training seeds on the same validation images.", "int", 0, 2**31 - 1),
@@ -163,12 +166,13 @@ class _Field:
         else:  # text, path
             w = QLineEdit(parent)
             w.textChanged.connect(changed)
-            if kind == "path":
-                w.setPlaceholderText("app data folder" if spec.key == "data.root" else "choose a folder…")
+            if kind in ("path", "file"):
+                w.setPlaceholderText("app data folder" if spec.key == "data.root" else
+                                     "choose a folder…" if kind == "path" else "choose a file…")
                 self.browse = QToolButton(parent)
                 self.browse.setText("…")
-                self.browse.setToolTip("Choose a folder")
-                self.browse.clicked.connect(self._choose_folder)
+                self.browse.setToolTip("Choose a folder" if kind == "path" else "Choose a file")
+                self.browse.clicked.connect(self._choose_folder if kind == "path" else self._choose_file)
         w.setToolTip(spec.tip)
         w.setObjectName(spec.key)
         self.widget = w
@@ -182,6 +186,12 @@ class _Field:
         folder = QFileDialog.getExistingDirectory(self.widget, self.spec.label, self.widget.text())
         if folder:
             self.widget.setText(folder)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.widget, self.spec.label, self.widget.text(),
+                                              "Time series (*.ts *.csv *.tsv *.npy);;All files (*)")
+        if path:
+            self.widget.setText(path)
 
     def get(self) -> Any:
         w = self.widget
@@ -430,7 +440,9 @@ class HyperparamsPanel(QWidget):
         """Replace the settings with the preset of the chosen dataset, keeping where the data is."""
         current = self.config()
         recipe = PRESETS[registry.DATASETS[current.data.dataset].preset]
-        cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder})
+        cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder,
+                                   "data.train_file": current.data.train_file, "data.test_file": current.data.test_file,
+                                   "data.label_column": current.data.label_column})
         self.set_config(cfg)
         if cfg.data.dataset == "folder":
             self._follow_folder()
@@ -502,17 +514,25 @@ class HyperparamsPanel(QWidget):
         if cfg.data.dataset == "folder":
             classes += " (subfolders)"
         sides = "×".join(str(n) for n in shape.sides)
-        self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
+        if shape.kind == "series":
+            length = f"{shape.sides[0]:,} steps" if shape.channels else "? steps"
+            self.derived_label.setText(f"{channels if shape.channels else '? channels'} · {length} · {classes}")
+        else:
+            self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
                                   max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis)
 
         is_folder = cfg.data.dataset == "folder"
+        is_series = cfg.data.dataset == "sequences"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
             "data.folder": is_folder,
             "data.image_size": is_folder,
-            "data.test_fraction": is_folder,
+            "data.test_fraction": is_folder or (is_series and not cfg.data.test_file.strip()),
+            "data.train_file": is_series,
+            "data.test_file": is_series,
+            "data.label_column": is_series,
             "data.root": downloads,
             "data.download": downloads,
         }
@@ -555,11 +575,11 @@ class HyperparamsPanel(QWidget):
 def _recipe_part(cfg: Config) -> Config:
     """What makes a config its preset: not where the data lives, nor what follows the data (the input
     shape, a folder's image size, and a max frequency that follows the image size)."""
-    side = registry.expected_input(replace(cfg.data, folder="")).sides[0]
+    side = registry.expected_input(replace(cfg.data, folder="", train_file="", test_file="")).sides[0]
     follows = cfg.model.max_freq == registry.max_freq_for(side)
     return replace(
         cfg,
         model=replace(cfg.model, input_channels=0, input_axis=0, num_classes=0,
                       max_freq=-1.0 if follows else cfg.model.max_freq),
-        data=replace(cfg.data, root="", folder="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
+        data=replace(cfg.data, root="", folder="", train_file="", test_file="", label_column="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
     )

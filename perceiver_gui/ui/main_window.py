@@ -35,6 +35,7 @@ from perceiver_gui.ui.node_commands import NodeCommandsDialog
 from perceiver_gui.ui.queue_panel import QueuePanel
 from perceiver_gui.ui.runner import TrainingRunner
 from perceiver_gui.ui.runs_panel import RunsPanel, run_name
+from perceiver_gui.ui.sweep_panel import SweepPanel
 from perceiver_gui.ui.training_panel import TrainingPanel
 from perceiver_gui.ui.widgets import guard_wheel
 
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self.classifier = ClassifierPanel()
         self.runs = RunsPanel(self.runs_root)
         self.mistakes = MistakesPanel()
+        self.sweep = SweepPanel(self.form.config, self.runs_root.parent / "sweeps")
         self.runner = TrainingRunner(self.runs_root, self)
         self.queue = QueuePanel(RunQueue(queue_file(self.runs_root)))
 
@@ -90,6 +92,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.runs, "Runs")
         self.tabs.addTab(self.mistakes, "Mistakes")
         self.tabs.addTab(self.queue, "Queue")
+        self.tabs.addTab(self.sweep, "Sweep")
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -131,11 +134,14 @@ class MainWindow(QMainWindow):
         self.runs.open_model_requested.connect(self._open_model)
         self.runs.selection_changed.connect(self._runs_picked)
         self.runs.runs_deleted.connect(self.classifier.unload_runs)
+        self.sweep.message.connect(self._show_message)
+        self.sweep.open_model_requested.connect(self._open_model)
         self.tabs.currentChanged.connect(self._tab_changed)
 
         self.complexity.set_config(self.form.config())
         self._problems_changed(self.form.problems())
         self._restore_layout()
+        self._restore_last_session()
         self.statusBar().showMessage(f"Runs are saved in {self.runs_root}.", 8000)
 
     @property
@@ -157,7 +163,15 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if self._plots is None and not self._plots_loading:
             self._plots_loading = True
-            deferred.after_first_paint(self, lambda: deferred.load_step_by_step(self, lambda: self.plots))
+            deferred.after_first_paint(self, lambda: deferred.load_step_by_step(self, self._plotting_loaded))
+
+    def _plotting_loaded(self) -> None:
+        self.plots.setVisible(True)  # made now that pyqtgraph is in
+        deferred.preload_engine()
+        # The classifier's model of the last session: loading it needs torch, so not before the window.
+        model = str(self.settings.value("model", "") or "")
+        if model and not self.classifier.model_path and not self.classifier.working and Path(model).is_file():
+            self.classifier.load_checkpoint(model)
 
     # -- menus ---------------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -284,7 +298,7 @@ class MainWindow(QMainWindow):
         self.plots.reset()
         self.training.log.clear()
         self.training.set_state("running")
-        self.training.set_resumable(False)
+        self.training.set_resumable("")
         self.form.set_editable(False)
 
     def _on_event(self, event) -> None:
@@ -316,7 +330,7 @@ class MainWindow(QMainWindow):
 
     def _on_stopped_running(self) -> None:
         self.training.set_state("idle")
-        self.training.set_resumable(bool(self._last_stopped_run))
+        self._offer_resume()
         self.form.set_editable(True)
         self.runs.set_busy_run("")
         self.runs.refresh()
@@ -410,6 +424,19 @@ class MainWindow(QMainWindow):
             except (TypeError, ValueError):
                 pass
 
+    def _restore_last_session(self) -> None:
+        """The run stopped when the app last closed can be resumed, if it still can (see also the model,
+        reopened in _plotting_loaded)."""
+        from perceiver_gui.core import runs
+
+        stopped = Path(str(self.settings.value("last_stopped_run", "") or ""))
+        if str(stopped) != "." and (stopped / runs.RESUME_FILE).is_file() and runs.read_run(stopped).status == "stopped":
+            self._last_stopped_run = str(stopped)
+        self._offer_resume()
+
+    def _offer_resume(self) -> None:
+        self.training.set_resumable(run_name(self._last_stopped_run) if self._last_stopped_run else "")
+
     def save_settings(self) -> None:
         try:
             self.settings.setValue("config", json.dumps(_json_safe(self.form.config().to_dict())))
@@ -418,6 +445,8 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("tab", self.tabs.currentIndex())
+        self.settings.setValue("last_stopped_run", self._last_stopped_run)
+        self.settings.setValue("model", self.classifier.model_path)
         self.settings.sync()
 
     def _on_export_finished(self) -> None:
@@ -448,6 +477,7 @@ class MainWindow(QMainWindow):
             # Close for real once the run has saved (see _on_stopped_running); the window stays responsive meanwhile.
             event.ignore()
             return
+        self.sweep.shutdown()  # its running trial saves, like Ctrl+C
         self.save_settings()
         event.accept()
 

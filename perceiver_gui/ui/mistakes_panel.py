@@ -4,7 +4,8 @@ validation images behind a cell (runs of older versions evaluated each epoch on 
 The matrix comes from each EpochEnd of a live run, or from a run folder's saved predictions (`load_run`).
 Clicking a cell loads that cell's images in a superqt worker (the dataset is read there, once, and kept
 while its split stays the same) and shows them as thumbnails, most confident prediction first, each with
-the probability the model gave its prediction and the true class. Nothing here imports torch or numpy at
+the probability the model gave its prediction and the true class. Double-clicking a thumbnail enlarges it
+(`enlarge`), with a way to the run's model's attention on it. Nothing here imports torch or numpy at
 launch: the worker brings them.
 """
 
@@ -12,17 +13,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QIcon, QImage, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QDialog,
     QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QRadioButton,
     QSplitter,
     QToolTip,
@@ -32,23 +37,24 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.ui.runs_panel import run_name
+from perceiver_gui.ui.widgets import mix
+from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
 
 __all__ = ["ConfusionView", "MistakesPanel"]
 
+ENLARGED = 320  # side of a double-clicked image, in pixels
 MAX_THUMBNAILS = 300  # a cell of a large split can hold thousands; the most confident ones come first
 RIGHT = QColor(33, 102, 172)  # the diagonal: blue
 WRONG = QColor(214, 96, 77)  # mistakes: orange-red (blue/orange reads for red-green colour blindness too)
 
 
-def _mix(colour: QColor, amount: float, background: QColor) -> QColor:
-    """`colour` faded towards the background (white, or a dark palette's base): amount 0 is nearly the
-    background, 1 the full colour."""
-    a = 0.12 + 0.88 * max(0.0, min(1.0, amount))
-    return QColor(*(round(getattr(background, c)() + (getattr(colour, c)() - getattr(background, c)()) * a)
-                    for c in ("red", "green", "blue")))
+def _shade(colour: QColor, amount: float, background: QColor) -> QColor:
+    """A cell's colour: `colour` faded towards the background (white, or a dark palette's base); amount 0 is
+    nearly the background, 1 the full colour."""
+    return mix(colour, background, 0.12 + 0.88 * max(0.0, min(1.0, amount)))
 
 
 def _empty(background: QColor) -> QColor:
@@ -64,9 +70,6 @@ def _pct(p: float) -> str:
         return "<1%"
     return f"{math.floor(p * 100 + 1e-9)}%"
 
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class ConfusionView(QWidget):
@@ -182,9 +185,9 @@ class ConfusionView(QWidget):
                 if self.counts[t][p] == 0:
                     colour = empty
                 elif t == p:
-                    colour = _mix(RIGHT, math.sqrt(v / right_max), background)
+                    colour = _shade(RIGHT, math.sqrt(v / right_max), background)
                 else:
-                    colour = _mix(WRONG, math.sqrt(v / wrong_max), background)
+                    colour = _shade(WRONG, math.sqrt(v / wrong_max), background)
                 painter.fillRect(rect, colour)
                 if show_text and self.counts[t][p]:
                     painter.setPen(Qt.GlobalColor.white if colour.lightnessF() < 0.55 else Qt.GlobalColor.black)
@@ -242,7 +245,7 @@ class ConfusionView(QWidget):
             back = QRectF(acc_x, y + inset, bar_w, max(1.0, cell - 2 * inset))
             painter.fillRect(back, empty)
             if math.isfinite(acc):
-                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _mix(RIGHT, acc, background))
+                painter.fillRect(QRectF(back.x(), back.y(), bar_w * acc, back.height()), _shade(RIGHT, acc, background))
             if cell >= fm.height() - 1 and t % step == 0:
                 painter.setPen(text_colour)
                 painter.drawText(QRectF(acc_x + bar_w + 4, y, 60, cell), Qt.AlignmentFlag.AlignVCenter,
@@ -276,9 +279,9 @@ class ConfusionView(QWidget):
         if where is not None:
             t, p = where
             count, total = self.counts[t][p], sum(self.counts[t])
-            share = f" ({count / total:.1%} of the {total} images of {_escape(self.class_names[t])})" if total else ""
+            share = f" ({count / total:.1%} of the {total} images of {escape(self.class_names[t])})" if total else ""
             kind = "right" if t == p else "mistake"
-            return (f"true <b>{_escape(self.class_names[t])}</b> → predicted <b>{_escape(self.class_names[p])}</b>"
+            return (f"true <b>{escape(self.class_names[t])}</b> → predicted <b>{escape(self.class_names[p])}</b>"
                     f" ({kind})<br>{count} {self.split} image{'s' if count != 1 else ''}{share}")
         if self.counts:
             left, top, cell, acc_x = self._geometry()
@@ -286,7 +289,7 @@ class ConfusionView(QWidget):
             if pos.x() >= acc_x and 0 <= row < len(self.counts):
                 total = sum(self.counts[row])
                 if total:
-                    return (f"<b>{_escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
+                    return (f"<b>{escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
                             f"{self.split} images right ({self.counts[row][row] / total:.1%})")
         return ""
 
@@ -380,6 +383,7 @@ class MistakesPanel(QWidget):
         self.gallery.setWordWrap(True)
         self.gallery.setSpacing(2)
         self.gallery.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.gallery.itemDoubleClicked.connect(lambda item: self.enlarge(self.gallery.row(item)))
 
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
@@ -437,13 +441,10 @@ class MistakesPanel(QWidget):
 
     def load_run(self, run_dir: str) -> None:
         """Show the latest confusion matrix of a run folder (read in a worker)."""
-        from superqt.utils import create_worker  # here, not at launch
-
         self._run_token += 1
         self._cell_token += 1
-        self.summary.setText(f"Reading {_escape(run_name(run_dir))}…")
-        worker = create_worker(_read_run, self._run_token, str(run_dir), _start_thread=False)
-        self._start(worker, self._on_run_read)
+        self.summary.setText(f"Reading {escape(run_name(run_dir))}…")
+        self._start(_read_run, self._run_token, str(run_dir), returned=self._on_run_read)
 
     def show_cell(self, true: int, pred: int) -> None:
         """Show the validation images of a cell in the gallery (loaded in a worker), or say why there are none."""
@@ -460,16 +461,58 @@ class MistakesPanel(QWidget):
         what = self._cell_title(true, pred)
         if c.counts[true][pred] == 0:
             verb = "was predicted as" if true != pred else "was recognised as"
-            return self._say(f"{what}: no {self._word()} image of <b>{_escape(c.class_names[true])}</b> {verb} "
-                             f"<b>{_escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
+            return self._say(f"{what}: no {self._word()} image of <b>{escape(c.class_names[true])}</b> {verb} "
+                             f"<b>{escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
         if not c.has_images:
-            return self._say(f"{what}: {_escape(c.note)}")
-        from superqt.utils import create_worker
-
+            return self._say(f"{what}: {escape(c.note)}")
         self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} images…")
-        worker = create_worker(_read_cell, self._cell_token, c.run_dir, true, pred, self._split,
-                               _start_thread=False)
-        self._start(worker, self._on_cell_read)
+        self._start(_read_cell, self._cell_token, c.run_dir, true, pred, self._split, returned=self._on_cell_read)
+
+    def enlarge(self, row: int) -> QDialog | None:
+        """A window with the gallery's image `row` large, what the model said of it, and a button to see
+        where the run's model looked."""
+        cell, confusion = self.cell, self.confusion
+        if cell is None or confusion is None or not 0 <= row < len(cell.indices):
+            return None
+        dialog = QDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        index, names = cell.indices[row], cell.class_names
+        dialog.setWindowTitle(f"{self._word().capitalize()} image #{index} — {run_name(confusion.run_dir)}")
+        picture = QLabel()
+        picture.setObjectName("enlarged")
+        picture.setPixmap(_pixmap(cell.images[row], ENLARGED))
+        picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        caption = QLabel(f"Predicted <b>{escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
+                         f"<b>{escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
+        caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        if cell.files:  # where to find it, to fix its label or move it to its true class's folder
+            caption.setText(caption.text() + f"<br>{escape(cell.files[row])}")
+            caption.setWordWrap(True)
+        look = QPushButton("Where the model looked…")
+        look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
+                        "matrix's) on this image")
+        look.clicked.connect(lambda: self.show_attention(row))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(picture, 1)
+        layout.addWidget(caption)
+        layout.addWidget(look, 0, Qt.AlignmentFlag.AlignRight)
+        dialog.show()
+        return dialog
+
+    def show_attention(self, row: int):
+        """The attention dialog for the gallery's image `row`, computed by the run's saved model in a worker."""
+        from perceiver_gui.ui.attention_view import AttentionDialog
+
+        cell, confusion = self.cell, self.confusion
+        if cell is None or confusion is None or not 0 <= row < len(cell.indices):
+            return None
+        name = f"{self._word()} image #{cell.indices[row]}"
+        dialog = AttentionDialog(name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self._start(_attention, confusion.run_dir, name, _png(cell.images[row]), returned=dialog.show_result,
+                    errored=dialog.show_exception)
+        return dialog
 
     # -- worker answers (GUI-thread slots) -----------------------------------------------------
     def _on_run_read(self, loaded: _Loaded) -> None:
@@ -478,7 +521,7 @@ class MistakesPanel(QWidget):
         if loaded.error:
             self._show(None)
             self.view.set_placeholder(loaded.error)
-            self.summary.setText(f"<span style='color:#d03030'>{_escape(loaded.error)}</span>")
+            self.summary.setText(f"<span style='color:#d03030'>{escape(loaded.error)}</span>")
             return
         self._show(loaded.confusion)
 
@@ -488,17 +531,15 @@ class MistakesPanel(QWidget):
         if loaded.token != self._cell_token:
             return
         if loaded.error:
-            return self._say(f"<span style='color:#d03030'>{_escape(loaded.error)}</span>")
+            return self._say(f"<span style='color:#d03030'>{escape(loaded.error)}</span>")
         c = loaded.confusion
         if self.confusion is None or (c.epoch, c.run_dir) != (self.confusion.epoch, self.confusion.run_dir):
             self._show(c, keep_cell=True)  # the saved predictions are newer: show the matrix they make
         self._fill_gallery(loaded.cell)
 
-    def _start(self, worker, slot) -> None:
-        worker.returned.connect(slot)
-        worker.finished.connect(self._on_worker_finished)
-        self._workers.append(worker)
-        worker.start()
+    def _start(self, fn, *args, returned, errored=None) -> None:
+        self._workers.append(start_worker(fn, *args, returned=returned, errored=errored,
+                                          finished=self._on_worker_finished))
 
     def _on_worker_finished(self) -> None:
         # A worker still queued in the thread pool has not finished either, so count what has ended.
@@ -539,13 +580,13 @@ class MistakesPanel(QWidget):
         right = sum(c.counts[i][i] for i in range(k))
         split = ("validation split" if c.split == "validation"
                  else "test split: an older version's run, which chose its best epoch on it")
-        text = (f"<b>{_escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
+        text = (f"<b>{escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
                 f"right ({right / max(1, total):.1%}) · {split}")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
             n, t, p = max(mistakes)
-            text += (f" · most frequent mistake: <b>{_escape(c.class_names[t])}</b> taken for "
-                     f"<b>{_escape(c.class_names[p])}</b> ({n}×)")
+            text += (f" · most frequent mistake: <b>{escape(c.class_names[t])}</b> taken for "
+                     f"<b>{escape(c.class_names[p])}</b> ({n}×)")
         return text
 
     def _word(self) -> str:
@@ -554,7 +595,7 @@ class MistakesPanel(QWidget):
 
     def _cell_title(self, true: int, pred: int) -> str:
         names = self.confusion.class_names
-        return f"<b>true {_escape(names[true])} → predicted {_escape(names[pred])}</b>"
+        return f"<b>true {escape(names[true])} → predicted {escape(names[pred])}</b>"
 
     def _say(self, text: str) -> None:
         self.cell = None
@@ -571,17 +612,21 @@ class MistakesPanel(QWidget):
         self.gallery.setIconSize(QSize(side, side))
         fm = QFontMetrics(self.gallery.font())
         width = max(side, fm.horizontalAdvance("pred " + max(names, key=len)[:12] + " 100%")) + 12
-        self.gallery.setGridSize(QSize(width, side + 2 * fm.height() + 10))
+        lines = 2 + bool(cell.files)  # a folder's images also name their file
+        self.gallery.setGridSize(QSize(width, side + lines * fm.height() + 10))
         pred, true = names[cell.pred], names[cell.true]
-        for image, index, p_pred, p_true in zip(cell.images, cell.indices, cell.prob_pred, cell.prob_true,
-                                                strict=True):
+        files = cell.files or ("",) * len(cell.indices)
+        for image, index, p_pred, p_true, file in zip(cell.images, cell.indices, cell.prob_pred, cell.prob_true,
+                                                      files, strict=True):
             if cell.true == cell.pred:
                 caption = f"{pred} · {_pct(p_pred)}"
             else:
                 caption = f"pred {pred} {_pct(p_pred)}\ntrue {true} {_pct(p_true)}"
+            if file:
+                caption += "\n" + fm.elidedText(Path(file).name, Qt.TextElideMode.ElideMiddle, width - 8)
             item = QListWidgetItem(QIcon(_pixmap(image, side)), caption)
             item.setToolTip(f"{self._word().capitalize()} image #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
-                            f"({p_true:.1%}).")
+                            f"({p_true:.1%})." + (f"\n{file}" if file else ""))
             self.gallery.addItem(item)
         shown = len(cell.indices)
         more = f" (the {shown} most confident of {cell.total})" if shown < cell.total else ""
@@ -589,18 +634,43 @@ class MistakesPanel(QWidget):
         self.gallery_title.setText(
             f"{self._cell_title(cell.true, cell.pred)} · {cell.total} {self._word()} {noun}{more} · epoch {cell.epoch}"
             "<br><span style='color:gray'>Most confident first; each shows how sure the model was of its "
-            "prediction and of the true class.</span>"
+            "prediction and of the true class. Double-click one to enlarge it.</span>"
         )
         self.cell_shown.emit()
 
 
-def _pixmap(image, side: int) -> QPixmap:
-    """A thumbnail of a uint8 (H, W, C) image; small images are enlarged with visible pixels."""
+def _attention(run_dir: str, name: str, png: bytes):
+    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads)."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.ui.attention_view import compute_attention
+    from perceiver_gui.ui.classifier_panel import load_predictor
+
+    predictor, _ = load_predictor(str(Path(run_dir) / runs.MODEL_FILE))
+    return compute_attention(predictor, name, png)
+
+
+def _png(image) -> bytes:
+    """A uint8 (H, W, C) image as PNG bytes, the form the predictor reads dropped images in."""
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    _qimage(image).save(buffer, "PNG")
+    return bytes(buffer.data())
+
+
+def _qimage(image) -> QImage:
     import numpy as np
 
     image = np.ascontiguousarray(image)
     h, w, c = image.shape
     fmt = QImage.Format.Format_Grayscale8 if c == 1 else QImage.Format.Format_RGB888
-    qimage = QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
+    return QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
+
+
+def _pixmap(image, side: int) -> QPixmap:
+    """A thumbnail of a uint8 (H, W, C) image; small images are enlarged with visible pixels."""
+    h, w = image.shape[:2]
+    qimage = _qimage(image)
     mode = Qt.TransformationMode.FastTransformation if max(h, w) <= side else Qt.TransformationMode.SmoothTransformation
     return QPixmap.fromImage(qimage.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, mode))

@@ -1,7 +1,7 @@
 """Live training curves: loss per step (raw and smoothed), test loss and accuracy per epoch, learning rate.
 
 Curves are created once; new points go into growing numpy buffers and are handed to `setData` at
-most ~20 times a second (`qthrottled`). Long series are clipped to the visible steps and reduced to
+most ~20 times a second (`request_redraw`). Long series are clipped to the visible steps and reduced to
 their minimum and maximum per pixel column before pyqtgraph sees them (`Series.envelope`), so a
 redraw of a million-step run costs a few milliseconds and looks the same as drawing every point.
 Non-finite values (a diverging loss) are counted and left out.
@@ -10,11 +10,12 @@ Non-finite values (a diverging loss) are counted and left out.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, Qt
+from PySide6.QtCore import QEvent, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette, QPen
 from PySide6.QtWidgets import (
     QApplication,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.events import EpochEnd, Event, Finished, RunStarted, Step
 from perceiver_gui.core.runs import Metrics, StepRecord, TestRecord
-from perceiver_gui.ui.widgets import guard_wheel
+from perceiver_gui.ui.widgets import guard_wheel, mix
 
 __all__ = ["PlotsPanel", "Series", "ema", "style_plot"]
 
@@ -41,6 +42,7 @@ GREEN = (44, 160, 44)
 PURPLE = (148, 103, 189)
 
 
+REDRAW_MS = 50  # at most ~20 redraws a second, however fast the points come
 FULL_DETAIL = 10_000  # series up to this many visible points are drawn point by point
 
 
@@ -152,12 +154,6 @@ def _pen(rgb: tuple[int, int, int], width: float = 1.5, alpha: int = 255) -> Any
     return pg.mkPen(QColor(*rgb, alpha), width=width)
 
 
-def _mix(color: QColor, background: QColor, alpha: float) -> QColor:
-    """`color` at opacity `alpha` over `background`, as one opaque colour."""
-    return QColor.fromRgbF(*(alpha * getattr(color, c)() + (1.0 - alpha) * getattr(background, c)()
-                             for c in ("redF", "greenF", "blueF")))
-
-
 class _Axis(pg.AxisItem):
     """An axis whose grid lines are opaque, pre-mixed with the plot background, and lie under the curves.
 
@@ -191,7 +187,7 @@ class _Axis(pg.AxisItem):
         key = (color.rgba(), pen.width())
         if key not in self._pens:
             mixed = QPen(pen)
-            mixed.setColor(_mix(color, self.background, color.alphaF()))
+            mixed.setColor(mix(color, self.background, color.alphaF()))
             self._pens[key] = mixed
         return self._pens[key]
 
@@ -372,20 +368,22 @@ class PlotsPanel(QWidget):
         layout.addLayout(controls)
         layout.addWidget(self.graphics, 1)
 
-        self._throttled_redraw = None
+        # One redraw for a burst of points (the runner hands over steps in batches), at most every
+        # REDRAW_MS; a throttle with a leading edge would draw each batch twice.
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self.redraw)
+        self._last_redraw = -math.inf
         guard_wheel(self)  # made after the window's fields were guarded
         self._apply_palette()
         self._resmooth(self.smoothing.value())
 
     # -- feeding ------------------------------------------------------------------------------
     def request_redraw(self) -> None:
-        """Redraw soon: at most ~20 times a second however fast the events come; the trailing call draws
-        the last state. (superqt is imported here, not at launch: it takes ~0.16 s to import.)"""
-        if self._throttled_redraw is None:
-            from superqt.utils import qthrottled
-
-            self._throttled_redraw = qthrottled(self.redraw, timeout=50, parent=self)
-        self._throttled_redraw()
+        """Redraw once the events queued now are handled, and at most every REDRAW_MS."""
+        if not self._redraw_timer.isActive():
+            wait = REDRAW_MS - (time.perf_counter() - self._last_redraw) * 1000
+            self._redraw_timer.start(max(0, int(wait)))
 
     def reset(self) -> None:
         for series in (self.loss_raw, self.loss_smooth, self.lr, self.val_loss, self.val_acc, self.train_acc):
@@ -419,11 +417,12 @@ class PlotsPanel(QWidget):
 
     def _set_acc_title(self) -> None:
         # The legend beside it names the curves (train, validation); the title adds the chosen model's test
-        # accuracy, measured once when the run ended.
+        # accuracy, measured once when the run ended (the star marks its epoch). Kept short: the legend shares
+        # the row, and a longer title ran under it.
         title = "Accuracy" if self.held_out != "test" else "Accuracy (old run)"
         if self.test_result is not None:
-            epoch, acc = self.test_result
-            title += f" · test {acc:.1%} (epoch {epoch})"
+            _, acc = self.test_result
+            title += f" · test {acc:.1%}"
         self.acc_plot.setTitle(title)
         self._apply_palette()
 
@@ -487,6 +486,8 @@ class PlotsPanel(QWidget):
 
     # -- drawing -------------------------------------------------------------------------------
     def redraw(self) -> None:
+        self._redraw_timer.stop()
+        self._last_redraw = time.perf_counter()
         self._draw_long()
         for curve, series in self._short:
             if self._drawn.get(id(curve)) != series.version:
@@ -587,7 +588,7 @@ class PlotsPanel(QWidget):
         background = palette.color(QPalette.ColorRole.Base)
         foreground = palette.color(QPalette.ColorRole.Text)
         self.graphics.setBackground(background)
-        self.raw_curve.setPen(pg.mkPen(_mix(QColor(*BLUE), background, 0.35), width=max(1.0, self.devicePixelRatioF())))
+        self.raw_curve.setPen(pg.mkPen(mix(QColor(*BLUE), background, 0.35), width=max(1.0, self.devicePixelRatioF())))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             style_plot(plot, foreground, background=background)
 

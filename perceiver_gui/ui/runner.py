@@ -2,14 +2,19 @@
 GUI thread. The UI adds no training logic: start (a new run), resume_run (a run from disk), pause,
 continue_ and stop map onto the generators and their `RunControl`.
 
+The engine yields every step (pause and stop act there, through `RunControl`); what crosses to the GUI
+thread is throttled: events travel in batches (`_batched`), at most 2 a second plus one at each epoch's
+end and for every other kind of event, so the GUI thread wakes, and takes the GIL from training, seldom.
+
 A run with more than one process (`train.processes`) is trained by `perceiver-gui train` processes instead
 (ui/process_runner.py); its events come back through the same signals, and pause and stop work the same.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,12 +22,15 @@ from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject,
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.events import Event, Finished
+from perceiver_gui.core.events import Event, Finished, RunStarted, Step
+from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from superqt.utils import GeneratorWorker
 
 __all__ = ["EngineError", "TrainingRunner"]
+
+EMIT_EVERY_S = 0.5  # Step events reach the GUI at most this often (in a batch): progress and plots move at 2 Hz
 
 
 class EngineError(Exception):
@@ -48,19 +56,40 @@ def _processes(cfg: Config | None, run_dir: Path | None) -> int:
 
 
 def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, control: RunControl
-         ) -> Generator[Event, None, None]:
-    """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk."""
+         ) -> Generator[tuple[Event, ...], None, None]:
+    """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk, its events
+    in batches."""
     try:
         # torch is imported here, in the worker, so the window appears without waiting for it.
         from perceiver_gui.core import runs, training
 
         if cfg is None:
-            yield from training.resume(run_dir, control=control)
+            yield from _batched(training.resume(run_dir, control=control))
         else:
             out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
-            yield from training.train(cfg, out_dir=out_dir, control=control)
+            yield from _batched(training.train(cfg, out_dir=out_dir, control=control))
     except Exception as exc:
         raise EngineError(str(exc)) from exc
+
+
+def _batched(events: Iterable[Event]) -> Iterator[tuple[Event, ...]]:
+    """The events in order, in tuples: Steps are held back until EMIT_EVERY_S has passed since the last
+    batch or their epoch ends; any other event goes out at once with the Steps before it."""
+    pending: list[Event] = []
+    sent = -float("inf")
+    per_epoch = 0
+    for event in events:
+        pending.append(event)
+        if isinstance(event, RunStarted):
+            per_epoch = event.steps_per_epoch
+        now = time.perf_counter()
+        if (not isinstance(event, Step) or now - sent >= EMIT_EVERY_S
+                or (per_epoch and event.step % per_epoch == 0) or event.step == event.total_steps):
+            yield tuple(pending)
+            pending = []
+            sent = now
+    if pending:
+        yield tuple(pending)
 
 
 class TrainingRunner(QObject):
@@ -103,19 +132,10 @@ class TrainingRunner(QObject):
         if _processes(cfg, run_dir) > 1:
             self._launch_processes(cfg, run_dir)
             return
-        from superqt.utils import create_worker  # here, not at launch (~0.16 s)
-
         self._control = RunControl()
         self._last_finished = None
-        worker = create_worker(
-            _run, cfg, self.runs_root, run_dir, self._control, _start_thread=False, _ignore_errors=True
-        )
-        # Bound methods of this GUI-thread object, never lambdas: PySide6 would run a lambda in the worker thread.
-        worker.yielded.connect(self._on_yielded)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        worker.start()
+        self._worker = start_worker(_run, cfg, self.runs_root, run_dir, self._control, yielded=self._on_yielded,
+                                    errored=self._on_errored, finished=self._on_finished)
         self.started.emit()
 
     def _launch_processes(self, cfg: Config | None, run_dir: Path | None) -> None:
@@ -125,7 +145,7 @@ class TrainingRunner(QObject):
         if run_dir is None:
             run_dir = runs.new_run_dir(cfg.name, self.runs_root)
         process = ProcessRun(cfg, run_dir, self)
-        process.yielded.connect(self._on_yielded)
+        process.yielded.connect(self._on_process_event)
         process.errored.connect(self.crashed)
         process.done.connect(self._on_finished)
         process.done.connect(process.deleteLater)
@@ -163,11 +183,15 @@ class TrainingRunner(QObject):
         return self._worker is None
 
     # -- worker signals (GUI thread) ---------------------------------------------------------
-    def _on_yielded(self, event: Event) -> None:
-        self.event.emit(event)
-        if isinstance(event, Finished):
-            self._last_finished = event
-            self.finished.emit(event)
+    def _on_process_event(self, event: Event) -> None:
+        self._on_yielded((event,))  # a process's events come one by one (process_runner reads them as printed)
+
+    def _on_yielded(self, batch: tuple[Event, ...]) -> None:
+        for event in batch:
+            self.event.emit(event)
+            if isinstance(event, Finished):
+                self._last_finished = event
+                self.finished.emit(event)
 
     def _on_errored(self, exc: BaseException) -> None:
         if isinstance(exc, EngineError) and exc.__cause__ is not None:

@@ -32,6 +32,7 @@ from perceiver_gui.core import runs
 from perceiver_gui.core.complexity import parameter_count
 from perceiver_gui.core.runs import RunInfo
 from perceiver_gui.ui.complexity_view import si
+from perceiver_gui.ui.training_panel import format_duration
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.compare_view import CompareView
@@ -43,9 +44,10 @@ HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare 
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
 # Validation: the best epoch's accuracy on the validation split, which chose the saved model. Test: that
 # model on the test split, measured once when the run ended. Runs of older versions chose on test.
-COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Parameters", "Learning rate", "Notes")
-VAL_COLUMN, TEST_COLUMN, STATUS_COLUMN = 3, 4, 5
-PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 6, 7, 8
+COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Duration", "Parameters", "Learning rate",
+           "Notes")
+VAL_COLUMN, TEST_COLUMN, STATUS_COLUMN, DURATION_COLUMN = 3, 4, 5, 6
+PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 7, 8, 9
 NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
 OLD_RUN_TIP = ("Trained by an older version, which chose its best epoch by this test accuracy, so it flatters the "
                "model; newer runs choose on a validation split and measure test once.")
@@ -227,10 +229,6 @@ class RunsPanel(QWidget):
         items = sorted(self.tree.selectedItems(), key=self.tree.indexOfTopLevelItem)
         return [self._infos[path] for item in items if (path := item.data(0, PATH_ROLE)) in self._infos]
 
-    def select(self, path: str) -> bool:
-        """Select this run alone."""
-        return self.select_runs([path]) == 1
-
     def select_runs(self, paths: Sequence[str]) -> int:
         """Select these runs (and no others), as Ctrl-clicks would; returns how many were found."""
         wanted = {str(p) for p in paths}
@@ -286,7 +284,12 @@ class RunsPanel(QWidget):
             item.setToolTip(PARAMS_COLUMN, f"{params:,} trainable parameters" if params else "")
             item.setText(LR_COLUMN, f"{lr:g}" if lr else "—")
             item.setData(LR_COLUMN, SORT_ROLE, lr)
-            notes = _notes(info.path)
+            record = runs.read_run(Path(info.path))
+            seconds = record.train_seconds
+            item.setText(DURATION_COLUMN, format_duration(seconds) if math.isfinite(seconds) else "—")
+            item.setData(DURATION_COLUMN, SORT_ROLE, seconds if math.isfinite(seconds) else -1.0)
+            item.setToolTip(DURATION_COLUMN, "Time spent on training steps (evaluation and saving not counted)")
+            notes = record.notes
             item.setText(NOTES_COLUMN, _first_line(notes))
             item.setToolTip(NOTES_COLUMN, notes)
             self.tree.addTopLevelItem(item)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -64,8 +64,9 @@ class TrainingPanel(QWidget):
         super().__init__(parent)
         self.state = "idle"  # idle, running, paused, stopping
         self._blocked = ""
-        self._resumable = False
+        self._resumable = ""  # the name of the run Resume continues; "" when there is none
         self._steps_per_epoch = 0
+        self._shown_step: Step | None = None  # the newest Step, shown once the batch it came in has been handled
         self._epochs = 0
 
         self.start_action = QAction("Start", self)
@@ -169,8 +170,9 @@ class TrainingPanel(QWidget):
             self.status.setText(f"Cannot start: {reason}" if reason else "Ready to start.")
         self._update_actions()
 
-    def set_resumable(self, resumable: bool) -> None:
-        self._resumable = resumable
+    def set_resumable(self, run_name: str) -> None:
+        """Offer Resume for the run called `run_name` (the last one stopped); "" offers nothing."""
+        self._resumable = run_name
         self._update_actions()
 
     def set_state(self, state: str) -> None:
@@ -183,10 +185,6 @@ class TrainingPanel(QWidget):
             self.status.setText("Training…")
         self._update_actions()
 
-    def start_reason(self) -> str:
-        """Why Start is disabled ("" when it is enabled)."""
-        return self._blocked if self.state == "idle" else "A run is in progress."
-
     def append_log(self, text: str, level: str = "info") -> None:
         stamp = time.strftime("%H:%M:%S")
         prefix = "⚠ " if level == "warning" else ""
@@ -194,13 +192,14 @@ class TrainingPanel(QWidget):
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Step):
-            self.progress.setRange(0, max(1, event.total_steps))
-            self.progress.setValue(event.step)
-            self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
-            if event.images_per_s > 0:
-                self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
-                self.eta_label.setText(f"{format_duration(event.eta_s)} left")
-        elif isinstance(event, RunStarted):
+            # Steps come in batches; a progress bar repaints at once on every new value (~5 ms, holding
+            # the GIL that training needs), so only the batch's last step is shown.
+            if self._shown_step is None:
+                QTimer.singleShot(0, self, self._show_step)
+            self._shown_step = event
+            return
+        self._show_step()  # anything else comes after the steps before it
+        if isinstance(event, RunStarted):
             self._steps_per_epoch = event.steps_per_epoch
             self._epochs = event.total_steps // max(1, event.steps_per_epoch)
             self.progress.setRange(0, max(1, event.total_steps))
@@ -241,7 +240,7 @@ class TrainingPanel(QWidget):
         elif isinstance(event, Log):
             self.append_log(event.message, event.level)
         elif isinstance(event, CheckpointSaved):
-            what = {"best": "best model", "final": "final model", "stopped": "model", "resume": "resume state"}
+            what = {"best": "best model", "final": "final model", "stopped": "model"}
             self.append_log(f"Saved the {what.get(event.reason, event.reason)} (epoch {event.epoch}) to {event.path}.")
         elif isinstance(event, Finished):
             self.status.setText(event.message)
@@ -255,6 +254,17 @@ class TrainingPanel(QWidget):
             self.progress.setFormat(f"{text} · {self.progress.format()}" if event.status != "failed" else text)
 
     # -- internals -----------------------------------------------------------------------------
+    def _show_step(self) -> None:
+        event, self._shown_step = self._shown_step, None
+        if event is None:
+            return
+        self.progress.setRange(0, max(1, event.total_steps))
+        self.progress.setValue(event.step)
+        self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
+        if event.images_per_s > 0:
+            self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
+            self.eta_label.setText(f"{format_duration(event.eta_s)} left")
+
     def _progress_text(self, epoch: int, step: int, total: int) -> str:
         epochs = f"/{self._epochs}" if self._epochs else ""
         return f"Epoch {epoch}{epochs} · step {step:,}/{total:,} · %p%"
@@ -271,7 +281,7 @@ class TrainingPanel(QWidget):
         self.pause_action.setEnabled(self.state in ("running", "paused"))
         self.pause_action.setText("Continue" if self.state == "paused" else "Pause")
         self.stop_action.setEnabled(self.state in ("running", "paused"))
-        self.resume_action.setEnabled(idle and self._resumable)
+        self.resume_action.setEnabled(idle and bool(self._resumable))
         self.queue_action.setEnabled(not self._blocked)  # while a run trains too: it starts after that one
         self.queue_action.setToolTip(f"Cannot queue: {self._blocked}" if self._blocked else
                                      "Add these settings to the run queue (the Queue tab); they start after the "
@@ -281,4 +291,5 @@ class TrainingPanel(QWidget):
         )
         self.pause_action.setToolTip("Pause or continue the run between steps (Ctrl+P)")
         self.stop_action.setToolTip("Stop after the current step and save the model (Ctrl+.)")
-        self.resume_action.setToolTip("Continue the last stopped run where it left off (Ctrl+R)")
+        self.resume_action.setToolTip(f"Continue “{self._resumable}” where it was stopped (Ctrl+R)" if self._resumable
+                                      else "Continue the last stopped run where it left off (Ctrl+R)")

@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QValidator
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix", "series_image"]
+
+
+def mix(colour: QColor, background: QColor, share: float) -> QColor:
+    """`colour` at opacity `share` (0..1) over `background`, as one opaque colour."""
+    return QColor.fromRgbF(*(share * getattr(colour, c)() + (1.0 - share) * getattr(background, c)()
+                             for c in ("redF", "greenF", "blueF")))
+
+
+SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
+
+
+def series_image(series, side: int) -> QImage:
+    """A float (L, C) series as a side × side line plot on white, a line per channel; padding (NaN) is left
+    out. A QImage, so a worker thread may draw it (the classifier's thumbnails)."""
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    values = series[(series == series).all(axis=1)]  # NaN != NaN: the padding
+    if len(values):
+        lo, hi = float(values.min()), float(values.max())
+        span = (hi - lo) or 1.0
+        step = (side - 1) / max(1, len(values) - 1)
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        for channel in range(values.shape[1]):
+            painter.setPen(QPen(QColor(SERIES_COLOURS[channel % len(SERIES_COLOURS)]), 1))
+            painter.drawPolyline(QPolygonF([QPointF(i * step, 2 + (hi - v) / span * (side - 4))
+                                            for i, v in enumerate(values[:, channel].tolist())]))
+        painter.end()
+    return image
 
 
 class FloatSpinBox(QDoubleSpinBox):

@@ -25,6 +25,9 @@ def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     if name == "folder":  # the one preset that needs the user's folder before it can start
         assert [key for key, _ in cfg.validate()] == ["data.folder"]
         cfg = cfg.with_updates({"data.folder": str(tmp_path)})
+    if name == "sequences":  # and the one that needs the user's file of series
+        assert [key for key, _ in cfg.validate()] == ["data.train_file"]
+        cfg = cfg.with_updates({"data.train_file": str(tmp_path / "series.ts")})
     assert cfg.validate() == []
     for suffix in (".json", ".toml"):
         path = save_config(cfg, tmp_path / f"{name}{suffix}")
@@ -124,6 +127,9 @@ OUT_OF_RANGE = {
     "data.dataset": ["imagenet"],
     "data.root": ["/data/\udcff", "/" + "d" * 5000],
     "data.folder": ["/data/\udcff", "/" + "d" * 5000],
+    "data.train_file": ["/data/\udcff.ts", "/" + "d" * 5000],
+    "data.test_file": ["/data/\udcff.ts", "/" + "d" * 5000],
+    "data.label_column": ["\udcff", "c" * 101],
     "data.image_size": [3, 513],
     "data.val_fraction": [-0.1, 0.5, 1.0, math.nan],  # 0 is allowed: no validation split
     "data.split_seed": [-1, 2**31],

@@ -68,6 +68,10 @@ def test_every_preset_validates_and_builds_a_model_that_reads_its_data(name, tmp
     cfg = preset(name)
     if name == "folder":
         cfg = cfg.with_updates({"data.folder": str(make_image_folder(tmp_path / "f"))})
+    if name == "sequences":
+        rows = "\n".join(",".join(str((i * j) % 7) for j in range(64)) + f":{'ab'[i % 2]}" for i in range(6))
+        (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
+        cfg = cfg.with_updates({"data.train_file": str(tmp_path / "s.ts")})
     assert cfg.validate() == []
     shape = registry.expected_input(cfg.data)
     model = build_model(registry.fit_model(cfg.model, shape)).eval()

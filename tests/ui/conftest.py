@@ -7,6 +7,10 @@ import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox
 
+from perceiver_gui.ui import _none_refcount
+
+_none_refcount.apply()  # as run_app does: the tests make as many Qt calls as a long session
+
 
 @pytest.fixture
 def settings(tmp_path):

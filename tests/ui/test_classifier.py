@@ -135,10 +135,10 @@ def test_deleting_the_loaded_run_in_the_runs_tab_unloads_it(make_window, qtbot, 
     run = window.runs_root / "tiny-run"
     model = _named_copy(trained_run, run, "doomed")
     window.runs.refresh()
-    assert window.runs.select(str(run))
+    assert window.runs.select_runs([str(run)])
     with qtbot.waitSignal(window.classifier.model_loaded, timeout=30000):
         window.runs.open_button.click()
-    window.runs.select(str(run))
+    window.runs.select_runs([str(run)])
     window.runs.delete_button.click()
     assert not model.exists()
     assert window.classifier.predictor is None and window.classifier.model_path == ""
@@ -158,3 +158,24 @@ def test_a_huge_image_gets_a_real_thumbnail(panel, qtbot, trained_run, tmp_path)
     pixmap = entry.picture.pixmap()
     assert not pixmap.isNull() and max(pixmap.width(), pixmap.height()) == 72
     assert pixmap.toImage().pixelColor(36, 36).red() > 150  # the picture itself, not the "?" placeholder
+
+
+def test_a_series_file_dropped_on_a_series_model_gives_a_result_with_a_line_plot_per_series(panel, qtbot, tmp_path):
+    from perceiver_gui.core.training import train
+    from tests.core.test_series import sequences, shapes, tiny_config, write_ts
+
+    series, labels = shapes(8, 24, vary=True, level=1.0)
+    train_file = write_ts(tmp_path / "w.ts", series, labels)
+    events = list(train(tiny_config(tmp_path, sequences(train_file), epochs=1), out_dir=tmp_path / "run"))
+    assert events[-1].status == "completed", events[-1].message
+    load_model(qtbot, panel, tmp_path / "run" / "model.safetensors")
+    new = write_ts(tmp_path / "new.ts", series[:2], labels[:2])
+    image = digit_images(tmp_path / "images", 1)[0]
+    drop_files(panel, [new, image])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 3, timeout=30000)
+    by_name = {entry.name: entry for entry in panel.entries()}
+    assert set(by_name) == {"new.ts#1", "new.ts#2", image.name}
+    assert len(by_name["new.ts#1"].top) == 3 and not by_name["new.ts#1"].error
+    assert "reads time series" in by_name[image.name].error
+    thumb = by_name["new.ts#2"].picture.pixmap().toImage()
+    assert len({thumb.pixel(x, y) for x in range(thumb.width()) for y in range(thumb.height())}) > 1

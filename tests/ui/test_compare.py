@@ -122,7 +122,7 @@ def test_only_differences_hides_the_settings_all_runs_share(panel):
 def test_actions_on_one_run_disable_while_several_are_selected_and_delete_asks_once_for_all(
     qtbot, panel, root, dialogs
 ):
-    panel.select(str(root / "a"))
+    panel.select_runs([str(root / "a")])
     assert panel.rename_button.isEnabled() and panel.open_button.isEnabled()
     assert panel.selected().path == str(root / "a")
     panel.select_runs([str(root / "a"), str(root / "b")])
@@ -141,7 +141,7 @@ def test_actions_on_one_run_disable_while_several_are_selected_and_delete_asks_o
 
 def test_back_to_one_run_shows_its_own_curves_again(panel, root):
     panel.select_runs([str(root / "a"), str(root / "b")])
-    panel.select(str(root / "b"))
+    panel.select_runs([str(root / "b")])
     assert not panel.compare.isVisible() and panel.plots.isVisible()
     assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 1
     assert "lr 0.01" in panel.detail.text()
@@ -183,7 +183,7 @@ def test_the_x_axis_switches_between_epochs_and_steps(panel, root):
 
 def test_rename_is_still_one_run_at_a_time(panel, root, monkeypatch):
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("renamed", True)))
-    panel.select(str(root / "a"))
+    panel.select_runs([str(root / "a")])
     panel.rename_button.click()
     assert sorted(panel.run_names()) == ["lr 0.01", "renamed"]
     assert panel.selected().name == "renamed"  # the selection survives the refresh

@@ -33,3 +33,18 @@ def test_a_dataset_that_cannot_be_opened_says_why_in_the_preview(qtbot, tmp_path
     qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
     assert "Can't preview" in preview.header.text() and "does not exist" in preview.header.text()
     preview.close()
+
+
+def test_a_series_file_previews_as_line_plots(qtbot, tmp_path):
+    rows = "\n".join(",".join(str((i * j) % 5) for j in range(20 + i)) + f":{'ab'[i % 2]}" for i in range(12))
+    (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
+    form = HyperparamsPanel(PRESETS["sequences"].with_updates({"data.train_file": str(tmp_path / "s.ts")}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    assert "2 classes" in preview.header.text(), preview.header.text()
+    thumbs = preview.findChildren(type(preview.header), "previewThumb")
+    assert thumbs and not thumbs[0].pixmap().isNull()
+    image = thumbs[0].pixmap().toImage()
+    assert len({image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}) > 1
+    preview.close()

@@ -51,7 +51,7 @@ def test_both_exports_act_on_the_run_selected_in_runs_and_name_it(make_window, t
     window = make_window(runs_root=tmp_path / "runs")
     load_model(qtbot, window.classifier, tmp_path / "runs" / "first" / "model.safetensors")
     window.runs.refresh()
-    assert window.runs.select(str(tmp_path / "runs" / "second"))
+    assert window.runs.select_runs([str(tmp_path / "runs" / "second")])
     texts = file_menu_texts(window)
     assert "Export the metrics of “second run” as &CSV…" in texts and "Export the model of “second run” as O&NNX…" in texts
     exported = []
@@ -72,7 +72,7 @@ def test_the_selected_run_exports_its_metrics_as_csv_in_the_background(make_wind
                                                                         monkeypatch, qtbot):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
-    assert window.runs.select(str(trained_run))
+    assert window.runs.select_runs([str(trained_run)])
     asked = answer_dialogs(monkeypatch, save=tmp_path / "tiny")  # typed without a suffix
     window.export_actions.metrics_action.trigger()
     assert window.export_actions.working and not window.export_actions.onnx_action.isEnabled()  # one at a time
@@ -112,7 +112,7 @@ def test_with_several_runs_selected_it_asks_for_one_rather_than_export_another(m
 def test_a_csv_that_cannot_be_written_shows_why(make_window, trained_run, tmp_path, monkeypatch, dialogs, qtbot):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
-    window.runs.select(str(trained_run))
+    window.runs.select_runs([str(trained_run)])
     (tmp_path / "taken.csv").mkdir()
     answer_dialogs(monkeypatch, save=tmp_path / "taken.csv")
     window.export_actions.metrics_action.trigger()
@@ -128,7 +128,7 @@ def test_the_selected_runs_model_exports_as_onnx_in_the_background(make_window, 
 
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
-    assert window.runs.select(str(trained_run))
+    assert window.runs.select_runs([str(trained_run)])
     asked = answer_dialogs(monkeypatch, save=tmp_path / "digits.onnx")
     window.export_actions.onnx_action.trigger()
     assert [kind for kind, *_ in asked] == ["save"]  # the run's model is the one exported: no question

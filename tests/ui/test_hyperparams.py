@@ -20,8 +20,9 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     form.set_config(PRESETS[name])
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
-    # The folder preset waits for its folder; every other preset can start as it is.
-    assert form.problems() == ([("data.folder", form.problems()[0][1])] if name == "folder" else [])
+    # The folder and sequences presets wait for their data; every other preset can start as it is.
+    waits = {"folder": "data.folder", "sequences": "data.train_file"}
+    assert [key for key, _ in form.problems()] == ([waits[name]] if name in waits else [])
 
 
 def test_a_config_with_unusual_values_round_trips(form):
@@ -191,3 +192,18 @@ def test_scrolling_the_form_with_the_wheel_does_not_change_fields_under_the_poin
     qtbot.waitUntil(bands.hasFocus, timeout=2000)
     turn_wheel(bands, 1)
     assert window.form.config().model.num_freq_bands == before.model.num_freq_bands + 1
+
+
+def test_sequences_show_the_series_files_and_the_series_length(form, tmp_path):
+    rows = "\n".join(",".join(str((i * j) % 5) for j in range(50 + i)) + f":{'ab'[i % 2]}" for i in range(6))
+    (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
+    form.set_config(PRESETS["digits"])
+    _pick(form, "data.dataset", "sequences")
+    assert form.field("data.train_file").isEnabled() and not form.field("data.folder").isEnabled()
+    assert [key for key, _ in form.problems()] == ["data.train_file"]
+    form.field("data.train_file").setText(str(tmp_path / "s.ts"))
+    cfg = form.config()
+    assert form.problems() == [] and cfg.data.train_file == str(tmp_path / "s.ts")
+    assert (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 1, 2)
+    assert "55 steps" in form.derived_label.text() and "2 classes" in form.derived_label.text()
+    assert form.preset_box.currentData() == "sequences"  # where the series live is not part of the recipe

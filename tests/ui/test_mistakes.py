@@ -127,7 +127,7 @@ def test_the_matrix_follows_a_live_run_epoch_by_epoch_and_the_chosen_cell_with_i
 def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_tab(qtbot, make_window, trained_run):
     window = make_window(runs_root=trained_run.parent)
     window.runs.refresh()
-    assert window.runs.select(str(trained_run))
+    assert window.runs.select_runs([str(trained_run)])
     window.tabs.setCurrentWidget(window.mistakes)
     qtbot.waitUntil(lambda: window.mistakes.confusion is not None, timeout=30000)
     assert window.mistakes.confusion.run_dir == str(trained_run) and window.mistakes.confusion.epoch == 3
@@ -147,7 +147,7 @@ def test_the_mistakes_tab_follows_training_and_shows_the_run_picked_in_the_runs_
     qtbot.waitUntil(lambda: not window.mistakes.working, timeout=30000)
     assert window.mistakes.confusion.run_dir == shown.run_dir
     window.tabs.setCurrentWidget(window.runs)
-    assert window.runs.select(shown.run_dir) and window.runs.select(str(trained_run))
+    assert window.runs.select_runs([shown.run_dir]) and window.runs.select_runs([str(trained_run)])
     window.tabs.setCurrentWidget(window.mistakes)
     qtbot.waitUntil(lambda: window.mistakes.confusion.run_dir == str(trained_run), timeout=30000)
 
@@ -186,3 +186,55 @@ def test_in_a_dark_palette_the_matrix_is_dark_too(qtbot):
     # The strongest cells still stand out from the background.
     diagonal = colour(0, 0)
     assert abs(diagonal.lightnessF() - QColor("#1b1b1d").lightnessF()) > 0.15
+
+
+def test_double_clicking_a_thumbnail_enlarges_it_and_offers_where_the_model_looked(qtbot, mistakes, trained_run):
+    _load(qtbot, mistakes, trained_run)
+    count, t, p = _largest_mistake(mistakes.view.counts)
+    _click(qtbot, mistakes, t, p)
+    item = mistakes.gallery.item(0)
+    rect = mistakes.gallery.visualItemRect(item)
+    from PySide6.QtWidgets import QDialog, QPushButton
+
+    qtbot.mouseClick(mistakes.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # as a user's
+    qtbot.mouseDClick(mistakes.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # double-click
+    (dialog,) = mistakes.findChildren(QDialog)
+    picture = dialog.findChild(type(mistakes.summary), "enlarged")
+    assert picture.pixmap().width() >= 300  # 8-pixel digits, shown large
+    assert f"true class <b>{t}</b>" in " ".join(w.text() for w in dialog.findChildren(type(mistakes.summary)))
+    (look,) = dialog.findChildren(QPushButton)
+    attention = []
+    mistakes.show_attention = (lambda original: lambda row: attention.append(original(row)) or attention[-1])(
+        mistakes.show_attention)
+    look.click()
+    (view,) = attention
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    assert not view.result.error and view.result.maps and view.result.image.shape[:2] == (8, 8)
+    assert f"image #{mistakes.cell.indices[0]}" in view.windowTitle()
+
+
+@pytest.mark.slow  # trains a tiny model on a folder (a few seconds)
+def test_a_folder_datasets_images_name_their_files_so_mislabelled_ones_can_be_found(qtbot, mistakes, tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from perceiver_gui.core.events import Finished
+
+    folder = tmp_path / "shapes"
+    for name, colour in (("dark", 30), ("light", 220)):
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            Image.new("L", (8, 8), colour + i).save(folder / name / f"{name}-{i}.png")
+    cfg = tiny_config(**{"data.dataset": "folder", "data.folder": str(folder), "train.epochs": 1,
+                         "train.batch_size": 4, "model.input_channels": 1, "model.num_classes": 2})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
+    _load(qtbot, mistakes, tmp_path / "run")
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(2) for p in range(2)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    item = mistakes.gallery.item(0)
+    shown = Path(mistakes.cell.files[0])
+    assert shown.is_file() and shown.parent.name == mistakes.cell.class_names[t]  # its true class's folder
+    assert str(shown) in item.toolTip() and shown.name in item.text()

@@ -34,9 +34,9 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
     from perceiver_gui.core.complexity import parameter_count
 
     config = load_config(run / "config.json")
-    assert item.toolTip(6) == f"{parameter_count(config.model):,} trainable parameters"
-    assert item.text(7) == f"{config.train.lr:g}"
-    assert panel.select(str(run))
+    assert item.toolTip(7) == f"{parameter_count(config.model):,} trainable parameters"
+    assert item.text(8) == f"{config.train.lr:g}"
+    assert panel.select_runs([str(run)])
     assert len(panel.plots.val_acc_curve.getOriginalDataset()[0]) == 3
     assert panel.plots.loss_raw.n > 0
     assert panel.open_button.isEnabled() and not panel.resume_button.isEnabled()  # completed: nothing to resume
@@ -44,7 +44,7 @@ def test_the_runs_list_shows_a_finished_run_and_its_curves(panel, run):
 
 @pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, run):
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     with qtbot.waitSignal(panel.open_model_requested) as asked:
         panel.open_button.click()
     assert asked.args == [str(run / "model.safetensors")]
@@ -52,11 +52,11 @@ def test_open_in_classifier_asks_for_the_runs_model(panel, qtbot, run):
 
 @pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
 def test_rename_then_delete_with_confirmation(panel, run, dialogs, monkeypatch):
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("digits, first try", True)))
     panel.rename_button.click()
     assert panel.run_names() == ["digits, first try"]
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     panel.delete_button.click()
     assert dialogs[-1][0] == "question" and "digits, first try" in dialogs[-1][2]
     assert panel.run_names() == [] and not run.exists()
@@ -84,11 +84,11 @@ def test_the_window_opens_and_lists_hostile_run_folders_next_to_good_ones(make_w
     assert rows["good"].text(5) == "completed (3/3 epochs)"
     assert rows["bad-created"].text(5).endswith("damaged") and "'yesterday'" in rows["bad-created"].toolTip(5)
     assert rows["interrupted"].text(5).startswith("interrupted (resumable)")
-    assert panel.select(str(interrupted)) and panel.resume_button.isEnabled()
+    assert panel.select_runs([str(interrupted)]) and panel.resume_button.isEnabled()
     for info in runs.list_runs(root):  # each one's curves, settings and comparison with the good run
-        assert panel.select(info.path)
+        assert panel.select_runs([info.path])
         assert panel.select_runs([str(good), info.path]) == (1 if info.path == str(good) else 2)
-    assert panel.select(str(root / next(p.name for p in root.iterdir() if p.name.endswith("hostile-metrics"))))
+    assert panel.select_runs([str(root / next(p.name for p in root.iterdir() if p.name.endswith("hostile-metrics")))])
     # Step 1's loss is drawn; steps 2 and 3 have unknown losses (not drawn, counted); damaged lines are skipped.
     assert panel.plots.loss_raw.n == 1 and "non-finite" in panel.plots.info.text()
 
@@ -110,7 +110,7 @@ def test_a_run_another_process_trains_is_shown_live_and_resuming_it_is_refused(m
         window.runs.refresh()
         item = window.runs.tree.topLevelItem(0)
         assert item.text(5).startswith("running") and f"process {proc.pid}" in item.toolTip(5)
-        assert window.runs.select(str(folder)) and not window.runs.resume_button.isEnabled()
+        assert window.runs.select_runs([str(folder)]) and not window.runs.resume_button.isEnabled()
         with qtbot.waitSignal(window.runner.stopped_running, timeout=30000):
             window.resume_run(str(folder))  # as Resume on the Training tab would
     finally:
@@ -132,7 +132,7 @@ def test_the_hint_follows_the_list_when_runs_appear(qtbot, run, tmp_path):
 
 
 def test_deleting_the_shown_run_clears_its_details_curves_and_ranges(panel, run, dialogs):
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     assert "tiny" in panel.detail.text() and panel.plots.loss_raw.n > 0
     loaded_x = panel.plots.loss_plot.viewRange()[0]
     with_deleted = []
@@ -180,7 +180,7 @@ def test_rename_says_which_run_it_renames(panel, run, monkeypatch):
         return "", False
 
     monkeypatch.setattr(QInputDialog, "getText", staticmethod(answer))
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     panel.rename_button.click()
     ((title, label),) = asked
     assert "tiny" in title and "tiny" in label and run.name in label  # the run's name and its folder
@@ -192,7 +192,7 @@ def test_the_filter_box_shows_only_matching_runs(panel, run):
     shutil.copytree(run, run.parent / "other")
     rename_run(run.parent / "other", "cifar attempt")
     panel.refresh()
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     panel.filter.setText("cifar")
     assert panel.shown_run_names() == ["cifar attempt"] and sorted(panel.run_names()) == ["cifar attempt", "tiny"]
     assert panel.selected() is None  # the hidden run is no longer the one actions act on
@@ -203,18 +203,31 @@ def test_the_filter_box_shows_only_matching_runs(panel, run):
 def test_notes_are_kept_with_the_run_shown_and_searched(panel, run, monkeypatch, qtbot):
     from perceiver_gui.core.runs import read_run
 
-    panel.select(str(run))
+    panel.select_runs([str(run)])
     monkeypatch.setattr(QInputDialog, "getMultiLineText",
                         staticmethod(lambda *a, **k: ("Tried 8 latents instead of 32.\nAccuracy dropped 4 points.", True)))
     panel.notes_button.click()
     assert read_run(run).notes == "Tried 8 latents instead of 32.\nAccuracy dropped 4 points."
     item = panel.tree.topLevelItem(0)
-    assert item.text(8).startswith("Tried 8 latents") and item.text(8).endswith("…")  # one line in the list
-    panel.select(str(run))
+    assert item.text(9).startswith("Tried 8 latents") and item.text(9).endswith("…")  # one line in the list
+    panel.select_runs([str(run)])
     assert "Accuracy dropped 4 points." in panel.detail.text()
     panel.filter.setText("latents")
     assert panel.shown_run_names() == ["tiny"]
     # A fresh panel (the app restarted) reads them back.
     again = RunsPanel(run.parent)
     qtbot.addWidget(again)
-    assert again.tree.topLevelItem(0).toolTip(8).endswith("Accuracy dropped 4 points.")
+    assert again.tree.topLevelItem(0).toolTip(9).endswith("Accuracy dropped 4 points.")
+
+
+@pytest.mark.slow  # uses the session's tiny trained model (~5 s to make once)
+def test_the_duration_column_shows_how_long_each_run_trained(panel, run):
+    import json
+
+    from perceiver_gui.core import checkpoints
+    from perceiver_gui.ui.training_panel import format_duration
+
+    column = [panel.tree.headerItem().text(c) for c in range(panel.tree.columnCount())].index("Duration")
+    seconds = json.loads((run / "run.json").read_text())["train_seconds"]
+    assert seconds == pytest.approx(checkpoints.read_meta(run / "model.safetensors").summary["train_seconds"], abs=0.01)
+    assert seconds > 0 and panel.tree.topLevelItem(0).text(column) == format_duration(seconds)

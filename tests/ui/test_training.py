@@ -208,8 +208,71 @@ def test_speed_and_eta_leave_the_screen_when_the_run_ends(qtbot):
     panel = _panel(qtbot)
     panel.set_state("running")
     panel.on_event(Step(epoch=1, step=5, total_steps=100, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
-    assert "812" in panel.speed_label.text() and "40 s" in panel.eta_label.text()
+    qtbot.waitUntil(lambda: "812" in panel.speed_label.text() and "40 s" in panel.eta_label.text())
     panel.on_event(Finished(status="stopped", message="Stopped after 5 steps.", best_val_acc=math.nan, best_epoch=0,
                             epochs_done=0, run_dir="r", model_path=""))
     panel.set_state("idle")
     assert "images/s" not in panel.speed_label.text() and "left" not in panel.eta_label.text()
+
+
+def test_a_run_wakes_the_window_a_few_times_a_second_not_at_every_step(make_window, qtbot, monkeypatch):
+    """Every step reaches the plots, but the redraws and progress updates that compete with training for
+    the GIL come a few times a second (and at each epoch's end), not once or twice per step."""
+    import time
+
+    from PySide6.QtWidgets import QProgressBar
+
+    from perceiver_gui.ui.plots import PlotsPanel
+
+    redraws, progress = [], []
+    original_redraw, original_set = PlotsPanel.redraw, QProgressBar.setValue
+    monkeypatch.setattr(PlotsPanel, "redraw", lambda self: (redraws.append(1), original_redraw(self))[1])
+    monkeypatch.setattr(QProgressBar, "setValue", lambda self, v: (progress.append(v), original_set(self, v))[1])
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.epochs": 3, "train.batch_size": 8}))
+    steps = []
+    window.runner.event.connect(lambda e: steps.append(e) if isinstance(e, Step) else None)
+    assert window.plots is not None  # made before the clock starts
+    redraws.clear()
+    t0 = time.perf_counter()
+    window.training.start_action.trigger()
+    _finish(qtbot, window)
+    seconds = time.perf_counter() - t0
+
+    assert len(steps) == 3 * 101 == len(window.plots.raw_curve.getOriginalDataset()[0])  # 808 training images / 8, thrice
+    allowed = 3 * seconds + 2 * 3 + 4  # 2 a second, each epoch's end, start and finish
+    assert len(redraws) <= allowed, f"{len(redraws)} plot redraws in {seconds:.1f} s"
+    assert len(progress) <= allowed, f"{len(progress)} progress updates in {seconds:.1f} s"
+    assert window.training.progress.value() == 3 * 101
+
+
+def test_after_a_restart_the_stopped_run_can_be_resumed_and_the_classifier_reopens_its_model(
+        make_window, qtbot, settings):
+    first = make_window()
+    first.form.set_config(tiny_config(**{"name": "overnight", "train.epochs": 300, "train.batch_size": 8}))
+    finished = []
+    first.runner.finished.connect(finished.append)
+    first.training.start_action.trigger()
+    qtbot.waitUntil(lambda: first.plots.loss_raw.n >= 5, timeout=60000)
+    first.training.stop_action.trigger()
+    _finish(qtbot, first)
+    qtbot.waitUntil(lambda: first.classifier.model_path == finished[0].model_path, timeout=30000)
+    first.close()  # the app quits
+
+    second = make_window(settings=settings)
+    second.show()
+    qtbot.waitExposed(second)
+    assert second.training.resume_action.isEnabled()
+    assert "overnight" in second.training.resume_action.toolTip()
+    # The model comes back once the app has loaded what it loads after the window (plots, then torch).
+    qtbot.waitUntil(lambda: second.classifier.model_path == finished[0].model_path, timeout=60000)
+    assert "overnight" in second.classifier.model_info.text()
+
+    started = []
+    second.runner.event.connect(lambda e: started.append(e) if hasattr(e, "start_step") else None)
+    second.training.resume_action.trigger()
+    qtbot.waitUntil(lambda: bool(started), timeout=60000)
+    second.runner.stop()
+    _finish(qtbot, second)
+    assert started[0].run_dir == finished[0].run_dir and started[0].start_step > 0
+    qtbot.waitUntil(lambda: not second.classifier.working, timeout=30000)

@@ -1,0 +1,81 @@
+"""The Sweep tab drives a real `perceiver-gui sweep` process over the form's config and shows its trials."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from tests.ui.helpers import tiny_config
+
+
+def test_a_bad_search_space_is_one_sentence_and_starts_nothing(make_window, tmp_path):
+    window = make_window()
+    panel = window.sweep
+    panel.set_vary("train.lr", low=0.1, high=0.01, log=True)
+    panel.folder_edit.setText(str(tmp_path / "sweep"))
+    panel.start_button.click()
+    assert not panel.running
+    assert "train.lr: low (0.1) must be below high (0.01)" in panel.status.text()
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_the_sweep_tab_runs_stops_and_continues_a_tiny_sweep_to_the_end(make_window, qtbot, tmp_path):
+    window = make_window()
+    window.form.set_config(tiny_config(**{"train.epochs": 20}))  # long enough for Stop to land inside a trial
+    panel = window.sweep
+    window.tabs.setCurrentWidget(panel)
+    panel.set_vary("train.lr", choices="0.01, 0.03")
+    panel.set_vary("model.num_latents", choices="4, 8")
+    panel.trials.setValue(2)
+    panel.pruner.setCurrentText("none")
+    panel.folder_edit.setText(str(tmp_path / "sweep"))
+
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+    assert panel.running and not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
+    # Stop it inside its first trial: that trial saves, and is marked interrupted.
+    qtbot.waitUntil(lambda: any(r.state == "running" and r.epoch >= 1 for r in panel.rows), timeout=120000)
+    qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert [r.state for r in panel.rows] == ["interrupted"]
+    assert panel.start_button.isEnabled() and panel.continue_button.isEnabled()
+
+    qtbot.mouseClick(panel.continue_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not panel.running, timeout=180000)
+    assert [r.state for r in panel.rows] == ["interrupted", "complete", "complete"], panel.log.toPlainText()
+    assert panel.table.rowCount() == 3
+    assert panel.table.item(1, 1).text().startswith("complete")
+    assert "Done: 2 of 2 trials finished" in panel.status.text()
+    xs, best = panel.plots.best_points
+    assert list(xs) == [1, 2] and best[1] == max(r.value for r in panel.rows[1:])
+    assert panel.plots.lines == 2
+    # Importance is computed in a worker (its first call imports for seconds) and drawn when it arrives.
+    qtbot.waitUntil(lambda: set(panel.plots.importance) == {"train.lr", "model.num_latents"}, timeout=60000)
+
+    # Selecting a trial shows its run's curves; double-clicking opens its model in the Classifier.
+    panel.table.selectRow(2)
+    assert len(panel.run_plots.val_acc.x) == 20
+    panel._open_model()
+    qtbot.waitUntil(lambda: window.classifier.model_path.endswith("0002/model.safetensors"), timeout=30000)
+    assert window.tabs.currentWidget() is window.classifier
+
+
+def test_the_ticked_rows_are_the_search_space_and_an_opened_sweep_fills_them_back(make_window, tmp_path):
+    from perceiver_gui.core import sweep
+
+    window = make_window()
+    panel = window.sweep
+    panel.set_vary("train.lr", low=0.001, high=0.01, log=True)
+    panel.set_vary("model.depth", low=1, high=3, log=False)
+    panel.set_vary("train.optimizer", choices="adam, adamw")
+    assert panel.search_table() == {"train.lr": {"low": 0.001, "high": 0.01, "log": True},
+                                    "train.optimizer": ["adam", "adamw"],
+                                    "model.depth": {"low": 1, "high": 3, "log": False}}
+    spec = sweep.parse_sweep({"search": panel.search_table(), "sweep": panel.sweep_table()}, base=window.form.config())
+    assert dict(spec.search)["model.depth"].integer
+    folder = sweep.create_sweep(spec, tmp_path / "s")
+
+    other = make_window().sweep
+    assert other.open_folder(folder)
+    assert other.search_table() == panel.search_table()
+    assert other.table.rowCount() == 0 and "0 of 20 trials finished" in other.status.text()
