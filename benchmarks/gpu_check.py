@@ -14,9 +14,14 @@ its error and the next one runs, and a section that would start after --budget-s
 - host_syncs: warnings of torch.cuda.set_sync_debug_mode("warn") per training step, for the bare model
   step and for the engine (`train()`), whose throttled loss read is one sync per 10 steps;
 - kernels: GPU kernel launches, aten calls and autocast casts per bare training step (torch.profiler);
-- epochs_engine, epochs_eager, epochs_compiled: the CIFAR-10-shaped epoch (50,000 images) of the seed model at each --batch, through the engine
-  (`EpochEnd.elapsed_s` of epoch 2) and as a bare step loop, eager and `torch.compile`d, with peak memory
-  and the memory left after each;
+- epochs_engine, epochs_eager, epochs_compiled: the CIFAR-10-shaped epoch (50,000 images) of the seed model at
+  each --batch, through the engine (`EpochEnd.elapsed_s` of epoch 2, and the wall time of its epoch end:
+  evaluation and saving) and as a bare step loop, eager and `torch.compile`d, with peak memory and the
+  memory left after each;
+- epochs_engine_host_data: the engine with the training images forced off the GPU (pinned host memory,
+  asynchronous batch copies), as when a dataset does not fit;
+- epochs_engine_compiled, epochs_engine_reduce_overhead (last: each is a compilation): the engine with
+  `train.compile` at the second --compile-batch;
 - seed_loop: the seed tutorial's loop (batch 4, DataLoader) on the same GPU, the peer of the epochs;
 - precision: the bare step in fp16 + grad scaler, bf16, and fp32 with and without TF32: time and the
   loss after the same steps from the same weights;
@@ -53,7 +58,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from perceiver_gui.config import Config, preset  # noqa: E402
-from perceiver_gui.core import data  # noqa: E402
+from perceiver_gui.core import data, training  # noqa: E402
 from perceiver_gui.core.control import RunControl  # noqa: E402
 from perceiver_gui.core.device import (  # noqa: E402
     apply_device_settings,
@@ -61,8 +66,9 @@ from perceiver_gui.core.device import (  # noqa: E402
     is_out_of_memory,
     release_memory,
 )
-from perceiver_gui.core.events import EpochEnd, Finished, RunStarted, Step  # noqa: E402
+from perceiver_gui.core.events import EpochEnd, Finished, Log, RunStarted, Step  # noqa: E402
 from perceiver_gui.core.model import build_model, to_channels_last  # noqa: E402
+from perceiver_gui.core.training import resume as resume_run  # noqa: E402
 from perceiver_gui.core.training import train  # noqa: E402
 from tests.core.data_fixtures import make_tiny_cifar10  # noqa: E402
 
@@ -103,8 +109,8 @@ def engine_config(check: Check, name: str, batch: int, **updates) -> Config:
 def run_engine(cfg: Config | None, out: Path, *, resume: bool = False, control: RunControl | None = None,
                on_step: Callable[[Step], None] | None = None) -> dict:
     """Drive the training generator; what a benchmark needs of its events."""
-    row: dict = {"losses": [], "epochs": {}}
-    events = train(resume=out, control=control) if resume else train(cfg, out_dir=out, control=control)
+    row: dict = {"losses": [], "epochs": {}, "logs": []}
+    events = resume_run(out, control=control) if resume else train(cfg, out_dir=out, control=control)
     started = time.perf_counter()
     for event in events:
         if isinstance(event, RunStarted):
@@ -115,8 +121,11 @@ def run_engine(cfg: Config | None, out: Path, *, resume: bool = False, control: 
             if on_step is not None:
                 on_step(event)
         elif isinstance(event, EpochEnd):
+            # wall_s - elapsed_s grows by each epoch end's evaluation and saving
             row["epochs"][event.epoch] = {"elapsed_s": event.elapsed_s, "val_acc": event.val_acc,
-                                          "train_loss": event.train_loss}
+                                          "train_loss": event.train_loss, "wall_s": time.perf_counter() - started}
+        elif isinstance(event, Log):
+            row["logs"].append(event.message)
         elif isinstance(event, Finished):
             row.update(status=event.status, message=event.message, best_acc=event.best_val_acc,
                        test_acc=event.test_acc)
@@ -319,21 +328,39 @@ def _where(caught: list[warnings.WarningMessage]) -> list[str]:
     return [f"{place} ×{n}" for place, n in sorted(counts.items(), key=lambda kv: -kv[1])[:5]]
 
 
-def epochs_engine(check: Check) -> dict:
-    """The CIFAR-10 epoch through `train()` at every batch."""
+def epochs_engine(check: Check, *, compile_mode: str = "off", data_on_host: bool = False) -> dict:
+    """The CIFAR-10 epoch through `train()` at every batch (with `train.compile`: at the compile batches).
+    `data_on_host`: the training images "do not fit" on the GPU (a forced out-of-memory error when they
+    move), so the engine keeps them in pinned host memory and copies each batch asynchronously."""
     rows = []
-    for batch in check.batches:
+    batches = check.batches if compile_mode == "off" else check.compile_batches[1:2]  # one compilation
+    via = "engine" + ("" if compile_mode == "off" else f", compile {compile_mode}") + (", data on host" if data_on_host else "")
+    real_to_device = training._to_device
+
+    def too_big(tensor, device):
+        if tensor.ndim == 4 and len(tensor) > check.test_images:  # the training images, the biggest split
+            raise torch.OutOfMemoryError("gpu_check: the training images do not fit (forced)")
+        return real_to_device(tensor, device)
+
+    for batch in batches:
         if time.perf_counter() > check.deadline:
-            rows.append({"batch": batch, "via": "engine", "skipped": "out of time"})
+            rows.append({"batch": batch, "via": via, "skipped": "out of time"})
             continue
         reset_peak(check)
-        row = run_engine(engine_config(check, f"gpu-check-{batch}", batch), check.work / f"epoch-{batch}")
-        epoch_s = row["epochs"][2]["elapsed_s"] - row["epochs"][1]["elapsed_s"] if 2 in row["epochs"] else math.nan
+        cfg = engine_config(check, f"gpu-check-{batch}", batch, **{"train.compile": compile_mode})
+        training._to_device = too_big if data_on_host else real_to_device
+        try:
+            row = run_engine(cfg, check.work / f"epoch-{batch}-{compile_mode}-{data_on_host}")
+        finally:
+            training._to_device = real_to_device
+        epochs = row["epochs"]
+        epoch_s = epochs[2]["elapsed_s"] - epochs[1]["elapsed_s"] if 2 in epochs else math.nan
+        epoch_end_s = (epochs[2]["wall_s"] - epochs[1]["wall_s"]) - epoch_s if 2 in epochs else math.nan
         steps = row.get("steps_per_epoch", 0)
-        rows.append({"batch": batch, "via": "engine", "status": row.get("status"), "message": row.get("message"),
+        rows.append({"batch": batch, "via": via, "status": row.get("status"), "message": row.get("message"),
                      "epoch_s": epoch_s, "epoch_50k_s": epoch_s * 50_000 / max(1, steps * batch),
-                     "start_s": row.get("start_s"), "val_acc": row["epochs"].get(2, {}).get("val_acc"),
-                     **memory(check)})
+                     "epoch_end_s": epoch_end_s, "start_s": row.get("start_s"),
+                     "val_acc": epochs.get(2, {}).get("val_acc"), "logs": row["logs"][:4], **memory(check)})
         release_memory(check.device)
     return {"rows": rows}
 
@@ -450,6 +477,7 @@ def cross_device_resume(check: Check) -> dict:
         torch.cuda.is_available = real
     return {"saved_on": first.get("device"), "stop_status": first.get("status"), "resumed_on": second.get("device"),
             "resume_status": second.get("status"), "resume_message": second.get("message"),
+            "resume_log": [line for line in second.get("logs", []) if "Resumed" in line],
             "steps_after_resume": len(second.get("losses", []))}
 
 
@@ -457,8 +485,11 @@ SECTIONS = {  # the cheap ones first, so that a slow compilation cannot cost the
     "env": env, "attention": attention, "host_syncs": host_syncs, "kernels": kernels, "oom": oom,
     "cross_device_resume": cross_device_resume, "precision": precision, "determinism": determinism,
     "seed_loop": seed_loop_section, "epochs_engine": epochs_engine,
+    "epochs_engine_host_data": functools.partial(epochs_engine, data_on_host=True),
     "epochs_eager": functools.partial(epochs_bare, compiled=False),
     "epochs_compiled": functools.partial(epochs_bare, compiled=True),
+    "epochs_engine_compiled": functools.partial(epochs_engine, compile_mode="default"),
+    "epochs_engine_reduce_overhead": functools.partial(epochs_engine, compile_mode="reduce-overhead"),
 }
 
 
@@ -498,7 +529,8 @@ def main() -> int:
         for name, section in SECTIONS.items():
             if args.only and name not in args.only:
                 continue
-            if args.cpu_smoke and name in ("seed_loop", "epochs_compiled"):
+            if args.cpu_smoke and name in ("seed_loop", "epochs_compiled", "epochs_engine_compiled",
+                                           "epochs_engine_reduce_overhead"):
                 result["sections"][name] = {"skipped": "GPU only: the peer loop's DataLoader and torch.compile "
                                                        "take minutes on a small CPU"}
                 continue

@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "PRESETS",
     "PRESET_NOTES",
+    "COMPILE_MODES",
     "SCHEDULES",
     "load_config",
     "describe_preset",
@@ -44,6 +45,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
+COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
 class ConfigError(ValueError):
@@ -119,10 +121,18 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter: blend image pairs and their labels; 0 = off
     device: str = "auto"  # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "float32"  # one of PRECISIONS; "auto" = bfloat16 autocast on CUDA, float32 elsewhere
+    # One of PRECISIONS. "auto": bfloat16 autocast where the run's device computes it natively (CUDA compute
+    # capability 8.0+, Apple GPUs on macOS 14+), float16 with a grad scaler on older CUDA GPUs, float32 on CPUs.
+    precision: str = "float32"
     # TensorFloat-32 for float32 matmuls on CUDA (Ampere+): ~8x their speed for a 10-bit mantissa in the
     # products, which training tolerates; off = full float32. No effect on CPU, MPS or autocast runs.
     tf32: bool = True
+    # torch.compile the model: "off", "default", or "reduce-overhead" (CUDA graphs on a GPU). Compiling
+    # takes seconds to minutes at the start of each session and pays back over long runs.
+    compile: str = "off"
+    # Seconds between saves of the ~28 MiB resume file at epoch ends (always saved at stop, end and
+    # Ctrl+C); a crash loses at most this much training. 0 = every epoch.
+    save_every_s: float = 60.0
     seed: int = 0  # makes CPU runs repeat exactly
     threads: int = 0  # CPU threads for torch; 0 = all cores but one
     processes: int = 1  # processes training together (one per GPU, or a few on a CPU); batch_size is split over them
@@ -265,6 +275,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "train.threads": (0, 1024),  # 0 = automatic
     "train.processes": (1, 1024),  # one per GPU of a node; a DGX has 8
     "train.log_every": (1, 100_000),
+    "train.save_every_s": (0, 86_400),  # a day; longer would leave a crash with nothing to resume from
     "train.early_stop_patience": (0, 10_000),  # epochs; 0 = off
 }
 # Ranges whose ends are excluded: (low excluded, high excluded).
@@ -354,6 +365,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(t.precision != "float16" or t.device.startswith("cuda") or t.device == "auto", "train.precision",
          "float16 training needs a CUDA GPU; use bfloat16 or float32 on this device.")
     need(isinstance(t.tf32, bool), "train.tf32", "train.tf32 must be true or false.")
+    need(t.compile in COMPILE_MODES, "train.compile", f"train.compile must be one of {', '.join(COMPILE_MODES)}.")
     need(t.processes < 1 or t.batch_size % t.processes == 0, "train.batch_size",
          f"train.batch_size {t.batch_size} does not split evenly over {t.processes} processes; choose a multiple "
          f"of {t.processes}.")

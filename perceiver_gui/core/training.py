@@ -17,6 +17,7 @@ import errno
 import math
 import os
 import time
+import traceback
 from collections.abc import Generator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -31,7 +32,18 @@ from perceiver_gui.config import Config, ConfigError
 from perceiver_gui.core import checkpoints, data, datasets, distributed, evaluation, runs
 from perceiver_gui.core.complexity import memory_refusal
 from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.device import DeviceError, configure_threads, describe_device, resolve_device
+from perceiver_gui.core.device import (
+    DeviceError,
+    PrecisionChoice,
+    apply_device_settings,
+    choose_precision,
+    configure_threads,
+    describe_device,
+    is_out_of_memory,
+    release_memory,
+    resolve_device,
+    restore_generator_state,
+)
 from perceiver_gui.core.distributed import Dist, PeerLost
 from perceiver_gui.core.events import (
     CheckpointSaved,
@@ -148,32 +160,39 @@ def _session(cfg: Config, run_dir: Path, control: RunControl, *, resuming: bool,
         try:
             # Only rank 0 tells what happens; the other ranks train silently and end with their Finished.
             yield from run.run() if main else (e for e in run.run() if isinstance(e, Finished))
-        except (GeneratorExit, KeyboardInterrupt):
+        except (GeneratorExit, KeyboardInterrupt) as exc:
             # The consumer dropped the generator or the user pressed Ctrl+C twice. The interruption may
-            # land mid-step, so nothing is saved now: resuming continues from the last finished epoch.
+            # land mid-step, so nothing is saved now: resuming continues from the last save.
             if not run.done and run.main and run.folder_intact():
                 # Best effort: an error here would hide the interruption (and at interpreter exit, the
                 # machinery to write may be gone); a run left "running" lists as interrupted anyway.
                 with contextlib.suppress(Exception):
                     run.write_status("stopped", "The run was interrupted; " + run.how_to_resume())
+            _drop_tensors(exc)
             raise
-        except torch.OutOfMemoryError:
-            bs = cfg.train.batch_size
-            yield run.finish("failed", f"The {run.device_kind} ran out of memory at batch size {bs}; start a new "
-                                       f"run with batch size {max(1, bs // 2)} (a resumed run keeps its batch size).")
         except _FolderGone:
             yield run.finish("failed", run.gone_sentence())
         except PeerLost as exc:
             yield run.finish("failed", f"{exc} The run ended; " + run.how_to_resume())
         except OSError as exc:
             yield run.finish("failed", run.gone_sentence() if not run.folder_intact() else _os_sentence(exc, run))
-        except Exception as exc:  # a surprise: leave a status, and let the caller show the details
-            run.finish("failed", f"The run failed ({type(exc).__name__}: {exc}); " + run.how_to_resume())
-            raise
+        except Exception as exc:
+            if not is_out_of_memory(exc):  # a surprise: leave a status, and let the caller show the details
+                run.finish("failed", f"The run failed ({type(exc).__name__}: {exc}); " + run.how_to_resume())
+                _drop_tensors(exc)
+                raise
+            yield run.finish("failed", run.out_of_memory_sentence())
         finally:
             run.dist.close()
             if fresh and not (run_dir / runs.CONFIG_FILE).exists():
                 _remove_empty_run_folder(run_dir)
+            run.release_memory()
+
+
+def _drop_tensors(exc: BaseException) -> None:
+    """Clear the locals of the frames an escaping exception carries: the caller (the GUI's error dialog, a
+    test) keeps the exception, and through its traceback the run's model, data and optimizer on the device."""
+    traceback.clear_frames(exc.__traceback__)
 
 
 def _os_sentence(exc: OSError, run: _Run) -> str:
@@ -265,10 +284,12 @@ class _Setup:
     val_y: torch.Tensor
     test_x: torch.Tensor  # evaluated once, at the end, for the model chosen
     test_y: torch.Tensor
+    data_on_host: bool  # the splits did not fit on the device: they stay in (pinned) host memory
     gen: torch.Generator  # the run's generator: permutations, augmentation, mixup pairs (the same on every rank)
     dist: Dist  # this process's rank among the run's processes (one process: Dist.single())
-    model: torch.nn.Module
+    model: torch.nn.Module  # compiled in place with train.compile, so its state_dict keeps plain names
     optimizer: torch.optim.Optimizer
+    precision: PrecisionChoice
     scaler: torch.amp.GradScaler | None
     steps_per_epoch: int
     total_steps: int
@@ -280,28 +301,80 @@ def _fit_to_data(cfg: Config, info: data.DatasetInfo) -> Config:
     return dataclasses.replace(cfg, model=datasets.fit_model(cfg.model, info.input_shape))
 
 
-def _build(cfg: Config, dataset: data.Dataset, device: torch.device, dist: Dist) -> _Setup:
+def _build(cfg: Config, dataset: data.Dataset, device: torch.device, dist: Dist, *, data_fits: bool = True
+           ) -> _Setup:
     info = dataset.info
     cfg = _fit_to_data(cfg, info)
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
-    train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
-    test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
-    val_x, val_y = dataset.val_x.to(device), dataset.val_y.to(device)
+    (train_x, train_y, val_x, val_y, test_x, test_y), on_host = _place_data(dataset, device, data_fits)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model).to(device)
+    try:
+        model = build_model(cfg.model).to(device)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise _ModelTooBig(str(exc)) from None
+        raise
     if dist.active:  # every rank starts from the same weights; dropout and mixup's blend then differ per rank
         torch.manual_seed(cfg.train.seed + dist.rank)
+    if cfg.train.compile != "off":
+        model.compile(mode=cfg.train.compile)  # in place: checkpoints keep the plain parameter names
+    precision = choose_precision(device, cfg.train.precision)
     n, bs = info.train_size, cfg.train.batch_size
     steps_per_epoch = max(1, n // bs) if n >= bs else 1
     return _Setup(
         cfg=cfg, info=info, device=device, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
-        test_x=test_x, test_y=test_y,
-        gen=gen, dist=dist, model=model, optimizer=_make_optimizer(cfg, model, device),
-        scaler=torch.amp.GradScaler("cuda") if cfg.train.precision == "float16" else None,
+        test_x=test_x, test_y=test_y, data_on_host=on_host, gen=gen, dist=dist, model=model,
+        optimizer=_make_optimizer(cfg, model, device), precision=precision,
+        scaler=torch.amp.GradScaler(device.type) if precision.grad_scaler else None,
         steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.train.epochs,
         warmup_steps=max(1, round(cfg.train.warmup_epochs * steps_per_epoch)),
     )
+
+
+class _ModelTooBig(Exception):
+    """The device ran out of memory taking the model's weights."""
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.to(device)
+
+
+def _place_data(dataset: data.Dataset, device: torch.device, fits: bool) -> tuple[tuple[torch.Tensor, ...], bool]:
+    """The splits on the device, and False; where they do not fit (by the memory estimate, or the
+    device runs out of memory taking them), in host memory, and True. On CUDA that memory is pinned, so
+    batches copy to the GPU without blocking the host."""
+    splits = (dataset.train_x, dataset.train_y, dataset.val_x, dataset.val_y, dataset.test_x, dataset.test_y)
+    if fits:
+        try:
+            return tuple(_to_device(t, device) for t in splits), False
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        release_memory(device)  # what had been copied before the failure
+    return tuple(_pinned(t, device) for t in splits), True
+
+
+def _pinned(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cuda":
+        return tensor
+    try:
+        return tensor.pin_memory()
+    except RuntimeError:  # the host cannot lock that much memory: pageable copies still work, only slower
+        return tensor
+
+
+def _batch(s: _Setup, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels at `idx` on the device. Data kept on the host is gathered into pinned memory
+    (on CUDA) and copied asynchronously, so the copy overlaps the GPU's work on the previous step."""
+    if not s.data_on_host:
+        return x[idx], y[idx]
+    pin = s.device.type == "cuda"
+    out = []
+    for t in (x, y):
+        batch = torch.empty((len(idx), *t.shape[1:]), dtype=t.dtype, pin_memory=pin)
+        out.append(torch.index_select(t, 0, idx, out=batch).to(s.device, non_blocking=pin))
+    return out[0], out[1]
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -316,7 +389,11 @@ class _Run:
         self.control = control
         self.resuming = resuming
         self.state = RunState()  # replaced by the saved one when resuming
+        self.device: torch.device | None = None  # once resolved: whose memory to release at the end
         self.device_kind = "device"  # "CPU", "CUDA", ... once known, for the out-of-memory sentence
+        self.training = False  # the steps have begun: running out of memory is the batch's fault
+        self.saved_at = time.monotonic()  # the last save of the resume file (or the session's start)
+        self.saved_step = -1  # the step of that save
         self.done = False  # Finished has been produced
         self.test: _Evaluated | None = None  # the saved model on the test split, once the run ends
         self._identity = _identity(run_dir)  # to notice the folder deleted or renamed under us
@@ -328,9 +405,10 @@ class _Run:
         except DeviceError as exc:
             yield self.finish("failed", str(exc), bad_input=True)
             return
-        self.device_kind = device.type.upper()
+        self.device, self.device_kind = device, device.type.upper()
         if device.type == "cpu":
             configure_threads(distributed.threads_per_process(cfg.train.threads))
+        tf32 = apply_device_settings(device, tf32=cfg.train.tf32)
         self.dist = Dist.from_environment(device)
         problem = self.dist.check_batch(cfg.train.batch_size)
         if problem:
@@ -368,18 +446,28 @@ class _Run:
         if info.test_size == 0 or info.train_size == 0:
             yield self.finish("failed", f"{info.name} has no images in its training or test split.", bad_input=True)
             return
-        refusal = memory_refusal(_fit_to_data(cfg, info), info.image_size, device,
-                                 dataset_images=info.train_size + info.test_size)
-        if refusal:  # before the data moves to the device and the model is built
+        # Before the data moves to the device and the model is built. A GPU that holds the model and its
+        # batches but not the data too trains with the data in host memory.
+        images = info.train_size + info.test_size
+        with_data = memory_refusal(_fit_to_data(cfg, info), info.image_size, device, dataset_images=images)
+        refusal = with_data if device.type == "cpu" else memory_refusal(_fit_to_data(cfg, info), info.image_size, device)
+        if refusal:
             yield self.finish("failed", refusal, bad_input=True)
             return
 
-        s = _build(cfg, dataset, device, self.dist)
+        try:
+            s = _build(cfg, dataset, device, self.dist, data_fits=with_data is None)
+        except _ModelTooBig:
+            yield self.finish("failed", f"The model does not fit in the {self.device_kind}'s memory; make it "
+                                        f"smaller (fewer latents, a smaller latent_dim or depth) or train on the CPU.")
+            return
+        del dataset  # what is on the device (or pinned) is all the run needs
         self.cfg = s.cfg
         epoch_gen_state = None  # the generator's state at the start of an interrupted epoch
+        exact = True
         if self.resuming:
             try:
-                self.state, epoch_gen_state, dropped = _restore(s, self.run_dir)
+                self.state, epoch_gen_state, dropped, exact = _restore(s, self.run_dir)
             except checkpoints.CheckpointError as exc:
                 yield self.finish("failed", str(exc), bad_input=True)
                 return
@@ -403,14 +491,26 @@ class _Run:
             steps_per_epoch=s.steps_per_epoch, total_steps=s.total_steps, start_step=self.state.step,
             start_epoch=self.state.epochs_done, val_size=info.val_size,
         )
+        yield Log(message=f"Precision: {s.precision.reason}" + (f"; {tf32}." if tf32 else "."))
+        if s.data_on_host:
+            yield Log(message=f"The dataset does not fit in the {self.device_kind}'s memory, so it stays in "
+                              f"{'pinned ' if device.type == 'cuda' else ''}host memory and each batch is "
+                              f"copied over while the previous step runs (slower than data on the device).")
+        if cfg.train.compile != "off":
+            yield Log(message=f"Compiling the model (torch.compile, mode {cfg.train.compile}): the first steps "
+                              f"and the first evaluation take longer.")
         if self.dist.active:
             yield Log(message=_distributed_sentence(s, device))
         if self.resuming:
-            yield Log(message=f"Resumed at step {self.state.step} (epoch {self.state.epochs_done + 1}).")
+            yield Log(message=f"Resumed at step {self.state.step} (epoch {self.state.epochs_done + 1})." + (
+                "" if exact else f" The run was saved on another kind of device than this {self.device_kind}, so "
+                                 f"its random draws (batch order, augmentation, dropout) continue from a seed taken "
+                                 f"from the saved state: the run continues statistically equivalent, not bit-exact."))
             if resumed_from != self.dist.world_size:
                 yield Log(level="warning", message=(
                     f"This run was trained with {resumed_from} process(es) and goes on with {self.dist.world_size}: "
                     f"it learns the same way, but is no longer bit-exact with an uninterrupted run."))
+        self.training = True
 
         if not self.main:
             yield from self._epochs(s, _Log(None, None), epoch_gen_state)
@@ -419,14 +519,11 @@ class _Run:
               ScalarLog(self.run_dir, class_names=info.class_names,
                         resume_step=self.state.step if self.resuming else None) as scalars):
             yield from self._epochs(s, _Log(metrics, scalars), epoch_gen_state)
-        if device.type == "cuda":
-            del s
-            torch.cuda.empty_cache()
 
     def _epochs(self, s: _Setup, log: _Log, epoch_gen_state: torch.Tensor | None) -> Generator[Event, None, None]:
         t, state, control = s.cfg.train, self.state, self.control
         bs = t.batch_size
-        autocast = _autocast(s.device, t.precision)
+        autocast = _autocast(s)
         pace = _Pace(read_every=_read_every(s.device))
         eval_bs = max(256, bs)  # halved if the device runs out of memory evaluating
         val_digest = evaluation.test_digest(s.val_x.cpu().numpy(), s.val_y.cpu().numpy())
@@ -443,6 +540,8 @@ class _Run:
                 s.gen.set_state(epoch_gen_state)
             epoch_gen = s.gen.get_state()
             perm = torch.randperm(s.info.train_size, generator=s.gen, device=s.device)
+            if s.data_on_host:
+                perm = perm.cpu()  # indexes the host's copy: one wait per epoch
             if epoch_gen_state is not None:
                 s.gen.set_state(current)
                 epoch_gen_state = None
@@ -505,7 +604,8 @@ class _Run:
             pace.clock = time.perf_counter()  # evaluation and saving are not training time
             if self._out_of_patience():
                 break
-        self._save_resume(s, epoch_gen)
+        if self.saved_step != state.step:
+            self._save_resume(s, epoch_gen)
         yield from self._final(s, log, eval_bs)
 
     def _report(self, s: _Setup, pace: _Pace, log: _Log, epoch: int) -> Generator[Event, None, bool]:
@@ -567,7 +667,10 @@ class _Run:
         yield record
         if is_best:
             yield self._save_model(s, "best", epoch)
-        self._save_resume(s, epoch_gen)
+        # The resume file (weights, optimizer and random states: tens of MiB, fsynced) waits for
+        # train.save_every_s; stop, the end and Ctrl+C always save, so only a crash loses that much.
+        if epoch < s.cfg.train.epochs and self._save_due(s):
+            self._save_resume(s, epoch_gen)
         if self.main:
             # A new best model has not been tested: a test result from before (a stop, then a resume) was another's.
             untested = {"test_acc": math.nan, "test_loss": math.nan} if is_best else {}
@@ -630,9 +733,18 @@ class _Run:
         self.state.model_path = str(path)
         return CheckpointSaved(path=str(path), epoch=epoch, step=self.state.step, reason=reason)
 
+    def _save_due(self, s: _Setup) -> bool:
+        """train.save_every_s has passed since the last save of the resume file. Every rank saves together
+        (the save gathers their random states), so with several processes any rank's clock decides for all."""
+        due = time.monotonic() - self.saved_at >= s.cfg.train.save_every_s
+        if s.dist.active:
+            due = bool(s.dist.sum(torch.tensor([int(due)], device=s.device)).item())  # one wait per epoch
+        return due
+
     def _save_resume(self, s: _Setup, epoch_gen: torch.Tensor) -> None:
         self.check_folder()
         save_resume_state(s, self.state, epoch_gen, self.run_dir / runs.RESUME_FILE)  # every rank: gathers RNG
+        self.saved_at, self.saved_step = time.monotonic(), self.state.step
 
     def _stop(self, s: _Setup, log: _Log, epoch_gen: torch.Tensor, eval_bs: int) -> Generator[Event, None, None]:
         self._save_resume(s, epoch_gen)
@@ -684,6 +796,19 @@ class _Run:
         return (f"The run folder {self.run_dir} was deleted or renamed while the run trained, so training stopped "
                 f"rather than re-create it; if you moved the folder, continue the run from its new place with "
                 f"`perceiver-gui train --resume NEW_FOLDER`.")
+
+    def out_of_memory_sentence(self) -> str:
+        if not self.training:
+            return (f"The {self.device_kind} ran out of memory before training began; make the model smaller or "
+                    f"train on the CPU.")
+        bs = self.cfg.train.batch_size
+        return (f"The {self.device_kind} ran out of memory at batch size {bs}; start a new run with batch size "
+                f"{max(1, bs // 2)} (a resumed run keeps its batch size).")
+
+    def release_memory(self) -> None:
+        """Hand the device's cached memory back once the run's tensors are gone, however the run ended."""
+        if self.device is not None:
+            release_memory(self.device)
 
     def how_to_resume(self) -> str:
         if (self.run_dir / runs.RESUME_FILE).is_file():
@@ -752,8 +877,7 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
     `idx` is the whole (global) batch: its augmentation and mixup pairs are drawn for all of it, the same
     draws on every rank and in one process, and this rank trains on its slice."""
     cfg, t = s.cfg, s.cfg.train
-    x = s.train_x[idx]
-    y = s.train_y[idx]
+    x, y = _batch(s, s.train_x, s.train_y, idx)
     if cfg.data.crop_padding or cfg.data.hflip:
         x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=s.gen)
     mine = s.dist.my_slice(len(idx))
@@ -817,12 +941,11 @@ def evaluate(s: _Setup, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> _E
         try:
             loss_sum, confusion, preds, prob_pred, prob_true = _eval_pass(s, x, y, batch_size, k)
             break
-        except torch.OutOfMemoryError:
-            if batch_size <= s.cfg.train.batch_size:
+        except Exception as exc:
+            if not is_out_of_memory(exc) or batch_size <= s.cfg.train.batch_size:
                 raise
-            batch_size = max(s.cfg.train.batch_size, batch_size // 2)
-            if s.device.type == "cuda":
-                torch.cuda.empty_cache()
+        batch_size = max(s.cfg.train.batch_size, batch_size // 2)
+        release_memory(s.device)  # the failed pass's blocks, unreferenced once its exception is gone
     # Each rank evaluated its slice of the split: the sums add up, each image counted once.
     loss_sum, confusion = s.dist.sum(loss_sum), s.dist.sum(confusion)
     predictions = {"labels": y, "preds": s.dist.gather_rows(torch.cat(preds), len(y)),
@@ -843,18 +966,18 @@ def _eval_pass(s: _Setup, images: torch.Tensor, labels: torch.Tensor, eval_bs: i
     try:
         loss_sum = torch.zeros((), device=s.device)
         confusion = torch.zeros(k * k, device=s.device, dtype=torch.long)
-        autocast = _autocast(s.device, s.cfg.train.precision)
+        autocast = _autocast(s)
         preds, prob_pred, prob_true = [], [], []  # per batch, kept on the device until the end
         mine = s.dist.my_slice(len(labels))
-        for start in range(mine.start, mine.stop, eval_bs):
-            x = images[start:min(start + eval_bs, mine.stop)]
-            y = labels[start:min(start + eval_bs, mine.stop)]
+        for start in range(mine.start, mine.stop, eval_bs):  # nothing here waits for the device
+            x = images[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)  # no-op if on it
+            y = labels[start:min(start + eval_bs, mine.stop)].to(s.device, non_blocking=True)
             mask = data.padding_mask(x) if s.info.padded else None
             with autocast:
                 logits = s.model(to_channels_last(data.normalize(x, s.info.mean, s.info.std)), mask=mask).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             pred = logits.argmax(1)
-            confusion += torch.bincount(y * k + pred, minlength=k * k)
+            confusion.index_add_(0, y * k + pred, torch.ones_like(pred))  # bincount would wait: it sizes its output
             probs = logits.softmax(1)
             preds.append(pred)
             prob_pred.append(probs.gather(1, pred[:, None])[:, 0])
@@ -931,10 +1054,11 @@ def save_resume_state(s: _Setup, state: RunState, epoch_gen: torch.Tensor, path:
     )
 
 
-def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, list[str]]:
+def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, list[str], bool]:
     """Load what `save_resume_state` saved into the setup's model, optimizer and generators; returns the
-    RunState, the generator's state at the start of an interrupted epoch (None between epochs), and the
-    damaged metrics records that were dropped."""
+    RunState, the generator's state at the start of an interrupted epoch (None between epochs), the
+    damaged metrics records that were dropped, and whether the random draws continue exactly (False for a
+    run saved on another kind of device, whose generator states do not fit this one's)."""
     if s.dist.main:
         remove_stale_temp_files(run_dir)  # left by a process killed mid-write
     saved = checkpoints.load_training_state(run_dir / runs.RESUME_FILE)
@@ -945,25 +1069,32 @@ def _restore(s: _Setup, run_dir: Path) -> tuple[RunState, torch.Tensor | None, l
         s.scaler.load_state_dict(saved.scaler_state)
     mine = f".rank{s.dist.rank}" if s.dist.rank else ""  # each rank its own states (rank 0's with another N)
     torch.set_rng_state(saved.rng.get("rng.cpu" + mine, saved.rng["rng.cpu"]))
-    s.gen.set_state(saved.rng["rng.gen"])  # generator states are CPU byte tensors on every device
+    exact = restore_generator_state(s.gen, saved.rng["rng.gen"])
+    epoch_gen = None
+    if state.in_epoch:  # the state to replay the interrupted epoch's permutation from, in this device's kind
+        replay = torch.Generator(device=s.device)
+        exact = restore_generator_state(replay, saved.rng["rng.epoch_gen"]) and exact
+        epoch_gen = replay.get_state()
     if s.device.type == "cuda" and "rng.cuda" in saved.rng:
         torch.cuda.set_rng_state(saved.rng.get("rng.cuda" + mine, saved.rng["rng.cuda"]), s.device)
     if not s.dist.main:
-        return state, (saved.rng["rng.epoch_gen"] if state.in_epoch else None), []
+        return state, epoch_gen, [], exact
     # Records logged after the saved state (a crash after it) would repeat: drop them, and damaged ones.
     metrics = runs.read_metrics(run_dir)
     runs.rewrite_metrics(run_dir, [r for r in metrics.records if r.step <= state.step])
     # Inside an epoch: replay its permutation; between epochs: continue from the current state.
-    return state, (saved.rng["rng.epoch_gen"] if state.in_epoch else None), list(metrics.problems)
+    return state, epoch_gen, list(metrics.problems), exact
 
 
 def _make_optimizer(cfg: Config, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     t = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
+    # On CUDA, one kernel for all parameters; with float16's grad scaler, the fused step also reads the
+    # scaler's overflow flag on the device, where the unfused one waits for it on the host.
     fused: dict[str, Any] = {"fused": True} if device.type == "cuda" else {}
     if t.optimizer == "sgd":
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                               weight_decay=t.weight_decay)
+                               weight_decay=t.weight_decay, **fused)
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
     return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, **fused)
@@ -1008,13 +1139,11 @@ def _read_every(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 10
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "auto":  # bfloat16 pays on GPUs; on most CPUs it is slower than float32
-        precision = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    if precision == "float32":
+def _autocast(s: _Setup):
+    """The run's autocast context (device.choose_precision decided its dtype for the run's device)."""
+    if s.precision.dtype is None:
         return nullcontext()
-    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=s.device.type, dtype=s.precision.dtype)
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

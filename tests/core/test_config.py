@@ -152,6 +152,8 @@ OUT_OF_RANGE = {
     "train.threads": [-1, 10**6],
     "train.processes": [0, -2, 10**6],
     "train.log_every": [0, 10**9],
+    "train.save_every_s": [-1.0, 1e9, math.nan],
+    "train.compile": ["max-autotune", "on"],
     "train.early_stop_patience": [-1, 10**5],
 }
 BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",

@@ -1,3 +1,4 @@
+import gc
 import math
 import os
 import signal
@@ -5,12 +6,15 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from perceiver_gui.core import checkpoints, runs, training
-from perceiver_gui.core.events import CheckpointSaved, EpochEnd, Finished, RunStarted, Step
+from perceiver_gui.core.device import PrecisionChoice
+from perceiver_gui.core.events import CheckpointSaved, EpochEnd, Finished, Log, RunStarted, Step
 from perceiver_gui.core.training import RunControl, lr_factor, resume, train
 from tests.core.train_fixtures import tiny_digits
 
@@ -449,3 +453,209 @@ def test_a_resume_gets_through_hostile_metrics_and_refuses_a_damaged_config_with
     refused = list(resume(out))
     assert len(refused) == 1 and refused[0].status == "failed"
     assert "can't be resumed" in refused[0].message and "config.json" in refused[0].message
+
+
+# -- issue #12: devices, precision, out of memory, cleanup, syncs, saving, compile ----------------------
+def _stopped_at(cfg, out, step):
+    control = RunControl()
+    for event in train(cfg, out_dir=out, control=control):
+        if isinstance(event, Step) and event.step == step:
+            control.stop()
+    return out
+
+
+def test_a_run_saved_on_a_gpu_resumes_on_the_cpu_and_says_it_is_not_bit_exact(tmp_path):
+    # A CUDA generator's state is 16 bytes (seed and offset), the CPU's 5,056: write what a GPU run saves.
+    out = _stopped_at(tiny_digits(**{"data.crop_padding": 1}), tmp_path / "r", 40)  # mid second epoch
+    path = out / runs.RESUME_FILE
+    saved = checkpoints.load_training_state(path)
+    cuda_like = {"rng.gen": torch.arange(16, dtype=torch.uint8), "rng.epoch_gen": torch.arange(16, 32, dtype=torch.uint8)}
+    checkpoints.save_training_state(
+        path, model_state=saved.model_state, optimizer_state=saved.optimizer_state, scheduler_state={},
+        scaler_state=saved.scaler_state, progress=saved.progress, rng={**saved.rng, **cuda_like})
+    events = list(resume(out))
+    assert events[-1].status == "completed", events[-1].message
+    assert any(isinstance(e, Log) and "not bit-exact" in e.message for e in events)
+    again = _stopped_at(tiny_digits(**{"data.crop_padding": 1}), tmp_path / "r2", 40)
+    assert not any(isinstance(e, Log) and "bit-exact" in e.message for e in resume(again))  # same kind: exact
+
+
+def test_precision_is_chosen_for_the_runs_device_and_tf32_applied_at_the_start(tmp_path, monkeypatch):
+    asked, applied, autocast_seen = [], [], []
+    monkeypatch.setattr(training, "choose_precision", lambda device, precision: asked.append(
+        (device.type, precision)) or PrecisionChoice(torch.bfloat16, True, "bfloat16 because the test says so"))
+    monkeypatch.setattr(training, "apply_device_settings", lambda device, *, tf32: applied.append(tf32) or "")
+    real_build = training.build_model
+
+    def build_watched(cfg):
+        model = real_build(cfg)
+        model.register_forward_pre_hook(lambda m, args: autocast_seen.append(torch.get_autocast_dtype("cpu")
+                                                                            if torch.is_autocast_enabled("cpu") else None))
+        return model
+
+    monkeypatch.setattr(training, "build_model", build_watched)
+    events = list(train(tiny_digits(**{"train.epochs": 1, "train.precision": "auto", "train.tf32": False}),
+                        out_dir=tmp_path / "r"))
+    assert events[-1].status == "completed", events[-1].message
+    assert asked == [("cpu", "auto")] and applied == [False]
+    assert set(autocast_seen) == {torch.bfloat16}  # training and evaluation
+    assert any(isinstance(e, Log) and "because the test says so" in e.message for e in events)
+    assert checkpoints.load_training_state(tmp_path / "r" / runs.RESUME_FILE).scaler_state  # the grad scaler ran
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB, max allowed: "
+                 "18.13 GB). Tried to allocate 256 MB on private pool."),
+])
+def test_running_out_of_memory_in_a_step_is_a_sentence_on_every_backend(tmp_path, monkeypatch, error):
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(training, "apply_gradients", out_of_memory)
+    finished = list(train(tiny_digits(), out_dir=tmp_path / "r"))[-1]
+    assert finished.status == "failed" and "ran out of memory at batch size 32" in finished.message
+    assert runs.read_run(tmp_path / "r").status == "failed"
+
+
+def test_a_model_that_does_not_fit_on_the_device_is_a_sentence(tmp_path, monkeypatch):
+    real_to = torch.nn.Module.to
+
+    def to(module, *args, **kwargs):
+        if module.__class__.__name__ == "Perceiver":
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB). Tried to allocate 9 GB.")
+        return real_to(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    finished = list(train(tiny_digits(), out_dir=tmp_path / "r"))[-1]
+    assert finished.status == "failed" and "model" in finished.message and "memory" in finished.message
+    assert "batch size" not in finished.message  # the batch is not what failed
+
+
+def _numbers(events):
+    return [(e.step, e.loss) if isinstance(e, Step) else (e.train_loss, e.val_loss, e.val_acc, e.confusion)
+            for e in events if isinstance(e, Step | EpochEnd)]
+
+
+def test_a_dataset_too_big_for_the_device_stays_in_host_memory_and_trains_the_same(tmp_path, monkeypatch):
+    cfg = tiny_digits(**{"train.epochs": 1})
+    plain = _numbers(train(cfg, out_dir=tmp_path / "a"))
+    real = training._to_device
+
+    def full(tensor, device):
+        if tensor.dtype == torch.uint8 and len(tensor) > 500:  # the training images
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
+        return real(tensor, device)
+
+    monkeypatch.setattr(training, "_to_device", full)
+    events = list(train(cfg, out_dir=tmp_path / "b"))
+    assert events[-1].status == "completed", events[-1].message
+    assert any(isinstance(e, Log) and "host memory" in e.message for e in events)
+    assert _numbers(events) == plain  # same batches, same numbers
+
+
+def test_a_failed_run_releases_the_devices_memory_and_holds_no_tensors(tmp_path, monkeypatch):
+    models, released = [], []
+    real_build = training.build_model
+    monkeypatch.setattr(training, "build_model", lambda cfg: models.append(real_build(cfg)) or models[-1])
+
+    def release(device):
+        gc.collect()
+        released.append((device.type, [ref() is None for ref in refs]))
+
+    refs = []
+    monkeypatch.setattr(training, "release_memory", release)
+
+    def broken(*args, **kwargs):
+        refs.append(weakref.ref(models.pop()))
+        raise RuntimeError("the evaluation broke")
+
+    real_evaluate = training.evaluate
+    monkeypatch.setattr(training, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="the evaluation broke"):  # the caller keeps the exception
+        list(train(tiny_digits(), out_dir=tmp_path / "r"))
+    assert released == [("cpu", [True])]  # released once, after the model (and its tensors) was gone
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    list(train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "ok"))  # and after a normal end
+    assert len(released) == 2
+
+
+class _SyncingOps(TorchDispatchMode):
+    """Counts the ops that make a CUDA host wait for the device: `.item()`, `float()`, `bool()` of a tensor
+    (_local_scalar_dense), and ops whose output size depends on the data. Seen on the CPU as well."""
+
+    SYNCING = ("aten._local_scalar_dense", "aten.bincount", "aten.nonzero", "aten.masked_select", "aten.unique",
+               "aten._unique")
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.SYNCING):
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_training_step_makes_the_host_wait_for_nothing(tmp_path, monkeypatch):
+    # torch.cuda.set_sync_debug_mode needs CUDA; these are the ops behind every host sync, counted on the CPU.
+    # (Mixup draws its blend weight on the CPU on purpose, and AdamW reads its CPU step counter; on a GPU
+    # the optimizers are fused. So: SGD, no mixup.)
+    mode = _SyncingOps()
+    steps = []
+    for name in ("forward", "apply_gradients"):
+        real = getattr(training, name)
+
+        def watched(*args, _real=real, **kwargs):
+            with mode:
+                return _real(*args, **kwargs)
+
+        monkeypatch.setattr(training, name, watched)
+    monkeypatch.setattr(training, "_read_every", lambda device: 10)
+    cfg = tiny_digits(**{"train.epochs": 1, "train.optimizer": "sgd", "train.grad_clip": 1.0, "data.crop_padding": 1,
+                         "data.hflip": True, "train.label_smoothing": 0.1})
+    steps = [e for e in train(cfg, out_dir=tmp_path / "r") if isinstance(e, Step)]
+    assert len(steps) == 25 and mode.seen == []
+
+
+def test_evaluation_waits_for_the_device_only_after_the_pass(tmp_path, monkeypatch):
+    mode = _SyncingOps()
+    real = training._eval_pass
+
+    def watched(*args, **kwargs):
+        with mode:
+            return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_eval_pass", watched)
+    events = list(train(tiny_digits(**{"train.epochs": 1}), out_dir=tmp_path / "r"))
+    assert events[-1].status == "completed" and mode.seen == []  # validation each epoch, test at the end: no waits
+
+
+def test_resume_state_is_saved_at_most_every_save_every_s_and_always_at_the_end_and_stop(tmp_path, monkeypatch):
+    saves = []
+    real = training.save_resume_state
+    monkeypatch.setattr(training, "save_resume_state", lambda s, state, *a: saves.append(state.step) or real(s, state, *a))
+    list(train(tiny_digits(**{"train.epochs": 3, "train.save_every_s": 0}), out_dir=tmp_path / "every"))
+    assert saves == [25, 50, 75]  # each epoch, the last one once
+    saves.clear()
+    cfg = tiny_digits(**{"train.epochs": 3, "train.save_every_s": 3600})
+    list(train(cfg, out_dir=tmp_path / "throttled"))
+    assert saves == [75]  # the end
+    saves.clear()
+    out = _stopped_at(cfg, tmp_path / "stopped", 40)
+    assert saves == [40]  # the stop
+    assert list(resume(out))[-1].status == "completed"
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_saves_plain_names_and_resumes(tmp_path):
+    cfg = tiny_digits(**{"train.compile": "default"})
+    out = _stopped_at(cfg, tmp_path / "r", 40)
+    assert runs.read_run(out).status == "stopped"
+    state, _ = checkpoints.load_model(out / runs.MODEL_FILE)
+    assert not any("_orig_mod" in name for name in state)
+    events = list(resume(out))
+    assert events[-1].status == "completed", events[-1].message
+    state, meta = checkpoints.load_model(out / runs.MODEL_FILE)
+    training.build_model(meta.config.model).load_state_dict(state)  # loads into a plain model, strictly
+    assert events[-1].best_val_acc > 0.2

@@ -13,6 +13,9 @@ def tiny_digits(**updates):
         # The exactness tests (same seed -> same losses, stop + resume == uninterrupted) hold on the CPU;
         # on a GPU the backward of flash and memory-efficient attention is not deterministic.
         "train.device": "cpu",
+        # A resume file at every epoch end, as the tests of interruptions and crashes expect; the default
+        # (a save at most every minute) has its own test.
+        "train.save_every_s": 0,
         # Constant, fairly high lr: a tiny Perceiver leaves chance level within a few epochs.
         "train.schedule": "constant", "train.lr": 0.01, "data.crop_padding": 0,
     })
