@@ -130,25 +130,26 @@ def _check_regular(path: Path, name: str) -> None:
     """Refuse a FIFO, device or socket before Pillow opens it: a FIFO among the images would wait forever."""
     try:
         check_regular(path)
-    except FileNotFoundError:
-        raise ImageError(name, "the file does not exist") from None
-    except IsADirectoryError:
-        raise ImageError(name, "it is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageError(name, "permission to read the file was denied") from None
     except OSError as exc:  # NotARegularFile included: "it is a named pipe (FIFO), not a regular file"
-        raise ImageError(name, exc.strerror or str(exc)) from None
+        raise ImageError(name, _os_reason(exc)) from None
+
+
+def _os_reason(exc: OSError) -> str:
+    """Why a file could not be opened, as the end of a sentence."""
+    if isinstance(exc, FileNotFoundError):
+        return "the file does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not an image file"
+    if isinstance(exc, PermissionError):
+        return "permission to read the file was denied"
+    return exc.strerror or str(exc)
 
 
 def _open(fp, name: str) -> Image.Image:
     try:
         return Image.open(fp)
-    except FileNotFoundError:
-        raise ImageError(name, "the file does not exist") from None
-    except IsADirectoryError:
-        raise ImageError(name, "it is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageError(name, "permission to read the file was denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise ImageError(name, _os_reason(exc)) from None
     except UnidentifiedImageError:
         raise ImageError(name, "it is not an image file Pillow can read") from None
     except Image.DecompressionBombError as exc:
