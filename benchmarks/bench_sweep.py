@@ -108,6 +108,9 @@ def main() -> int:
                                                               "preset's)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds to retrain the best and the preset (0: skip)")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite peer")
+    parser.add_argument("--metric", choices=("val_acc", "val_loss"), default="val_acc",
+                        help="the objective; on digits 90 validation images reach 100 %% accuracy within a few "
+                             "epochs, so val_loss is the one that still ranks trials there")
     args = parser.parse_args()
 
     from perceiver_gui.config import preset
@@ -117,7 +120,7 @@ def main() -> int:
     if args.epochs:
         base = base.with_updates({"train.epochs": args.epochs,
                                   "train.warmup_epochs": min(base.train.warmup_epochs, args.epochs)})
-    metric = "val_acc"
+    metric = args.metric
     spec = sweep.parse_sweep({"search": SEARCH, "sweep": {"trials": args.trials, "sampler": "tpe",
                                                           "pruner": "median", "metric": metric, "seed": 0}},
                              where="bench_sweep", base=base)
