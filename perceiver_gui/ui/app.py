@@ -34,11 +34,13 @@ def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from perceiver_gui.ui import _none_refcount
+    from perceiver_gui.ui.gui_gc import collect_in_gui_thread
     from perceiver_gui.ui.main_window import MainWindow
 
     _none_refcount.apply()  # before the first widget: PySide6 6.12 on Python 3.11 (see the module)
     argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)
+    collect_in_gui_thread(app)  # a worker that collects a Qt wrapper would deadlock with the GUI thread
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)

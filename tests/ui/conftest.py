@@ -7,9 +7,27 @@ import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox
 
-from perceiver_gui.ui import _none_refcount
+from perceiver_gui.ui import _none_refcount, gui_gc
 
 _none_refcount.apply()  # as run_app does: the tests make as many Qt calls as a long session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_in_the_gui_thread(qapp):
+    """As run_app does: cyclic garbage (Qt wrappers of earlier tests among it) is collected in this thread,
+    never in a worker, where destroying a QObject deadlocked with the GUI thread (see ui/gui_gc.py)."""
+    import gc
+
+    timer = gui_gc.collect_in_gui_thread(qapp)
+    yield
+    timer.stop()
+    gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_each_test():
+    yield
+    gui_gc.collect()  # between tests no event loop runs the timer
 
 
 @pytest.fixture
