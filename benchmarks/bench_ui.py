@@ -108,10 +108,12 @@ def _app(**window_kwargs):
     from PySide6.QtWidgets import QApplication
 
     from perceiver_gui.ui import _none_refcount
+    from perceiver_gui.ui.gui_gc import collect_in_gui_thread
     from perceiver_gui.ui.main_window import MainWindow
 
     _none_refcount.apply()  # as run_app
     app = QApplication.instance() or QApplication([sys.argv[0]])
+    collect_in_gui_thread(app)  # as run_app
     pg.setConfigOptions(antialias=True)  # as run_app
     home = Path(os.environ["PERCEIVER_GUI_HOME"])
     settings = QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat)
