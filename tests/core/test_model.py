@@ -91,18 +91,23 @@ def test_same_logits_with_a_mask(name):
         torch.testing.assert_close(ours(x, mask=mask), reference(x, mask=mask), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["images", "grey, many heads, tied, 2 self per cross",
-                                  "inverted cross-attention, attention residual"])
-def test_same_gradients_as_perceiver_pytorch(name):
-    kwargs = CONFIGS[name]
-    reference, ours = pair(kwargs)
-    x, target = inputs(kwargs), torch.tensor([0, 3, 4])
+def assert_same_gradients(reference, ours, x, target):
+    """One training step's gradients of both models, parameter by parameter (the names are shared)."""
     for model in (reference, ours):
         model.train()
         torch.nn.functional.cross_entropy(model(x), target).backward()
     ref_grads = dict(reference.named_parameters())
     for key, p in ours.named_parameters():
         torch.testing.assert_close(p.grad, ref_grads[key].grad, atol=1e-5, rtol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("name", ["images", "grey, many heads, tied, 2 self per cross",
+                                  "inverted cross-attention, attention residual"])
+def test_same_gradients_as_perceiver_pytorch(name):
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    x, target = inputs(kwargs), torch.tensor([0, 3, 4])
+    assert_same_gradients(reference, ours, x, target)
 
 
 def test_same_initial_weights_for_the_same_seed():
@@ -229,12 +234,7 @@ def test_the_gpu_feed_forward_gives_the_same_logits_and_gradients(name, gpu_feed
     reference, ours = pair(kwargs)
     x, target = inputs(kwargs), torch.tensor([0, 3, 4])
     torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=1e-4)
-    for model in (reference, ours):
-        model.train()
-        torch.nn.functional.cross_entropy(model(x), target).backward()
-    ref_grads = dict(reference.named_parameters())
-    for key, p in ours.named_parameters():
-        torch.testing.assert_close(p.grad, ref_grads[key].grad, atol=1e-5, rtol=1e-4, msg=key)
+    assert_same_gradients(reference, ours, x, target)
 
 
 def test_a_bfloat16_training_step_on_a_gpu_uses_whole_weights_and_few_kernels(gpu_feed_forward):
