@@ -494,7 +494,7 @@ class MistakesPanel(QWidget):
             caption.setWordWrap(True)
         look = QPushButton("Where the model looked…")
         look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
-                        "matrix's) on this image")
+                        f"matrix's) on this {self._kind().noun}")
         look.clicked.connect(lambda: self.show_attention(row))
         layout = QVBoxLayout(dialog)
         layout.addWidget(picture, 1)
@@ -514,7 +514,9 @@ class MistakesPanel(QWidget):
         dialog = AttentionDialog(name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        self._start(_attention, confusion.run_dir, name, _png(cell.images[row]), returned=dialog.show_result,
+        # An image goes as the PNG the predictor reads; a series as its values (C, L), NaN after its end.
+        source = _png(cell.images[row]) if cell.kind == "image" else cell.images[row]
+        self._start(_attention, confusion.run_dir, name, source, returned=dialog.show_result,
                     errored=dialog.show_exception)
         return dialog
 
@@ -649,14 +651,15 @@ class MistakesPanel(QWidget):
         self.cell_shown.emit()
 
 
-def _attention(run_dir: str, name: str, png: bytes):
-    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads)."""
+def _attention(run_dir: str, name: str, source):
+    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads) or
+    one series (its values)."""
     from perceiver_gui.core import runs
     from perceiver_gui.ui.attention_view import compute_attention
     from perceiver_gui.ui.classifier_panel import load_predictor
 
     predictor, _ = load_predictor(str(Path(run_dir) / runs.MODEL_FILE))
-    return compute_attention(predictor, name, png)
+    return compute_attention(predictor, name, source)
 
 
 def _png(image) -> bytes:

@@ -1,5 +1,6 @@
 """The Mistakes tab: the confusion matrix of the latest epoch on validation, and the images behind a cell."""
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
@@ -266,3 +267,18 @@ def test_a_series_runs_cells_show_each_series_as_a_line_plot_named_by_its_file_a
     picture = dialog.findChild(type(mistakes.summary), "enlarged")
     assert picture.pixmap().width() >= 300 and "Validation series #" in dialog.windowTitle()
     dialog.close()
+
+
+@pytest.mark.slow
+def test_a_series_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, mistakes, series_run):
+    _load(qtbot, mistakes, series_run)
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    view = mistakes.show_attention(0)
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    series = mistakes.cell.images[0]
+    steps = int((~np.isnan(series).all(axis=0)).sum())
+    assert not view.result.error and view.result.series.shape == (steps, 2) and view.heat.shape == (steps,)
+    assert f"validation series #{mistakes.cell.indices[0]}" in view.windowTitle()
+    view.close()
