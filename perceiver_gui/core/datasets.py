@@ -55,6 +55,7 @@ class Kind:
     axes: int  # the model's input_axis: how many axes the Fourier position encoding spans
     axis_names: tuple[str, ...]  # for people, one per axis
     irregular_plural: str = ""  # for people, where the plural is not noun + "s" ("series")
+    position: str = "pixel"  # one input position along an axis, for people: "pixel", "time step"
 
     @property
     def plural(self) -> str:
@@ -67,7 +68,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
-    "series": Kind("series", 1, ("time",), irregular_plural="series"),
+    "series": Kind("series", 1, ("time",), irregular_plural="series", position="time step"),
 }
 
 
