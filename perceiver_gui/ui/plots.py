@@ -15,7 +15,7 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QColor, QPalette, QPen
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -38,7 +38,9 @@ from perceiver_gui.ui.plotting import (
     Series,
     add_plot,
     ema,
+    legend_in_title_row,
     rgb_pen,
+    scale_pens,
     style_plot,
 )
 from perceiver_gui.ui.widgets import guard_wheel, mix
@@ -72,20 +74,15 @@ class PlotsPanel(QWidget):
         self.loss_plot = add_plot(self.graphics, row=0, col=0, colspan=2, title="Loss")
         self.acc_plot = add_plot(self.graphics, row=1, col=0, title="Accuracy")
         self.lr_plot = add_plot(self.graphics, row=1, col=1, title="Learning rate")
-        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
-            plot.titleLabel.setText(plot.titleLabel.text, justify="left")  # the legend takes the right of the row
+        # in line with the other titles, which their legends move to the left (legend_in_title_row)
+        self.lr_plot.titleLabel.setText(self.lr_plot.titleLabel.text, justify="left")
         self.graphics.ci.layout.setRowStretchFactor(0, 3)
         self.graphics.ci.layout.setRowStretchFactor(1, 2)
         for plot, xlabel in ((self.loss_plot, "step"), (self.acc_plot, "epoch"), (self.lr_plot, "step")):
             plot.setLabel("bottom", xlabel)
             plot.showGrid(x=True, y=True, alpha=0.15)
-        # Legends in the title row, beside the title, never over a curve (inside the plot they hid the
-        # start of a run's loss, or a 1-epoch run's accuracy point).
         for plot in (self.loss_plot, self.acc_plot):
-            plot.legend = pg.LegendItem(offset=None, labelTextSize="8pt", colCount=3, frame=False)
-            plot.legend.layout.setContentsMargins(0, 0, 0, 0)
-            plot.legend.setParentItem(plot)
-            plot.legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-6, 0))
+            legend_in_title_row(plot)
         self.lr_plot.getAxis("left").enableAutoSIPrefix(False)
         self.acc_plot.setYRange(0, 1, padding=0.02)
         # Accuracy lives in 0–100 % from epoch 0 on: no zoom or auto-range shows beyond (one epoch's single
@@ -126,8 +123,7 @@ class PlotsPanel(QWidget):
         for item in (self.best_line, self.best_marker, self.best_label):
             item.setVisible(False)
             self.acc_plot.addItem(item, ignoreBounds=True)
-        # Line widths at 1× scaling. pyqtgraph's pens are cosmetic, their width in device pixels: at 2×
-        # they would be half as thick on screen, so they are scaled by the screen's pixel ratio.
+        # Line widths at 1× scaling, scaled by the screen's pixel ratio when shown (scale_pens).
         self._widths = ((self.raw_curve, 1.0), (self.smooth_curve, 2.2), (self.val_loss_curve, 2.0),
                         (self.val_acc_curve, 2.0), (self.train_acc_curve, 1.5), (self.lr_curve, 1.5),
                         (self.best_line, 1.5))
@@ -374,12 +370,7 @@ class PlotsPanel(QWidget):
         super().showEvent(event)
 
     def _apply_pens(self) -> None:
-        scale = max(1.0, self.devicePixelRatioF())
-        for item, width in self._widths:
-            pen = QPen(item.opts["pen"] if isinstance(item, pg.PlotDataItem) else item.pen)
-            if pen.widthF() != width * scale:
-                pen.setWidthF(width * scale)
-                item.setPen(pen)
+        scale_pens(self._widths, self.devicePixelRatioF())
 
     def _apply_palette(self) -> None:
         """Plot background and text follow the window's palette, so a dark desktop gets dark plots."""

@@ -6,6 +6,7 @@ opaque grid lines under the curves, auto-range to round numbers, and styling tha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ from PySide6.QtGui import QColor, QPen
 
 from perceiver_gui.ui.widgets import mix
 
-__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "RoundBounds", "Series", "add_plot", "ema", "rgb_pen",
-           "round_up", "style_plot", "widen"]
+__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "RoundBounds", "Series", "add_plot", "ema",
+           "legend_in_title_row", "rgb_pen", "round_up", "scale_pens", "style_plot", "widen"]
 
 pg.setConfigOptions(antialias=True)  # smooth curves; must be set before any plot is made
 
@@ -235,6 +236,30 @@ def add_plot(graphics: pg.GraphicsLayoutWidget, **kwargs: Any) -> pg.PlotItem:
     for name in ("left", "bottom"):
         plot.getAxis(name).setZValue(-200)  # under the ViewBox (z -100): the grid goes behind the curves
     return plot
+
+
+def legend_in_title_row(plot: pg.PlotItem, columns: int = 3) -> pg.LegendItem:
+    """Give `plot` a legend in its title row, right-aligned beside the title (moved to the left), never over
+    a curve: inside the plot legends hid the start of a run's loss, or a 1-epoch run's accuracy point."""
+    plot.titleLabel.setText(plot.titleLabel.text, justify="left")
+    plot.legend = pg.LegendItem(offset=None, labelTextSize="8pt", colCount=columns, frame=False)
+    plot.legend.layout.setContentsMargins(0, 0, 0, 0)
+    plot.legend.setParentItem(plot)
+    plot.legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-6, 0))
+    return plot.legend
+
+
+def scale_pens(widths: Iterable[tuple[Any, float]], ratio: float) -> None:
+    """Set each item's (a curve's or a line's) pen to its width at 1× scaling times the screen's pixel ratio.
+
+    pyqtgraph's pens are cosmetic, their width in device pixels: at 2× they would be half as thick on screen
+    (one physical pixel for a 1-pixel line)."""
+    scale = max(1.0, ratio)
+    for item, width in widths:
+        pen = QPen(item.opts["pen"] if isinstance(item, pg.PlotDataItem) else item.pen)
+        if pen.widthF() != width * scale:
+            pen.setWidthF(width * scale)
+            item.setPen(pen)
 
 
 def style_plot(plot: pg.PlotItem, foreground: QColor, *, background: QColor | None = None,
