@@ -102,6 +102,9 @@ class DataConfig:
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+    # An image folder's objects on a plain background are cut out, centred and scaled to fill the frame
+    # (as MNIST's digits were), for training and prediction alike; pictures without a plain border are kept.
+    crop_to_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +356,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")
+    need(d.dataset == "folder" or not d.crop_to_content, "data.crop_to_content",
+         "Cropping to the content is for image folders (data.dataset = \"folder\"); set data.crop_to_content "
+         "to false for this dataset.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")
