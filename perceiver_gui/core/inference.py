@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -44,8 +45,8 @@ class AttentionMaps:
     """Where the latents look: one map per cross-attention layer over the model's input grid."""
 
     prediction: Prediction
-    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays
-    maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W); sums to 1 over H, W
+    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays; a series' float (C, l)
+    maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W) or (…, l); sums to 1
 
 
 class Predictor:
@@ -101,6 +102,24 @@ class Predictor:
         maps = tuple(w[0].float().cpu().reshape(w.shape[1], w.shape[2], height, width) for w in weights)
         top = self._top(logits, self._top_k(top_k))[0]
         return AttentionMaps(Prediction(_name(source), top), x, maps)
+
+    def series_attention(self, values: np.ndarray, name: str, top_k: int = 5) -> AttentionMaps:
+        """The prediction for one series (float (C, l), its own length, as read) with its cross-attention
+        maps over its l steps (the padding after it is masked, so it gets none); SeriesError if it does not fit
+        the model."""
+        (length,) = self.meta.image_size
+        channels, steps = values.shape
+        if channels != self.meta.channels or not 0 < steps <= length:
+            raise SeriesError(f"{name} is {channels} channel(s) × {steps} steps and the model reads "
+                              f"{self.meta.channels} channel(s) × at most {length}; give it a series like the ones "
+                              f"it was trained on.")
+        x = torch.from_numpy(pad([np.asarray(values, dtype=np.float32)], length)).to(self.device)
+        with torch.inference_mode():
+            logits, weights = self.model.forward_with_attention(
+                to_channels_last(normalize(x, self.meta.mean, self.meta.std)), mask=padding_mask(x))
+        maps = tuple(w[0, :, :, :steps].float().cpu() for w in weights)  # (heads, latents, l)
+        top = self._top(logits, self._top_k(top_k))[0]
+        return AttentionMaps(Prediction(name, top), x[0, :, :steps].cpu(), maps)
 
     @property
     def takes_series(self) -> bool:

@@ -52,6 +52,7 @@ class _Source:
     name: str
     path: str = ""
     data: bytes = b""
+    row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
 
 
 def _expand(sources: Iterable[_Source]) -> list[_Source]:
@@ -141,7 +142,7 @@ def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Sourc
         predictions = predictor.predict_series(found, source.path, top_k=top_k)
     except SeriesError as exc:
         return [(source, Prediction(source.path, error=str(exc)), QImage())]
-    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path), prediction,
+    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path, row=i + 1), prediction,
              series_image(values.T, THUMB))
             for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
 
@@ -152,10 +153,11 @@ class ResultEntry(QFrame):
     attention_requested = Signal()  # the "Attention" button, or a double-click on a classified entry
 
     def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage,
-                 parent=None, *, data: bytes = b"", model: str = "", model_path: str = ""):
+                 parent=None, *, data: bytes = b"", model: str = "", model_path: str = "", row: int = 0):
         super().__init__(parent)
         self.name = name
         self.path = path
+        self.row = row  # a series' row in the file `path` (1-based); 0 for an image
         self.model = model  # the name of the model that gave this result (its run's name)
         self.model_path = model_path
         self.data = data  # a pasted image's bytes, so its attention can be computed later
@@ -364,12 +366,12 @@ class ClassifierPanel(QWidget):
 
     def show_attention(self, entry: ResultEntry):
         """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
-        from perceiver_gui.ui.attention_view import AttentionDialog, compute_attention
+        from perceiver_gui.ui.attention_view import AttentionDialog, SeriesRow, compute_attention
 
         dialog = AttentionDialog(entry.name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        source = entry.data or entry.path
+        source = entry.data or (SeriesRow(entry.path, entry.row) if entry.row else entry.path)
         self._attention_workers.append(start_worker(
             compute_attention, self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
             errored=dialog.show_exception, finished=self._on_attention_finished))
@@ -450,7 +452,7 @@ class ClassifierPanel(QWidget):
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:
             entry = ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb,
-                                data=source.data, model=self.model_name, model_path=self.model_path)
+                                data=source.data, model=self.model_name, model_path=self.model_path, row=source.row)
             entry.attention_requested.connect(self._on_attention_requested)
             self._add(entry)
 

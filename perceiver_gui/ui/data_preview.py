@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import kind_of
 from perceiver_gui.ui.widgets import series_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -76,7 +77,7 @@ class DataPreview(QDialog):
         augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip)) if on]
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
-            f"{sum(val_counts):,} validation and {total_test:,} test {'series' if self.data.dataset == 'sequences' else 'images'}"
+            f"{sum(val_counts):,} validation and {total_test:,} test {kind_of(self.data.dataset).plural}"
             ". Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from perceiver_gui.ui import gui_gc
+
 if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
@@ -83,6 +85,7 @@ def _import_engine() -> None:
             importlib.import_module(name)
         except ImportError:  # TensorBoard is an optional extra
             pass
+    gui_gc.freeze_imports()
 
 
 def engine_ready() -> bool:

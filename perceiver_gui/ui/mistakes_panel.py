@@ -34,9 +34,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.ui.confusion_matrix import ConfusionView
 from perceiver_gui.ui.runs_panel import run_name
+from perceiver_gui.ui.widgets import series_image
 from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
@@ -87,7 +89,8 @@ def _read_cell(token: int, run_dir: str, true: int, pred: int, split: TestSplit 
         if split is None or split.digest != ev.test_digest:  # another dataset, or not loaded yet
             split = load_test_split(run_dir, ev.split)
         cell = cell_images(ev, split, true, pred, limit=MAX_THUMBNAILS)
-        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split)
+        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split,
+                              kind=split.kind)
         return _Loaded(token, confusion=confusion, cell=cell, split=split)
     except EvaluationError as exc:
         return _Loaded(token, split=split, error=str(exc))
@@ -107,6 +110,7 @@ class MistakesPanel(QWidget):
         self.cell: CellImages | None = None  # what the gallery shows
         self.live_run = ""  # the run folder the training runner is driving, "" when none
         self._live_names: tuple[str, ...] = ()
+        self._live_kind = "image"  # what the live run's samples are (a key of datasets.KINDS)
         self._split: TestSplit | None = None  # the last split's images loaded, reused while its digest matches
         self._run_token = 0  # a newer request wins over the answers of older ones
         self._cell_token = 0
@@ -135,7 +139,7 @@ class MistakesPanel(QWidget):
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: gray;")
 
-        self.gallery_title = QLabel(f"Click a cell of the matrix to see its {self._word()} images.")
+        self.gallery_title = QLabel(f"Click a cell of the matrix to see its {self._word()} {self._kind().plural}.")
         self.gallery_title.setWordWrap(True)
         self.gallery_title.setTextFormat(Qt.TextFormat.RichText)
         self.gallery = QListWidget()
@@ -184,7 +188,7 @@ class MistakesPanel(QWidget):
     def on_event(self, event) -> None:
         """Follow a live run: a new run clears the view, each finished epoch shows its matrix."""
         if isinstance(event, RunStarted):
-            self.live_run, self._live_names = event.run_dir, tuple(event.class_names)
+            self.live_run, self._live_names, self._live_kind = event.run_dir, tuple(event.class_names), event.kind
             if event.start_epoch:  # resumed: its latest saved epoch until the next one ends
                 self.load_run(event.run_dir)
             else:
@@ -200,7 +204,8 @@ class MistakesPanel(QWidget):
                 return
             from perceiver_gui.core.evaluation import Confusion
 
-            self._show(Confusion(self.live_run, event.epoch, self._live_names, event.confusion, has_images=True))
+            self._show(Confusion(self.live_run, event.epoch, self._live_names, event.confusion, has_images=True,
+                                 kind=self._live_kind))
 
     def load_run(self, run_dir: str) -> None:
         """Show the latest confusion matrix of a run folder (read in a worker)."""
@@ -218,17 +223,17 @@ class MistakesPanel(QWidget):
         if not (0 <= true < len(c.counts) and 0 <= pred < len(c.counts)):
             self.view.selected = None
             self.view.update()
-            return self._say(f"Click a cell of the matrix to see its {self._word()} images.")
+            return self._say(f"Click a cell of the matrix to see its {self._word()} {self._kind().plural}.")
         self.view.selected = (true, pred)
         self.view.update()
         what = self._cell_title(true, pred)
         if c.counts[true][pred] == 0:
             verb = "was predicted as" if true != pred else "was recognised as"
-            return self._say(f"{what}: no {self._word()} image of <b>{escape(c.class_names[true])}</b> {verb} "
+            return self._say(f"{what}: no {self._word()} {self._kind().noun} of <b>{escape(c.class_names[true])}</b> {verb} "
                              f"<b>{escape(c.class_names[pred])}</b> in epoch {c.epoch}.")
         if not c.has_images:
             return self._say(f"{what}: {escape(c.note)}")
-        self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} images…")
+        self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} {self._kind().plural}…")
         self._start(_read_cell, self._cell_token, c.run_dir, true, pred, self._split, returned=self._on_cell_read)
 
     def enlarge(self, row: int) -> QDialog | None:
@@ -240,10 +245,10 @@ class MistakesPanel(QWidget):
         dialog = QDialog(self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         index, names = cell.indices[row], cell.class_names
-        dialog.setWindowTitle(f"{self._word().capitalize()} image #{index} — {run_name(confusion.run_dir)}")
+        dialog.setWindowTitle(f"{self._word().capitalize()} {self._kind().noun} #{index} — {run_name(confusion.run_dir)}")
         picture = QLabel()
         picture.setObjectName("enlarged")
-        picture.setPixmap(_pixmap(cell.images[row], ENLARGED))
+        picture.setPixmap(_thumbnail(cell.images[row], cell.kind, ENLARGED))
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         caption = QLabel(f"Predicted <b>{escape(names[cell.pred])}</b> ({cell.prob_pred[row]:.1%}) · true class "
                          f"<b>{escape(names[cell.true])}</b> ({cell.prob_true[row]:.1%}) · epoch {cell.epoch}")
@@ -253,7 +258,7 @@ class MistakesPanel(QWidget):
             caption.setWordWrap(True)
         look = QPushButton("Where the model looked…")
         look.setToolTip("The attention of this run's saved model (the epoch it kept, which may differ from the "
-                        "matrix's) on this image")
+                        f"matrix's) on this {self._kind().noun}")
         look.clicked.connect(lambda: self.show_attention(row))
         layout = QVBoxLayout(dialog)
         layout.addWidget(picture, 1)
@@ -269,11 +274,13 @@ class MistakesPanel(QWidget):
         cell, confusion = self.cell, self.confusion
         if cell is None or confusion is None or not 0 <= row < len(cell.indices):
             return None
-        name = f"{self._word()} image #{cell.indices[row]}"
+        name = f"{self._word()} {self._kind().noun} #{cell.indices[row]}"
         dialog = AttentionDialog(name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        self._start(_attention, confusion.run_dir, name, _png(cell.images[row]), returned=dialog.show_result,
+        # An image goes as the PNG the predictor reads; a series as its values (C, L), NaN after its end.
+        source = _png(cell.images[row]) if cell.kind == "image" else cell.images[row]
+        self._start(_attention, confusion.run_dir, name, source, returned=dialog.show_result,
                     errored=dialog.show_exception)
         return dialog
 
@@ -322,7 +329,7 @@ class MistakesPanel(QWidget):
         if confusion is None:
             self.view.set_matrix((), ())
             self.summary.setText("")
-            self._say(f"Click a cell of the matrix to see its {self._word()} images.")
+            self._say(f"Click a cell of the matrix to see its {self._word()} {self._kind().plural}.")
             self.matrix_shown.emit()
             return
         self.view.split = confusion.split
@@ -332,7 +339,7 @@ class MistakesPanel(QWidget):
         same_run = previous is not None and previous.run_dir == confusion.run_dir
         if not same_run:
             self.view.selected = None
-            self._say(f"Click a cell of the matrix to see its {self._word()} images.")
+            self._say(f"Click a cell of the matrix to see its {self._word()} {self._kind().plural}.")
         elif self.view.selected is not None and not keep_cell:
             self.show_cell(*self.view.selected)  # a new epoch: the selected cell follows it
         self.matrix_shown.emit()
@@ -343,7 +350,7 @@ class MistakesPanel(QWidget):
         right = sum(c.counts[i][i] for i in range(k))
         split = ("validation split" if c.split == "validation"
                  else "test split: an older version's run, which chose its best epoch on it")
-        text = (f"<b>{escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} images "
+        text = (f"<b>{escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} {self._kind().plural} "
                 f"right ({right / max(1, total):.1%}) · {split}")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
@@ -351,6 +358,11 @@ class MistakesPanel(QWidget):
             text += (f" · most frequent mistake: <b>{escape(c.class_names[t])}</b> taken for "
                      f"<b>{escape(c.class_names[p])}</b> ({n}×)")
         return text
+
+    def _kind(self) -> Kind:
+        """What the matrix counts: images, series …"""
+        kind = self.confusion.kind if self.confusion is not None else self._live_kind
+        return KINDS.get(kind, KINDS["image"])
 
     def _word(self) -> str:
         """The split the matrix counts, as a word: "validation" (or "test" for an older version's run)."""
@@ -370,12 +382,13 @@ class MistakesPanel(QWidget):
         self.cell = cell
         self.gallery.clear()
         names = cell.class_names
-        h, w = cell.images.shape[1:3]
-        side = 64 if max(h, w) <= 64 else 96
+        side = 64 if cell.kind == "image" and max(cell.images.shape[1:3]) <= 64 else 96
         self.gallery.setIconSize(QSize(side, side))
         fm = QFontMetrics(self.gallery.font())
         width = max(side, fm.horizontalAdvance("pred " + max(names, key=len)[:12] + " 100%")) + 12
-        lines = 2 + bool(cell.files)  # a folder's images also name their file
+        if cell.files:  # room for a file's name (up to twice the picture), so a series' #row stays in sight
+            width = max(width, min(2 * side, max(fm.horizontalAdvance(Path(f).name) for f in cell.files)) + 12)
+        lines = 2 + bool(cell.files)  # a folder's images also name their file, a series its file#row
         self.gallery.setGridSize(QSize(width, side + lines * fm.height() + 10))
         pred, true = names[cell.pred], names[cell.true]
         files = cell.files or ("",) * len(cell.indices)
@@ -387,13 +400,13 @@ class MistakesPanel(QWidget):
                 caption = f"pred {pred} {_pct(p_pred)}\ntrue {true} {_pct(p_true)}"
             if file:
                 caption += "\n" + fm.elidedText(Path(file).name, Qt.TextElideMode.ElideMiddle, width - 8)
-            item = QListWidgetItem(QIcon(_pixmap(image, side)), caption)
-            item.setToolTip(f"{self._word().capitalize()} image #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
+            item = QListWidgetItem(QIcon(_thumbnail(image, cell.kind, side)), caption)
+            item.setToolTip(f"{self._word().capitalize()} {self._kind().noun} #{index}: predicted {pred} ({p_pred:.1%}); true class {true} "
                             f"({p_true:.1%})." + (f"\n{file}" if file else ""))
             self.gallery.addItem(item)
         shown = len(cell.indices)
         more = f" (the {shown} most confident of {cell.total})" if shown < cell.total else ""
-        noun = "image" if cell.total == 1 else "images"
+        noun = KINDS[cell.kind].noun if cell.total == 1 else KINDS[cell.kind].plural
         self.gallery_title.setText(
             f"{self._cell_title(cell.true, cell.pred)} · {cell.total} {self._word()} {noun}{more} · epoch {cell.epoch}"
             "<br><span style='color:gray'>Most confident first; each shows how sure the model was of its "
@@ -402,14 +415,15 @@ class MistakesPanel(QWidget):
         self.cell_shown.emit()
 
 
-def _attention(run_dir: str, name: str, png: bytes):
-    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads)."""
+def _attention(run_dir: str, name: str, source):
+    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads) or
+    one series (its values)."""
     from perceiver_gui.core import runs
     from perceiver_gui.ui.attention_view import compute_attention
     from perceiver_gui.ui.classifier_panel import load_predictor
 
     predictor, _ = load_predictor(str(Path(run_dir) / runs.MODEL_FILE))
-    return compute_attention(predictor, name, png)
+    return compute_attention(predictor, name, source)
 
 
 def _png(image) -> bytes:
@@ -429,6 +443,13 @@ def _qimage(image) -> QImage:
     h, w, c = image.shape
     fmt = QImage.Format.Format_Grayscale8 if c == 1 else QImage.Format.Format_RGB888
     return QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels
+
+
+def _thumbnail(sample, kind: str, side: int) -> QPixmap:
+    """A side × side picture of one sample of the split: the image itself, or a series' line plot."""
+    if kind == "series":
+        return QPixmap.fromImage(series_image(sample.T, side))  # (C, L) as the split holds it; the plot reads (L, C)
+    return _pixmap(sample, side)
 
 
 def _pixmap(image, side: int) -> QPixmap:

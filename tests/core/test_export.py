@@ -233,3 +233,44 @@ def _is_plain_number(text: str) -> bool:
     except ValueError:
         return False
     return text.lstrip("-").replace(".", "", 1).replace("e", "", 1).replace("-", "").isdigit()
+
+
+# -- ONNX of a series model -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory):
+    from tests.core.series_fixtures import train_series_run
+
+    return train_series_run(tmp_path_factory.mktemp("series"))
+
+
+@pytest.mark.slow
+def test_a_series_model_exports_to_onnx_that_reads_series_with_their_mask_as_predict_does(series_run, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.core.series import read_series
+
+    out = export_onnx(series_run / runs.MODEL_FILE, tmp_path / "waves.onnx")
+    proto = onnx.load(str(out))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["input_layout"] == "NLC" and 16 <= int(props["series_length"]) <= 32 and props["channels"] == "2"
+    assert [i.name for i in proto.graph.input] == ["series", "mask"] and "'mask'" in props["preprocessing"]
+    # What a user of the file does, from its metadata alone: normalise, pad, mask.
+    test_file = series_run.parent.parent / "waves_TEST.ts"
+    found = read_series(test_file)
+    length = int(props["series_length"])
+    mean, std = (np.array(json.loads(props[k]), np.float32) for k in ("mean", "std"))
+    x = np.zeros((len(found.values), length, 2), np.float32)
+    mask = np.zeros((len(found.values), length), bool)
+    for i, v in enumerate(found.values):
+        x[i, :v.shape[1]] = (v.T - mean) / std
+        mask[i, :v.shape[1]] = True
+    assert not mask.all()  # some are shorter: the mask matters
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = json.loads(props["class_names"])
+    expected = Predictor.from_checkpoint(series_run / runs.MODEL_FILE).predict_series_file(test_file, top_k=3)
+    for rows in (slice(None), slice(0, 1)):  # any batch size
+        (probs,) = session.run(["probabilities"], {"series": x[rows], "mask": mask[rows]})
+        for row, pred in zip(probs, expected[rows], strict=True):
+            assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)

@@ -142,6 +142,28 @@ def test_the_selected_runs_model_exports_as_onnx_in_the_background(make_window, 
     assert probs.shape == (2, 10)
 
 
+@pytest.mark.slow
+def test_a_series_runs_model_exports_as_onnx_that_reads_series_and_their_mask(make_window, series_run, tmp_path,
+                                                                              monkeypatch, qtbot, dialogs):
+    import onnxruntime
+
+    window = make_window(runs_root=series_run.parent)
+    window.runs.refresh()
+    assert window.runs.select_runs([str(series_run)])
+    answer_dialogs(monkeypatch, save=tmp_path / "waves.onnx")
+    window.export_actions.onnx_action.trigger()
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=180000)
+    assert dialogs == []
+    assert "Exported the model as ONNX" in window.statusBar().currentMessage()
+    session = onnxruntime.InferenceSession(str(tmp_path / "waves.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["series", "mask"]
+    length = session.get_inputs()[0].shape[1]
+    mask = np.ones((2, length), bool)
+    mask[1, length // 2:] = False
+    (probs,) = session.run(["probabilities"], {"series": np.zeros((2, length, 2), np.float32), "mask": mask})
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
 def test_without_a_loaded_model_onnx_asks_for_one_and_says_what_is_wrong_with_it(make_window, tmp_path, monkeypatch,
                                                                                  qtbot, dialogs):
     window = make_window()
