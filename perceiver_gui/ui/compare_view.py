@@ -375,10 +375,6 @@ class CompareView(QWidget):
         """The seed groups drawn as one (indices of their runs, two or more each)."""
         return [unit for unit in self._units if len(unit) > 1]
 
-    def visible_settings(self) -> list[str]:
-        offset = self._summary_rows
-        return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
-
     # -- curves --------------------------------------------------------------------------------
     def _read_in_worker(self, wanted: list[tuple[str, tuple[int, int]]]) -> None:
         start_worker(_read_all, self._generation, wanted, returned=self._on_read, errored=self._on_read_error)
