@@ -21,6 +21,7 @@ from perceiver_gui.core.datasets import DATASETS as _REGISTRY
 from perceiver_gui.core.datasets import download_note, expected_input, fit_model
 
 __all__ = [
+    "CONFIG_SUFFIXES",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "save_config",
 ]
 
+CONFIG_SUFFIXES = (".toml", ".json")  # the files load_config reads and save_config writes (by suffix)
 DATASETS = tuple(_REGISTRY)  # the keys of core/datasets.py's registry, which knows what each one is
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
