@@ -59,7 +59,16 @@ from perceiver_gui.config import DataConfig
 from perceiver_gui.core.datasets import InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import (
+    CONTENT_MARGIN,
+    CONTENT_THRESHOLD,
+    PLAIN_BORDER,
+    ImageError,
+    crop_to_content,
+    image_files,
+    open_image,
+    to_uint8_tensor,
+)
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -893,7 +902,9 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -
                 listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
             except OSError:
                 listing.append((path.relative_to(folder).as_posix(), -1, -1))
-    text = json.dumps([CACHE_FORMAT, side, crop, listing], separators=(",", ":"))
+    # The cropping rule's constants too: a cache cut by another rule is decoded again.
+    cropping = [CONTENT_THRESHOLD, PLAIN_BORDER, CONTENT_MARGIN] if crop else False
+    text = json.dumps([CACHE_FORMAT, side, cropping, listing], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
