@@ -52,3 +52,15 @@ def test_a_series_run_speaks_of_series_not_images(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "12 train / 6 validation / 6 test series" in printed.out and "image" not in printed.out + printed.err
     assert np.isfinite(events[-1].test_acc)
+
+
+@pytest.mark.slow
+def test_info_on_a_series_runs_evaluation_file_counts_series(tmp_path, capsys):
+    from perceiver_gui.cli import main
+    from tests.core.series_fixtures import train_series_run
+
+    run_dir = train_series_run(tmp_path, epochs=1)
+    capsys.readouterr()
+    assert main(["info", str(run_dir / "evaluation.safetensors")]) == 0
+    shown = capsys.readouterr().out
+    assert " series, 3 classes" in shown and "image" not in shown, shown
