@@ -807,8 +807,8 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
     print(f"Sweep {printable(folder)}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.metric} ({spec.direction}), "
           f"{sweep.target_trials(spec)} trials")
     header = ["trial", "state", spec.metric, "epoch", *keys, "run"]
-    table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep._fmt(r.value), str(r.epoch),
-              *[printable(sweep._fmt(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
+    table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep.format_value(r.value), str(r.epoch),
+              *[printable(sweep.format_value(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -816,7 +816,7 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
     if best is None:
         print("No trial has completed yet.")
     else:
-        params = ", ".join(f"{k}={sweep._fmt(v)}" for k, v in best.params)
-        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep._fmt(best.value)} ({params}); "
+        params = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in best.params)
+        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep.format_value(best.value)} ({params}); "
                         f"run {best.run_dir}"))
     return EXIT_OK

@@ -13,7 +13,6 @@ Series (a model of input_axis 1) go through the training pipeline too: `series.r
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,11 @@ from PIL import Image
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
-from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
-__all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
+__all__ = ["AttentionMaps", "Prediction", "Predictor", "Source"]
 
 Source = str | Path | bytes | Image.Image  # what `predict` accepts for one image
 
@@ -90,7 +89,7 @@ class Predictor:
     def predict_folder(self, folder: str | Path, top_k: int = 5,
                        batch_size: int = 64) -> Generator[list[Prediction], None, None]:
         """Every image file under `folder` (recursively, sorted), one list of predictions per batch."""
-        files = image_files(folder)
+        files = image_files(Path(folder))
         for start in range(0, len(files), batch_size):
             yield self.predict(files[start : start + batch_size], top_k=top_k, batch_size=batch_size)
 
@@ -192,19 +191,6 @@ class Predictor:
                 tops = iter(self._top(self.model(self._model_input(torch.stack(tensors))), k))
         return [Prediction(_name(s), (), e) if e else Prediction(_name(s), next(tops))
                 for s, e in zip(sources, errors, strict=True)]
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """Image files under `folder` by suffix, recursively, sorted; hidden files and folders are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder.")
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .thumbnails, macOS ._ folders
-        found.extend(Path(root, n) for n in names
-                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(found)
 
 
 def _name(source: Source) -> str:

@@ -54,9 +54,9 @@ from perceiver_gui.core.events import (
     RunStarted,
     Step,
 )
-from perceiver_gui.core.export import ScalarLog
 from perceiver_gui.core.files import remove_stale_temp_files
 from perceiver_gui.core.model import build_model, to_channels_last
+from perceiver_gui.core.tensorboard_log import ScalarLog
 
 __all__ = ["RunControl", "lr_factor", "resume", "train"]
 

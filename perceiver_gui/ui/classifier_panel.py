@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.core.reading import IMAGE_SUFFIXES
 from perceiver_gui.ui.widgets import series_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -42,12 +43,6 @@ __all__ = ["ClassifierPanel", "ResultEntry"]
 THUMB = 72  # thumbnail side in pixels
 CHUNK = 32  # images per prediction batch handed back to the UI, so big folders appear progressively
 MODEL_SUFFIX = ".safetensors"
-# core.images.IMAGE_SUFFIXES, for the file dialog: core.images imports torch, and the window must not
-# wait for torch (tests/ui/test_classifier.py checks the two agree). Workers use the original.
-DIALOG_SUFFIXES = frozenset({
-    ".bmp", ".dds", ".dib", ".gif", ".ico", ".im", ".j2k", ".jfif", ".jp2", ".jpe", ".jpeg", ".jpg", ".pbm", ".pcx",
-    ".pgm", ".png", ".pnm", ".ppm", ".psd", ".sgi", ".tga", ".tif", ".tiff", ".webp",
-})
 
 
 @dataclass(frozen=True)
@@ -395,7 +390,7 @@ class ClassifierPanel(QWidget):
             self.load_checkpoint(path)
 
     def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(DIALOG_SUFFIXES))
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
         paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
         self.classify(paths)
 

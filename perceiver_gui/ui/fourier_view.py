@@ -206,7 +206,7 @@ class FourierView(QWidget):
 
     def _apply_palette(self) -> None:
         """The plot's background and axes follow the form's palette, so a dark desktop gets a dark plot."""
-        from perceiver_gui.ui.plots import style_plot  # with the plot, not at launch
+        from perceiver_gui.ui.plotting import style_plot  # with the plot, not at launch
 
         background = self.palette().color(QPalette.ColorRole.Base)
         foreground = self.palette().color(QPalette.ColorRole.Text)

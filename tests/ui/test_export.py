@@ -100,7 +100,7 @@ def test_with_several_runs_selected_it_asks_for_one_rather_than_export_another(m
     for name in ("copy", "second"):
         shutil.copytree(trained_run, tmp_path / "runs" / name)
     window = make_window(runs_root=tmp_path / "runs")
-    window._current_run = str(trained_run)  # a run trained in this session, not among those selected
+    window.lifecycle.current_run = str(trained_run)  # a run trained in this session, not among those selected
     window.runs.refresh()
     assert window.runs.select_runs([str(tmp_path / "runs" / "copy"), str(tmp_path / "runs" / "second")]) == 2
     asked = answer_dialogs(monkeypatch, save=tmp_path / "out.csv")
