@@ -93,6 +93,7 @@ DATA_FIELDS = (
     _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
+    _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
@@ -442,7 +443,8 @@ class HyperparamsPanel(QWidget):
         recipe = PRESETS[registry.DATASETS[current.data.dataset].preset]
         cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder,
                                    "data.train_file": current.data.train_file, "data.test_file": current.data.test_file,
-                                   "data.label_column": current.data.label_column})
+                                   "data.label_column": current.data.label_column,
+                                   "data.ucr_problem": current.data.ucr_problem})
         self.set_config(cfg)
         if cfg.data.dataset == "folder":
             self._follow_folder()
@@ -534,6 +536,7 @@ class HyperparamsPanel(QWidget):
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
+            "data.ucr_problem": is_series,
             "data.root": downloads,
             "data.download": downloads,
         }

@@ -207,3 +207,14 @@ def test_sequences_show_the_series_files_and_the_series_length(form, tmp_path):
     assert (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 1, 2)
     assert "55 steps" in form.derived_label.text() and "2 classes" in form.derived_label.text()
     assert form.preset_box.currentData() == "sequences"  # where the series live is not part of the recipe
+
+
+def test_a_ucr_problem_by_name_stands_in_for_the_series_file(form):
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.ucr_problem").isEnabled()
+    _pick(form, "data.dataset", "sequences")
+    assert form.field("data.ucr_problem").isEnabled()
+    form.field("data.ucr_problem").setText("GunPoint")
+    assert form.problems() == [] and form.config().data.ucr_problem == "GunPoint"
+    form.field("data.ucr_problem").setText("../GunPoint")
+    assert [key for key, _ in form.problems()] == ["data.ucr_problem"]
