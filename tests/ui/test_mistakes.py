@@ -219,6 +219,9 @@ def test_a_folder_datasets_images_name_their_files_so_mislabelled_ones_can_be_fo
 def test_a_series_runs_cells_show_each_series_as_a_line_plot_named_by_its_file_and_row(qtbot, mistakes, series_run):
     _load(qtbot, mistakes, series_run)
     assert "validation series right" in mistakes.summary.text()
+    assert "image" not in mistakes.legend.text() + mistakes.counts_button.toolTip()
+    cell_tip = mistakes.view.tooltip(mistakes.view.cell_rect(0, 0).center())
+    assert "validation series" in cell_tip and "image" not in cell_tip, cell_tip
     counts = mistakes.view.counts
     t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
     _click(qtbot, mistakes, t, p)
