@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import InputShape
+from perceiver_gui.core.datasets import InputShape, default_data_root, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
@@ -128,16 +128,6 @@ class Dataset:
     # the file#row of each series.
     val_files: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
-
-
-def default_data_root() -> Path:
-    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
-    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
-    if home:
-        return Path(home).expanduser() / "data"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
 
 
 def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
@@ -822,9 +812,9 @@ def _ucr_problem(cfg: DataConfig, root: Path) -> Generator[DatasetEvent, None, D
     """cfg with train_file and test_file set to the UCR/UEA problem's .ts files in root/UCR/<name>, downloading
     and extracting <name>.zip first when they are not there."""
     name = cfg.ucr_problem.strip()
-    folder = root / "UCR" / name
-    wanted = (f"{name}_TRAIN.ts", f"{name}_TEST.ts")
-    if not all((folder / f).is_file() for f in wanted):
+    train, test = ucr_files(root, name)
+    folder, wanted = train.parent, (train.name, test.name)
+    if not (train.is_file() and test.is_file()):
         archive = folder / f"{name}.zip"
         yield from _fetch(_Remote(f"The UCR/UEA problem {name}", folder, ((archive.name, ""),), (UCR_URL,),
                                   also=f"or {wanted[0]} and {wanted[1]}"), cfg)
@@ -832,7 +822,7 @@ def _ucr_problem(cfg: DataConfig, root: Path) -> Generator[DatasetEvent, None, D
             _extract_ucr(archive, wanted, folder)
         finally:
             archive.unlink(missing_ok=True)  # extracted, or not what was wanted: either way not needed again
-    return dataclasses.replace(cfg, train_file=str(folder / wanted[0]), test_file=str(folder / wanted[1]))
+    return dataclasses.replace(cfg, train_file=str(train), test_file=str(test))
 
 
 def _extract_ucr(archive: Path, wanted: tuple[str, str], folder: Path) -> None:

@@ -118,3 +118,16 @@ def test_the_config_takes_a_problem_name_instead_of_a_file_and_refuses_a_path():
     bad = cfg.with_updates({"data.ucr_problem": "../etc"})
     assert [key for key, _ in bad.validate()] == ["data.ucr_problem"]
     assert [key for key, _ in preset("sequences").validate()] == ["data.train_file"]
+
+
+def test_a_downloaded_problem_sizes_the_model_before_start(tmp_path):
+    from perceiver_gui.core.datasets import expected_input
+
+    cfg = DataConfig(dataset="sequences", ucr_problem="Waves", root=str(tmp_path / "data"))
+    assert expected_input(cfg).channels is None  # not there yet: the files will tell
+    folder = tmp_path / "data" / "UCR" / "Waves"
+    folder.mkdir(parents=True)
+    for name, text in _problem(tmp_path).items():
+        (folder / name).write_text(text)
+    shape = expected_input(cfg)
+    assert (shape.kind, shape.sides, shape.channels, shape.classes) == ("series", (20,), 1, 3)
