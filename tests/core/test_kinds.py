@@ -35,6 +35,7 @@ def test_a_series_dataset_too_big_for_memory_is_refused_counting_its_float32_val
     done = list(train(cfg, out_dir=tmp_path / "run"))[-1]
     assert isinstance(done, Finished) and done.status == "failed"
     assert done.message.startswith("This model needs about ") and "this machine has" in done.message
+    assert "the length of the series" in done.message and "image_size" not in done.message
 
 
 @pytest.mark.slow
