@@ -838,8 +838,8 @@ def _extract_ucr(archive: Path, wanted: tuple[str, str], folder: Path) -> None:
                 if info.file_size > UCR_MAX_BYTES:
                     raise DatasetError(f"{member} in {archive.name} claims {info.file_size:,} bytes, too many for a "
                                        f"series file; put the problem's files in {folder} by hand.")
-                with zipped.open(info) as source:
-                    atomic_write_bytes(folder / member, source.read(UCR_MAX_BYTES + 1)[:UCR_MAX_BYTES])
+                with zipped.open(info) as source:  # reads at most file_size bytes, and checks their CRC
+                    atomic_write_bytes(folder / member, source.read())
     except (zipfile.BadZipFile, EOFError):
         raise DatasetError(f"The downloaded {archive.name} is not a zip archive (is the problem's name spelled as the "
                            f"archive spells it?); put its {wanted[0]} and {wanted[1]} in {folder} by hand.") from None

@@ -131,3 +131,12 @@ def test_a_downloaded_problem_sizes_the_model_before_start(tmp_path):
         (folder / name).write_text(text)
     shape = expected_input(cfg)
     assert (shape.kind, shape.sides, shape.channels, shape.classes) == ("series", (20,), 1, 3)
+
+
+def test_a_member_too_large_for_a_series_file_is_not_extracted(tmp_path, monkeypatch):
+    monkeypatch.delenv("PERCEIVER_GUI_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "UCR_MAX_BYTES", 100)  # a zip bomb's claim, scaled down
+    _serve(monkeypatch, {data.UCR_URL + "Waves.zip": _zip(tmp_path, "Waves", _problem(tmp_path))})
+    with pytest.raises(DatasetError, match=r"too many for a series file"):
+        load_dataset(DataConfig(dataset="sequences", ucr_problem="Waves", root=str(tmp_path / "data")))
+    assert list((tmp_path / "data" / "UCR" / "Waves").iterdir()) == []
