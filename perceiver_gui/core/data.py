@@ -834,10 +834,11 @@ def _extract_ucr(archive: Path, wanted: tuple[str, str], folder: Path) -> None:
             if len(found) < len(wanted):
                 raise DatasetError(f"{archive.name} holds no {wanted[0]} and {wanted[1]}; the archive may offer this "
                                    f"problem in another format only. Put both files in {folder} by hand.")
-            for member, info in found.items():
+            for member, info in found.items():  # all checked before any is written
                 if info.file_size > UCR_MAX_BYTES:
                     raise DatasetError(f"{member} in {archive.name} claims {info.file_size:,} bytes, too many for a "
                                        f"series file; put the problem's files in {folder} by hand.")
+            for member, info in found.items():
                 with zipped.open(info) as source:  # reads at most file_size bytes, and checks their CRC
                     atomic_write_bytes(folder / member, source.read())
     except (zipfile.BadZipFile, EOFError):
