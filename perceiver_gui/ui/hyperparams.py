@@ -66,6 +66,19 @@ class _Spec:
     at_low: str = ""  # shown instead of the lowest value of an int field, e.g. "off" for 0
 
 
+# Settings every kind of sample has, whose tips are written of images: said in the kind's words (`in_words_of`).
+PER_SAMPLE_TIPS = frozenset({"train.batch_size", "train.mixup", "data.val_fraction", "data.split_seed",
+                             "model.cross_heads"})
+PREVIEW_TIP = "See the classes, how many images each has, and samples as training sees them, before you start."
+
+
+def in_words_of(text: str, kind: registry.Kind) -> str:
+    """`text`, written of images, said of `kind`'s samples: "Images per step" -> "Series per step"."""
+    for old, new in (("images", kind.plural), ("image", kind.noun)):
+        text = text.replace(old, new).replace(old.capitalize(), new.capitalize())
+    return text
+
+
 def _c(*values: str) -> tuple[tuple[str, str], ...]:
     return tuple((v, v) for v in values)
 
@@ -174,7 +187,10 @@ class _Field:
                 self.browse.setText("…")
                 self.browse.setToolTip("Choose a folder" if kind == "path" else "Choose a file")
                 self.browse.clicked.connect(self._choose_folder if kind == "path" else self._choose_file)
-        w.setToolTip(spec.tip)
+        self.tip = spec.tip  # spec.tip in the words of the dataset's kind of sample (`speak_of`)
+        self.problem = ""
+        self.label: QLabel | None = None
+        w.setToolTip(self.tip)
         w.setObjectName(spec.key)
         self.widget = w
         self.error = QLabel(parent)
@@ -225,9 +241,18 @@ class _Field:
             w.setText(str(value))
 
     def show_problem(self, sentence: str) -> None:
+        self.problem = sentence
         self.error.setText(sentence)
         self.error.setVisible(bool(sentence))
-        self.widget.setToolTip(self.spec.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+        self.widget.setToolTip(self.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+
+    def speak_of(self, kind: registry.Kind) -> None:
+        """Say the tip of a setting every kind of sample has in the words of `kind` ("Series per step")."""
+        if self.spec.key in PER_SAMPLE_TIPS:
+            self.tip = in_words_of(self.spec.tip, kind)
+            self.show_problem(self.problem)
+            if self.label is not None:
+                self.label.setToolTip(self.tip)
 
 
 class HyperparamsPanel(QWidget):
@@ -308,6 +333,7 @@ class HyperparamsPanel(QWidget):
             self._fields[spec.key] = field
             label = QLabel(spec.label)
             label.setToolTip(spec.tip)
+            field.label = label
             label.setBuddy(field.widget)
             if field.browse is not None:
                 row = QHBoxLayout()
@@ -327,8 +353,7 @@ class HyperparamsPanel(QWidget):
                 form.addRow(self.recipe_button)
             if spec.key == "data.hflip":
                 self.preview_button = QPushButton("Preview data…", page)
-                self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
-                                               "sees them (with crops and flips), before you start.")
+                self.preview_button.setToolTip(PREVIEW_TIP)
                 self.preview_button.clicked.connect(self.open_preview)
                 form.addRow(self.preview_button)
             if spec.key == "model.max_freq":
@@ -510,6 +535,10 @@ class HyperparamsPanel(QWidget):
         shape = registry.expected_input(cfg.data)
         model = registry.fit_model(cfg.model, shape)
         self._derived = {name: getattr(model, name) for name in DERIVED}
+        kind = registry.KINDS[shape.kind]
+        for field in self._fields.values():
+            field.speak_of(kind)
+        self.preview_button.setToolTip(in_words_of(PREVIEW_TIP, kind))
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
