@@ -64,10 +64,6 @@ class Kind:
     def plural(self) -> str:
         return self.irregular_plural or self.noun + "s"
 
-    def count(self, n: int) -> str:
-        """n of them for people: "1 image", "1,797 images", "3 series"."""
-        return f"{n:,} {self.noun if n == 1 else self.plural}"
-
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
