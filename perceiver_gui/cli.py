@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from perceiver_gui import __version__
-from perceiver_gui.config import PRESETS, ConfigError, load_config, preset, presets_text
+from perceiver_gui.config import CONFIG_SUFFIXES, PRESETS, ConfigError, load_config, preset, presets_text
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXPORT_FORMATS = ("csv", "onnx")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # A sub-command's --debug defaults to SUPPRESS, so `perceiver-gui --debug train` keeps the flag.
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and Path(argv[0]).suffix.lower() in (".toml", ".json"):  # `perceiver-gui my.toml`: the app, with it
+    if argv and Path(argv[0]).suffix.lower() in CONFIG_SUFFIXES:  # `perceiver-gui my.toml`: the app, with it
         argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     command = args.command or "gui"
@@ -655,7 +655,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} is not a file Perceiver GUI writes: {exc.strerror}.") from None
     if path.is_dir() or path.name in (runs.RUN_FILE, runs.METRICS_FILE):
         return _info_run(path if path.is_dir() else path.parent)
-    if path.suffix.lower() in (".json", ".toml"):
+    if path.suffix.lower() in CONFIG_SUFFIXES:
         _info_config("Config file", path, load_config(path))
         return EXIT_OK
     if path.name == EVALUATION_FILE:

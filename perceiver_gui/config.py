@@ -21,6 +21,7 @@ from perceiver_gui.core.datasets import DATASETS as _REGISTRY
 from perceiver_gui.core.datasets import download_note, expected_input, fit_model
 
 __all__ = [
+    "CONFIG_SUFFIXES",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "save_config",
 ]
 
+CONFIG_SUFFIXES = (".toml", ".json")  # the files load_config reads and save_config writes (by suffix)
 DATASETS = tuple(_REGISTRY)  # the keys of core/datasets.py's registry, which knows what each one is
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -105,6 +107,9 @@ class DataConfig:
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+    # An image folder's objects on a plain background are cut out, centred and scaled to fill the frame
+    # (as MNIST's digits were), for training and prediction alike; pictures without a plain border are kept.
+    crop_to_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +365,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")
+    need(d.dataset == "folder" or not d.crop_to_content, "data.crop_to_content",
+         "Cropping to the content is for image folders (data.dataset = \"folder\"); set data.crop_to_content "
+         "to false for this dataset.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")

@@ -61,7 +61,7 @@ from perceiver_gui.config import DataConfig
 from perceiver_gui.core.datasets import InputShape, default_data_root, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -725,8 +725,10 @@ def _load_folder(cfg: DataConfig, root: Path):
         files.append(found)
     class_names = [d.name for d in classes]
     side = cfg.image_size
-    fingerprint = _fingerprint(folder, files, side)
-    cache = root / "folder-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px.safetensors"
+    crop = cfg.crop_to_content
+    fingerprint = _fingerprint(folder, files, side, crop)
+    cache = root / "folder-cache" / (f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px"
+                                     f"{'-content' if crop else ''}.safetensors")
 
     cached = _read_cache(cache, fingerprint)
     if cached is not None:
@@ -735,7 +737,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     else:
         total = sum(len(f) for f in files)
         yield Log(message=f"Decoding {total} images from {folder} at {side}×{side}")
-        x, y, skipped = yield from _decode_folder(folder, files, side)
+        x, y, skipped = yield from _decode_folder(folder, files, side, crop)
         try:
             _write_cache(cache, x, y, skipped, fingerprint, class_names)
         except OSError as exc:
@@ -767,7 +769,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     return folder.name, class_names, train, test, skipped, sources
 
 
-def _decode_folder(folder: Path, files: list[list[Path]], side: int):
+def _decode_folder(folder: Path, files: list[list[Path]], side: int, crop: bool):
     jobs = [(path, label) for label, class_files in enumerate(files) for path in class_files]
     images: list[torch.Tensor] = []
     labels: list[int] = []
@@ -776,7 +778,8 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
 
     def decode(path: Path) -> torch.Tensor | ImageError:
         try:
-            return to_uint8_tensor(open_image(path, channels=3), (side, side))
+            image = open_image(path, channels=3)
+            return to_uint8_tensor(crop_to_content(image) if crop else image, (side, side))
         except ImageError as exc:
             return exc
 
@@ -927,7 +930,7 @@ def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int, seed: 
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
 
 
-def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
+def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -> str:
     listing = []
     for class_files in files:
         for path in class_files:
@@ -936,7 +939,7 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
                 listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
             except OSError:
                 listing.append((path.relative_to(folder).as_posix(), -1, -1))
-    text = json.dumps([CACHE_FORMAT, side, listing], separators=(",", ":"))
+    text = json.dumps([CACHE_FORMAT, side, crop, listing], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
-from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
@@ -164,6 +164,8 @@ class Predictor:
             raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
                              ".ts, .csv or .npy file of series")
         img = open_image(source, channels=self.meta.channels)
+        if self.meta.config.data.crop_to_content:  # as the folder was read for training
+            img = crop_to_content(img)
         return to_uint8_tensor(img, self.meta.image_size)
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:

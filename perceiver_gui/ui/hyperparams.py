@@ -108,6 +108,7 @@ DATA_FIELDS = (
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
     _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
+    _Spec("data.crop_to_content", "Crop to the object", "For objects on a plain background (drawings, scans, product shots): cut each one out, centred, filling the frame, so where and how big it was drawn does not matter; the classifier does the same. Photos without a plain border are left as they are.", "bool"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
     _Spec("data.split_seed", "Validation seed", "Which images validate; keep it to compare runs with other training seeds on the same validation images.", "int", 0, 2**31 - 1),
@@ -561,6 +562,7 @@ class HyperparamsPanel(QWidget):
         applies = {
             "data.folder": is_folder,
             "data.image_size": is_folder,
+            "data.crop_to_content": is_folder,
             "data.test_fraction": is_folder or (is_series and not cfg.data.test_file.strip()),
             "data.train_file": is_series,
             "data.test_file": is_series,
