@@ -819,7 +819,7 @@ def _ucr_problem(cfg: DataConfig, root: Path) -> Generator[DatasetEvent, None, D
     folder, wanted = train.parent, (train.name, test.name)
     if not (train.is_file() and test.is_file()):
         archive = folder / f"{name}.zip"
-        yield from _fetch(_Remote(f"The UCR/UEA problem {name}", folder, ((archive.name, ""),), (UCR_URL,),
+        yield from _fetch(_Remote(f"{name} (UCR/UEA)", folder, ((archive.name, ""),), (UCR_URL,),
                                   also=f"or {wanted[0]} and {wanted[1]}"), cfg)
         try:
             _extract_ucr(archive, wanted, folder)

@@ -67,7 +67,7 @@ def test_a_problem_is_downloaded_once_with_progress_and_trains_from_its_own_spli
     events, ds = _events(cfg)
     assert asked == [url]
     progress = [e for e in events if isinstance(e, DownloadProgress)]
-    assert progress and progress[-1].done_bytes == progress[-1].total_bytes > 0 and "Waves" in progress[-1].name
+    assert progress and progress[-1].done_bytes == progress[-1].total_bytes > 0 and progress[-1].name == "Waves (UCR/UEA)"
     folder = tmp_path / "data" / "UCR" / "Waves"
     assert (folder / "Waves_TRAIN.ts").read_text() == texts["Waves_TRAIN.ts"]
     assert ds.info.name == "Waves" and ds.info.kind == "series" and (ds.info.train_size, ds.info.test_size) == (18, 6)
