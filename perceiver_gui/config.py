@@ -94,6 +94,9 @@ class DataConfig:
     train_file: str = ""  # a .ts, .csv or .npy file of labelled series (dataset "sequences")
     test_file: str = ""  # its test series; "" = hold out test_fraction of train_file
     label_column: str = ""  # a CSV's label column: "first", "last" or a header name; "" = "label" if named, else first
+    # A UCR/UEA archive problem by name (e.g. GunPoint), used when train_file is "": its <name>_TRAIN.ts and
+    # _TEST.ts in root/UCR/<name>, downloaded there first if they are not.
+    ucr_problem: str = ""
     image_size: int = 32  # side in pixels that folder images are resized to
     # Validation: a share of each class of the training split, held out to choose the best epoch, stop early
     # and score sweeps, so the test split is only ever evaluated once, for the model chosen. 0 = none (the
@@ -353,8 +356,12 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset in DATASETS, "data.dataset", f"data.dataset must be one of {', '.join(DATASETS)}.")
     need(d.dataset != "folder" or bool(d.folder.strip()), "data.folder",
          "Choose an image folder (one subfolder per class) for the folder dataset.")
-    need(d.dataset != "sequences" or bool(d.train_file.strip()), "data.train_file",
-         "Choose a file of labelled series (.ts, .csv or .npy) for the sequences dataset.")
+    need(d.dataset != "sequences" or bool(d.train_file.strip() or d.ucr_problem.strip()), "data.train_file",
+         "Choose a file of labelled series (.ts, .csv or .npy) for the sequences dataset, or name a UCR/UEA problem "
+         "(data.ucr_problem).")
+    need(re.fullmatch(r"[A-Za-z0-9_-]{0,64}", d.ucr_problem) is not None, "data.ucr_problem",
+         "data.ucr_problem must be a problem's name as the UCR/UEA archive writes it (letters, digits, - and _), "
+         "e.g. GunPoint.")
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,14 @@ __all__ = [
     "InputShape",
     "Kind",
     "class_folders",
+    "default_data_root",
     "download_note",
     "expected_input",
     "fit_model",
     "folder_image_size",
     "kind_of",
     "max_freq_for",
+    "ucr_files",
 ]
 
 FOLDER_SIZE_SAMPLE = 64  # image files read (headers only) to size a folder: enough for a steady median
@@ -60,10 +63,6 @@ class Kind:
     @property
     def plural(self) -> str:
         return self.irregular_plural or self.noun + "s"
-
-    def count(self, n: int) -> str:
-        """n of them for people: "1 image", "1,797 images", "3 series"."""
-        return f"{n:,} {self.noun if n == 1 else self.plural}"
 
 
 KINDS: dict[str, Kind] = {
@@ -157,8 +156,30 @@ def expected_input(data: DataConfig) -> InputShape:
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
 
 
+def default_data_root() -> Path:
+    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
+    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
+
+
+def ucr_files(root: Path, name: str) -> tuple[Path, Path]:
+    """Where the UCR/UEA problem `name`'s training and test .ts files live (or are downloaded to) under the
+    data root `root`."""
+    folder = root / "UCR" / name
+    return folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
+
+
 def _series_shape(data: DataConfig) -> tuple[tuple[int, ...], int | None, int | None]:
-    """(length,), channels and classes of the series files, read once; (1,), None, None when unreadable."""
+    """(length,), channels and classes of the series files (a named UCR/UEA problem's once it is downloaded),
+    read once; (1,), None, None when unreadable."""
+    if not data.train_file.strip() and data.ucr_problem.strip():
+        root = Path(data.root).expanduser() if data.root.strip() else default_data_root()
+        train, test = ucr_files(root, data.ucr_problem.strip())
+        data = dataclasses.replace(data, train_file=str(train), test_file=str(test))
     def stamp(path: str) -> tuple[str, int, int] | None:
         if not path.strip():
             return None
