@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from perceiver_gui.core.datasets import DATASETS as _REGISTRY
-from perceiver_gui.core.datasets import download_note, expected_input, fit_model
+from perceiver_gui.core.datasets import download_note, expected_input, fit_model, mel_settings
 
 __all__ = [
     "Config",
@@ -26,6 +26,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
+    "AUDIO_INPUTS",
     "DATASETS",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -46,6 +47,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
 COMPILE_MODES = ("off", "default", "reduce-overhead")
+AUDIO_INPUTS = ("waveform", "log_mel")  # data.audio_input: the raw samples, or a log-mel spectrogram (core/audio.py)
 
 
 class ConfigError(ValueError):
@@ -102,6 +104,15 @@ class DataConfig:
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+    # Audio (dataset "audio_folder", read by core/audio.py; `folder` holds one subfolder per class). Every clip
+    # is resampled to sample_rate and cropped or padded to clip_seconds; the checkpoint's config keeps these,
+    # so prediction prepares sounds the same way.
+    sample_rate: int = 16_000  # Hz; 16 kHz holds speech and most everyday sounds (up to 8 kHz)
+    clip_seconds: float = 1.0  # the first this many seconds of each file; shorter files end in silence
+    audio_input: str = "log_mel"  # one of AUDIO_INPUTS: "waveform" (input_axis 1) or "log_mel" (input_axis 2)
+    n_mels: int = 40  # mel bands of the log-mel spectrogram (25 ms windows every 10 ms)
+    time_shift: float = 0.0  # augmentation: shift each clip by up to this many seconds, silence filling in; 0 = off
+    gain_db: float = 0.0  # augmentation: make each clip up to this many dB louder or quieter; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +273,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "data.split_seed": (0, 2**31 - 1),
     "data.test_fraction": (0, 1),  # a share of each class of a folder; both splits need images
     "data.crop_padding": (0, 16),  # half of a 32 px image
+    "data.sample_rate": (1000, 192_000),  # telephone speech is 8 kHz; studio audio goes to 192 kHz
+    "data.clip_seconds": (0, 60),  # a minute of 16 kHz waveform is 960,000 inputs, already far past the memory
+    "data.n_mels": (1, 256),  # 40–128 is usual
+    "data.time_shift": (0, 60),  # at most the clip (checked below)
+    "data.gain_db": (0, 40),  # ±40 dB is 100× louder or quieter; 6–12 dB is usual
     "train.lr": (0, 10),  # beyond 10 every optimizer here diverges
     "train.momentum": (0, 1),  # 1 would never forget a gradient
     "train.weight_decay": (0, 1),  # 1 pulls the weights to zero each step
@@ -281,6 +297,7 @@ RANGES: dict[str, tuple[float, float]] = {
 # Ranges whose ends are excluded: (low excluded, high excluded).
 _OPEN: dict[str, tuple[bool, bool]] = {
     "model.max_freq": (True, False), "model.attn_dropout": (False, True), "model.ff_dropout": (False, True),
+    "data.clip_seconds": (True, False),
     "data.val_fraction": (False, True), "data.test_fraction": (True, True), "train.lr": (True, False),
     "train.momentum": (False, True),
     "train.label_smoothing": (False, True),
@@ -353,6 +370,19 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")
+    audio = d.dataset == "audio_folder"
+    need(not audio or bool(d.folder.strip()), "data.folder",
+         "Choose a folder of sounds (one subfolder per class of WAV, FLAC or OGG files) for the audio_folder dataset.")
+    need(not audio or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
+         "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false for "
+         "audio (data.time_shift and data.gain_db augment sounds).")
+    need(d.audio_input in AUDIO_INPUTS, "data.audio_input",
+         f"data.audio_input must be one of {', '.join(AUDIO_INPUTS)}.")
+    need(not d.time_shift > d.clip_seconds, "data.time_shift",
+         "data.time_shift must be at most data.clip_seconds (a longer shift leaves only silence).")
+    need(not audio or d.audio_input != "log_mel" or d.n_mels <= mel_settings(d.sample_rate, d.n_mels).bins, "data.n_mels",
+         f"data.n_mels must be at most {mel_settings(d.sample_rate, d.n_mels).bins} at {d.sample_rate:,} Hz (the spectrogram's "
+         f"frequency bins); lower it or raise data.sample_rate.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")
