@@ -507,6 +507,17 @@ PRESETS: dict[str, Config] = {
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),
     ),
+    # A folder of sounds (input_axis 2): 1 s clips at 16 kHz as 40-band log-mel spectrograms (40 × 101 = 4,040
+    # inputs), the small folder model over them, time shift and gain augmentation.
+    "audio": _recipe(
+        "audio",
+        ModelConfig(num_freq_bands=8, max_freq=16.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="audio_folder", sample_rate=16_000, clip_seconds=1.0, audio_input="log_mel", n_mels=40,
+                   time_shift=0.1, gain_db=6.0),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
+                    epochs=40, grad_clip=1.0),
+    ),
 }
 
 # One sentence per preset, for the form and `perceiver-gui presets`; `describe_preset` adds the download note.
@@ -523,6 +534,8 @@ PRESET_NOTES: dict[str, str] = {
               "images.",
     "sequences": "Your own time series (.ts, .csv or .npy; set data.train_file): a small, quick model over time; "
                  "series of different lengths are masked, not padded.",
+    "audio": "Your own sounds (a folder with a subfolder of WAV, FLAC or OGG files per class; set data.folder): "
+             "1 s clips as log-mel spectrograms, shifted and made louder or quieter at random.",
 }
 
 
