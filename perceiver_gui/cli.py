@@ -704,6 +704,9 @@ def _sound_input(meta) -> str:
     if d.audio_input == "log_mel":
         mels, frames = meta.image_size
         return f"{clip}, as {mels}-band log-mel spectrograms of {frames} frames (25 ms windows every 10 ms)"
+    if d.audio_input == "mel_frames":
+        return (f"{clip}, as {meta.image_size[0]} frames of {meta.channels} log-mel bands (25 ms windows every "
+                f"10 ms)")
     return f"{clip}, as the raw waveform of {meta.image_size[0]:,} samples"
 
 

@@ -47,7 +47,9 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
 COMPILE_MODES = ("off", "default", "reduce-overhead")
-AUDIO_INPUTS = ("waveform", "log_mel")  # data.audio_input: the raw samples, or a log-mel spectrogram (core/audio.py)
+# data.audio_input (core/audio.py): the raw samples (input_axis 1), a log-mel spectrogram read as a mel × time grid
+# (input_axis 2), or its frames read over time with the mel bands as channels (input_axis 1).
+AUDIO_INPUTS = ("waveform", "log_mel", "mel_frames")
 
 
 class ConfigError(ValueError):
@@ -109,7 +111,7 @@ class DataConfig:
     # so prediction prepares sounds the same way.
     sample_rate: int = 16_000  # Hz; 16 kHz holds speech and most everyday sounds (up to 8 kHz)
     clip_seconds: float = 1.0  # the first this many seconds of each file; shorter files end in silence
-    audio_input: str = "log_mel"  # one of AUDIO_INPUTS: "waveform" (input_axis 1) or "log_mel" (input_axis 2)
+    audio_input: str = "mel_frames"  # one of AUDIO_INPUTS: "waveform", "log_mel" (a mel × time grid) or "mel_frames"
     n_mels: int = 40  # mel bands of the log-mel spectrogram (25 ms windows every 10 ms)
     time_shift: float = 0.0  # augmentation: shift each clip by up to this many seconds, silence filling in; 0 = off
     gain_db: float = 0.0  # augmentation: make each clip up to this many dB louder or quieter; 0 = off
@@ -380,7 +382,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
          f"data.audio_input must be one of {', '.join(AUDIO_INPUTS)}.")
     need(not d.time_shift > d.clip_seconds, "data.time_shift",
          "data.time_shift must be at most data.clip_seconds (a longer shift leaves only silence).")
-    need(not audio or d.audio_input != "log_mel" or d.n_mels <= mel_settings(d.sample_rate, d.n_mels).bins, "data.n_mels",
+    need(not audio or d.audio_input == "waveform" or d.n_mels <= mel_settings(d.sample_rate, d.n_mels).bins, "data.n_mels",
          f"data.n_mels must be at most {mel_settings(d.sample_rate, d.n_mels).bins} at {d.sample_rate:,} Hz (the spectrogram's "
          f"frequency bins); lower it or raise data.sample_rate.")
 
@@ -507,13 +509,13 @@ PRESETS: dict[str, Config] = {
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),
     ),
-    # A folder of sounds (input_axis 2): 1 s clips at 16 kHz as 40-band log-mel spectrograms (40 × 101 = 4,040
-    # inputs), the small folder model over them, time shift and gain augmentation.
+    # A folder of sounds (input_axis 1): 1 s clips at 16 kHz as 101 frames of 40 log-mel bands, the small
+    # sequences model over them, time shift and gain augmentation.
     "audio": _recipe(
         "audio",
         ModelConfig(num_freq_bands=8, max_freq=16.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
                     latent_heads=4, cross_dim_head=16, latent_dim_head=16),
-        DataConfig(dataset="audio_folder", sample_rate=16_000, clip_seconds=1.0, audio_input="log_mel", n_mels=40,
+        DataConfig(dataset="audio_folder", sample_rate=16_000, clip_seconds=1.0, audio_input="mel_frames", n_mels=40,
                    time_shift=0.1, gain_db=6.0),
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),

@@ -7,8 +7,9 @@ in -1..1. Each refusal is one `AudioError` sentence naming the file: unreadable,
 NaN or infinite values (float files can).
 
 `model_input(waves, ...)` turns (N, L) clips into what the model reads: the waveform (N, 1, L), the paper's
-raw-audio setting, or a log-mel spectrogram (N, 1, n_mels, frames) computed with torch (torch.stft and a
-mel filterbank built here, no torchaudio). Training, prediction and the preview all go through it, with
+raw-audio setting; a log-mel spectrogram (N, 1, n_mels, frames), a grid like a gray image; or its frames
+(N, n_mels, frames), a series whose channels are the mel bands. The spectrogram is computed with torch
+(torch.stft and a mel filterbank built here, no torchaudio). Training, prediction and the preview all go through it, with
 the settings the checkpoint's config records (data.sample_rate, clip_seconds, audio_input, n_mels); the
 window and hop follow from the sample rate (`datasets.mel_settings`, which the form sizes the input with).
 
@@ -133,9 +134,11 @@ def log_mel(waves: torch.Tensor, settings: MelSettings) -> torch.Tensor:
 
 def model_input(waves: torch.Tensor, *, sample_rate: int, audio_input: str, n_mels: int,
                 batch: int = 256) -> torch.Tensor:
-    """float32 clips (N, L) -> the model's input: (N, 1, L) waveforms or (N, 1, n_mels, frames) log-mels."""
-    if audio_input != "log_mel":
+    """float32 clips (N, L) -> the model's input: (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
+    (N, n_mels, frames) mel frames."""
+    if audio_input == "waveform":
         return waves.float()[:, None].contiguous()
     settings = mel_settings(sample_rate, n_mels)
     parts = [log_mel(waves[i:i + batch], settings) for i in range(0, len(waves), batch)]  # bounded memory
-    return torch.cat(parts)[:, None].contiguous() if parts else torch.zeros((0, 1, n_mels, 1))
+    mels = torch.cat(parts) if parts else torch.zeros((0, n_mels, 1))
+    return (mels if audio_input == "mel_frames" else mels[:, None]).contiguous()

@@ -20,8 +20,8 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
   zeros the model never attends to.
 - audio_folder: one subfolder per class of WAV, FLAC or OGG files (see `_load_audio`), decoded by
-  core/audio.py into equal clips, float32 (N, 1, L) waveforms or (N, 1, n_mels, frames) log-mels;
-  `augment_audio` shifts and scales them.
+  core/audio.py into equal clips, float32 (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
+  (N, n_mels, frames) mel frames (normalised per band); `augment_audio` shifts and scales them.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -309,14 +309,15 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
 
 def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator) -> torch.Tensor:
     """Random time shift (up to data.time_shift seconds either way, silence filling in) and gain (up to
-    data.gain_db either way) of a float batch of waveforms (B, 1, L) or log-mels (B, 1, n_mels, frames), on
-    x's device; `generator` makes it repeat. Returns x itself when both are off (and draws nothing).
+    data.gain_db either way) of a float batch of waveforms (B, 1, L), log-mels (B, 1, n_mels, frames) or mel
+    frames (B, n_mels, frames), on x's device; `generator` makes it repeat. Returns x itself when both are
+    off (and draws nothing).
 
     On a log-mel a gain is an added number of dB and a shift moves whole frames, so the clips stay what
     the same change to the waveform would give (up to the edges of frames)."""
     if data.time_shift <= 0 and data.gain_db <= 0:
         return x
-    b, length, spectrogram = x.shape[0], x.shape[-1], x.ndim == 4
+    b, length, spectrogram = x.shape[0], x.shape[-1], data.audio_input != "waveform"
     per_second = data.sample_rate / mel_settings(data.sample_rate, data.n_mels).hop if spectrogram else data.sample_rate
     reach = min(length - 1, int(data.time_shift * per_second))
     draw_device = generator.device
@@ -326,11 +327,11 @@ def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator)
     # Source index of every output step; outside the clip is silence.
     source = torch.arange(length, device=x.device) - shift[:, None]  # (B, L)
     inside = (source >= 0) & (source < length)
-    view = (b,) + (1,) * (x.ndim - 2) + (length,)
+    view, per_clip = (b,) + (1,) * (x.ndim - 2) + (length,), (b,) + (1,) * (x.ndim - 1)
     moved = x.gather(-1, source.clamp(0, length - 1).view(view).expand_as(x))
     if spectrogram:
-        return torch.where(inside.view(view), moved + gain.view(b, 1, 1, 1), audio.SILENCE_DB).clamp_(min=audio.SILENCE_DB)
-    return torch.where(inside.view(view), moved * (10.0 ** (gain / 20.0)).view(b, 1, 1), 0.0)
+        return torch.where(inside.view(view), moved + gain.view(per_clip), audio.SILENCE_DB).clamp_(min=audio.SILENCE_DB)
+    return torch.where(inside.view(view), moved * (10.0 ** (gain / 20.0)).view(per_clip), 0.0)
 
 
 def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -955,7 +956,7 @@ def _load_audio(cfg: DataConfig, root: Path):
             raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
                                f"could be used; add readable, non-silent files or remove the folder.")
     waves = torch.from_numpy(np.stack(clips))
-    if cfg.audio_input == "log_mel":
+    if cfg.audio_input != "waveform":
         yield Log(message=f"Computing {cfg.n_mels}-band log-mel spectrograms")
     x = audio.model_input(waves, sample_rate=cfg.sample_rate, audio_input=cfg.audio_input, n_mels=cfg.n_mels)
     train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)

@@ -63,7 +63,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
     "series": Kind("series", 1, ("time",)),
-    # The raw waveform; a log-mel spectrogram (data.audio_input) reads over (mel, time): expected_input's
+    # The raw waveform or mel frames; a log-mel grid (data.audio_input) reads over (mel, time): expected_input's
     # sides say which, and fit_model takes the axes from them.
     "audio": Kind("sound", 1, ("time",)),
 }
@@ -153,6 +153,7 @@ def expected_input(data: DataConfig) -> InputShape:
         found = class_folders(data.folder)
         classes = len(found) if found else None
         sides = _audio_sides(data)
+        channels = min(max(int(data.n_mels), 1), 256) if data.audio_input == "mel_frames" else 1
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
 
 
@@ -221,11 +222,13 @@ def clip_samples(sample_rate: int, clip_seconds: float) -> int:
 
 
 def audio_sides(sample_rate: int, clip_seconds: float, audio_input: str, n_mels: int) -> tuple[int, ...]:
-    """The model's input sides: (samples,) for the waveform, (n_mels, frames) for the log-mel spectrogram."""
+    """The model's input sides: (samples,) for the waveform, (n_mels, frames) for the log-mel grid, (frames,) for
+    mel frames (whose channels are the n_mels bands)."""
     samples = clip_samples(sample_rate, clip_seconds)
-    if audio_input != "log_mel":
+    if audio_input == "waveform":
         return (samples,)
-    return (n_mels, 1 + samples // mel_settings(sample_rate, n_mels).hop)  # torch.stft(center=True)'s frames
+    frames = 1 + samples // mel_settings(sample_rate, n_mels).hop  # torch.stft(center=True)'s frames
+    return (frames,) if audio_input == "mel_frames" else (n_mels, frames)
 
 
 def _audio_sides(data: DataConfig) -> tuple[int, ...]:

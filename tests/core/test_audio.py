@@ -116,15 +116,16 @@ def audio_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("audio_input", "axes", "sides"), [("waveform", 1, (8000,)), ("log_mel", 2, (32, 51))])
-def test_the_dataset_splits_a_folder_and_its_shape_sets_the_models_axes(tmp_path, audio_input, axes, sides):
+@pytest.mark.parametrize(("audio_input", "axes", "sides", "channels"), [
+    ("waveform", 1, (8000,), 1), ("log_mel", 2, (32, 51), 1), ("mel_frames", 1, (51,), 32)])
+def test_the_dataset_splits_a_folder_and_its_shape_sets_the_models_axes(tmp_path, audio_input, axes, sides, channels):
     folder = audio_folder(tmp_path / "sounds")
     _bad_files(folder / "noise")  # skipped with their reasons; the rest still trains
     cfg = DataConfig(dataset="audio_folder", folder=str(folder), clip_seconds=0.5, audio_input=audio_input, n_mels=32,
                      root=str(tmp_path / "data"))
     dataset = data.load_dataset(cfg)
     info = dataset.info
-    assert info.kind == "audio" and info.image_size == sides and info.channels == 1
+    assert info.kind == "audio" and info.image_size == sides and info.channels == channels
     assert info.class_names == ("high", "low", "noise")
     assert (info.train_size, info.val_size, info.test_size) == (27, 3, 6)  # 36 sounds: 20 % test, 10 % validation
     assert sorted(s.split(": ")[0] for s in dataset.skipped) == ["noise/empty.wav", "noise/garbage.wav",
@@ -132,7 +133,9 @@ def test_the_dataset_splits_a_folder_and_its_shape_sets_the_models_axes(tmp_path
     assert all(f.endswith((".wav", ".flac", ".ogg")) for f in dataset.test_files)
     shape = datasets.expected_input(cfg)
     assert shape == info.input_shape  # the form knows the shape before the files are decoded
-    assert datasets.fit_model(ModelConfig(), shape).input_axis == axes
+    fitted = datasets.fit_model(ModelConfig(), shape)
+    assert (fitted.input_axis, fitted.input_channels) == (axes, channels)
+    assert len(info.mean) == channels  # mel frames are normalised band by band
 
 
 def test_a_folder_without_usable_sounds_in_a_class_says_which(tmp_path):
@@ -144,7 +147,7 @@ def test_a_folder_without_usable_sounds_in_a_class_says_which(tmp_path):
         data.load_dataset(DataConfig(dataset="audio_folder", folder=str(folder)))
 
 
-@pytest.mark.parametrize("audio_input", ["waveform", "log_mel"])
+@pytest.mark.parametrize("audio_input", ["waveform", "log_mel", "mel_frames"])
 def test_time_shift_and_gain_move_and_scale_clips_repeatably(audio_input):
     cfg = DataConfig(dataset="audio_folder", clip_seconds=0.25, audio_input=audio_input, time_shift=0.1, gain_db=12)
     clips = torch.from_numpy(np.stack([tone(1000, 0.25, RATE)] * 64))
@@ -160,9 +163,10 @@ def test_time_shift_and_gain_move_and_scale_clips_repeatably(audio_input):
         silent = (a[:, 0] == 0).sum(1)  # the shifted-in silence, up to 0.1 s
         assert silent.max() > 0.05 * RATE and silent.max() <= 0.1 * RATE
     else:
-        middle = a[:, 0, :, 12].amax(1) - x[:, 0, :, 12].amax(1)  # a steady tone's band: a gain adds its dB
+        a, x = (t[:, 0] if t.ndim == 4 else t for t in (a, x))  # (B, n_mels, frames) either way
+        middle = a[:, :, 12].amax(1) - x[:, :, 12].amax(1)  # a steady tone's band: a gain adds its dB
         assert middle.min() < -6 and middle.max() > 6 and middle.abs().max() <= 12 + 1e-3
-        assert (a[:, 0, 0] == audio.SILENCE_DB).any()  # silence shifted in at an edge
+        assert (a[:, :, 0] == audio.SILENCE_DB).all(1).any()  # silence shifted in at an edge
 
 
 def tiny_audio(folder: Path, tmp_path: Path, **data_updates) -> Config:
@@ -171,7 +175,7 @@ def tiny_audio(folder: Path, tmp_path: Path, **data_updates) -> Config:
         model=ModelConfig(depth=1, num_latents=16, latent_dim=32, latent_heads=2, cross_heads=2, cross_dim_head=16,
                           latent_dim_head=16, num_freq_bands=6, max_freq=16.0),
         data=DataConfig(dataset="audio_folder", folder=str(folder), clip_seconds=0.6, n_mels=32, time_shift=0.05,
-                        gain_db=6.0, root=str(tmp_path / "data"), **data_updates),
+                        gain_db=6.0, root=str(tmp_path / "data"), **{"audio_input": "log_mel", **data_updates}),
         train=TrainConfig(optimizer="adamw", lr=3e-3, batch_size=8, epochs=20, threads=1, device="cpu",
                           save_every_s=0),
     )
@@ -224,8 +228,8 @@ def test_a_waveform_run_stopped_and_resumed_continues_exactly(tmp_path):
     assert [e.loss for e in first + second if isinstance(e, Step)] == full
 
 
-def test_the_audio_preset_reads_log_mels_of_a_folder():
+def test_the_audio_preset_reads_mel_frames_of_a_folder():
     cfg = PRESETS["audio"]
-    assert cfg.data.dataset == "audio_folder" and cfg.data.audio_input == "log_mel"
-    assert cfg.model.input_axis == 2 and cfg.model.input_channels == 1
+    assert cfg.data.dataset == "audio_folder" and cfg.data.audio_input == "mel_frames"
+    assert cfg.model.input_axis == 1 and cfg.model.input_channels == cfg.data.n_mels
     assert (cfg.data.crop_padding, cfg.data.hflip) == (0, False) and cfg.data.time_shift > 0 and cfg.data.gain_db > 0
