@@ -124,6 +124,16 @@ class Predictor:
         d = self.meta.config.data
         return audio.read_clip(path, sample_rate=d.sample_rate, clip_seconds=d.clip_seconds)
 
+    def sound_picture(self, path: str | Path):
+        """What the model reads of a sound file, to show: its float (samples,) waveform for a waveform model, else
+        its (n_mels, frames) log-mel spectrogram in dB; AudioError when it cannot be used."""
+        d = self.meta.config.data
+        clip = torch.from_numpy(self.read_sound(path))
+        if d.audio_input == "waveform":
+            return clip.numpy()
+        return audio.model_input(clip[None], sample_rate=d.sample_rate, audio_input="mel_frames",
+                                 n_mels=d.n_mels)[0].numpy()
+
     def predict_series_file(self, path: str | Path, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
         """One Prediction per series of a .ts, .csv or .npy file (its labels, if any, are ignored), named
         `path#row`. A series longer than the model's gets an error entry; SeriesError (one sentence) for a

@@ -40,6 +40,37 @@ def series_image(series, side: int) -> QImage:
     return image
 
 
+def sound_image(values, side: int) -> QImage:
+    """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
+    and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
+    low pitches at the bottom, the loudest 80 dB shown. A QImage, so a worker thread may draw it."""
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    if values.ndim == 2:
+        mels, frames = values.shape
+        top = float(values.max())
+        level = ((values - (top - 80.0)) / 80.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
+        for x in range(side):
+            column = level[:, min(frames - 1, x * frames // side)]
+            for y in range(side):
+                v = float(column[min(mels - 1, (side - 1 - y) * mels // side)])
+                # White through blue to dark red: quiet stays the page, loud stands out.
+                image.setPixel(x, y, QColor.fromHsvF(0.66 * (1.0 - v), min(1.0, 2.0 * v), 1.0 - 0.45 * v).rgb())
+        return image
+    peak = float(abs(values).max()) or 1.0
+    edges = [round(i * len(values) / side) for i in range(side + 1)]
+    painter = QPainter(image)
+    painter.setPen(QPen(QColor(SERIES_COLOURS[0]), 1))
+    middle = (side - 1) / 2
+    for x in range(side):
+        chunk = values[edges[x]:max(edges[x + 1], edges[x] + 1)]
+        if len(chunk):
+            lo, hi = float(chunk.min()) / peak, float(chunk.max()) / peak
+            painter.drawLine(QPointF(x, middle - hi * middle), QPointF(x, middle - lo * middle))
+    painter.end()
+    return image
+
+
 class FloatSpinBox(QDoubleSpinBox):
     """A float spin box that shows values as written (0.003, 1e-05) instead of a fixed number of
     decimals, so a config survives the round trip through the form unchanged.

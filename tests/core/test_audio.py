@@ -233,3 +233,12 @@ def test_the_audio_preset_reads_mel_frames_of_a_folder():
     assert cfg.data.dataset == "audio_folder" and cfg.data.audio_input == "mel_frames"
     assert cfg.model.input_axis == 1 and cfg.model.input_channels == cfg.data.n_mels
     assert (cfg.data.crop_padding, cfg.data.hflip) == (0, False) and cfg.data.time_shift > 0 and cfg.data.gain_db > 0
+
+
+@pytest.mark.parametrize(("audio_input", "m"), [("waveform", 16_000), ("log_mel", 40 * 101), ("mel_frames", 101)])
+def test_the_complexity_readouts_m_is_samples_mels_times_frames_or_frames(audio_input, m):
+    from perceiver_gui.core.complexity import attention_sizes
+
+    cfg = PRESETS["audio"].with_updates({"data.audio_input": audio_input})
+    shape = datasets.expected_input(cfg.data)
+    assert attention_sizes(datasets.fit_model(cfg.model, shape), shape.sides).M == m
