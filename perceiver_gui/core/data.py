@@ -194,7 +194,7 @@ class Preview:
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
-    # float32 (n, L, C) for series
+    # float32 (n, L, C) for series; for sounds float32 (n, L) waveforms or (n, n_mels, frames) log-mels in dB
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -212,7 +212,11 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         x = dataset.train_x[chosen]
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
-        pixels = x.movedim(1, -1).contiguous().numpy()
+        if info.kind == "audio":  # waveforms (n, L) and log-mels (n, n_mels, frames), as sound_image draws them
+            x = augment_audio(x, cfg, generator)
+            pixels = (x if cfg.audio_input == "mel_frames" else x[:, 0]).contiguous().numpy()
+        else:
+            pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
     k = len(info.class_names)
