@@ -331,7 +331,7 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
-            if spec.key == "data.hflip":
+            if spec.key == DATA_FIELDS[-1].key:  # under the last data setting
                 self.preview_button = QPushButton("Preview data…", page)
                 self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
                                                "sees them (with crops and flips), before you start.")
@@ -543,6 +543,8 @@ class HyperparamsPanel(QWidget):
             **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
                                          "data.time_shift", "data.gain_db")},
             "data.n_mels": is_audio and cfg.data.audio_input != "waveform",
+            "data.crop_padding": not is_audio,  # image augmentations; sounds have their own
+            "data.hflip": not is_audio,
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel", "mix", "series_image"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix", "series_image", "sound_image"]
 
 
 def mix(colour: QColor, background: QColor, share: float) -> QColor:
@@ -18,6 +19,9 @@ def mix(colour: QColor, background: QColor, share: float) -> QColor:
 
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
+# A spectrogram's colours from quiet to loud: white (the page) through blue and purple to dark red.
+HEAT = np.array([(255, 255, 255), (150, 190, 235), (31, 119, 180), (120, 60, 150), (200, 40, 40), (110, 0, 0)],
+                dtype=np.float64)
 
 
 def series_image(series, side: int) -> QImage:
@@ -43,30 +47,31 @@ def series_image(series, side: int) -> QImage:
 def sound_image(values, side: int) -> QImage:
     """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
     and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
-    low pitches at the bottom, the loudest 80 dB shown. A QImage, so a worker thread may draw it."""
-    image = QImage(side, side, QImage.Format.Format_RGB32)
-    image.fill(Qt.GlobalColor.white)
+    low pitches at the bottom, the loudest 60 dB shown (below that is the background). A QImage, so a worker thread may draw it."""
     if values.ndim == 2:
         mels, frames = values.shape
-        top = float(values.max())
-        level = ((values - (top - 80.0)) / 80.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
-        for x in range(side):
-            column = level[:, min(frames - 1, x * frames // side)]
-            for y in range(side):
-                v = float(column[min(mels - 1, (side - 1 - y) * mels // side)])
-                # White through blue to dark red: quiet stays the page, loud stands out.
-                image.setPixel(x, y, QColor.fromHsvF(0.66 * (1.0 - v), min(1.0, 2.0 * v), 1.0 - 0.45 * v).rgb())
-        return image
+        level = ((values - (float(values.max()) - 60.0)) / 60.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
+        rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)  # low pitches at the bottom
+        cols = (np.arange(side) * frames // side).clip(0, frames - 1)
+        position = level[rows[:, None], cols[None, :]] * (len(HEAT) - 1)
+        below = np.floor(position).astype(int).clip(0, len(HEAT) - 2)
+        rgb = HEAT[below] + (HEAT[below + 1] - HEAT[below]) * (position - below)[..., None]
+        data = np.ascontiguousarray(rgb.round().astype(np.uint8)).tobytes()
+        return QImage(data, side, side, 3 * side, QImage.Format.Format_RGB888).copy()  # copy: data goes away
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
     peak = float(abs(values).max()) or 1.0
     edges = [round(i * len(values) / side) for i in range(side + 1)]
-    painter = QPainter(image)
-    painter.setPen(QPen(QColor(SERIES_COLOURS[0]), 1))
     middle = (side - 1) / 2
+    points = []  # down and up each column: one polyline draws the envelope
     for x in range(side):
         chunk = values[edges[x]:max(edges[x + 1], edges[x] + 1)]
         if len(chunk):
-            lo, hi = float(chunk.min()) / peak, float(chunk.max()) / peak
-            painter.drawLine(QPointF(x, middle - hi * middle), QPointF(x, middle - lo * middle))
+            points += [QPointF(x, middle - float(chunk.max()) / peak * middle),
+                       QPointF(x, middle - float(chunk.min()) / peak * middle)]
+    painter = QPainter(image)
+    painter.setPen(QPen(QColor(SERIES_COLOURS[0]), 1))
+    painter.drawPolyline(QPolygonF(points))
     painter.end()
     return image
 
