@@ -242,3 +242,36 @@ def test_the_complexity_readouts_m_is_samples_mels_times_frames_or_frames(audio_
     cfg = PRESETS["audio"].with_updates({"data.audio_input": audio_input})
     shape = datasets.expected_input(cfg.data)
     assert attention_sizes(datasets.fit_model(cfg.model, shape), shape.sides).M == m
+
+
+@pytest.mark.slow
+def test_the_cli_trains_the_audio_preset_and_predicts_and_describes_sound_files(tmp_path, capsys):
+    import json
+
+    from perceiver_gui.cli import main
+
+    folder = audio_folder(tmp_path / "sounds", per_class=6)
+    out = tmp_path / "run"
+    tiny = ["--set", "model.num_latents=8", "--set", "model.latent_dim=16", "--set", "model.latent_heads=1",
+            "--set", "train.epochs=1", "--set", "train.warmup_epochs=0", "--set", "train.threads=1",
+            "--set", "train.device=cpu", "--set", f"data.root={tmp_path / 'data'}"]
+    assert main(["train", "--preset", "audio", "--set", f"data.folder={folder}", *tiny, "--out", str(out)]) == 0
+    model = str(out / "model.safetensors")
+    new = tmp_path / "new"
+    new.mkdir()
+    soundfile.write(new / "a.wav", tone(300, 0.5, 8_000), 8_000, subtype="PCM_U8")
+    soundfile.write(new / "b.flac", tone(3000, 0.5, 48_000), 48_000)
+    (new / "c.ogg").write_bytes(b"OggS but not really")
+    Image.new("RGB", (8, 8)).save(new / "d.png")
+    capsys.readouterr()
+    assert main(["predict", "--model", model, str(new), "--json"]) == 1  # the broken .ogg is not classified
+    records = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(records) == {"a.wav", "b.flac", "c.ogg"}  # a folder gives its sound files
+    assert len(records["a.wav"]["top"]) == 3 and {t["label"] for t in records["b.flac"]["top"]} == {"high", "low", "noise"}
+    assert "c.ogg is not a readable WAV, FLAC or OGG file" in records["c.ogg"]["error"]
+    assert main(["predict", "--model", model, str(new / "d.png")]) == 1
+    assert "this model reads sounds" in capsys.readouterr().out
+    assert main(["info", model]) == 0
+    shown = capsys.readouterr().out
+    assert "sounds as 1 s mono clips at 16,000 Hz, as 101 frames of 40 log-mel bands" in shown, shown
+    assert "Classes (3): high, low, noise" in shown
