@@ -21,6 +21,7 @@ from perceiver_gui.core.datasets import DATASETS as _REGISTRY
 from perceiver_gui.core.datasets import download_note, expected_input, fit_model, mel_settings
 
 __all__ = [
+    "CONFIG_SUFFIXES",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "save_config",
 ]
 
+CONFIG_SUFFIXES = (".toml", ".json")  # the files load_config reads and save_config writes (by suffix)
 DATASETS = tuple(_REGISTRY)  # the keys of core/datasets.py's registry, which knows what each one is
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -115,6 +117,9 @@ class DataConfig:
     n_mels: int = 40  # mel bands of the log-mel spectrogram (25 ms windows every 10 ms)
     time_shift: float = 0.0  # augmentation: shift each clip by up to this many seconds, silence filling in; 0 = off
     gain_db: float = 0.0  # augmentation: make each clip up to this many dB louder or quieter; 0 = off
+    # An image folder's objects on a plain background are cut out, centred and scaled to fill the frame
+    # (as MNIST's digits were), for training and prediction alike; pictures without a plain border are kept.
+    crop_to_content: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +390,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(not audio or d.audio_input == "waveform" or d.n_mels <= mel_settings(d.sample_rate, d.n_mels).bins, "data.n_mels",
          f"data.n_mels must be at most {mel_settings(d.sample_rate, d.n_mels).bins} at {d.sample_rate:,} Hz (the spectrogram's "
          f"frequency bins); lower it or raise data.sample_rate.")
+    need(d.dataset == "folder" or not d.crop_to_content, "data.crop_to_content",
+         "Cropping to the content is for image folders (data.dataset = \"folder\"); set data.crop_to_content "
+         "to false for this dataset.")
 
     need(t.optimizer in OPTIMIZERS, "train.optimizer", f"train.optimizer must be one of {', '.join(OPTIMIZERS)}.")
     need(t.schedule in SCHEDULES, "train.schedule", f"train.schedule must be one of {', '.join(SCHEDULES)}.")

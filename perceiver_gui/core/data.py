@@ -63,7 +63,7 @@ from perceiver_gui.core import audio
 from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, mel_settings
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -127,7 +127,8 @@ class Dataset:
     skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
     val_x: torch.Tensor = _NO_IMAGES  # carved from the training split (see `split_validation`)
     val_y: torch.Tensor = _NO_LABELS
-    # The file of each validation and test image, for folder datasets (so a mislabelled file can be found).
+    # The file of each validation and test sample, for folder datasets (so a mislabelled file can be found), and
+    # the file#row of each series.
     val_files: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
 
@@ -763,8 +764,10 @@ def _load_folder(cfg: DataConfig, root: Path):
         files.append(found)
     class_names = [d.name for d in classes]
     side = cfg.image_size
-    fingerprint = _fingerprint(folder, files, side)
-    cache = root / "folder-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px.safetensors"
+    crop = cfg.crop_to_content
+    fingerprint = _fingerprint(folder, files, side, crop)
+    cache = root / "folder-cache" / (f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px"
+                                     f"{'-content' if crop else ''}.safetensors")
 
     cached = _read_cache(cache, fingerprint)
     if cached is not None:
@@ -773,7 +776,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     else:
         total = sum(len(f) for f in files)
         yield Log(message=f"Decoding {total} images from {folder} at {side}×{side}")
-        x, y, skipped = yield from _decode_folder(folder, files, side)
+        x, y, skipped = yield from _decode_folder(folder, files, side, crop)
         try:
             _write_cache(cache, x, y, skipped, fingerprint, class_names)
         except OSError as exc:
@@ -805,7 +808,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     return folder.name, class_names, train, test, skipped, sources
 
 
-def _decode_folder(folder: Path, files: list[list[Path]], side: int):
+def _decode_folder(folder: Path, files: list[list[Path]], side: int, crop: bool):
     jobs = [(path, label) for label, class_files in enumerate(files) for path in class_files]
     images: list[torch.Tensor] = []
     labels: list[int] = []
@@ -814,7 +817,8 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
 
     def decode(path: Path) -> torch.Tensor | ImageError:
         try:
-            return to_uint8_tensor(open_image(path, channels=3), (side, side))
+            image = open_image(path, channels=3)
+            return to_uint8_tensor(crop_to_content(image) if crop else image, (side, side))
         except ImageError as exc:
             return exc
 
@@ -872,10 +876,13 @@ def _load_sequences(cfg: DataConfig, root: Path):
     length = max(train.longest, test.longest if test is not None else 0)
     x = torch.from_numpy(pad(train.values, length))
     y = torch.tensor([index[label] for label in train.labels], dtype=torch.int64)
+    rows = [f"{train_path}#{i + 1}" for i in range(len(x))]  # each series' file and row, as predict names them
     if test is not None:
         test_xy = (torch.from_numpy(pad(test.values, length)),
                    torch.tensor([index[label] for label in test.labels], dtype=torch.int64))
         train_xy = (x, y)
+        test_path = Path(cfg.test_file).expanduser()
+        names = (rows, [f"{test_path}#{i + 1}" for i in range(len(test_xy[0]))])
     else:
         train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(class_names), FOLDER_SPLIT_SEED)
         if len(test_idx) == 0:
@@ -883,8 +890,9 @@ def _load_sequences(cfg: DataConfig, root: Path):
                                f"give a test file (data.test_file).")
         train_xy = (x[train_idx].contiguous(), y[train_idx].contiguous())
         test_xy = (x[test_idx].contiguous(), y[test_idx].contiguous())
+        names = ([rows[i] for i in train_idx.tolist()], [rows[i] for i in test_idx.tolist()])
     name = train_path.stem.removesuffix("_TRAIN").removesuffix("_train") or train_path.name
-    return name, class_names, train_xy, test_xy, ()
+    return name, class_names, train_xy, test_xy, (), names
 
 
 # -- audio -------------------------------------------------------------------------------------
@@ -998,7 +1006,7 @@ def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int, seed: 
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
 
 
-def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
+def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -> str:
     listing = []
     for class_files in files:
         for path in class_files:
@@ -1007,7 +1015,7 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
                 listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
             except OSError:
                 listing.append((path.relative_to(folder).as_posix(), -1, -1))
-    text = json.dumps([CACHE_FORMAT, side, listing], separators=(",", ":"))
+    text = json.dumps([CACHE_FORMAT, side, crop, listing], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

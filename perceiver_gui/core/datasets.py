@@ -42,6 +42,7 @@ __all__ = [
     "expected_input",
     "fit_model",
     "folder_image_size",
+    "kind_of",
     "max_freq_for",
     "mel_settings",
 ]
@@ -58,15 +59,31 @@ class Kind:
     noun: str  # for people: "image"
     axes: int  # the model's input_axis: how many axes the Fourier position encoding spans
     axis_names: tuple[str, ...]  # for people, one per axis
+    irregular_plural: str = ""  # for people, where the plural is not noun + "s" ("series")
+    position: str = "pixel"  # one input position along an axis, for people: "pixel", "time step"
+
+    @property
+    def plural(self) -> str:
+        return self.irregular_plural or self.noun + "s"
+
+    def count(self, n: int) -> str:
+        """n of them for people: "1 image", "1,797 images", "3 series"."""
+        return f"{n:,} {self.noun if n == 1 else self.plural}"
 
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
-    "series": Kind("series", 1, ("time",)),
+    "series": Kind("series", 1, ("time",), irregular_plural="series", position="time step"),
     # The raw waveform or mel frames; a log-mel grid (data.audio_input) reads over (mel, time): expected_input's
     # sides say which, and fit_model takes the axes from them.
-    "audio": Kind("sound", 1, ("time",)),
+    "audio": Kind("sound", 1, ("time",), position="time step"),
 }
+
+
+def kind_of(dataset: str) -> Kind:
+    """What one sample of `dataset` is; an image for a name the registry lacks (validation names it)."""
+    spec = DATASETS.get(dataset)
+    return KINDS[spec.kind if spec is not None else "image"]
 
 
 @dataclass(frozen=True, slots=True)

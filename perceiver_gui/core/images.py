@@ -20,6 +20,9 @@ Choices, in one place:
   (between 1× and 2× Pillow only warns; the early reduction keeps those affordable).
 - `to_uint8_tensor` stretches to the target size (no cropping, so nothing of the picture is lost)
   with Pillow's antialiased bilinear filter, torchvision's default.
+- `crop_to_content` (an image folder's `data.crop_to_content`) does what MNIST did to its digits: an
+  object on a plain background is cut out, centred and scaled to fill the frame, so where and how big
+  it was drawn no longer matters. A picture without a plain border (a photo) is left as it is.
 """
 
 from __future__ import annotations
@@ -33,17 +36,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from perceiver_gui.core.reading import check_regular
+from perceiver_gui.core.reading import IMAGE_SUFFIXES, check_regular
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "image_files", "open_image", "to_uint8_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "crop_to_content", "image_files", "open_image",
+           "to_uint8_tensor"]
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-     ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".im", ".dds", ".psd"}
-)
 MAX_SIDE = 4096  # longest side kept after decoding; far above any training resolution we allow (512)
 RESAMPLE = Image.Resampling.BILINEAR  # the one filter used to resize, for training and prediction alike
 BACKGROUND = 255  # white, the value transparent pixels are composited onto (per channel)
@@ -51,14 +51,23 @@ BACKGROUND = 255  # white, the value transparent pixels are composited onto (per
 # What Pillow raises on malformed input; anything of these while decoding means "bad file", not a bug.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, struct.error,
                   ZeroDivisionError, MemoryError, OverflowError, RuntimeError)
+# crop_to_content: a pixel is content when a channel differs from the background by more than this (of 255:
+# above JPEG noise and antialiasing fringes); the border is plain when no more than PLAIN_BORDER of it is
+# content; CONTENT_MARGIN of the object's size is kept around it, so its outline is not cut by the frame.
+CONTENT_THRESHOLD = 24
+PLAIN_BORDER = 0.25
+CONTENT_MARGIN = 0.05
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
 
 
 def image_files(folder: Path) -> list[Path]:
     """The image files anywhere under `folder`, sorted: a known suffix, not a folder, nothing hidden on the
-    way down from `folder`. The one rule for training folders, their size guess and folders dropped on the
-    classifier. Not is_file(): a FIFO or device named like an image is listed, and open_image refuses it with
-    a sentence. Raises OSError when the folder cannot be read."""
+    way down from `folder` (.git, .thumbnails, macOS ._ files). The one rule for training folders, their size
+    guess, folders dropped on the classifier and `perceiver-gui predict`. Not is_file(): a FIFO or device named
+    like an image is listed, and open_image refuses it with a sentence. Raises OSError when the folder cannot be
+    read (NotADirectoryError when it is not a folder)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder.")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
@@ -123,6 +132,41 @@ def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def crop_to_content(img: Image.Image) -> Image.Image:
+    """The square around what stands out from a plain background, centred, with a small margin of that
+    background; `img` itself when its border is not plain, nothing stands out, or the content fills it.
+
+    The background is the median colour of the one-pixel border; content is every pixel that differs from
+    it by more than CONTENT_THRESHOLD in a channel. A square (not the bounding box itself) keeps the
+    object's proportions when `to_uint8_tensor` resizes it to the model's square input."""
+    if img.mode not in ("L", "RGB"):
+        raise ValueError(f"crop_to_content needs an 'L' or 'RGB' image from open_image, not mode {img.mode!r}")
+    pixels = np.asarray(img, dtype=np.int16)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    height, width = pixels.shape[:2]
+    if height < 3 or width < 3:
+        return img
+    border = np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+    background = np.median(border, axis=0)
+    if (np.abs(border - background).max(axis=1) > CONTENT_THRESHOLD).mean() > PLAIN_BORDER:
+        return img  # no plain background to cut the object from
+    rows, cols = np.nonzero(np.abs(pixels - background).max(axis=2) > CONTENT_THRESHOLD)
+    if len(rows) == 0:
+        return img
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    side = int(np.ceil(max(bottom - top, right - left) * (1 + 2 * CONTENT_MARGIN)))
+    if side >= min(height, width) and bottom - top >= height - 1 and right - left >= width - 1:
+        return img  # the content fills the picture already
+    x0 = int(round((left + right - side) / 2))
+    y0 = int(round((top + bottom - side) / 2))
+    fill = tuple(int(round(v)) for v in background) if img.mode == "RGB" else int(round(background[0]))
+    square = Image.new(img.mode, (side, side), fill)
+    square.paste(img.crop((max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side))),
+                 (max(0, -x0), max(0, -y0)))
+    return square
 
 
 # -- helpers ---------------------------------------------------------------------------------

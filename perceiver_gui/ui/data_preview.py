@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import kind_of
 from perceiver_gui.ui.widgets import series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -75,10 +76,9 @@ class DataPreview(QDialog):
         val_counts = preview.val_counts or (0,) * len(preview.class_names)
         augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip),
                                      ("time shifts", self.data.time_shift > 0), ("gains", self.data.gain_db > 0)) if on]
-        noun = {"sequences": "series", "audio_folder": "sounds"}.get(self.data.dataset, "images")
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
-            f"{sum(val_counts):,} validation and {total_test:,} test {noun}"
+            f"{sum(val_counts):,} validation and {total_test:,} test {kind_of(self.data.dataset).plural}"
             ". Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )

@@ -94,6 +94,7 @@ DATA_FIELDS = (
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
+    _Spec("data.crop_to_content", "Crop to the object", "For objects on a plain background (drawings, scans, product shots): cut each one out, centred, filling the frame, so where and how big it was drawn does not matter; the classifier does the same. Photos without a plain border are left as they are.", "bool"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
     _Spec("data.split_seed", "Validation seed", "Which images validate; keep it to compare runs with other training seeds on the same validation images.", "int", 0, 2**31 - 1),
@@ -529,7 +530,8 @@ class HyperparamsPanel(QWidget):
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
-                                  max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis)
+                                  max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis,
+                                  kind=shape.kind)
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
@@ -539,6 +541,7 @@ class HyperparamsPanel(QWidget):
         applies = {
             "data.folder": is_folder or is_audio,
             "data.image_size": is_folder,
+            "data.crop_to_content": is_folder,
             "data.test_fraction": is_folder or is_audio or (is_series and not cfg.data.test_file.strip()),
             **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
                                          "data.time_shift", "data.gain_db")},

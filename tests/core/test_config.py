@@ -165,8 +165,8 @@ OUT_OF_RANGE = {
     "train.compile": ["max-autotune", "on"],
     "train.early_stop_patience": [-1, 10**5],
 }
-BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "train.nesterov",
-            "train.tf32"}
+BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip",
+            "data.crop_to_content", "train.nesterov", "train.tf32"}
 
 
 def _all_fields() -> set[str]:

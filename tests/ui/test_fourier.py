@@ -116,6 +116,19 @@ def test_the_plot_shows_the_models_own_encoding_and_follows_the_settings(form):
     form.grab().save("/tmp/fourier_form.png")
 
 
+def test_the_plots_lines_keep_their_width_on_a_2x_screen(form, monkeypatch):
+    view = form.fourier
+    monkeypatch.setattr(view, "devicePixelRatioF", lambda: 2.0, raising=False)  # as on a screen at 2× scaling
+    view.toggle.setChecked(True)
+    widths = {curve.opts["pen"].widthF() for curve, _ in _curves_with_pens(view)}
+    assert widths == {2.0, 3.0}  # device pixels: twice the coordinate's 1 px and the bands' 1.5 px at 1×
+
+
+def _curves_with_pens(view):
+    return [(c, c.opts["pen"]) for c in view.plot.getPlotItem().listDataItems()
+            if c.opts["pen"] is not None and len(c.getData()[0] if c.getData()[0] is not None else ())]
+
+
 def test_building_the_form_does_not_import_pyqtgraph():
     """Launch time: the plot's library loads when the plot is first shown, not with the form."""
     code = (
@@ -131,3 +144,19 @@ def test_building_the_form_does_not_import_pyqtgraph():
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_series_readout_speaks_of_time_steps_and_plots_the_time_axis(form, tmp_path):
+    rows = "\n".join(",".join(str((i * j) % 5) for j in range(50)) + f":{'ab'[i % 2]}" for i in range(6))
+    (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
+    _choose(form.field("data.dataset"), "sequences")
+    form.field("data.train_file").setText(str(tmp_path / "s.ts"))
+    view = form.fourier
+    form.field("model.max_freq").setValue(80)  # above the limit of 50 steps (49)
+    assert "1 × (2 × " in view.channels.text() and "to each time step" in view.channels.text()
+    assert "Nyquist limit of 50 time steps (49)" in view.note.text() and "step" in view.note.toolTip()
+    assert "time axis" in view.toggle.toolTip()
+    view.toggle.setChecked(True)
+    assert "Along the time axis of 50 time steps" in view.caption.text()
+    for label in (view.channels, view.note, view.caption):
+        assert "pixel" not in label.text() + label.toolTip(), label.text()
