@@ -610,7 +610,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _print_prediction(pred, args.json)
         if not count:  # an empty folder is an input that was not classified
             failed += 1
-            _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
+            files = "sound files" if predictor.takes_audio else "image files"
+            _print_prediction(Prediction(str(path), error=f"{path} holds no {files}."), args.json)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -685,7 +686,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
     print(f"Model: {printable(path)}")
-    if len(meta.image_size) == 1:
+    if meta.config.data.dataset == "audio_folder":
+        print(f"Input: {_sound_input(meta)}")
+    elif len(meta.image_size) == 1:
         print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
               f"masked), normalised per channel with mean {_numbers(meta.mean)} and std {_numbers(meta.std)}")
     else:
@@ -699,6 +702,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"App version: {printable(meta.app_version)}")
     _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _sound_input(meta) -> str:
+    """How the model hears a sound file, from the preprocessing its checkpoint records."""
+    d = meta.config.data
+    clip = f"sounds as {d.clip_seconds:g} s mono clips at {d.sample_rate:,} Hz"
+    if d.audio_input == "log_mel":
+        mels, frames = meta.image_size
+        return f"{clip}, as {mels}-band log-mel spectrograms of {frames} frames (25 ms windows every 10 ms)"
+    if d.audio_input == "mel_frames":
+        return (f"{clip}, as {meta.image_size[0]} frames of {meta.channels} log-mel bands (25 ms windows every "
+                f"10 ms)")
+    return f"{clip}, as the raw waveform of {meta.image_size[0]:,} samples"
 
 
 def _numbers(values) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from perceiver_gui.core.datasets import DATASETS as _REGISTRY
-from perceiver_gui.core.datasets import download_note, expected_input, fit_model
+from perceiver_gui.core.datasets import download_note, expected_input, fit_model, mel_settings
 
 __all__ = [
     "CONFIG_SUFFIXES",
@@ -27,6 +27,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
+    "AUDIO_INPUTS",
     "DATASETS",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -48,6 +49,9 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
 COMPILE_MODES = ("off", "default", "reduce-overhead")
+# data.audio_input (core/audio.py): the raw samples (input_axis 1), a log-mel spectrogram read as a mel × time grid
+# (input_axis 2), or its frames read over time with the mel bands as channels (input_axis 1).
+AUDIO_INPUTS = ("waveform", "log_mel", "mel_frames")
 
 
 class ConfigError(ValueError):
@@ -107,6 +111,15 @@ class DataConfig:
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+    # Audio (dataset "audio_folder", read by core/audio.py; `folder` holds one subfolder per class). Every clip
+    # is resampled to sample_rate and cropped or padded to clip_seconds; the checkpoint's config keeps these,
+    # so prediction prepares sounds the same way.
+    sample_rate: int = 16_000  # Hz; 16 kHz holds speech and most everyday sounds (up to 8 kHz)
+    clip_seconds: float = 1.0  # the first this many seconds of each file; shorter files end in silence
+    audio_input: str = "mel_frames"  # one of AUDIO_INPUTS: "waveform", "log_mel" (a mel × time grid) or "mel_frames"
+    n_mels: int = 40  # mel bands of the log-mel spectrogram (25 ms windows every 10 ms)
+    time_shift: float = 0.0  # augmentation: shift each clip by up to this many seconds, silence filling in; 0 = off
+    gain_db: float = 0.0  # augmentation: make each clip up to this many dB louder or quieter; 0 = off
     # An image folder's objects on a plain background are cut out, centred and scaled to fill the frame
     # (as MNIST's digits were), for training and prediction alike; pictures without a plain border are kept.
     crop_to_content: bool = False
@@ -270,6 +283,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "data.split_seed": (0, 2**31 - 1),
     "data.test_fraction": (0, 1),  # a share of each class of a folder; both splits need images
     "data.crop_padding": (0, 16),  # half of a 32 px image
+    "data.sample_rate": (1000, 192_000),  # telephone speech is 8 kHz; studio audio goes to 192 kHz
+    "data.clip_seconds": (0, 60),  # a minute of 16 kHz waveform is 960,000 inputs, already far past the memory
+    "data.n_mels": (1, 256),  # 40–128 is usual
+    "data.time_shift": (0, 60),  # at most the clip (checked below)
+    "data.gain_db": (0, 40),  # ±40 dB is 100× louder or quieter; 6–12 dB is usual
     "train.lr": (0, 10),  # beyond 10 every optimizer here diverges
     "train.momentum": (0, 1),  # 1 would never forget a gradient
     "train.weight_decay": (0, 1),  # 1 pulls the weights to zero each step
@@ -289,6 +307,7 @@ RANGES: dict[str, tuple[float, float]] = {
 # Ranges whose ends are excluded: (low excluded, high excluded).
 _OPEN: dict[str, tuple[bool, bool]] = {
     "model.max_freq": (True, False), "model.attn_dropout": (False, True), "model.ff_dropout": (False, True),
+    "data.clip_seconds": (True, False),
     "data.val_fraction": (False, True), "data.test_fraction": (True, True), "train.lr": (True, False),
     "train.momentum": (False, True),
     "train.label_smoothing": (False, True),
@@ -365,6 +384,19 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")
+    audio = d.dataset == "audio_folder"
+    need(not audio or bool(d.folder.strip()), "data.folder",
+         "Choose a folder of sounds (one subfolder per class of WAV, FLAC or OGG files) for the audio_folder dataset.")
+    need(not audio or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
+         "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false for "
+         "audio (data.time_shift and data.gain_db augment sounds).")
+    need(d.audio_input in AUDIO_INPUTS, "data.audio_input",
+         f"data.audio_input must be one of {', '.join(AUDIO_INPUTS)}.")
+    need(not d.time_shift > d.clip_seconds, "data.time_shift",
+         "data.time_shift must be at most data.clip_seconds (a longer shift leaves only silence).")
+    need(not audio or d.audio_input == "waveform" or d.n_mels <= mel_settings(d.sample_rate, d.n_mels).bins, "data.n_mels",
+         f"data.n_mels must be at most {mel_settings(d.sample_rate, d.n_mels).bins} at {d.sample_rate:,} Hz (the spectrogram's "
+         f"frequency bins); lower it or raise data.sample_rate.")
     need(d.dataset == "folder" or not d.crop_to_content, "data.crop_to_content",
          "Cropping to the content is for image folders (data.dataset = \"folder\"); set data.crop_to_content "
          "to false for this dataset.")
@@ -494,6 +526,21 @@ PRESETS: dict[str, Config] = {
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),
     ),
+    # A folder of sounds: 1 s clips at 16 kHz as 101 frames of 40 log-mel bands (the bands as channels, input_axis
+    # 1), the small folder model over them, time shift and gain augmentation. Measured on spoken digits
+    # (benchmarks/README.md, "Modalities"): 97.9 % test against an SVC's 85.0 % on log-mel statistics, in
+    # 11-16 s on 2 CPU cores. Mel frames reached 99 % where the 2-D log-mel grid (40 × 101 inputs of one channel)
+    # was still at chance after 12 epochs; max_freq 16 beat 32 and 8 (98.8 against 97.5 %), and 15 epochs did
+    # as well as 20 (98.8 against 96.2 %).
+    "audio": _recipe(
+        "audio",
+        ModelConfig(num_freq_bands=8, max_freq=16.0, depth=1, num_latents=32, latent_dim=64, cross_heads=8,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="audio_folder", sample_rate=16_000, clip_seconds=1.0, audio_input="mel_frames", n_mels=40,
+                   time_shift=0.1, gain_db=6.0),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
+                    epochs=15, grad_clip=1.0),
+    ),
 }
 
 # One sentence per preset, for the form and `perceiver-gui presets`; `describe_preset` adds the download note.
@@ -510,6 +557,9 @@ PRESET_NOTES: dict[str, str] = {
               "images.",
     "sequences": "Your own time series (.ts, .csv or .npy; set data.train_file): a small, quick model over time; "
                  "series of different lengths are masked, not padded.",
+    "audio": "Your own sounds (a folder with a subfolder of WAV, FLAC or OGG files per class; set data.folder): "
+             "1 s clips read as log-mel frames, shifted and made louder or quieter at random; about 98 % on 400 "
+             "spoken digits in about 15 s on 2 CPU cores.",
 }
 
 

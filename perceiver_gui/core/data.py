@@ -19,6 +19,9 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   the formats core/series.py reads. They are float32 (N, C, L) rather than uint8, with NaN after the end
   of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
   zeros the model never attends to.
+- audio_folder: one subfolder per class of WAV, FLAC or OGG files (see `_load_audio`), decoded by
+  core/audio.py into equal clips, float32 (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
+  (N, n_mels, frames) mel frames (normalised per band); `augment_audio` shifts and scales them.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -58,7 +61,8 @@ import numpy as np
 import torch
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import InputShape, default_data_root, ucr_files
+from perceiver_gui.core import audio
+from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, default_data_root, mel_settings, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import (
@@ -78,6 +82,7 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "augment",
+    "augment_audio",
     "default_data_root",
     "load_dataset",
     "normalize",
@@ -166,7 +171,7 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
         image_size=tuple(int(side) for side in train_x.shape[2:]), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
-        kind="series" if series else "image", padded=padded,
+        kind=DATASETS[cfg.dataset].kind if cfg.dataset in DATASETS else "image", padded=padded,
     )
     return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
                    val_files=val_files, test_files=tuple(test_files))
@@ -191,7 +196,7 @@ class Preview:
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
-    # float32 (n, L, C) for series
+    # float32 (n, L, C) for series; for sounds float32 (n, L) waveforms or (n, n_mels, frames) log-mels in dB
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -209,7 +214,11 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         x = dataset.train_x[chosen]
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
-        pixels = x.movedim(1, -1).contiguous().numpy()
+        if info.kind == "audio":  # waveforms (n, L) and log-mels (n, n_mels, frames), as sound_image draws them
+            x = augment_audio(x, cfg, generator)
+            pixels = (x if cfg.audio_input == "mel_frames" else x[:, 0]).contiguous().numpy()
+        else:
+            pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
     k = len(info.class_names)
@@ -243,10 +252,11 @@ def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequen
 def _normalize_series(x: torch.Tensor, mean, std) -> torch.Tensor:
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
-    if x.ndim != 3 or len(mean) != x.shape[1] or len(std) != x.shape[1]:
-        raise ValueError(f"normalize needs series (B, C, L) with one mean and std per channel; got {tuple(x.shape)}, "
-                         f"{len(mean)} means and {len(std)} stds")
-    return ((x - mean[:, None]) / std[:, None]).nan_to_num_(0.0)
+    if x.ndim not in (3, 4) or len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"normalize needs series (B, C, L) or spectrograms (B, C, F, T) with one mean and std per "
+                         f"channel; got {tuple(x.shape)}, {len(mean)} means and {len(std)} stds")
+    per_channel = (-1,) + (1,) * (x.ndim - 2)
+    return ((x - mean.view(per_channel)) / std.view(per_channel)).nan_to_num_(0.0)
 
 
 def padding_mask(x: torch.Tensor) -> torch.Tensor:
@@ -301,6 +311,33 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     # faster than indexing with four broadcast index tensors.
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random time shift (up to data.time_shift seconds either way, silence filling in) and gain (up to
+    data.gain_db either way) of a float batch of waveforms (B, 1, L), log-mels (B, 1, n_mels, frames) or mel
+    frames (B, n_mels, frames), on x's device; `generator` makes it repeat. Returns x itself when both are
+    off (and draws nothing).
+
+    On a log-mel a gain is an added number of dB and a shift moves whole frames, so the clips stay what
+    the same change to the waveform would give (up to the edges of frames)."""
+    if data.time_shift <= 0 and data.gain_db <= 0:
+        return x
+    b, length, spectrogram = x.shape[0], x.shape[-1], data.audio_input != "waveform"
+    per_second = data.sample_rate / mel_settings(data.sample_rate, data.n_mels).hop if spectrogram else data.sample_rate
+    reach = min(length - 1, int(data.time_shift * per_second))
+    draw_device = generator.device
+    shift = (torch.randint(-reach, reach + 1, (b,), generator=generator, device=draw_device).to(x.device)
+             if reach > 0 else torch.zeros(b, dtype=torch.long, device=x.device))
+    gain = (torch.rand((b,), generator=generator, device=draw_device).to(x.device) * 2 - 1) * data.gain_db
+    # Source index of every output step; outside the clip is silence.
+    source = torch.arange(length, device=x.device) - shift[:, None]  # (B, L)
+    inside = (source >= 0) & (source < length)
+    view, per_clip = (b,) + (1,) * (x.ndim - 2) + (length,), (b,) + (1,) * (x.ndim - 1)
+    moved = x.gather(-1, source.clamp(0, length - 1).view(view).expand_as(x))
+    if spectrogram:
+        return torch.where(inside.view(view), moved + gain.view(per_clip), audio.SILENCE_DB).clamp_(min=audio.SILENCE_DB)
+    return torch.where(inside.view(view), moved * (10.0 ** (gain / 20.0)).view(per_clip), 0.0)
 
 
 def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -913,6 +950,91 @@ def _load_sequences(cfg: DataConfig, root: Path):
     return name, class_names, train_xy, test_xy, (), names
 
 
+# -- audio -------------------------------------------------------------------------------------
+def _load_audio(cfg: DataConfig, root: Path):
+    """One subfolder of cfg.folder per class of WAV, FLAC or OGG files (files in deeper folders count for their
+    class), each decoded by core/audio.py into a clip of cfg.clip_seconds at cfg.sample_rate and turned into
+    cfg.audio_input. Unreadable, empty, silent and NaN files are skipped and reported with their reason; a class
+    left without sounds is an error. The test split is a folder's (round(test_fraction × n) a class, fixed seed)."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The audio folder {folder} does not exist; choose a folder with one subfolder per class "
+                           f"of WAV, FLAC or OGG files.")
+    classes = class_folders(folder)
+    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
+        try:
+            class_dir.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
+                               "valid UTF-8; rename it (class names are saved with the model).") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The audio folder {folder} needs at least two subfolders, one per class, with WAV, FLAC "
+                           f"or OGG files in them.")
+    jobs: list[tuple[Path, int]] = []
+    for label, class_dir in enumerate(classes):
+        try:
+            found = audio.audio_files(class_dir)
+        except OSError as exc:
+            raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "
+                               f"{exc.strerror or exc}.") from None
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no WAV, FLAC or OGG files; add "
+                               f"some or remove the folder.")
+        jobs += [(path, label) for path in found]
+    class_names = [d.name for d in classes]
+    yield Log(message=f"Decoding {len(jobs)} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
+                      f"{cfg.sample_rate:,} Hz")
+
+    def decode(path: Path) -> np.ndarray | audio.AudioError:
+        try:
+            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
+        except audio.AudioError as exc:
+            return exc
+
+    clips: list[np.ndarray] = []
+    labels: list[int] = []
+    kept: list[str] = []
+    skipped: list[str] = []
+    report_every = max(500, len(jobs) // 10)
+    # libsndfile and the resampler run without the GIL, so threads use every core.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
+                                                           strict=True), 1):
+            if isinstance(result, audio.AudioError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+            else:
+                clips.append(result)
+                labels.append(label)
+                kept.append(str(path))
+            if done % report_every == 0:
+                yield Log(message=f"Decoded {done} of {len(jobs)} sounds")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{shown}.", level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    counts = torch.bincount(y, minlength=len(classes)).tolist()
+    for class_index, count in enumerate(counts):
+        if count == 0:
+            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be used; add readable, non-silent files or remove the folder.")
+    waves = torch.from_numpy(np.stack(clips))
+    if cfg.audio_input != "waveform":
+        yield Log(message=f"Computing {cfg.n_mels}-band log-mel spectrograms")
+    x = audio.model_input(waves, sample_rate=cfg.sample_rate, audio_input=cfg.audio_input, n_mels=cfg.n_mels)
+    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
@@ -1000,5 +1122,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "digits": _load_digits,
     "folder": _load_folder,
     "sequences": _load_sequences,
+    "audio_folder": _load_audio,
 }
 

@@ -103,7 +103,7 @@ MODEL_FIELDS = (
 
 DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
-    _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
+    _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images (Image folder) or of WAV, FLAC or OGG files (Audio folder).", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
     _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
@@ -117,6 +117,13 @@ DATA_FIELDS = (
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
     _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
     _Spec("data.hflip", "Random horizontal flip", "Augmentation: mirror half the training images (not for digits or text).", "bool"),
+    _Spec("data.audio_input", "Audio input", "What the model reads of each clip: log-mel frames over time (the mel bands as channels), a log-mel spectrogram as a 2-D grid, or the raw waveform (the paper's setting: thousands of inputs a second).", "choice",
+          choices=(("mel_frames", "Log-mel frames"), ("log_mel", "Log-mel spectrogram (2-D)"), ("waveform", "Raw waveform"))),
+    _Spec("data.sample_rate", "Sample rate (Hz)", "Every sound is resampled to this rate; 16,000 keeps speech and most sounds.", "int", 1000, 192000, 1000),
+    _Spec("data.clip_seconds", "Clip length (s)", "Each sound's first this many seconds; shorter ones end in silence.", "float", 0.01, 60, 0.1),
+    _Spec("data.n_mels", "Mel bands", "Frequency bands of the log-mel spectrogram (25 ms windows every 10 ms); 40–128 is usual.", "int", 1, 256, 8),
+    _Spec("data.time_shift", "Random time shift (s)", "Augmentation: shift each training clip by up to this many seconds either way; 0 switches it off.", "float", 0, 60, 0.05),
+    _Spec("data.gain_db", "Random gain (dB)", "Augmentation: make each training clip up to this many dB louder or quieter; 0 switches it off.", "float", 0, 40, 1),
 )
 
 TRAIN_FIELDS = (
@@ -352,7 +359,7 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
-            if spec.key == "data.hflip":
+            if spec.key == DATA_FIELDS[-1].key:  # under the last data setting
                 self.preview_button = QPushButton("Preview data…", page)
                 self.preview_button.setToolTip(PREVIEW_TIP)
                 self.preview_button.clicked.connect(self.open_preview)
@@ -549,6 +556,8 @@ class HyperparamsPanel(QWidget):
         if shape.kind == "series":
             length = f"{shape.sides[0]:,} steps" if shape.channels else "? steps"
             self.derived_label.setText(f"{channels if shape.channels else '? channels'} · {length} · {classes}")
+        elif shape.kind == "audio":
+            self.derived_label.setText(f"{_sound_input(cfg.data, shape.sides)} · {classes} (subfolders)")
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
@@ -557,13 +566,19 @@ class HyperparamsPanel(QWidget):
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
+        is_audio = cfg.data.dataset == "audio_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder,
+            "data.folder": is_folder or is_audio,
             "data.image_size": is_folder,
             "data.crop_to_content": is_folder,
-            "data.test_fraction": is_folder or (is_series and not cfg.data.test_file.strip()),
+            "data.test_fraction": is_folder or is_audio or (is_series and not cfg.data.test_file.strip()),
+            **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
+                                         "data.time_shift", "data.gain_db")},
+            "data.n_mels": is_audio and cfg.data.audio_input != "waveform",
+            "data.crop_padding": not is_audio,  # image augmentations; sounds have their own
+            "data.hflip": not is_audio,
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
@@ -618,3 +633,13 @@ def _recipe_part(cfg: Config) -> Config:
                       max_freq=-1.0 if follows else cfg.model.max_freq),
         data=replace(cfg.data, root="", folder="", train_file="", test_file="", label_column="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
     )
+
+
+def _sound_input(data, sides: tuple[int, ...]) -> str:
+    """What the model reads of each clip, with its size M (the inputs the latents attend to)."""
+    clip = f"{data.clip_seconds:g} s at {data.sample_rate:,} Hz"
+    if data.audio_input == "waveform":
+        return f"{clip} · {sides[0]:,} samples"
+    if data.audio_input == "log_mel":
+        return f"{clip} · {sides[0]} mels × {sides[1]} frames = {sides[0] * sides[1]:,} inputs"
+    return f"{clip} · {sides[0]} frames of {data.n_mels} mel bands"

@@ -25,6 +25,9 @@ def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     if name == "folder":  # the one preset that needs the user's folder before it can start
         assert [key for key, _ in cfg.validate()] == ["data.folder"]
         cfg = cfg.with_updates({"data.folder": str(tmp_path)})
+    if name == "audio":  # and the one that needs the user's folder of sounds
+        assert [key for key, _ in cfg.validate()] == ["data.folder"]
+        cfg = cfg.with_updates({"data.folder": str(tmp_path)})
     if name == "sequences":  # and the one that needs the user's file of series
         assert [key for key, _ in cfg.validate()] == ["data.train_file"]
         cfg = cfg.with_updates({"data.train_file": str(tmp_path / "series.ts")})
@@ -136,6 +139,12 @@ OUT_OF_RANGE = {
     "data.split_seed": [-1, 2**31],
     "data.test_fraction": [0.0, 1.0, math.nan],
     "data.crop_padding": [-1, 17],
+    "data.sample_rate": [999, 192_001],
+    "data.clip_seconds": [0.0, -1.0, 61.0, math.nan, math.inf],
+    "data.audio_input": ["mfcc"],
+    "data.n_mels": [0, 257],
+    "data.time_shift": [-0.1, 1.5, math.nan],  # 1.5 is longer than the 1 s clip
+    "data.gain_db": [-1.0, 41.0, math.nan],
     "train.optimizer": ["lion"],
     "train.lr": [0.0, 11.0, math.inf, math.nan],
     "train.momentum": [-0.1, 1.0, math.nan],

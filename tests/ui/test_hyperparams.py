@@ -21,7 +21,7 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
     # The folder and sequences presets wait for their data; every other preset can start as it is.
-    waits = {"folder": "data.folder", "sequences": "data.train_file"}
+    waits = {"folder": "data.folder", "sequences": "data.train_file", "audio": "data.folder"}
     assert [key for key, _ in form.problems()] == ([waits[name]] if name in waits else [])
 
 
@@ -231,3 +231,25 @@ def test_the_tips_of_settings_every_kind_has_speak_of_the_chosen_kind(form, tmp_
     assert "how many series each has" in form.preview_button.toolTip()
     _pick(form, "data.dataset", "digits")
     assert form.field("train.batch_size").toolTip().startswith("Images per step")
+
+
+def test_an_audio_folder_enables_the_sound_settings_and_the_readout_gives_m(form, tmp_path):
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / label).mkdir()
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.sample_rate").isEnabled()  # sound settings are greyed out for images
+    _pick(form, "data.dataset", "audio_folder")
+    assert form.preset_box.currentData() == "audio"  # an untouched preset brings the dataset's recipe
+    assert all(form.field(key).isEnabled() for key in ("data.folder", "data.audio_input", "data.sample_rate",
+                                                        "data.clip_seconds", "data.n_mels", "data.time_shift",
+                                                        "data.gain_db"))
+    assert not form.field("data.hflip").isEnabled() or not form.config().data.hflip
+    form.field("data.folder").setText(str(tmp_path))
+    cfg = form.config()
+    assert form.problems() == [] and (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 40, 3)
+    assert "101 frames of 40 mel bands" in form.derived_label.text() and "3 classes" in form.derived_label.text()
+    _pick(form, "data.audio_input", "log_mel")
+    assert form.config().model.input_axis == 2 and "40 mels × 101 frames = 4,040 inputs" in form.derived_label.text()
+    _pick(form, "data.audio_input", "waveform")
+    assert "16,000 samples" in form.derived_label.text() and not form.field("data.n_mels").isEnabled()
+    assert form.config().model.input_axis == 1 and form.config().model.input_channels == 1
