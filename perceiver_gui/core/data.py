@@ -896,6 +896,66 @@ def _load_sequences(cfg: DataConfig, root: Path):
 
 
 # -- audio -------------------------------------------------------------------------------------
+SOUND_CHUNK = 1024  # clips turned into the model's input at a time: bounded memory for big folders
+
+
+def _decode_sounds(jobs: list[tuple[Path, int]], folder: Path, class_names: list[str], cfg: DataConfig):
+    """Decode (path, label) jobs into the model's input x, labels y, the files kept and the skipped ones (as
+    "name: reason"), with progress events; a class left without a usable sound is an error."""
+    yield Log(message=f"Decoding {len(jobs):,} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
+                      f"{cfg.sample_rate:,} Hz" + ("" if cfg.audio_input == "waveform" else
+                                                   f", as {cfg.n_mels}-band log-mel spectrograms"))
+
+    def decode(path: Path) -> np.ndarray | audio.AudioError:
+        try:
+            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
+        except audio.AudioError as exc:
+            return exc
+
+    parts: list[torch.Tensor] = []
+    clips: list[np.ndarray] = []
+    labels: list[int] = []
+    kept: list[str] = []
+    skipped: list[str] = []
+
+    def convert() -> None:
+        parts.append(audio.model_input(torch.from_numpy(np.stack(clips)), sample_rate=cfg.sample_rate,
+                                       audio_input=cfg.audio_input, n_mels=cfg.n_mels))
+        clips.clear()
+
+    report_every = max(500, len(jobs) // 10)
+    # libsndfile and the resampler run without the GIL, so threads use every core.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
+                                                           strict=True), 1):
+            if isinstance(result, audio.AudioError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+            else:
+                clips.append(result)
+                labels.append(label)
+                kept.append(str(path))
+                if len(clips) == SOUND_CHUNK:
+                    convert()
+            if done % report_every == 0:
+                yield Log(message=f"Decoded {done:,} of {len(jobs):,} sounds")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    if clips:
+        convert()
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{shown}.", level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    for class_index, count in enumerate(torch.bincount(y, minlength=len(class_names)).tolist()):
+        if count == 0:
+            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be used; add readable, non-silent files or remove the folder.")
+    return torch.cat(parts), y, kept, skipped
+
+
 def _load_audio(cfg: DataConfig, root: Path):
     """One subfolder of cfg.folder per class of WAV, FLAC or OGG files (files in deeper folders count for their
     class), each decoded by core/audio.py into a clip of cfg.clip_seconds at cfg.sample_rate and turned into
@@ -927,50 +987,7 @@ def _load_audio(cfg: DataConfig, root: Path):
                                f"some or remove the folder.")
         jobs += [(path, label) for path in found]
     class_names = [d.name for d in classes]
-    yield Log(message=f"Decoding {len(jobs)} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
-                      f"{cfg.sample_rate:,} Hz")
-
-    def decode(path: Path) -> np.ndarray | audio.AudioError:
-        try:
-            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
-        except audio.AudioError as exc:
-            return exc
-
-    clips: list[np.ndarray] = []
-    labels: list[int] = []
-    kept: list[str] = []
-    skipped: list[str] = []
-    report_every = max(500, len(jobs) // 10)
-    # libsndfile and the resampler run without the GIL, so threads use every core.
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
-                                                           strict=True), 1):
-            if isinstance(result, audio.AudioError):
-                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
-            else:
-                clips.append(result)
-                labels.append(label)
-                kept.append(str(path))
-            if done % report_every == 0:
-                yield Log(message=f"Decoded {done} of {len(jobs)} sounds")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
-    if skipped:
-        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
-                                                                     if len(skipped) > 5 else "")
-        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
-                          f"{shown}.", level="warning")
-    y = torch.tensor(labels, dtype=torch.int64)
-    counts = torch.bincount(y, minlength=len(classes)).tolist()
-    for class_index, count in enumerate(counts):
-        if count == 0:
-            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
-                               f"could be used; add readable, non-silent files or remove the folder.")
-    waves = torch.from_numpy(np.stack(clips))
-    if cfg.audio_input != "waveform":
-        yield Log(message=f"Computing {cfg.n_mels}-band log-mel spectrograms")
-    x = audio.model_input(waves, sample_rate=cfg.sample_rate, audio_input=cfg.audio_input, n_mels=cfg.n_mels)
+    x, y, kept, skipped = yield from _decode_sounds(jobs, folder, class_names, cfg)
     train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
     if len(test_idx) == 0:
         raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
