@@ -127,6 +127,11 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
     DatasetSpec("audio_folder", "Audio folder…",
                 "Your own sounds: one subfolder per class of WAV, FLAC or OGG files, read as clips of equal length.",
                 "audio", kind="audio", channels=1),
+    DatasetSpec("speech_commands", "Speech Commands",
+                "105,829 one-second recordings of 35 spoken words (yes, no, up, down, the digits …) by 2,618 "
+                "speakers, 16 kHz (Google, v0.02).",
+                "speech", kind="audio", channels=1, classes=35, download_mb=2300.0,
+                files="SpeechCommands (from speech_commands_v0.02.tar.gz)"),
 )}
 
 
@@ -166,9 +171,10 @@ def expected_input(data: DataConfig) -> InputShape:
         classes = len(found) if found else None
     if spec.kind == "series":
         sides, channels, classes = _series_shape(data)
-    if spec.kind == "audio":
+    if spec.kind == "audio" and classes is None:  # a folder of sounds: its subfolders
         found = class_folders(data.folder)
         classes = len(found) if found else None
+    if spec.kind == "audio":
         sides = _audio_sides(data)
         channels = min(max(int(data.n_mels), 1), 256) if data.audio_input == "mel_frames" else 1
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
