@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "the mean ± sample std of their accuracy and loss (with --out, DIR holds them as seed-N)")
     tr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    pr = sub.add_parser("predict", help="classify images with a saved model")
+    pr = sub.add_parser("predict", help="classify images (or series, with a series model) with a saved model")
     pr.add_argument("--model", type=Path, required=True, help="a model.safetensors written by training")
-    pr.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
-    pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
+    pr.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    help="image files or folders; a series model's .ts, .csv or .npy files")
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per input (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
     pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -644,7 +645,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
     from perceiver_gui.core.datasets import KINDS, kind_of
-    from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation
+    from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation, run_kind
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
     path: Path = args.file
@@ -664,7 +665,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         except EvaluationError as exc:
             raise ConfigError(str(exc)) from None
         print(f"Evaluation file: {printable(path)}")
-        print(f"The {ev.split} predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} images, "
+        nouns = KINDS[run_kind(path.parent)].plural
+        print(f"The {ev.split} predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} {nouns}, "
               f"{len(ev.class_names)} classes; the Mistakes tab shows them.")
         print(f"Classes: {printable(', '.join(ev.class_names))}")
         return EXIT_OK

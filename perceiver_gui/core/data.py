@@ -36,6 +36,7 @@ sentence a missing network gives.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -50,6 +51,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,10 +62,19 @@ import torch
 
 from perceiver_gui.config import DataConfig
 from perceiver_gui.core import audio
-from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, mel_settings
+from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, default_data_root, mel_settings, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import (
+    CONTENT_MARGIN,
+    CONTENT_THRESHOLD,
+    PLAIN_BORDER,
+    ImageError,
+    crop_to_content,
+    image_files,
+    open_image,
+    to_uint8_tensor,
+)
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -131,16 +142,6 @@ class Dataset:
     # the file#row of each series.
     val_files: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
-
-
-def default_data_root() -> Path:
-    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
-    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
-    if home:
-        return Path(home).expanduser() / "data"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
 
 
 def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
@@ -375,7 +376,7 @@ def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 class _Remote:
     name: str  # human name for messages and progress
     folder: Path  # where the files (or the extracted folder) go
-    files: tuple[tuple[str, str], ...]  # (file name, md5) to fetch
+    files: tuple[tuple[str, str], ...]  # (file name, md5) to fetch; md5 "": none published (the caller checks the file)
     mirrors: tuple[str, ...]  # base URLs, tried in order
     also: str = ""  # another form of the files that works too, for the message
 
@@ -404,6 +405,7 @@ def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, No
     if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
         raise _missing(remote, "the app is set to work offline")
     for file_name, md5 in todo:
+        reason = "no network"
         for mirror in remote.mirrors:
             yield Log(message=f"Downloading {file_name} from {mirror}")
             try:
@@ -411,12 +413,17 @@ def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, No
                 break
             except _Unreachable as exc:
                 yield Log(message=f"Could not download {mirror + file_name}: {exc}", level="warning")
+                reason = str(exc) if exc.answered else reason
         else:
-            raise _missing(remote, "no network")
+            raise _missing(remote, reason)
 
 
 class _Unreachable(Exception):
     """The server could not be reached or answered with an error; another mirror may work."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered  # the server was reached and refused (404 …): the message says more than "no network"
 
 
 def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadProgress, None, None]:
@@ -439,7 +446,7 @@ def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadPr
                 digest.update(chunk)
                 done += len(chunk)
                 yield DownloadProgress(name=name, done_bytes=done, total_bytes=total)
-        if digest.hexdigest() != md5:
+        if md5 and digest.hexdigest() != md5:
             raise DatasetError(
                 f"The downloaded {dest.name} is damaged (its checksum does not match); try again, or put a copy "
                 f"downloaded by hand in {dest.parent}."
@@ -453,7 +460,7 @@ def _connect(url: str):
     try:
         return urllib.request.urlopen(url, timeout=30)
     except urllib.error.HTTPError as exc:
-        raise _Unreachable(f"the server answered {exc.code} {exc.reason}") from None
+        raise _Unreachable(f"the server answered {exc.code} {exc.reason}", answered=True) from None
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused or reset connections
         raise _Unreachable(str(getattr(exc, "reason", exc))) from None
 
@@ -850,14 +857,62 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int, crop: bool)
 
 
 # -- time series -------------------------------------------------------------------------------
+# The archive's zip of each problem (as aeon fetches them). It publishes no checksums, so none is invented:
+# a download is opened and must hold <name>_TRAIN.ts and <name>_TEST.ts, which the series reader then checks.
+UCR_URL = "https://timeseriesclassification.com/aeon-toolkit/"
+UCR_MAX_BYTES = 4 << 30  # a .ts larger than this in a zip is not one of the archive's (its largest are ~1 GB)
+
+
+def _ucr_problem(cfg: DataConfig, root: Path) -> Generator[DatasetEvent, None, DataConfig]:
+    """cfg with train_file and test_file set to the UCR/UEA problem's .ts files in root/UCR/<name>, downloading
+    and extracting <name>.zip first when they are not there."""
+    name = cfg.ucr_problem.strip()
+    train, test = ucr_files(root, name)
+    folder, wanted = train.parent, (train.name, test.name)
+    if not (train.is_file() and test.is_file()):
+        archive = folder / f"{name}.zip"
+        yield from _fetch(_Remote(f"{name} (UCR/UEA)", folder, ((archive.name, ""),), (UCR_URL,),
+                                  also=f"or {wanted[0]} and {wanted[1]}"), cfg)
+        try:
+            _extract_ucr(archive, wanted, folder)
+        finally:
+            archive.unlink(missing_ok=True)  # extracted, or not what was wanted: either way not needed again
+    return dataclasses.replace(cfg, train_file=str(train), test_file=str(test))
+
+
+def _extract_ucr(archive: Path, wanted: tuple[str, str], folder: Path) -> None:
+    """Write the members of the zip `archive` named `wanted` (at any depth) into `folder`, each atomically."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            found = {Path(info.filename).name: info for info in zipped.infolist()
+                     if Path(info.filename).name in wanted and not info.is_dir()}
+            if len(found) < len(wanted):
+                raise DatasetError(f"{archive.name} holds no {wanted[0]} and {wanted[1]}; the archive may offer this "
+                                   f"problem in another format only. Put both files in {folder} by hand.")
+            for member, info in found.items():  # all checked before any is written
+                if info.file_size > UCR_MAX_BYTES:
+                    raise DatasetError(f"{member} in {archive.name} claims {info.file_size:,} bytes, too many for a "
+                                       f"series file; put the problem's files in {folder} by hand.")
+            for member, info in found.items():
+                with zipped.open(info) as source:  # reads at most file_size bytes, and checks their CRC
+                    atomic_write_bytes(folder / member, source.read())
+    except (zipfile.BadZipFile, EOFError):
+        raise DatasetError(f"The downloaded {archive.name} is not a zip archive (is the problem's name spelled as the "
+                           f"archive spells it?); put its {wanted[0]} and {wanted[1]} in {folder} by hand.") from None
+    except OSError as exc:
+        raise DatasetError(f"Can't extract {archive.name} into {folder}: {exc.strerror or exc}.") from None
+
+
 def _load_sequences(cfg: DataConfig, root: Path):
-    """Series from cfg.train_file, and cfg.test_file or else round(test_fraction × n) of each class of the
-    train file (seeded like a folder's split). The classes are the train file's (a .ts header's
-    @classLabel order, else sorted); a test label it lacks is refused. Every series is padded with NaN to
-    the longest of both files."""
+    """Series from cfg.train_file (or the UCR/UEA problem cfg.ucr_problem), and cfg.test_file or else
+    round(test_fraction × n) of each class of the train file (seeded like a folder's split). The classes are
+    the train file's (a .ts header's @classLabel order, else sorted); a test label it lacks is refused. Every
+    series is padded with NaN to the longest of both files."""
+    if not cfg.train_file.strip() and cfg.ucr_problem.strip():
+        cfg = yield from _ucr_problem(cfg, root)
     if not cfg.train_file.strip():
         raise DatasetError("Choose a training file of series (.ts, .csv or .npy) for the sequences dataset "
-                           "(data.train_file).")
+                           "(data.train_file), or name a UCR/UEA problem (data.ucr_problem).")
     train_path = Path(cfg.train_file).expanduser()
     yield Log(message=f"Reading series from {train_path}")
     try:
@@ -1080,7 +1135,9 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -
                 listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
             except OSError:
                 listing.append((path.relative_to(folder).as_posix(), -1, -1))
-    text = json.dumps([CACHE_FORMAT, side, crop, listing], separators=(",", ":"))
+    # The cropping rule's constants too: a cache cut by another rule is decoded again.
+    cropping = [CONTENT_THRESHOLD, PLAIN_BORDER, CONTENT_MARGIN] if crop else False
+    text = json.dumps([CACHE_FORMAT, side, cropping, listing], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +38,16 @@ __all__ = [
     "MelSettings",
     "audio_sides",
     "class_folders",
+    "default_data_root",
     "clip_samples",
     "download_note",
     "expected_input",
     "fit_model",
     "folder_image_size",
+    "input_positions",
     "kind_of",
     "max_freq_for",
+    "ucr_files",
     "mel_settings",
 ]
 
@@ -65,10 +69,6 @@ class Kind:
     @property
     def plural(self) -> str:
         return self.irregular_plural or self.noun + "s"
-
-    def count(self, n: int) -> str:
-        """n of them for people: "1 image", "1,797 images", "3 series"."""
-        return f"{n:,} {self.noun if n == 1 else self.plural}"
 
 
 KINDS: dict[str, Kind] = {
@@ -180,8 +180,30 @@ def expected_input(data: DataConfig) -> InputShape:
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
 
 
+def default_data_root() -> Path:
+    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
+    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
+
+
+def ucr_files(root: Path, name: str) -> tuple[Path, Path]:
+    """Where the UCR/UEA problem `name`'s training and test .ts files live (or are downloaded to) under the
+    data root `root`."""
+    folder = root / "UCR" / name
+    return folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
+
+
 def _series_shape(data: DataConfig) -> tuple[tuple[int, ...], int | None, int | None]:
-    """(length,), channels and classes of the series files, read once; (1,), None, None when unreadable."""
+    """(length,), channels and classes of the series files (a named UCR/UEA problem's once it is downloaded),
+    read once; (1,), None, None when unreadable."""
+    if not data.train_file.strip() and data.ucr_problem.strip():
+        root = Path(data.root).expanduser() if data.root.strip() else default_data_root()
+        train, test = ucr_files(root, data.ucr_problem.strip())
+        data = dataclasses.replace(data, train_file=str(train), test_file=str(test))
     def stamp(path: str) -> tuple[str, int, int] | None:
         if not path.strip():
             return None
@@ -252,6 +274,18 @@ def audio_sides(sample_rate: int, clip_seconds: float, audio_input: str, n_mels:
         return (samples,)
     frames = 1 + samples // mel_settings(sample_rate, n_mels).hop  # torch.stft(center=True)'s frames
     return (frames,) if audio_input == "mel_frames" else (n_mels, frames)
+
+
+def input_positions(data: DataConfig, shape: InputShape) -> str:
+    """M, the inputs the latents attend to, for people: "32×32 pixels", "40 time steps", and for sounds
+    "16,000 samples", "40 mels × 101 frames" or "101 frames" (of n_mels bands each), as data.audio_input says."""
+    if shape.kind == "audio":
+        if data.audio_input == "waveform":
+            return f"{shape.sides[0]:,} samples"
+        if data.audio_input == "log_mel" and len(shape.sides) == 2:
+            return f"{shape.sides[0]:,} mels × {shape.sides[1]:,} frames"
+        return f"{shape.sides[0]:,} frames"
+    return f"{'×'.join(f'{side:,}' for side in shape.sides)} {KINDS[shape.kind].position}s"
 
 
 def _audio_sides(data: DataConfig) -> tuple[int, ...]:

@@ -52,10 +52,11 @@ BACKGROUND = 255  # white, the value transparent pixels are composited onto (per
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, struct.error,
                   ZeroDivisionError, MemoryError, OverflowError, RuntimeError)
 # crop_to_content: a pixel is content when a channel differs from the background by more than this (of 255:
-# above JPEG noise and antialiasing fringes); the border is plain when no more than PLAIN_BORDER of it is
-# content; CONTENT_MARGIN of the object's size is kept around it, so its outline is not cut by the frame.
+# above JPEG noise and antialiasing fringes); the border is plain when less than PLAIN_BORDER of it is
+# content (a big object in a corner covers a third of it; a photo's border mostly differs from its median);
+# CONTENT_MARGIN of the object's size is kept around it, so its outline is not cut by the frame.
 CONTENT_THRESHOLD = 24
-PLAIN_BORDER = 0.25
+PLAIN_BORDER = 0.5
 CONTENT_MARGIN = 0.05
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
 

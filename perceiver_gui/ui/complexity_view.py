@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.complexity import attention_sizes, flops_per_sample, parameter_count
-from perceiver_gui.core.datasets import KINDS, expected_input
+from perceiver_gui.core.datasets import KINDS, expected_input, input_positions
 
 __all__ = ["ComplexityView", "si"]
 
@@ -48,7 +48,8 @@ class ComplexityView(QFrame):
 
     def set_config(self, cfg: Config) -> None:
         shape = expected_input(cfg.data)
-        spatial, noun = shape.sides, KINDS[shape.kind].noun
+        kind = KINDS[shape.kind]
+        spatial, noun = shape.sides, kind.noun
         if cfg.validate():
             # Sizes of an impossible model would mislead; the form already says what is wrong.
             self.cost.setText("Parameters and FLOPs appear once the settings are valid.")
@@ -60,7 +61,8 @@ class ComplexityView(QFrame):
         sizes = attention_sizes(cfg.model, spatial)
         self.cost.setText(f"<b>{si(params)}</b> parameters · <b>{si(flops)}FLOPs</b> per {noun}")
         self.attention.setText(
-            f"Attention: cross M×N = {sizes.M:,}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
+            f"Attention (M = {input_positions(cfg.data, shape)}): "
+            f"cross M×N = {sizes.M:,}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
             f"latent N² = <b>{si(sizes.latent)}</b> · plain transformer M² = <b>{si(sizes.transformer)}</b>"
         )
         self.note.setText(sizes.note(noun))

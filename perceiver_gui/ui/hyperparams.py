@@ -66,6 +66,19 @@ class _Spec:
     at_low: str = ""  # shown instead of the lowest value of an int field, e.g. "off" for 0
 
 
+# Settings every kind of sample has, whose tips are written of images: said in the kind's words (`in_words_of`).
+PER_SAMPLE_TIPS = frozenset({"train.batch_size", "train.mixup", "data.val_fraction", "data.split_seed",
+                             "model.cross_heads"})
+PREVIEW_TIP = "See the classes, how many images each has, and samples as training sees them, before you start."
+
+
+def in_words_of(text: str, kind: registry.Kind) -> str:
+    """`text`, written of images, said of `kind`'s samples: "Images per step" -> "Series per step"."""
+    for old, new in (("images", kind.plural), ("image", kind.noun)):
+        text = text.replace(old, new).replace(old.capitalize(), new.capitalize())
+    return text
+
+
 def _c(*values: str) -> tuple[tuple[str, str], ...]:
     return tuple((v, v) for v in values)
 
@@ -93,6 +106,7 @@ DATA_FIELDS = (
     _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images (Image folder) or of WAV, FLAC or OGG files (Audio folder).", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
+    _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
     _Spec("data.crop_to_content", "Crop to the object", "For objects on a plain background (drawings, scans, product shots): cut each one out, centred, filling the frame, so where and how big it was drawn does not matter; the classifier does the same. Photos without a plain border are left as they are.", "bool"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
@@ -181,7 +195,10 @@ class _Field:
                 self.browse.setText("…")
                 self.browse.setToolTip("Choose a folder" if kind == "path" else "Choose a file")
                 self.browse.clicked.connect(self._choose_folder if kind == "path" else self._choose_file)
-        w.setToolTip(spec.tip)
+        self.tip = spec.tip  # spec.tip in the words of the dataset's kind of sample (`speak_of`)
+        self.problem = ""
+        self.label: QLabel | None = None
+        w.setToolTip(self.tip)
         w.setObjectName(spec.key)
         self.widget = w
         self.error = QLabel(parent)
@@ -232,9 +249,18 @@ class _Field:
             w.setText(str(value))
 
     def show_problem(self, sentence: str) -> None:
+        self.problem = sentence
         self.error.setText(sentence)
         self.error.setVisible(bool(sentence))
-        self.widget.setToolTip(self.spec.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+        self.widget.setToolTip(self.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+
+    def speak_of(self, kind: registry.Kind) -> None:
+        """Say the tip of a setting every kind of sample has in the words of `kind` ("Series per step")."""
+        if self.spec.key in PER_SAMPLE_TIPS:
+            self.tip = in_words_of(self.spec.tip, kind)
+            self.show_problem(self.problem)
+            if self.label is not None:
+                self.label.setToolTip(self.tip)
 
 
 class HyperparamsPanel(QWidget):
@@ -315,6 +341,7 @@ class HyperparamsPanel(QWidget):
             self._fields[spec.key] = field
             label = QLabel(spec.label)
             label.setToolTip(spec.tip)
+            field.label = label
             label.setBuddy(field.widget)
             if field.browse is not None:
                 row = QHBoxLayout()
@@ -334,8 +361,7 @@ class HyperparamsPanel(QWidget):
                 form.addRow(self.recipe_button)
             if spec.key == DATA_FIELDS[-1].key:  # under the last data setting
                 self.preview_button = QPushButton("Preview data…", page)
-                self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
-                                               "sees them (with crops and flips), before you start.")
+                self.preview_button.setToolTip(PREVIEW_TIP)
                 self.preview_button.clicked.connect(self.open_preview)
                 form.addRow(self.preview_button)
             if spec.key == "model.max_freq":
@@ -450,7 +476,8 @@ class HyperparamsPanel(QWidget):
         recipe = PRESETS[registry.DATASETS[current.data.dataset].preset]
         cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder,
                                    "data.train_file": current.data.train_file, "data.test_file": current.data.test_file,
-                                   "data.label_column": current.data.label_column})
+                                   "data.label_column": current.data.label_column,
+                                   "data.ucr_problem": current.data.ucr_problem})
         self.set_config(cfg)
         if cfg.data.dataset == "folder":
             self._follow_folder()
@@ -516,6 +543,10 @@ class HyperparamsPanel(QWidget):
         shape = registry.expected_input(cfg.data)
         model = registry.fit_model(cfg.model, shape)
         self._derived = {name: getattr(model, name) for name in DERIVED}
+        kind = registry.KINDS[shape.kind]
+        for field in self._fields.values():
+            field.speak_of(kind)
+        self.preview_button.setToolTip(in_words_of(PREVIEW_TIP, kind))
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
@@ -552,6 +583,7 @@ class HyperparamsPanel(QWidget):
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
+            "data.ucr_problem": is_series,
             "data.root": downloads,
             "data.download": downloads,
         }

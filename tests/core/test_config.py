@@ -133,6 +133,7 @@ OUT_OF_RANGE = {
     "data.train_file": ["/data/\udcff.ts", "/" + "d" * 5000],
     "data.test_file": ["/data/\udcff.ts", "/" + "d" * 5000],
     "data.label_column": ["\udcff", "c" * 101],
+    "data.ucr_problem": ["../etc", "Gun Point", "x" * 65],
     "data.image_size": [3, 513],
     "data.val_fraction": [-0.1, 0.5, 1.0, math.nan],  # 0 is allowed: no validation split
     "data.split_seed": [-1, 2**31],

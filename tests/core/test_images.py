@@ -346,3 +346,9 @@ def test_crop_to_content_leaves_photos_blank_pictures_and_full_frames_alone():
         assert images.crop_to_content(img) is img
     gray = images.crop_to_content(_drawn("circle", (10, 10, 20, 20)).convert("L"))
     assert gray.mode == "L" and gray.size[0] < 20  # gray pictures are cut the same way
+
+
+def test_crop_to_content_cuts_out_a_big_object_in_a_corner():
+    # A square filling 23 of 32 pixels from the top-left corner covers a third of the border.
+    img = images.crop_to_content(_drawn("square", (0, 0, 22, 22), side=32))
+    assert img.size == (26, 26) and pixel(img, (5, 5)) == (30, 90, 200)

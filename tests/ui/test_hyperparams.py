@@ -209,6 +209,30 @@ def test_sequences_show_the_series_files_and_the_series_length(form, tmp_path):
     assert form.preset_box.currentData() == "sequences"  # where the series live is not part of the recipe
 
 
+def test_a_ucr_problem_by_name_stands_in_for_the_series_file(form):
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.ucr_problem").isEnabled()
+    _pick(form, "data.dataset", "sequences")
+    assert form.field("data.ucr_problem").isEnabled()
+    form.field("data.ucr_problem").setText("GunPoint")
+    assert form.problems() == [] and form.config().data.ucr_problem == "GunPoint"
+    form.field("data.ucr_problem").setText("../GunPoint")
+    assert [key for key, _ in form.problems()] == ["data.ucr_problem"]
+
+
+def test_the_tips_of_settings_every_kind_has_speak_of_the_chosen_kind(form, tmp_path):
+    keys = ("train.batch_size", "train.mixup", "data.val_fraction", "data.split_seed", "model.cross_heads")
+    form.set_config(PRESETS["digits"])
+    assert form.field("train.batch_size").toolTip().startswith("Images per step")
+    _pick(form, "data.dataset", "sequences")
+    for key in keys:
+        assert "image" not in form.field(key).toolTip().lower(), (key, form.field(key).toolTip())
+    assert form.field("train.batch_size").toolTip().startswith("Series per step; larger is faster per series")
+    assert "how many series each has" in form.preview_button.toolTip()
+    _pick(form, "data.dataset", "digits")
+    assert form.field("train.batch_size").toolTip().startswith("Images per step")
+
+
 def test_an_audio_folder_enables_the_sound_settings_and_the_readout_gives_m(form, tmp_path):
     for label in ("cat", "dog", "owl"):
         (tmp_path / label).mkdir()
