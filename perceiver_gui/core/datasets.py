@@ -131,7 +131,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
                 "105,829 one-second recordings of 35 spoken words (yes, no, up, down, the digits …) by 2,618 "
                 "speakers, 16 kHz (Google, v0.02).",
                 "speech", kind="audio", channels=1, classes=35, download_mb=2300.0,
-                files="SpeechCommands (from speech_commands_v0.02.tar.gz)"),
+                files="SpeechCommands"),
 )}
 
 
