@@ -644,7 +644,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     folder (or its run.json / metrics.jsonl) or a config file."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
-    from perceiver_gui.core.datasets import KINDS
+    from perceiver_gui.core.datasets import KINDS, kind_of
     from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation, run_kind
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
@@ -686,7 +686,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
     print(f"Model: {printable(path)}")
-    if meta.config.data.dataset == "audio_folder":
+    if kind_of(meta.config.data.dataset) is KINDS["audio"]:
         print(f"Input: {_sound_input(meta)}")
     elif len(meta.image_size) == 1:
         print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
