@@ -101,6 +101,15 @@ def series_run(tmp_path_factory):
     return train_series_run(tmp_path_factory.mktemp("series"))
 
 
+@pytest.fixture(scope="session")
+def sound_run(tmp_path_factory):
+    """A finished run of a tiny sound model reading mel frames (the audio preset's input) of a folder of tones and
+    noise in several formats (trained once per session); the folder is run.parent.parent / "sounds"."""
+    from tests.core.sound_fixtures import train_sound_run
+
+    return train_sound_run(tmp_path_factory.mktemp("sound"), "mel_frames", per_class=10)
+
+
 @pytest.fixture
 def panel(qtbot):
     """A classifier panel, torn down only after its workers are done."""
