@@ -45,6 +45,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("float32", "auto", "bfloat16", "float16")
 IMPLEMENTATIONS = ("fast", "reference")
+POSITIONS = ("grid", "points")  # model.positions: the input grid's places, or each point's own coordinates
 COMPILE_MODES = ("off", "default", "reduce-overhead")
 
 
@@ -74,11 +75,15 @@ class ModelConfig:
     fourier_encode_data: bool = True  # append Fourier position features to every input
     self_per_cross_attn: int = 1  # latent self-attention layers after each cross-attention
     implementation: str = "fast"  # "fast" (ours) or "reference" (perceiver_pytorch itself)
+    # Where the position features come from; comes from the dataset: "grid" (each input's place on the
+    # image or series grid, as upstream) or "points" (each point's own coordinates, for point clouds).
+    positions: str = "grid"
 
     def perceiver_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for `Perceiver(...)`, without our own `implementation` switch."""
+        """The keyword arguments for `Perceiver(...)`, without our own `implementation` and `positions` switches."""
         kwargs = dataclasses.asdict(self)
         kwargs.pop("implementation")
+        kwargs.pop("positions")
         return kwargs
 
 
@@ -341,6 +346,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
          "model.num_freq_bands must be at least 1 while Fourier encoding is on.")
     need(m.implementation in IMPLEMENTATIONS, "model.implementation",
          f"model.implementation must be one of {', '.join(IMPLEMENTATIONS)}.")
+    need(m.positions in POSITIONS, "model.positions", f"model.positions must be one of {', '.join(POSITIONS)}.")
+    need(m.positions == "grid" or m.implementation == "fast", "model.implementation",
+         "perceiver_pytorch's own Perceiver reads grids only; set model.implementation to fast for point clouds.")
     need(m.num_latents * m.latent_dim <= 2**26, "model.num_latents",
          f"The latent array (num_latents × latent_dim = {m.num_latents * m.latent_dim:,}) is too large to fit in "
          f"memory; make one of them smaller (at most {2**26:,} together).")
