@@ -107,6 +107,9 @@ class DataConfig:
     download: bool = True  # fetch torchvision datasets that are not on disk yet
     crop_padding: int = 0  # random-crop augmentation: pad by this many pixels, crop back; 0 = off
     hflip: bool = False  # random horizontal flip augmentation (not for digits or text)
+    num_points: int = 1024  # points per cloud (dataset "points_folder"): sampled on a mesh, or a list's subset
+    rotate: bool = False  # point clouds: a random rotation about the up (z) axis, for shapes that stand upright
+    jitter: float = 0.0  # point clouds: Gaussian noise of this σ on every coordinate (the cloud's radius is 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +270,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "data.split_seed": (0, 2**31 - 1),
     "data.test_fraction": (0, 1),  # a share of each class of a folder; both splits need images
     "data.crop_padding": (0, 16),  # half of a 32 px image
+    "data.num_points": (16, 65_536),  # fewer hold no shape; the cross-attention's cost grows with the points
+    "data.jitter": (0, 0.5),  # σ in units of the cloud's radius; half of it blurs any shape away
     "train.lr": (0, 10),  # beyond 10 every optimizer here diverges
     "train.momentum": (0, 1),  # 1 would never forget a gradient
     "train.weight_decay": (0, 1),  # 1 pulls the weights to zero each step
@@ -358,6 +363,14 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
          "Choose an image folder (one subfolder per class) for the folder dataset.")
     need(d.dataset != "sequences" or bool(d.train_file.strip()), "data.train_file",
          "Choose a file of labelled series (.ts, .csv or .npy) for the sequences dataset.")
+    need(d.dataset != "points_folder" or bool(d.folder.strip()), "data.folder",
+         "Choose a folder of point clouds (one subfolder per class of meshes or point lists) for the points_folder "
+         "dataset.")
+    need(d.dataset != "points_folder" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
+         "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false for "
+         "point clouds (they have data.rotate and data.jitter).")
+    need(d.dataset == "points_folder" or (not d.rotate and d.jitter == 0), "data.rotate",
+         "data.rotate and data.jitter augment point clouds only; set them to false and 0 for this dataset.")
     need(d.dataset != "sequences" or (d.crop_padding == 0 and not d.hflip), "data.crop_padding",
          "Random crops and flips are image augmentations; set data.crop_padding to 0 and data.hflip to false "
          "for time series.")
@@ -485,6 +498,15 @@ PRESETS: dict[str, Config] = {
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),
     ),
+    # Point clouds from a folder of meshes or point lists (input_axis 3, positions from each point's xyz).
+    "points": _recipe(
+        "points",
+        ModelConfig(num_freq_bands=8, max_freq=8.0, depth=2, num_latents=32, latent_dim=64, cross_heads=4,
+                    latent_heads=4, cross_dim_head=16, latent_dim_head=16),
+        DataConfig(dataset="points_folder", num_points=512, rotate=True, jitter=0.01),
+        TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
+                    epochs=40, grad_clip=1.0),
+    ),
 }
 
 # One sentence per preset, for the form and `perceiver-gui presets`; `describe_preset` adds the download note.
@@ -501,6 +523,8 @@ PRESET_NOTES: dict[str, str] = {
               "images.",
     "sequences": "Your own time series (.ts, .csv or .npy; set data.train_file): a small, quick model over time; "
                  "series of different lengths are masked, not padded.",
+    "points": "Your own 3-D shapes (meshes or point lists; set data.folder): each sampled to 512 points, turned "
+              "about the up axis and jittered while training.",
 }
 
 

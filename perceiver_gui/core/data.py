@@ -19,6 +19,11 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   the formats core/series.py reads. They are float32 (N, C, L) rather than uint8, with NaN after the end
   of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
   zeros the model never attends to.
+- points_folder: one subfolder per class of meshes or point lists (see `_load_points_folder`), read by
+  core/points.py into float32 (N, 3, num_points) clouds, each centred in the unit sphere. Their mean and
+  std are 0 and 1, so `normalize` leaves them as they are: the coordinates are the model's positions,
+  and a per-axis standardisation would squash a flat shape's thin axis into noise. `augment_points`
+  rotates them about the up axis and jitters them.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -56,10 +61,11 @@ import numpy as np
 import torch
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import InputShape
+from perceiver_gui.core.datasets import DATASETS, InputShape
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.points import PointsError, point_files, read_points
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -67,6 +73,7 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "augment",
+    "augment_points",
     "default_data_root",
     "load_dataset",
     "normalize",
@@ -157,14 +164,18 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
-    series = train_x.is_floating_point()
-    mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
+    kind = DATASETS[cfg.dataset].kind
+    series = kind == "series"
+    if kind == "points":  # already centred in the unit sphere, cloud by cloud: the coordinates stay as they are
+        mean, std = (0.0,) * int(train_x.shape[1]), (1.0,) * int(train_x.shape[1])
+    else:
+        mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
     padded = series and any(bool(x[:, 0, -1].isnan().any()) for x in (train_x, val_x, test_x))
     info = DatasetInfo(
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
         image_size=tuple(int(side) for side in train_x.shape[2:]), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
-        kind="series" if series else "image", padded=padded,
+        kind=kind, padded=padded,
     )
     return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
                    val_files=val_files, test_files=tuple(test_files))
@@ -189,7 +200,7 @@ class Preview:
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
-    # float32 (n, L, C) for series
+    # float32 (n, L, C) for series, (n, P, 3) xyz for point clouds
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -207,6 +218,7 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         x = dataset.train_x[chosen]
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        x = augment_points(x, cfg, generator=generator)
         pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
@@ -299,6 +311,28 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     # faster than indexing with four broadcast index tensors.
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def augment_points(x: torch.Tensor, cfg: DataConfig, *, generator: torch.Generator) -> torch.Tensor:
+    """Clouds float32 (B, 3, P) turned by a random angle about the up (z) axis (cfg.rotate), then moved by
+    Gaussian noise of σ cfg.jitter on every coordinate, vectorised on x's device; x itself when both are off.
+
+    Only about z: a shape that stands upright (a chair, a lamp) keeps standing, as the data shows it, while
+    the direction it faces, which says nothing of its class, varies. Draws are in a fixed order (angles,
+    then noise), so the same seed gives the same batch."""
+    if not cfg.rotate and cfg.jitter == 0:
+        return x
+    b = x.shape[0]
+    draw_device = generator.device
+    if cfg.rotate:
+        angle = torch.rand(b, generator=generator, device=draw_device).to(x.device) * (2 * torch.pi)
+        cos, sin = angle.cos(), angle.sin()
+        px, py = x[:, 0], x[:, 1]
+        x = torch.stack([cos[:, None] * px - sin[:, None] * py, sin[:, None] * px + cos[:, None] * py, x[:, 2]], 1)
+    if cfg.jitter > 0:
+        noise = torch.randn(x.shape, generator=generator, device=draw_device).to(x.device)
+        x = x + noise * cfg.jitter
+    return x
 
 
 def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -850,6 +884,64 @@ def _load_sequences(cfg: DataConfig, root: Path):
     return name, class_names, train_xy, test_xy, ()
 
 
+# -- point clouds ------------------------------------------------------------------------------
+def _load_points_folder(cfg: DataConfig, root: Path):
+    """One subfolder per class of meshes and point lists (files in deeper folders count for their class),
+    each read by points.read_points to cfg.num_points points (seeded per file, so every run and `predict`
+    get the same points). Unreadable files are skipped and reported; a class without readable files is an
+    error. The test split is held out as a folder's (round(test_fraction × n) per class, fixed seed)."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The point cloud folder {folder} does not exist; choose a folder with one subfolder "
+                           f"per class of meshes or point files.")
+    try:
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [point_files(d) for d in classes]
+    except OSError as exc:
+        raise DatasetError(f"Can't read the point cloud folder {folder}: {exc.strerror or exc}.") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The point cloud folder {folder} needs at least two subfolders, one per class, with "
+                           f"meshes or point files in them.")
+    for class_dir, found in zip(classes, files, strict=True):
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no meshes or point files "
+                               f"(.ply, .off, .obj, .stl, .xyz, .txt, .npy); add some or remove the folder.")
+    total = sum(len(f) for f in files)
+    yield Log(message=f"Reading {total} point clouds from {folder} at {cfg.num_points} points each")
+    clouds, labels, kept, skipped = [], [], [], []
+    done = 0
+    for label, class_files in enumerate(files):
+        for path in class_files:
+            try:
+                clouds.append(read_points(path, cfg.num_points))
+                labels.append(label)
+                kept.append(str(path))
+            except PointsError as exc:
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {exc}")
+            done += 1
+            if done % 200 == 0:
+                yield Log(message=f"Read {done} of {total} point clouds")
+    if skipped:
+        yield Log(message=f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""),
+                  level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    counts = torch.bincount(y, minlength=len(classes)).tolist()
+    for class_dir, count in zip(classes, counts, strict=True):
+        if count == 0:
+            raise DatasetError(f"None of the files in the class folder '{class_dir.name}' in {folder} could be "
+                               f"read; add readable meshes or point files or remove the folder.")
+    x = torch.from_numpy(np.stack(clouds)).transpose(1, 2).contiguous()  # (N, 3, P): channels first, as images
+    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The point cloud folder {folder} has too few files to hold any out for testing; add "
+                           f"files.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return folder.name, [d.name for d in classes], train, test, skipped, sources
+
+
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
@@ -935,5 +1027,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "digits": _load_digits,
     "folder": _load_folder,
     "sequences": _load_sequences,
+    "points_folder": _load_points_folder,
 }
 

@@ -53,11 +53,14 @@ class Kind:
     noun: str  # for people: "image"
     axes: int  # the model's input_axis: how many axes the Fourier position encoding spans
     axis_names: tuple[str, ...]  # for people, one per axis
+    positions: str = "grid"  # the model's positions: "grid" (the input's places) or "points" (their own xyz)
 
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
     "series": Kind("series", 1, ("time",)),
+    # An unordered set of points: the Fourier features span x, y and z of each point's own coordinates.
+    "points": Kind("point cloud", 3, ("x", "y", "z"), positions="points"),
 }
 
 
@@ -99,6 +102,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
     DatasetSpec("sequences", "Time series…",
                 "Your own series: a .ts (UCR/UEA), .csv or .npy file of labelled series, one or more channels.",
                 "sequences", kind="series"),
+    DatasetSpec("points_folder", "Point clouds…",
+                "Your own 3-D shapes: one subfolder per class of meshes (.ply, .off, .obj, .stl) or point lists "
+                "(.xyz, .txt, .npy).", "points", kind="points", channels=3),
 )}
 
 
@@ -120,6 +126,7 @@ def fit_model(model: ModelConfig, shape: InputShape) -> ModelConfig:
     return dataclasses.replace(
         model,
         input_axis=KINDS[shape.kind].axes,
+        positions=KINDS[shape.kind].positions,
         input_channels=shape.channels if shape.channels is not None else model.input_channels,
         num_classes=shape.classes if shape.classes is not None else model.num_classes,
     )
@@ -132,9 +139,11 @@ def expected_input(data: DataConfig) -> InputShape:
     axes = KINDS[spec.kind].axes
     sides = spec.size if spec.size is not None else (data.image_size,) * axes
     classes, channels = spec.classes, spec.channels
-    if data.dataset == "folder":
+    if data.dataset in ("folder", "points_folder"):
         found = class_folders(data.folder)
         classes = len(found) if found else None
+    if spec.kind == "points":
+        sides = (data.num_points,)  # M: the points of a cloud, one axis of the input whatever input_axis
     if spec.kind == "series":
         sides, channels, classes = _series_shape(data)
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)

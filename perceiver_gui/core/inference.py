@@ -8,6 +8,10 @@ batch are still classified.
 Series (a model of input_axis 1) go through the training pipeline too: `series.read_series` ->
 `series.pad` to the model's length (NaN after each series' end) -> `data.padding_mask` and
 `data.normalize`. One file holds many series, so `predict_series_file` gives one Prediction each.
+
+Point clouds (a model of positions "points") too: `points.read_points` samples each mesh or point list to
+the model's number of points with training's seed and centres it in the unit sphere, then
+`data.normalize` (mean 0, std 1: the coordinates as they are). `predict_points` gives one Prediction a file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
+from perceiver_gui.core.points import PointsError, read_points
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
 __all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
@@ -135,6 +140,32 @@ class Predictor:
                                                     f"{length}; shorten it.")
                 for i, v in enumerate(found.values)]
 
+    @property
+    def takes_points(self) -> bool:
+        return self.meta.config.model.positions == "points"
+
+    def predict_points(self, paths: Iterable[str | Path], top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per mesh or point file, in order; a file that cannot be read gets its sentence."""
+        k = self._top_k(top_k)
+        (num_points,) = self.meta.image_size
+        clouds: dict[int, torch.Tensor] = {}
+        errors: dict[int, str] = {}
+        paths = list(paths)
+        for i, path in enumerate(paths):
+            try:
+                clouds[i] = torch.from_numpy(read_points(path, num_points)).T  # (3, P), as training holds it
+            except PointsError as exc:
+                errors[i] = str(exc)
+        tops: dict[int, tuple[tuple[str, float], ...]] = {}
+        rows = sorted(clouds)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            with torch.inference_mode():
+                logits = self.model(self._model_input(torch.stack([clouds[i] for i in chunk])))
+            tops.update(zip(chunk, self._top(logits, k), strict=True))
+        return [Prediction(str(p), tops[i]) if i in tops else Prediction(str(p), error=errors[i])
+                for i, p in enumerate(paths)]
+
     # -- internals ------------------------------------------------------------------------------
     def _top_k(self, top_k: int) -> int:
         if top_k < 1:
@@ -145,6 +176,9 @@ class Predictor:
         if self.takes_series:
             raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
                              ".ts, .csv or .npy file of series")
+        if self.takes_points:
+            raise ImageError(_name(source) or "the image", "this model reads point clouds, not images; give it a "
+                             "mesh (.ply, .off, .obj, .stl) or a point list (.xyz, .txt, .npy)")
         img = open_image(source, channels=self.meta.channels)
         return to_uint8_tensor(img, self.meta.image_size)
 

@@ -44,6 +44,8 @@ def read_points(path: str | Path, num_points: int, *, seed: int = 0) -> np.ndarr
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise PointsError(f"{path.name} is not a mesh or point file; use {', '.join(SUFFIXES)}.")
+    if not path.exists():
+        raise PointsError(f"{path.name} does not exist; check its name and folder.")
     if not path.is_file():  # False for folders, FIFOs and devices, so nothing below blocks
         raise PointsError(f"{path.name} can't be read: it is not a regular file.")
     rng = np.random.default_rng(seed)

@@ -18,12 +18,13 @@ from perceiver_gui.core.model import build_model
 from tests.core.data_fixtures import make_image_folder, make_mnist, make_tiny_cifar100
 
 
-def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_named_after_it():
+def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_of_its_own():
     assert tuple(registry.DATASETS) == DATASETS
     assert set(data._LOADERS) == set(DATASETS)
     for key, spec in registry.DATASETS.items():
         assert spec.key == key and spec.label and spec.description.endswith(".")
-        assert spec.preset == key and spec.preset in PRESETS
+        # Named after the dataset, or after its kind for a folder of a kind (points_folder's is "points").
+        assert spec.preset in (key, key.removesuffix("_folder")) and PRESETS[spec.preset].data.dataset == key
         assert spec.kind in registry.KINDS
 
 
@@ -68,6 +69,10 @@ def test_every_preset_validates_and_builds_a_model_that_reads_its_data(name, tmp
     cfg = preset(name)
     if name == "folder":
         cfg = cfg.with_updates({"data.folder": str(make_image_folder(tmp_path / "f"))})
+    if name == "points":
+        for shape in ("cubes", "balls"):
+            (tmp_path / "p" / shape).mkdir(parents=True)
+        cfg = cfg.with_updates({"data.folder": str(tmp_path / "p")})
     if name == "sequences":
         rows = "\n".join(",".join(str((i * j) % 7) for j in range(64)) + f":{'ab'[i % 2]}" for i in range(6))
         (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
+import torch
+
 from perceiver_gui.core.points import PointsError, point_files, read_points
 
 
@@ -107,3 +109,117 @@ def test_point_files_lists_every_supported_file_and_skips_hidden_ones(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     assert [p.relative_to(tmp_path).as_posix() for p in point_files(tmp_path)] == ["a/x.ply", "a/y.XYZ", "b/c/z.npy"]
+
+
+# -- the points_folder dataset, augmentation, training and prediction ------------------------------
+SHAPES = {"box": lambda: trimesh.creation.box(extents=(1.0, 0.6, 0.3)),
+          "cone": lambda: trimesh.creation.cone(radius=0.5, height=1.2),
+          "sphere": lambda: trimesh.creation.icosphere(subdivisions=2)}
+FORMATS = ("a.ply", "b.off", "c.obj", "d.xyz", "e.ply")  # e.ply in binary, a.ply in ASCII
+
+
+def points_folder(root, per_class: int = 5, seed: int = 0):
+    """root/<shape>/<n><suffix>: each shape scaled, turned about z and moved at random, in every format."""
+    rng = np.random.default_rng(seed)
+    for name, make in SHAPES.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            mesh = make()
+            mesh.apply_scale(rng.uniform(0.5, 3.0))
+            mesh.apply_transform(trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), (0, 0, 1)))
+            mesh.apply_translation(rng.normal(size=3))
+            fmt = FORMATS[i % len(FORMATS)]
+            path = root / name / f"{i}{fmt}"
+            if fmt.endswith(".xyz"):
+                cloud = mesh.sample(700, seed=i)
+                path.write_text("\n".join(f"{x:.5f} {y:.5f} {z:.5f}" for x, y, z in cloud))
+            else:
+                mesh.export(path, **({"encoding": "ascii"} if fmt == "a.ply" else {}))
+    return root
+
+
+def points_config(folder, **updates):
+    from perceiver_gui.config import preset
+
+    cfg = preset("points").with_updates({
+        "data.folder": str(folder), "data.num_points": 128, "data.val_fraction": 0.0, "data.test_fraction": 0.2,
+        "model.depth": 1, "model.num_latents": 16, "model.latent_dim": 32, "model.latent_heads": 2,
+        "train.batch_size": 8, "train.epochs": 8, "train.threads": 1, "train.device": "cpu", "train.log_every": 5,
+    })
+    return cfg.with_updates(updates) if updates else cfg
+
+
+def test_a_points_folder_loads_every_format_as_centred_clouds_and_skips_a_broken_file(tmp_path):
+    from perceiver_gui.core.data import load_dataset, normalize
+
+    folder = points_folder(tmp_path / "shapes")
+    (folder / "box" / "broken.off").write_text("OFF\n3 1\n0 0\n")
+    dataset = load_dataset(points_config(folder).data)
+    info = dataset.info
+    assert info.kind == "points" and info.class_names == ("box", "cone", "sphere")
+    assert info.image_size == (128,) and info.channels == 3 and info.train_size + info.test_size == 15
+    assert dataset.train_x.shape == (info.train_size, 3, 128) and dataset.train_x.dtype == torch.float32
+    radii = dataset.train_x.norm(dim=1).amax(1)
+    torch.testing.assert_close(radii, torch.ones_like(radii))
+    assert len(dataset.skipped) == 1
+    assert dataset.skipped[0].startswith("box/broken.off: broken.off can't be read as a mesh")
+    # Normalisation keeps the coordinates: they are the model's positions.
+    assert torch.equal(normalize(dataset.test_x, info.mean, info.std), dataset.test_x)
+    assert all(path.startswith(str(folder)) for path in dataset.test_files) and len(dataset.test_files) == 3
+
+
+def test_rotation_turns_clouds_about_the_up_axis_and_jitter_moves_points_by_sigma():
+    from perceiver_gui.config import DataConfig
+    from perceiver_gui.core.data import augment_points
+
+    x = torch.randn(64, 3, 200)
+    off = DataConfig(dataset="points_folder")
+    assert augment_points(x, off, generator=torch.Generator().manual_seed(0)) is x
+    turned = augment_points(x, DataConfig(dataset="points_folder", rotate=True), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(turned[:, 2], x[:, 2])  # up stays up
+    torch.testing.assert_close(turned[:, :2].norm(dim=1), x[:, :2].norm(dim=1))  # distances from the axis kept
+    assert (turned[:, :2] - x[:, :2]).abs().amax() > 0.5  # and they did turn
+    again = augment_points(x, DataConfig(dataset="points_folder", rotate=True), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(turned, again)  # seeded: a resumed run draws the same
+    noisy = augment_points(x, DataConfig(dataset="points_folder", jitter=0.02), generator=torch.Generator().manual_seed(0))
+    assert float((noisy - x).std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_point_augmentation_and_image_augmentation_are_refused_on_the_wrong_data():
+    from perceiver_gui.config import preset
+
+    problems = dict(preset("digits").with_updates({"data.rotate": True}).validate())
+    assert "augment point clouds only" in problems["data.rotate"]
+    problems = dict(points_config("/somewhere").with_updates({"data.hflip": True}).validate())
+    assert "image augmentations" in problems["data.crop_padding"]
+    problems = dict(points_config("").validate())
+    assert "Choose a folder of point clouds" in problems["data.folder"]
+
+
+@pytest.mark.slow
+def test_a_points_run_learns_shapes_and_its_model_predicts_mesh_and_point_files(tmp_path):
+    from PIL import Image
+
+    from perceiver_gui.core.events import Finished
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.core.training import train
+
+    folder = points_folder(tmp_path / "shapes", per_class=10)
+    events = list(train(points_config(folder, **{"data.rotate": True, "data.jitter": 0.01}),
+                        out_dir=tmp_path / "run"))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.status == "completed", done.message
+    assert done.test_acc >= 0.8, done.test_acc  # chance is 1/3
+    predictor = Predictor.from_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert predictor.takes_points and predictor.meta.image_size == (128,)
+    assert predictor.meta.config.model.input_axis == 3 and predictor.meta.config.data.num_points == 128
+    fresh = points_folder(tmp_path / "new", per_class=2, seed=7)
+    files = sorted(fresh.rglob("*.*"))
+    results = predictor.predict_points([*files, tmp_path / "missing.ply"], top_k=2)
+    correct = [r.top[0][0] == path.parent.name for r, path in zip(results, files, strict=False)]
+    assert np.mean(correct) >= 0.8, [(r.path, r.top) for r in results]
+    assert results[-1].error == "missing.ply does not exist; check its name and folder."
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(image)
+    (wrong,) = predictor.predict([image])
+    assert "reads point clouds, not images" in wrong.error
