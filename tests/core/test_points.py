@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import trimesh
-
 import torch
+import trimesh
 
 from perceiver_gui.core.points import PointsError, point_files, read_points
 
