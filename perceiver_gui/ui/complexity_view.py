@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.complexity import attention_sizes, flops_per_sample, parameter_count
-from perceiver_gui.core.datasets import expected_input
+from perceiver_gui.core.datasets import KINDS, expected_input
 
 __all__ = ["ComplexityView", "si"]
 
@@ -47,7 +47,8 @@ class ComplexityView(QFrame):
         layout.addWidget(self.note)
 
     def set_config(self, cfg: Config) -> None:
-        spatial = expected_input(cfg.data).sides
+        shape = expected_input(cfg.data)
+        spatial, noun = shape.sides, KINDS[shape.kind].noun
         if cfg.validate():
             # Sizes of an impossible model would mislead; the form already says what is wrong.
             self.cost.setText("Parameters and FLOPs appear once the settings are valid.")
@@ -57,9 +58,10 @@ class ComplexityView(QFrame):
         params = parameter_count(cfg.model)
         flops = flops_per_sample(cfg.model, spatial)
         sizes = attention_sizes(cfg.model, spatial)
-        self.cost.setText(f"<b>{si(params)}</b> parameters · <b>{si(flops)}FLOPs</b> per image")
+        self.cost.setText(f"<b>{si(params)}</b> parameters · <b>{si(flops)}FLOPs</b> per {noun}")
+        inputs = " (points)" if shape.kind == "points" else ""
         self.attention.setText(
-            f"Attention: cross M×N = {sizes.M:,}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
+            f"Attention: cross M×N = {sizes.M:,}{inputs}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
             f"latent N² = <b>{si(sizes.latent)}</b> · plain transformer M² = <b>{si(sizes.transformer)}</b>"
         )
         self.note.setText(sizes.note())

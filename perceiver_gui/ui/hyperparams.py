@@ -90,7 +90,7 @@ MODEL_FIELDS = (
 
 DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
-    _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
+    _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images for an image folder, of meshes or point files for point clouds.", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
@@ -102,6 +102,9 @@ DATA_FIELDS = (
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
     _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
     _Spec("data.hflip", "Random horizontal flip", "Augmentation: mirror half the training images (not for digits or text).", "bool"),
+    _Spec("data.num_points", "Points per cloud", "Each mesh is sampled to this many points on its surface, each point list subsampled or padded to it; the cross-attention's M.", "int", 16, 65536, 64),
+    _Spec("data.rotate", "Random rotation about the up axis", "Augmentation: turn each training cloud by a random angle about z, for shapes whose facing says nothing of their class.", "bool"),
+    _Spec("data.jitter", "Point jitter", "Augmentation: Gaussian noise of this σ on every coordinate (the cloud's radius is 1); 0 switches it off.", "float", 0, 0.5, 0.005),
 )
 
 TRAIN_FIELDS = (
@@ -127,7 +130,7 @@ TRAIN_FIELDS = (
     _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
 )
 
-DERIVED = ("input_channels", "input_axis", "num_classes")
+DERIVED = ("input_channels", "input_axis", "num_classes", "positions")
 
 
 class _Field:
@@ -324,7 +327,7 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
-            if spec.key == "data.hflip":
+            if spec.key == DATA_FIELDS[-1].key:  # under the augmentations, which it shows
                 self.preview_button = QPushButton("Preview data…", page)
                 self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
                                                "sees them (with crops and flips), before you start.")
@@ -453,7 +456,7 @@ class HyperparamsPanel(QWidget):
             # An untouched preset: picking a dataset brings its recipe; edits are never replaced unasked.
             self.apply_dataset_recipe()
             return
-        if key == "data.folder":
+        if key == "data.folder" and self._fields["data.dataset"].get() == "folder":
             self._follow_folder()
         elif key == "data.image_size":
             self._follow_image_size(self._last.data.image_size)
@@ -511,12 +514,14 @@ class HyperparamsPanel(QWidget):
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
-        if cfg.data.dataset == "folder":
+        if cfg.data.dataset in ("folder", "points_folder"):
             classes += " (subfolders)"
         sides = "×".join(str(n) for n in shape.sides)
         if shape.kind == "series":
             length = f"{shape.sides[0]:,} steps" if shape.channels else "? steps"
             self.derived_label.setText(f"{channels if shape.channels else '? channels'} · {length} · {classes}")
+        elif shape.kind == "points":
+            self.derived_label.setText(f"x, y, z · {shape.sides[0]:,} points a cloud · {classes}")
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
@@ -524,12 +529,18 @@ class HyperparamsPanel(QWidget):
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
+        is_points = cfg.data.dataset == "points_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder,
+            "data.folder": is_folder or is_points,
             "data.image_size": is_folder,
-            "data.test_fraction": is_folder or (is_series and not cfg.data.test_file.strip()),
+            "data.test_fraction": is_folder or is_points or (is_series and not cfg.data.test_file.strip()),
+            "data.num_points": is_points,
+            "data.rotate": is_points,
+            "data.jitter": is_points,
+            "data.crop_padding": not is_points,
+            "data.hflip": not is_points,
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
