@@ -222,3 +222,33 @@ def test_a_points_run_learns_shapes_and_its_model_predicts_mesh_and_point_files(
     Image.new("RGB", (8, 8)).save(image)
     (wrong,) = predictor.predict([image])
     assert "reads point clouds, not images" in wrong.error
+
+
+@pytest.mark.slow
+def test_the_cli_trains_the_points_preset_and_predicts_and_describes_point_files(tmp_path, capsys):
+    import json
+
+    from perceiver_gui.cli import main
+
+    folder = points_folder(tmp_path / "shapes", per_class=5)
+    out = tmp_path / "run"
+    tiny = ["--set", "model.depth=1", "--set", "model.num_latents=8", "--set", "model.latent_dim=16",
+            "--set", "data.num_points=64", "--set", "train.epochs=1", "--set", "train.warmup_epochs=0",
+            "--set", "train.threads=1", "--set", "train.device=cpu", "--set", "data.val_fraction=0"]
+    assert main(["train", "--preset", "points", "--set", f"data.folder={folder}", *tiny, "--out", str(out)]) == 0
+    model = str(out / "model.safetensors")
+    (tmp_path / "bad.off").write_text("OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n")
+    (tmp_path / "empty").mkdir()
+    capsys.readouterr()
+    code = main(["predict", "--model", model, str(folder / "cone"), str(tmp_path / "bad.off"),
+                 str(tmp_path / "empty"), "--json"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [r["path"].rsplit("/", 1)[-1] for r in records] == ["0a.ply", "1b.off", "2c.obj", "3d.xyz", "4e.ply",
+                                                                "bad.off", "empty"]
+    assert all(len(r["top"]) == 3 for r in records[:5])
+    assert "is a mesh with no faces" in records[5]["error"] and "holds no mesh or point files" in records[6]["error"]
+    assert main(["info", model]) == 0
+    shown = capsys.readouterr().out
+    assert "Input: point clouds of 64 points (x, y, z)" in shown and "turned about the up (z) axis" in shown
+    assert "Classes (3): box, cone, sphere" in shown
