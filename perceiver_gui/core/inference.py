@@ -22,6 +22,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -144,27 +145,37 @@ class Predictor:
     def takes_points(self) -> bool:
         return self.meta.config.model.positions == "points"
 
+    def read_cloud(self, path: str | Path) -> np.ndarray:
+        """float32 (P, 3): the file's points as this model reads them (its number of points, training's seed,
+        centred in the unit sphere); PointsError (one sentence) for a file that cannot be read."""
+        (num_points,) = self.meta.image_size
+        return read_points(path, num_points)
+
     def predict_points(self, paths: Iterable[str | Path], top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
         """One Prediction per mesh or point file, in order; a file that cannot be read gets its sentence."""
-        k = self._top_k(top_k)
-        (num_points,) = self.meta.image_size
-        clouds: dict[int, torch.Tensor] = {}
-        errors: dict[int, str] = {}
         paths = list(paths)
+        clouds: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
         for i, path in enumerate(paths):
             try:
-                clouds[i] = torch.from_numpy(read_points(path, num_points)).T  # (3, P), as training holds it
+                clouds[i] = self.read_cloud(path)
             except PointsError as exc:
                 errors[i] = str(exc)
-        tops: dict[int, tuple[tuple[str, float], ...]] = {}
-        rows = sorted(clouds)
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
+        read = self.predict_clouds([str(paths[i]) for i in clouds], list(clouds.values()), top_k, batch_size)
+        tops = dict(zip(clouds, read, strict=True))
+        return [tops[i] if i in tops else Prediction(str(p), error=errors[i]) for i, p in enumerate(paths)]
+
+    def predict_clouds(self, names: Sequence[str], clouds: Sequence[np.ndarray], top_k: int = 5,
+                       batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per cloud from `read_cloud`, named as given."""
+        k = self._top_k(top_k)
+        out: list[Prediction] = []
+        for start in range(0, len(clouds), batch_size):
+            x = torch.from_numpy(np.stack(clouds[start:start + batch_size])).transpose(1, 2)  # (B, 3, P), as trained
             with torch.inference_mode():
-                logits = self.model(self._model_input(torch.stack([clouds[i] for i in chunk])))
-            tops.update(zip(chunk, self._top(logits, k), strict=True))
-        return [Prediction(str(p), tops[i]) if i in tops else Prediction(str(p), error=errors[i])
-                for i, p in enumerate(paths)]
+                tops = self._top(self.model(self._model_input(x)), k)
+            out.extend(Prediction(name, top) for name, top in zip(names[start:start + batch_size], tops, strict=True))
+        return out
 
     # -- internals ------------------------------------------------------------------------------
     def _top_k(self, top_k: int) -> int:

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.ui.widgets import points_image, series_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
@@ -59,13 +59,15 @@ class _Source:
     data: bytes = b""
 
 
-def _expand(sources: Iterable[_Source]) -> list[_Source]:
+def _expand(sources: Iterable[_Source], *, points: bool = False) -> list[_Source]:
+    """Folders replaced by their image files, or by their mesh and point files for a point cloud model."""
     from perceiver_gui.core.images import image_files
+    from perceiver_gui.core.points import point_files
 
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
-            files = image_files(Path(source.path))
+            files = point_files(Path(source.path)) if points else image_files(Path(source.path))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -112,9 +114,15 @@ def _thumbnail_by_pillow(path: str) -> QImage:
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
     from PIL import Image
 
+    from perceiver_gui.core.points import SUFFIXES as POINT_SUFFIXES
     from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
 
-    files = _expand(sources)
+    files = _expand(sources, points=predictor.takes_points)
+    if predictor.takes_points:  # meshes and point lists; anything else (an image) is refused by the predictor
+        clouds = [s for s in files if s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES]
+        for i in range(0, len(clouds), CHUNK):
+            yield _predict_points(predictor, clouds[i:i + CHUNK], top_k)
+        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES)]
     if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
         for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
             yield _predict_series(predictor, source, top_k)
@@ -134,6 +142,24 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
                 inputs.append(s.path)
         predictions = predictor.predict(inputs, top_k=top_k)
         yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
+
+
+def _predict_points(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """One result per mesh or point file, each with a scatter of the points the model read for a thumbnail."""
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.points import PointsError
+
+    read: dict[int, object] = {}
+    results: dict[int, tuple[_Source, object, QImage]] = {}
+    for i, source in enumerate(sources):
+        try:
+            read[i] = predictor.read_cloud(source.path)
+        except PointsError as exc:
+            results[i] = (source, Prediction(source.path, error=str(exc)), QImage())
+    predictions = predictor.predict_clouds([sources[i].path for i in read], list(read.values()), top_k=top_k)
+    for (i, cloud), prediction in zip(read.items(), predictions, strict=True):
+        results[i] = (sources[i], prediction, points_image(cloud, THUMB))
+    return [results[i] for i in range(len(sources))]
 
 
 def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.ui.widgets import points_image, series_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["DataPreview"]
@@ -73,10 +73,14 @@ class DataPreview(QDialog):
         """Fill the dialog from a `core.data.Preview`."""
         total_train, total_test = sum(preview.train_counts), sum(preview.test_counts)
         val_counts = preview.val_counts or (0,) * len(preview.class_names)
-        augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip)) if on]
+        augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip),
+                                     ("turns about the up axis", self.data.rotate),
+                                     (f"jitter σ {self.data.jitter:g}", self.data.jitter > 0)) if on]
+        points = self.data.dataset == "points_folder"
+        noun = {"sequences": "series", "points_folder": "point clouds"}.get(self.data.dataset, "images")
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
-            f"{sum(val_counts):,} validation and {total_test:,} test {'series' if self.data.dataset == 'sequences' else 'images'}"
+            f"{sum(val_counts):,} validation and {total_test:,} test {noun}"
             ". Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )
@@ -89,7 +93,10 @@ class DataPreview(QDialog):
             for col, image in enumerate(pixels, 1):
                 thumb = QLabel()
                 thumb.setObjectName("previewThumb")
-                thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
+                if points:
+                    thumb.setPixmap(QPixmap.fromImage(points_image(image, THUMB)))
+                else:
+                    thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
                 self.grid.addWidget(thumb, row, col)
         if preview.skipped:
             shown = "<br>".join(html.escape(s) for s in preview.skipped[:20])

@@ -42,6 +42,7 @@ class _Encoding:
     max_freq: float
     side: int  # pixels along the plotted axis: the shortest side, which aliases first
     input_axis: int
+    points: bool = False  # positions are the points' own coordinates (a point cloud), not a grid's
 
 
 class FourierView(QWidget):
@@ -81,9 +82,10 @@ class FourierView(QWidget):
 
     # -- the typed API -------------------------------------------------------------------------
     def set_encoding(self, *, enabled: bool, num_bands: int, max_freq: float, sides: tuple[int, ...],
-                     input_axis: int) -> None:
-        """What the form says now; the texts follow at once, the plot when it is shown."""
-        encoding = _Encoding(enabled, num_bands, max_freq, max(1, min(sides)), input_axis)
+                     input_axis: int, points: bool = False) -> None:
+        """What the form says now; the texts follow at once, the plot when it is shown. With `points` the
+        positions are each point's own coordinates, not a grid's: there are no pixels and no Nyquist limit."""
+        encoding = _Encoding(enabled, num_bands, max_freq, max(1, min(sides)), input_axis, points)
         if encoding == self.encoding:
             return
         self.encoding = encoding
@@ -97,9 +99,17 @@ class FourierView(QWidget):
             return
         added = added_channels(input_axis, num_bands)
         self.channels.setText(
-            f"Adds {input_axis} × (2 × {num_bands} + 1) = <b>{added}</b> channels to each pixel "
-            f"(per axis: {num_bands} sines, {num_bands} cosines and the coordinate)."
+            f"Adds {input_axis} × (2 × {num_bands} + 1) = <b>{added}</b> channels to each "
+            f"{'point' if points else 'pixel'} (per axis: {num_bands} sines, {num_bands} cosines and the coordinate)."
         )
+        if points:
+            top = max_freq / 2
+            self.note.setText(f"Each point's own x, y and z (in [-1, 1]) are encoded, not a place on a grid, so no "
+                              f"band aliases; the fastest turns {top:g} times across the cloud, so points about "
+                              f"{1 / top:.2g} of its radius apart get clearly different codes.")
+            self.note.setStyleSheet("color: gray;")
+            self._show_plot(self.toggle.isChecked())
+            return
         check = check_frequencies(encoding.side, max_freq, num_bands)
         mark = "⚠ " if check.level in NOTE_STYLES else ""
         self.note.setText(mark + check.sentence)

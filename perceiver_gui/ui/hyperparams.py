@@ -525,7 +525,8 @@ class HyperparamsPanel(QWidget):
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
-                                  max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis)
+                                  max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis,
+                                  points=model.positions == "points")
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"

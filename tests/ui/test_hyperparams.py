@@ -234,3 +234,6 @@ def test_point_clouds_show_the_point_fields_and_the_points_as_m(form, qtbot, tmp
     view.set_config(cfg)
     assert "per point cloud" in view.cost.text()
     assert "M×N = 256 (points)×32" in view.attention.text()
+    # The Fourier readout speaks of points, with no pixel grid to alias on.
+    assert "channels to each point" in form.fourier.channels.text()
+    assert "Nyquist" not in form.fourier.note.text() and "no band aliases" in form.fourier.note.text()
