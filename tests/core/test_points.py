@@ -252,3 +252,25 @@ def test_the_cli_trains_the_points_preset_and_predicts_and_describes_point_files
     shown = capsys.readouterr().out
     assert "Input: point clouds of 64 points (x, y, z)" in shown and "turned about the up (z) axis" in shown
     assert "Classes (3): box, cone, sphere" in shown
+
+
+@pytest.mark.slow
+def test_a_points_run_stopped_and_resumed_gives_the_losses_of_an_uninterrupted_one(tmp_path):
+    from perceiver_gui.core.events import Step
+    from perceiver_gui.core.training import RunControl, resume, train
+
+    folder = points_folder(tmp_path / "shapes", per_class=4)
+    cfg = points_config(folder, **{"train.epochs": 3, "train.warmup_epochs": 0, "train.batch_size": 4,
+                                   "train.log_every": 1, "data.num_points": 32, "model.latent_dim": 16,
+                                   "data.rotate": True, "data.jitter": 0.02, "train.save_every_s": 0})
+    full = [e.loss for e in train(cfg, out_dir=tmp_path / "full") if isinstance(e, Step)]
+    control = RunControl()
+    first = []
+    for event in train(cfg, out_dir=tmp_path / "split", control=control):
+        first.append(event)
+        if isinstance(event, Step) and event.step == 3:  # mid second epoch
+            control.stop()
+    assert first[-1].status == "stopped"
+    second = list(resume(tmp_path / "split"))
+    assert second[-1].status == "completed", second[-1].message
+    assert [e.loss for e in first + second if isinstance(e, Step)] == full
