@@ -161,7 +161,7 @@ def points_main(args: argparse.Namespace, changes: dict[str, str]) -> int:
             folder = write_meshes(Path(tmp) / f"seed{seed}" / "shapes", np.random.default_rng(seed))
             write_s = time.perf_counter() - start
             cfg = PRESETS["points"].with_updates({**changes, "data.folder": str(folder), "train.device": "cpu",
-                                                  "train.seed": seed})
+                                                  "data.root": str(folder.parent / "data"), "train.seed": seed})
             if args.epochs:
                 cfg = cfg.with_updates({"train.epochs": args.epochs,
                                         "train.warmup_epochs": min(cfg.train.warmup_epochs, args.epochs)})

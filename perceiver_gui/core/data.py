@@ -889,7 +889,10 @@ def _load_points_folder(cfg: DataConfig, root: Path):
     """One subfolder per class of meshes and point lists (files in deeper folders count for their class),
     each read by points.read_points to cfg.num_points points (seeded per file, so every run and `predict`
     get the same points). Unreadable files are skipped and reported; a class without readable files is an
-    error. The test split is held out as a folder's (round(test_fraction × n) per class, fixed seed)."""
+    error. When every class folder has train/ and test/ subfolders (ModelNet's layout), test/ is the test
+    split, so results compare with the published ones; otherwise the test split is held out as a folder's
+    (round(test_fraction × n) per class, fixed seed). Reading meshes is slow (ModelNet10: minutes), so the
+    clouds are cached as safetensors under the data root, rebuilt when the files or num_points change."""
     folder = Path(cfg.folder).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"The point cloud folder {folder} does not exist; choose a folder with one subfolder "
@@ -906,40 +909,67 @@ def _load_points_folder(cfg: DataConfig, root: Path):
         if not found:
             raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no meshes or point files "
                                f"(.ply, .off, .obj, .stl, .xyz, .txt, .npy); add some or remove the folder.")
-    total = sum(len(f) for f in files)
-    yield Log(message=f"Reading {total} point clouds from {folder} at {cfg.num_points} points each")
-    clouds, labels, kept, skipped = [], [], [], []
-    done = 0
-    for label, class_files in enumerate(files):
-        for path in class_files:
-            try:
-                clouds.append(read_points(path, cfg.num_points))
-                labels.append(label)
-                kept.append(str(path))
-            except PointsError as exc:
-                skipped.append(f"{path.relative_to(folder).as_posix()}: {exc}")
-            done += 1
-            if done % 200 == 0:
-                yield Log(message=f"Read {done} of {total} point clouds")
+    class_names = [d.name for d in classes]
+    fingerprint = _fingerprint(folder, files, cfg.num_points)
+    cache = root / "points-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{cfg.num_points}.safetensors"
+    cached = _read_cache(cache, fingerprint, dtype=torch.float32, ndim=3)
+    if cached is not None:
+        x, y, skipped = cached
+        yield Log(message=f"Using the point clouds of {folder} cached in {cache.parent}")
+    else:
+        x, y, skipped = yield from _read_point_files(folder, files, cfg.num_points)
+        try:
+            _write_cache(cache, x, y, skipped, fingerprint, class_names)
+        except OSError as exc:
+            yield Log(message=f"Could not cache the point clouds in {cache.parent} ({exc.strerror or exc}); they "
+                              f"will be read again next time.", level="warning")
     if skipped:
         yield Log(message=f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: "
                           f"{skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""),
                   level="warning")
-    y = torch.tensor(labels, dtype=torch.int64)
     counts = torch.bincount(y, minlength=len(classes)).tolist()
     for class_dir, count in zip(classes, counts, strict=True):
         if count == 0:
             raise DatasetError(f"None of the files in the class folder '{class_dir.name}' in {folder} could be "
                                f"read; add readable meshes or point files or remove the folder.")
-    x = torch.from_numpy(np.stack(clouds)).transpose(1, 2).contiguous()  # (N, 3, P): channels first, as images
-    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    # The read clouds are the listed files less the skipped ones, in order.
+    unread = {entry.split(": ", 1)[0] for entry in skipped}
+    kept = [(p, d) for d, class_files in zip(classes, files, strict=True) for p in class_files
+            if p.relative_to(folder).as_posix() not in unread]
+    if all((d / "train").is_dir() and (d / "test").is_dir() for d in classes):
+        in_test = torch.tensor([p.relative_to(d).parts[0] == "test" for p, d in kept], dtype=torch.bool)
+        train_idx, test_idx = torch.nonzero(~in_test).flatten(), torch.nonzero(in_test).flatten()
+        yield Log(message=f"Testing on the {len(test_idx)} clouds in the classes' test folders, training on the rest")
+    else:
+        train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
     if len(test_idx) == 0:
         raise DatasetError(f"The point cloud folder {folder} has too few files to hold any out for testing; add "
                            f"files.")
     train = (x[train_idx].contiguous(), y[train_idx].contiguous())
     test = (x[test_idx].contiguous(), y[test_idx].contiguous())
-    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
-    return folder.name, [d.name for d in classes], train, test, skipped, sources
+    sources = (tuple(str(kept[i][0]) for i in train_idx.tolist()), tuple(str(kept[i][0]) for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
+def _read_point_files(folder: Path, files: list[list[Path]], num_points: int):
+    """float32 (N, 3, num_points) clouds, channels first as images are, their labels, and the skipped files."""
+    total = sum(len(f) for f in files)
+    yield Log(message=f"Reading {total} point clouds from {folder} at {num_points} points each")
+    clouds, labels, skipped = [], [], []
+    done = 0
+    for label, class_files in enumerate(files):
+        for path in class_files:
+            try:
+                clouds.append(read_points(path, num_points))
+                labels.append(label)
+            except PointsError as exc:
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {exc}")
+            done += 1
+            if done % 200 == 0:
+                yield Log(message=f"Read {done} of {total} point clouds")
+    x = torch.from_numpy(np.stack(clouds)).transpose(1, 2).contiguous() if clouds else \
+        torch.zeros((0, 3, num_points), dtype=torch.float32)
+    return x, torch.tensor(labels, dtype=torch.int64), skipped
 
 
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
@@ -981,7 +1011,8 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+def _read_cache(path: Path, fingerprint: str, *, dtype: torch.dtype = torch.uint8, ndim: int = 4
+                ) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     """The cached (x, y, skipped) when the cache file exists and matches; None (rebuild) otherwise."""
     from safetensors import SafetensorError, safe_open
 
@@ -996,7 +1027,7 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tenso
             skipped = json.loads(meta.get("skipped", "[]"))
     except (SafetensorError, OSError, ValueError, KeyError):
         return None  # a damaged cache is only a slower start
-    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or len(x) != len(y):
+    if x.dtype != dtype or x.ndim != ndim or y.dtype != torch.int64 or len(x) != len(y):
         return None
     return x, y, [str(s) for s in skipped]
 

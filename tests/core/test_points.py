@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -141,7 +144,8 @@ def points_config(folder, **updates):
     from perceiver_gui.config import preset
 
     cfg = preset("points").with_updates({
-        "data.folder": str(folder), "data.num_points": 128, "data.val_fraction": 0.0, "data.test_fraction": 0.2,
+        "data.folder": str(folder), "data.root": str(Path(folder).parent / "data"),  # the cache, not the user's
+        "data.num_points": 128, "data.val_fraction": 0.0, "data.test_fraction": 0.2,
         "model.depth": 1, "model.num_latents": 16, "model.latent_dim": 32, "model.latent_heads": 2,
         "train.batch_size": 8, "train.epochs": 8, "train.threads": 1, "train.device": "cpu", "train.log_every": 5,
     })
@@ -235,7 +239,8 @@ def test_the_cli_trains_the_points_preset_and_predicts_and_describes_point_files
     tiny = ["--set", "model.depth=1", "--set", "model.num_latents=8", "--set", "model.latent_dim=16",
             "--set", "data.num_points=64", "--set", "train.epochs=1", "--set", "train.warmup_epochs=0",
             "--set", "train.threads=1", "--set", "train.device=cpu", "--set", "data.val_fraction=0"]
-    assert main(["train", "--preset", "points", "--set", f"data.folder={folder}", *tiny, "--out", str(out)]) == 0
+    assert main(["train", "--preset", "points", "--set", f"data.folder={folder}", "--set",
+                 f"data.root={tmp_path / 'data'}", *tiny, "--out", str(out)]) == 0
     model = str(out / "model.safetensors")
     (tmp_path / "bad.off").write_text("OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n")
     (tmp_path / "empty").mkdir()
@@ -274,3 +279,34 @@ def test_a_points_run_stopped_and_resumed_gives_the_losses_of_an_uninterrupted_o
     second = list(resume(tmp_path / "split"))
     assert second[-1].status == "completed", second[-1].message
     assert [e.loss for e in first + second if isinstance(e, Step)] == full
+
+
+def test_modelnet_s_train_and_test_folders_are_its_splits_and_clouds_are_read_once(tmp_path):
+    from perceiver_gui.core.data import open_dataset
+
+    root = tmp_path / "ModelNet"
+    for split, per_class in (("train", 4), ("test", 2)):
+        points_folder(tmp_path / split, per_class=per_class, seed=len(split))
+        for shape in SHAPES:
+            (root / shape).mkdir(parents=True, exist_ok=True)
+            (tmp_path / split / shape).rename(root / shape / split)
+    cfg = points_config(root).data
+
+    def load(data):
+        events = open_dataset(data)
+        logs = []
+        while True:
+            try:
+                logs.append(next(events).message)
+            except StopIteration as done:
+                return done.value, logs
+
+    dataset, logs = load(cfg)
+    assert dataset.info.test_size == 3 * 2 and dataset.info.train_size == 3 * 4
+    assert all("/test/" in path for path in dataset.test_files)
+    assert any(message.startswith("Reading 18 point clouds") for message in logs)
+    again, logs = load(cfg)
+    assert any(message.startswith("Using the point clouds of") for message in logs), logs
+    assert torch.equal(again.test_x, dataset.test_x) and again.test_files == dataset.test_files
+    _, logs = load(dataclasses.replace(cfg, num_points=64))  # other points: read again
+    assert any(message.startswith("Reading 18 point clouds") for message in logs)

@@ -54,7 +54,8 @@ def test_a_points_folder_previews_as_scatters_of_its_clouds(qtbot, tmp_path):
     from tests.core.test_points import points_folder
 
     folder = points_folder(tmp_path / "shapes", per_class=5)
-    form = HyperparamsPanel(PRESETS["points"].with_updates({"data.folder": str(folder), "data.num_points": 256}))
+    form = HyperparamsPanel(PRESETS["points"].with_updates({"data.folder": str(folder), "data.num_points": 256,
+                                                            "data.root": str(tmp_path / "data")}))
     qtbot.addWidget(form)
     preview = form.open_preview()
     qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
