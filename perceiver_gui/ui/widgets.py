@@ -65,7 +65,7 @@ def points_image(points, side: int) -> QImage:
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setPen(Qt.PenStyle.NoPen)
-    radius = max(0.8, side / 90)
+    radius = max(1.0, side / 64)
     for i in depth.argsort()[::-1].tolist():  # far to near, so near points cover far ones
         share = (depth[i] - near) / (far - near) if far > near else 0.0
         painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share))
