@@ -469,16 +469,19 @@ def _tap(events, finished: list):
 
 
 def _print_run(events) -> int:
+    from perceiver_gui.core.datasets import KINDS
     from perceiver_gui.core.events import CheckpointSaved, DownloadProgress, EpochEnd, Finished, Log, RunStarted, Step
 
     bar = _ProgressBar(sys.stderr)
     finished = None
     for event in events:
         if isinstance(event, RunStarted):
+            kind = KINDS.get(event.kind, KINDS["image"])
+            bar.per_s = "img/s" if event.kind == "image" else f"{kind.plural}/s"
             print(f"Run folder: {printable(event.run_dir)}")
             print(f"Device: {printable(event.device_name)} · {event.parameters:,} parameters · "
-                  f"{event.train_size:,} train / {event.val_size:,} validation / {event.test_size:,} test images · "
-                  f"{event.total_steps:,} steps")
+                  f"{event.train_size:,} train / {event.val_size:,} validation / {event.test_size:,} test "
+                  f"{kind.plural} · {event.total_steps:,} steps")
         elif isinstance(event, Step):
             bar.update(event)
         elif isinstance(event, EpochEnd):
@@ -544,6 +547,7 @@ class _ProgressBar:
         self.tty = stream.isatty()
         self.last = 0.0
         self.shown = False
+        self.per_s = "img/s"  # the speed's unit, "series/s" once the run says its samples are series
 
     def _show(self, text: str) -> None:
         now = time.monotonic()
@@ -564,7 +568,7 @@ class _ProgressBar:
         filled = int(24 * frac)
         eta = _duration(s.eta_s) if math.isfinite(s.eta_s) else "?"
         self._show(f"[{'#' * filled}{'.' * (24 - filled)}] {frac:5.1%} epoch {s.epoch} step {s.step}/{s.total_steps}"
-                   f"  loss {s.loss:.4f}  lr {s.lr:.2e}  {s.images_per_s:,.0f} img/s  ETA {eta}")
+                   f"  loss {s.loss:.4f}  lr {s.lr:.2e}  {s.images_per_s:,.0f} {self.per_s}  ETA {eta}")
 
     def download(self, d) -> None:
         total = f"/{d.total_bytes / 1e6:.1f}" if d.total_bytes else ""
@@ -817,8 +821,8 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
     print(f"Sweep {printable(folder)}: {spec.sampler} sampler, {spec.pruner} pruner, {spec.metric} ({spec.direction}), "
           f"{sweep.target_trials(spec)} trials")
     header = ["trial", "state", spec.metric, "epoch", *keys, "run"]
-    table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep._fmt(r.value), str(r.epoch),
-              *[printable(sweep._fmt(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
+    table = [[str(r.number), r.state + (" *" if r.is_best else ""), sweep.format_value(r.value), str(r.epoch),
+              *[printable(sweep.format_value(dict(r.params).get(k, ""))) for k in keys], printable(r.run_dir)] for r in rows]
     widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
     for row in [header, *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -826,7 +830,7 @@ def _sweep_status(folder: Path, storage: str | None) -> int:
     if best is None:
         print("No trial has completed yet.")
     else:
-        params = ", ".join(f"{k}={sweep._fmt(v)}" for k, v in best.params)
-        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep._fmt(best.value)} ({params}); "
+        params = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in best.params)
+        print(printable(f"Best: trial {best.number}, {spec.metric} {sweep.format_value(best.value)} ({params}); "
                         f"run {best.run_dir}"))
     return EXIT_OK

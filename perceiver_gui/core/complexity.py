@@ -97,12 +97,13 @@ class AttentionSizes:
     latent: int  # N × N: each latent self-attention
     transformer: int  # M × M: what one self-attention over the raw input would need
 
-    def note(self) -> str:
-        """One line for a person: how the Perceiver's attention compares with a transformer's."""
+    def note(self, noun: str = "image") -> str:
+        """One line for a person: how the Perceiver's attention compares with a transformer's (per `noun`,
+        what one sample is: datasets.KINDS' noun)."""
         times = self.M / self.N  # transformer / cross
         compared = f"{times:,.0f}× more" if times >= 1 else f"{1 / times:,.0f}× fewer"
         return (f"Cross-attention scores {self.N:,} latents × {self.M:,} inputs = {self.cross:,} "
-                f"({_bytes(self.cross * 4)} float32 per image and head); a transformer over the same inputs "
+                f"({_bytes(self.cross * 4)} float32 per {noun} and head); a transformer over the same inputs "
                 f"would need {self.transformer:,} ({_bytes(self.transformer * 4)}), {compared}.")
 
 
@@ -143,7 +144,7 @@ class MemoryNeed:
 
     weights: int  # parameters, gradients and optimizer state, float32
     activations: int  # what the forward pass keeps for backward, at the batch size
-    data: int  # the decoded dataset (uint8), which lives on the training device too
+    data: int  # the decoded dataset (uint8 images, float32 series), which lives on the training device too
 
     @property
     def total(self) -> int:
@@ -165,9 +166,10 @@ def _activation_values(cfg: ModelConfig, input_shape: tuple[int, ...]) -> int:
 
 
 def memory_needed(cfg: Config, input_shape: tuple[int, ...], *, batch_size: int | None = None,
-                  dataset_images: int = 0, half_precision: bool = False) -> MemoryNeed:
+                  dataset_samples: int = 0, value_bytes: int = 1, half_precision: bool = False) -> MemoryNeed:
     """An estimate of a training run's peak memory: parameters + gradients + optimizer state (float32),
-    the activations kept for backward at the batch size, and the uint8 dataset.
+    the activations kept for backward at the batch size, and the dataset: `dataset_samples` samples of
+    `value_bytes` per value (1 for uint8 images, 4 for float32 series).
 
     Activations are counted per layer from the shapes (`_activation_values`, scaled by
     ACTIVATION_FACTOR), 4 bytes each, or 2 with `half_precision` (bfloat16/float16 autocast).
@@ -179,7 +181,7 @@ def memory_needed(cfg: Config, input_shape: tuple[int, ...], *, batch_size: int 
         state = 0
     per_value = 2 if half_precision else 4
     activations = math.ceil(_activation_values(cfg.model, input_shape) * ACTIVATION_FACTOR) * per_value * batch
-    data = dataset_images * cfg.model.input_channels * math.prod(int(s) for s in input_shape)
+    data = dataset_samples * cfg.model.input_channels * math.prod(int(s) for s in input_shape) * value_bytes
     return MemoryNeed(weights=params * (2 + state) * 4, activations=activations, data=data)
 
 
@@ -198,13 +200,14 @@ def device_memory(device) -> int | None:
         return None
 
 
-def memory_refusal(cfg: Config, input_shape: tuple[int, ...], device, *, dataset_images: int = 0,
-                   available: int | None = None) -> str | None:
+def memory_refusal(cfg: Config, input_shape: tuple[int, ...], device, *, dataset_samples: int = 0,
+                   value_bytes: int = 1, available: int | None = None) -> str | None:
     """None when the run fits; else one sentence: what it needs, what the device has, and what to lower.
 
     `available` defaults to `device_memory(device)`; nothing is refused when that is unknown."""
     half = cfg.train.precision in ("bfloat16", "float16") or (cfg.train.precision == "auto" and device.type == "cuda")
-    need = memory_needed(cfg, input_shape, dataset_images=dataset_images, half_precision=half)
+    need = memory_needed(cfg, input_shape, dataset_samples=dataset_samples, value_bytes=value_bytes,
+                         half_precision=half)
     if available is None:
         available = device_memory(device)
     if available is None or need.total <= available:

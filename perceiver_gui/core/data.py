@@ -129,7 +129,8 @@ class Dataset:
     skipped: tuple[str, ...] = ()  # unreadable files of a folder dataset, as "name: reason"
     val_x: torch.Tensor = _NO_IMAGES  # carved from the training split (see `split_validation`)
     val_y: torch.Tensor = _NO_LABELS
-    # The file of each validation and test image, for folder datasets (so a mislabelled file can be found).
+    # The file of each validation and test sample, for folder datasets (so a mislabelled file can be found), and
+    # the file#row of each series.
     val_files: tuple[str, ...] = ()
     test_files: tuple[str, ...] = ()
 
@@ -869,10 +870,13 @@ def _load_sequences(cfg: DataConfig, root: Path):
     length = max(train.longest, test.longest if test is not None else 0)
     x = torch.from_numpy(pad(train.values, length))
     y = torch.tensor([index[label] for label in train.labels], dtype=torch.int64)
+    rows = [f"{train_path}#{i + 1}" for i in range(len(x))]  # each series' file and row, as predict names them
     if test is not None:
         test_xy = (torch.from_numpy(pad(test.values, length)),
                    torch.tensor([index[label] for label in test.labels], dtype=torch.int64))
         train_xy = (x, y)
+        test_path = Path(cfg.test_file).expanduser()
+        names = (rows, [f"{test_path}#{i + 1}" for i in range(len(test_xy[0]))])
     else:
         train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(class_names), FOLDER_SPLIT_SEED)
         if len(test_idx) == 0:
@@ -880,8 +884,9 @@ def _load_sequences(cfg: DataConfig, root: Path):
                                f"give a test file (data.test_file).")
         train_xy = (x[train_idx].contiguous(), y[train_idx].contiguous())
         test_xy = (x[test_idx].contiguous(), y[test_idx].contiguous())
+        names = ([rows[i] for i in train_idx.tolist()], [rows[i] for i in test_idx.tolist()])
     name = train_path.stem.removesuffix("_TRAIN").removesuffix("_train") or train_path.name
-    return name, class_names, train_xy, test_xy, ()
+    return name, class_names, train_xy, test_xy, (), names
 
 
 # -- point clouds ------------------------------------------------------------------------------

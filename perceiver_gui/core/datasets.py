@@ -38,6 +38,7 @@ __all__ = [
     "expected_input",
     "fit_model",
     "folder_image_size",
+    "kind_of",
     "max_freq_for",
 ]
 
@@ -53,15 +54,31 @@ class Kind:
     noun: str  # for people: "image"
     axes: int  # the model's input_axis: how many axes the Fourier position encoding spans
     axis_names: tuple[str, ...]  # for people, one per axis
-    positions: str = "grid"  # the model's positions: "grid" (the input's places) or "points" (their own xyz)
+    irregular_plural: str = ""  # for people, where the plural is not noun + "s" ("series")
+    position: str = "pixel"  # one input position along an axis, for people: "pixel", "time step"
+    positions_from: str = "grid"  # the model's positions: "grid" (the input's places) or "points" (their own xyz)
+
+    @property
+    def plural(self) -> str:
+        return self.irregular_plural or self.noun + "s"
+
+    def count(self, n: int) -> str:
+        """n of them for people: "1 image", "1,797 images", "3 series"."""
+        return f"{n:,} {self.noun if n == 1 else self.plural}"
 
 
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
-    "series": Kind("series", 1, ("time",)),
+    "series": Kind("series", 1, ("time",), irregular_plural="series", position="time step"),
     # An unordered set of points: the Fourier features span x, y and z of each point's own coordinates.
-    "points": Kind("point cloud", 3, ("x", "y", "z"), positions="points"),
+    "points": Kind("point cloud", 3, ("x", "y", "z"), position="point", positions_from="points"),
 }
+
+
+def kind_of(dataset: str) -> Kind:
+    """What one sample of `dataset` is; an image for a name the registry lacks (validation names it)."""
+    spec = DATASETS.get(dataset)
+    return KINDS[spec.kind if spec is not None else "image"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +143,7 @@ def fit_model(model: ModelConfig, shape: InputShape) -> ModelConfig:
     return dataclasses.replace(
         model,
         input_axis=KINDS[shape.kind].axes,
-        positions=KINDS[shape.kind].positions,
+        positions=KINDS[shape.kind].positions_from,
         input_channels=shape.channels if shape.channels is not None else model.input_channels,
         num_classes=shape.classes if shape.classes is not None else model.num_classes,
     )

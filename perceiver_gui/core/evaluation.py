@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perceiver_gui.core.datasets import KINDS, kind_of
 from perceiver_gui.core.files import atomic_write_bytes
 
 __all__ = [
@@ -92,6 +93,7 @@ class Confusion:
     has_images: bool  # the predictions behind each cell are saved, so a cell can show its images
     note: str = ""  # why cells cannot show images, when they cannot
     split: str = "validation"  # the split counted: "validation", or "test" for an older version's run
+    kind: str = "image"  # what one sample is (a key of datasets.KINDS)
 
     @property
     def per_class_acc(self) -> tuple[float, ...]:
@@ -100,19 +102,20 @@ class Confusion:
 
 @dataclass(frozen=True, slots=True)
 class TestSplit:
-    """The held-out images of a run's dataset (its validation or test split), as the training loop evaluated them."""
+    """The held-out samples of a run's dataset (its validation or test split), as the training loop evaluated them."""
 
-    images: np.ndarray  # uint8 (N, H, W, C), read-only
+    images: np.ndarray  # read-only: uint8 (N, H, W, C) images, or float32 (N, C, L) series (NaN after each one's end)
     labels: np.ndarray  # int64 (N,)
     digest: str
     dataset: str  # its name for people, e.g. "Digits"
     split: str = "test"  # "validation" or "test"
-    files: tuple[str, ...] = ()  # each image's file, for folder datasets; () otherwise
+    files: tuple[str, ...] = ()  # each sample's file (a series' file#row); () for the datasets of a download
+    kind: str = "image"  # what one sample is (a key of datasets.KINDS)
 
 
 @dataclass(frozen=True, slots=True)
 class CellImages:
-    """The test images of one cell of the confusion matrix, most confident prediction first."""
+    """The samples of one cell of the confusion matrix, most confident prediction first."""
 
     true: int
     pred: int
@@ -120,10 +123,11 @@ class CellImages:
     class_names: tuple[str, ...]
     total: int  # test images in the cell; `images` may hold fewer (a limit was asked for)
     indices: tuple[int, ...]  # their positions in the test split
-    images: np.ndarray  # uint8 (n, H, W, C), read-only
+    images: np.ndarray  # read-only, as TestSplit.images holds them: uint8 (n, H, W, C) or float32 (n, C, L)
     prob_pred: tuple[float, ...]  # probability the model gave its prediction
     prob_true: tuple[float, ...]  # probability it gave the true class
-    files: tuple[str, ...] = ()  # their files, for folder datasets; () otherwise
+    files: tuple[str, ...] = ()  # their files (a series' file#row); () for the datasets of a download
+    kind: str = "image"  # what one sample is (a key of datasets.KINDS)
 
 
 # -- writing (the training loop) -------------------------------------------------------------
@@ -201,9 +205,11 @@ def read_confusion(run_dir: str | Path) -> Confusion:
     """The latest confusion matrix of a run: from its saved predictions, else from the last epoch logged in
     metrics.jsonl (then cells can't show images, and `note` says why)."""
     run_dir = Path(run_dir)
+    kind = _kind(run_dir)
     try:
         ev = read_evaluation(run_dir)
-        return Confusion(str(run_dir), ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split)
+        return Confusion(str(run_dir), ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split,
+                         kind=kind)
     except EvaluationError as exc:
         note = str(exc)
     from perceiver_gui.core.runs import read_metrics
@@ -213,7 +219,20 @@ def read_confusion(run_dir: str | Path) -> Confusion:
         raise EvaluationError(f"{run_dir.name} has no finished epoch yet, so there is no confusion matrix to show.")
     last = epochs[-1]
     return Confusion(str(run_dir), last.epoch, _class_names(run_dir, len(last.confusion)), last.confusion,
-                     has_images=False, note=note, split=last.held_out or "validation")
+                     has_images=False, note=note, split=last.held_out or "validation", kind=kind)
+
+
+def _kind(run_dir: Path) -> str:
+    """What one sample of the run's dataset is (a key of datasets.KINDS); an image when its config can't be read."""
+    from perceiver_gui.core import runs
+    from perceiver_gui.core.datasets import DATASETS
+
+    try:
+        cfg = runs.read_config(run_dir).config
+    except runs.RunError:
+        return "image"
+    spec = DATASETS.get(cfg.data.dataset) if cfg is not None else None
+    return spec.kind if spec is not None else "image"
 
 
 def load_test_split(run_dir: str | Path, split: str = "test") -> TestSplit:
@@ -234,14 +253,14 @@ def load_test_split(run_dir: str | Path, split: str = "test") -> TestSplit:
     try:
         dataset = data.load_dataset(dataclasses.replace(cfg.data, download=False))
     except data.DatasetError as exc:
-        raise EvaluationError(f"The test images can't be loaded: {exc}") from None
+        raise EvaluationError(f"The {split} {kind_of(cfg.data.dataset).plural} can't be loaded: {exc}") from None
     x, y = (dataset.val_x, dataset.val_y) if split == "validation" else (dataset.test_x, dataset.test_y)
     x, y = x.numpy(), y.numpy()
-    if x.ndim != 4:
-        raise EvaluationError(f"{dataset.info.name} holds time series, and the matrix's cells show images only so far; "
-                              f"the counts and accuracies above are the run's.")
-    return TestSplit(images=_frozen(x.transpose(0, 2, 3, 1), np.uint8), labels=_frozen(y, np.int64),
-                     digest=test_digest(x, y), dataset=dataset.info.name, split=split,
+    kind = dataset.info.kind
+    # Images as pictures are (H, W, C); every other kind stays as the dataset holds it: a series (C, L).
+    samples = _frozen(x.transpose(0, 2, 3, 1), np.uint8) if kind == "image" else _frozen(x, x.dtype)
+    return TestSplit(images=samples, labels=_frozen(y, np.int64), digest=test_digest(x, y),
+                     dataset=dataset.info.name, split=split, kind=kind,
                      files=dataset.val_files if split == "validation" else dataset.test_files)
 
 
@@ -249,9 +268,11 @@ def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, 
                 ) -> CellImages:
     """The test images that are of class `true` and were predicted as `pred`, most confident first."""
     if split.digest != evaluation.test_digest:
+        nouns = KINDS[split.kind].plural
+        where = "its folder" if split.kind == "image" else "its files"
         raise EvaluationError(
-            f"The {split.dataset} {split.split} images are not the ones this run was evaluated on (were images added to, "
-            "removed from or changed in its folder since?), so its cells can't show their images."
+            f"The {split.dataset} {split.split} {nouns} are not the ones this run was evaluated on (were {nouns} added "
+            f"to, removed from or changed in {where} since?), so its cells can't show their {nouns}."
         )
     k = len(evaluation.class_names)
     if not (0 <= true < k and 0 <= pred < k):
@@ -260,7 +281,7 @@ def cell_images(evaluation: Evaluation, split: TestSplit, true: int, pred: int, 
     shown = where if limit is None else where[:limit]
     return CellImages(
         true=true, pred=pred, epoch=evaluation.epoch, class_names=evaluation.class_names, total=len(where),
-        indices=tuple(int(i) for i in shown), images=_frozen(split.images[shown], np.uint8),
+        indices=tuple(int(i) for i in shown), images=_frozen(split.images[shown], split.images.dtype), kind=split.kind,
         prob_pred=tuple(float(p) for p in evaluation.prob_pred[shown]),
         prob_true=tuple(float(p) for p in evaluation.prob_true[shown]),
         files=tuple(split.files[i] for i in shown.tolist()) if split.files else (),

@@ -40,6 +40,7 @@ class RunStarted:
     start_step: int  # > 0 when resuming
     start_epoch: int  # epochs already done when resuming
     val_size: int = 0  # images in the validation split, which chooses the best epoch; 0 when there is none
+    kind: str = "image"  # what one sample is (a key of datasets.KINDS): the sizes above count these
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,11 +1,11 @@
-"""Getting data and models out: a run's metrics as CSV, TensorBoard scalars as a run trains, and a
-trained model as ONNX with everything needed to feed it stored inside.
+"""Getting data and models out: a run's metrics as CSV, and a trained model as ONNX with everything
+needed to feed it stored inside (TensorBoard scalars, written as a run trains, are core/tensorboard_log.py's).
 
     metrics_csv("runs/20250101-120000-digits", "digits.csv")
     export_onnx("runs/20250101-120000-digits/model.safetensors", "digits.onnx")
 
-TensorBoard and ONNX are optional extras (`pip install 'perceiver-gui[tensorboard]'`, `[onnx]`): without
-them `ScalarLog` does nothing and `export_onnx` says what to install (their imports happen inside).
+ONNX is an optional extra (`pip install 'perceiver-gui[onnx]'`): without it `export_onnx` says what to
+install (its imports happen inside).
 """
 
 from __future__ import annotations
@@ -18,22 +18,23 @@ import logging
 import math
 import numbers
 import re
-import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from perceiver_gui.core import runs
+from perceiver_gui.core.datasets import DATASETS, KINDS
 from perceiver_gui.core.files import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ExportError", "ScalarLog", "export_onnx", "metrics_csv"]
+__all__ = ["ExportError", "export_onnx", "metrics_csv"]
 
 # CSV columns in this order (as metrics.jsonl names them); other numeric fields follow, then per-class accuracy.
 _CSV_COLUMNS = ("type", "epoch", "step", "time", "loss", "lr", "images_per_s", "train_loss", "train_acc",
                 "val_loss", "val_acc", "test_loss", "test_acc", "is_best", "elapsed_s")
-_TB_FLUSH_SECS = 5.0
 _ONNX_INSTALL = "pip install 'perceiver-gui[onnx]'"
 
 
@@ -135,82 +136,21 @@ def _write(out: Path, write) -> None:
         raise ExportError(f"Could not write {out}: {exc.strerror or exc}.") from None
 
 
-# -- TensorBoard scalars -----------------------------------------------------------------------
-class ScalarLog:
-    """TensorBoard event files in the run folder, fed the same records as metrics.jsonl.
-
-    Does nothing when the tensorboard package is not installed. Each record becomes one event, written
-    in the caller's thread into a buffered file, flushed at each epoch and every few seconds: ~30 µs a
-    step record, where torch's SummaryWriter (an event per value, handed to a writer thread) took ~0.9 ms.
-    A resumed run (`resume_step`) marks its restart, so TensorBoard drops what an earlier process logged
-    after that step, as resume trims metrics.jsonl. Use as a context manager, or call `close`.
-    """
-
-    def __init__(self, run_dir: str | Path, *, class_names: Sequence[str] = (), resume_step: int | None = None):
-        self.class_names = tuple(class_names)
-        self._records = None
-        try:
-            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-            from tensorboard.compat.proto.summary_pb2 import Summary
-            from tensorboard.summary.writer.record_writer import RecordWriter
-        except ImportError:  # the optional extra is not installed
-            return
-        self._event, self._summary = Event, Summary
-        # TensorBoard reads files whose names hold "tfevents", in name order: nanoseconds put a resumed
-        # run's file after the earlier ones.
-        path = Path(run_dir) / f"events.out.tfevents.{time.time_ns()}.perceiver-gui"
-        self._records = RecordWriter(open(path, "wb"))  # closed in close()
-        self._flushed = time.monotonic()
-        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if resume_step is not None:  # what torch's SummaryWriter(purge_step=...) writes
-            self._write(Event(wall_time=time.time(), step=resume_step + 1,
-                              session_log=SessionLog(status=SessionLog.START)))
-
-    @property
-    def enabled(self) -> bool:
-        return self._records is not None
-
-    def write(self, record: dict[str, Any]) -> None:
-        """One metrics.jsonl record: a step's loss, lr and speed, or an epoch's losses and accuracies."""
-        if self._records is None:
-            return
-        kind = record.get("type")
-        if kind == "step":
-            scalars = {"loss/train_step": record["loss"], "lr": record["lr"], "speed/images_per_s": record["images_per_s"]}
-        elif kind == "test":  # the chosen model, once at the end
-            scalars = {"loss/test": record["test_loss"], "accuracy/test": record["test_acc"]}
-        else:
-            scalars = {"loss/train": record["train_loss"], "loss/validation": record["val_loss"],
-                       "accuracy/train": record["train_acc"], "accuracy/validation": record["val_acc"]}
-            for i, acc in enumerate(record.get("per_class_acc") or ()):
-                name = self.class_names[i] if i < len(self.class_names) else str(i)
-                scalars[f"accuracy_per_class/{name}"] = acc
-        values = [self._summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
-        self._write(self._event(wall_time=time.time(), step=int(record["step"]), summary=self._summary(value=values)))
-        # A live TensorBoard sees each epoch at once, and long epochs' steps every few seconds.
-        if record.get("type") == "epoch" or time.monotonic() - self._flushed > _TB_FLUSH_SECS:
-            self._records.flush()
-            self._flushed = time.monotonic()
-
-    def _write(self, event) -> None:
-        self._records.write(event.SerializeToString())
-
-    def close(self) -> None:
-        if self._records is not None:
-            self._records.close()
-            self._records = None
-
-    def __enter__(self) -> ScalarLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 # -- ONNX --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _OnnxInput:
+    """What an ONNX file of one kind of model is fed: its inputs (examples at batch 2, in the order the
+    model takes them), and the metadata that says how to prepare them."""
+
+    examples: dict[str, torch.Tensor]  # input name -> an example, batch first
+    metadata: dict[str, str]  # the kind's own metadata_props (see `onnx_metadata`)
+
+
 def export_onnx(model_path: str | Path, out: str | Path) -> Path:
-    """Write a model file as ONNX: input `image` float32 (batch, height, width, channels), normalised;
-    outputs `logits` and `probabilities` (batch, classes). Returns `out`.
+    """Write a model file as ONNX; returns `out`. An image model reads `image` float32 (batch, height,
+    width, channels), normalised; a series model `series` float32 (batch, length, channels), normalised,
+    with `mask` bool (batch, length), True where a series holds a value (a shorter series is padded with
+    anything, masked False). Outputs `logits` and `probabilities` (batch, classes).
 
     The batch size is free. The class names and the exact preprocessing are stored as metadata_props
     (see `onnx_metadata`). When onnxruntime is installed the file is run once and checked against
@@ -226,29 +166,75 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
 
     predictor = Predictor.from_checkpoint(model_path)  # CheckpointError: one sentence naming the file
     meta = predictor.meta
-    if len(meta.image_size) != 2:
-        raise ExportError(f"{model_path} reads time series, and ONNX export covers image models so far; use the "
-                          f"model with perceiver-gui predict.")
+    spec = DATASETS.get(meta.config.data.dataset)
+    kind = spec.kind if spec is not None else "image"
+    if kind not in _ONNX_INPUTS:
+        raise ExportError(f"{model_path} reads {KINDS[kind].plural}, and ONNX export covers "
+                          f"{' and '.join(KINDS[k].noun for k in _ONNX_INPUTS)} models so far; use the model with "
+                          f"perceiver-gui predict.")
+    inputs = _ONNX_INPUTS[kind](meta)
     model = _WithProbabilities(predictor.model).eval()
-    height, width = meta.image_size
-    example = torch.zeros(2, height, width, meta.channels)  # batch 2, so the exporter cannot fix it at 1
+    batch = torch.export.Dim("batch")
     try:
-        with _quiet_onnxscript():
+        with _quiet_onnxscript(), warnings.catch_warnings():
+            # Several inputs share the batch axis; the exporter notes that it names it once.
+            warnings.filterwarnings("ignore", message=r"\W*The axis name: batch will not be used")
             program = torch.onnx.export(
-                model, (example,), dynamo=True, input_names=["image"], output_names=["logits", "probabilities"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+                model, tuple(inputs.examples.values()), dynamo=True, input_names=list(inputs.examples),
+                output_names=["logits", "probabilities"], dynamic_shapes=tuple({0: batch} for _ in inputs.examples),
+                verbose=False,
             )
     except Exception as exc:  # the exporter's own errors are long reports: name the cause at their root
         raise ExportError(f"{model_path} could not be exported to ONNX ({_root_cause(exc)}).") from exc
     proto = program.model_proto
-    metadata = onnx_metadata(meta)
+    metadata = onnx_metadata(meta, inputs.metadata)
     proto.doc_string = metadata["preprocessing"]
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     data = proto.SerializeToString()
-    _check_with_onnxruntime(data, predictor.model, example.shape, str(model_path))
+    _check_with_onnxruntime(data, model, inputs.examples, str(model_path))
     _write(out, lambda: atomic_write_bytes(out, data))
     return out
+
+
+def _image_input(meta) -> _OnnxInput:
+    height, width = meta.image_size
+    mode = "L (grayscale)" if meta.channels == 1 else "RGB"
+    return _OnnxInput(
+        examples={"image": torch.zeros(2, height, width, meta.channels)},  # batch 2: the exporter can't fix it at 1
+        metadata={
+            "image_size": json.dumps([height, width]),
+            "color_mode": "L" if meta.channels == 1 else "RGB",
+            "pixel_scale": "1/255",
+            "input_layout": "NHWC",
+            "resize": "bilinear",
+            "preprocessing": (
+                f"Convert the image to {mode}, transparent pixels composited onto white; resize to {width}x{height} "
+                f"(width x height) with bilinear filtering; scale pixel values to 0..1 (divide by 255); subtract "
+                f"mean and divide by std per channel; feed float32 in layout (batch, height, width, channels) as "
+                f"input 'image'."
+            ),
+        })
+
+
+def _series_input(meta) -> _OnnxInput:
+    (length,) = meta.image_size
+    return _OnnxInput(
+        examples={"series": torch.zeros(2, length, meta.channels), "mask": torch.ones(2, length, dtype=torch.bool)},
+        metadata={
+            "series_length": str(length),
+            "input_layout": "NLC",
+            "preprocessing": (
+                f"Subtract mean and divide by std per channel (the raw values, no scaling); feed float32 in layout "
+                f"(batch, length, channels) as input 'series', each series from the start and padded to length "
+                f"{length} (the padding's values do not matter), and bool (batch, length) as input 'mask': true "
+                f"where the series holds a value, false on its padding. A series longer than {length} can't be read."
+            ),
+        })
+
+
+# What each kind of model reads as ONNX (datasets.KINDS' keys); a kind not here is refused with a sentence.
+_ONNX_INPUTS = {"image": _image_input, "series": _series_input}
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -269,31 +255,22 @@ class _WithProbabilities(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(image)
+    def forward(self, data: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(data, mask=mask)
         return logits, logits.softmax(dim=-1)
 
 
-def onnx_metadata(meta) -> dict[str, str]:
-    """metadata_props for a model's ONNX file: strings, JSON where the value is structured."""
-    height, width = meta.image_size
-    mode = "L (grayscale)" if meta.channels == 1 else "RGB"
+def onnx_metadata(meta, kind_metadata: dict[str, str]) -> dict[str, str]:
+    """metadata_props for a model's ONNX file: strings, JSON where the value is structured; `kind_metadata`
+    says how its kind of input is prepared (its "preprocessing" sentence ends with the outputs here)."""
     return {
         "class_names": json.dumps(list(meta.class_names)),
-        "image_size": json.dumps([height, width]),
         "channels": str(meta.channels),
-        "color_mode": "L" if meta.channels == 1 else "RGB",
         "mean": json.dumps(list(meta.mean)),
         "std": json.dumps(list(meta.std)),
-        "pixel_scale": "1/255",
-        "input_layout": "NHWC",
-        "resize": "bilinear",
-        "preprocessing": (
-            f"Convert the image to {mode}, transparent pixels composited onto white; resize to {width}x{height} "
-            f"(width x height) with bilinear filtering; scale pixel values to 0..1 (divide by 255); subtract mean "
-            f"and divide by std per channel; feed float32 in layout (batch, height, width, channels) as input "
-            f"'image'. Outputs: 'logits' and 'probabilities' (softmax), (batch, classes) in class_names order."
-        ),
+        **kind_metadata,
+        "preprocessing": kind_metadata["preprocessing"] + (
+            " Outputs: 'logits' and 'probabilities' (softmax), (batch, classes) in class_names order."),
         "perceiver_gui_version": meta.app_version,
         "config": json.dumps(meta.config.to_dict()),
         "summary": json.dumps(meta.summary, allow_nan=False, default=str),
@@ -312,19 +289,27 @@ def _quiet_onnxscript() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _check_with_onnxruntime(data: bytes, model, example_shape, where: str) -> None:
+def _check_with_onnxruntime(data: bytes, model, examples: dict[str, torch.Tensor], where: str) -> None:
     try:
         import onnxruntime
     except ImportError:
         return
     import numpy as np
 
-    shape = (3, *example_shape[1:])  # another batch size than the export's, to prove it is free
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    # Another batch size than the export's, to prove it is free; a mask leaves each row a different length.
+    generator = torch.Generator().manual_seed(0)
+    feed = {}
+    for name, example in examples.items():
+        shape = (3, *example.shape[1:])
+        if example.dtype == torch.bool:
+            kept = torch.tensor([shape[1], max(1, shape[1] // 2), 1])
+            feed[name] = torch.arange(shape[1])[None, :] < kept[:, None]
+        else:
+            feed[name] = torch.randn(shape, generator=generator)
     with torch.no_grad():
-        expected = model(x).softmax(-1).numpy()
+        expected = model(*feed.values())[1].numpy()
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    got = session.run(["probabilities"], {"image": x.numpy()})[0]
+    got = session.run(["probabilities"], {name: x.numpy() for name, x in feed.items()})[0]
     if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4):
         worst = float(np.abs(got - expected).max()) if got.shape == expected.shape else math.inf
         raise ExportError(f"The ONNX export of {where} does not reproduce PyTorch's probabilities (they differ by "

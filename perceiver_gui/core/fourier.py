@@ -72,12 +72,14 @@ class FrequencyCheck:
     aliased: int  # how many bands are above the limit
 
 
-def check_frequencies(size: int, max_freq: float, num_bands: int) -> FrequencyCheck:
-    """Judge the bands for an axis of `size` pixels (the shortest side: it aliases first)."""
+def check_frequencies(size: int, max_freq: float, num_bands: int, *, position: str = "pixel") -> FrequencyCheck:
+    """Judge the bands for an axis of `size` pixels (the shortest side: it aliases first); `position` names
+    one input position in the sentence (datasets.Kind.position: "pixel", a series' "time step")."""
+    one, many = position, position + "s"
     bands = band_frequencies(max_freq, num_bands)
     limit = nyquist_limit(size)
     if not bands or size < 2:
-        what = "no bands, so only the coordinate itself" if not bands else "one pixel, so no frequencies"
+        what = "no bands, so only the coordinate itself" if not bands else f"one {one}, so no frequencies"
         return FrequencyCheck("", f"With {what} encodes position.", limit, 0.0, 0)
     top = max(bands)
     per_cycle = (size - 1) / top  # pixels per cycle of the fastest band: its period 2 / f over a spacing of 2 / (N - 1)
@@ -86,17 +88,17 @@ def check_frequencies(size: int, max_freq: float, num_bands: int) -> FrequencyCh
     if aliased:
         m = round(top / (size - 1))
         looks_like = abs(top - m * (size - 1))
-        sentence = (f"Max frequency {_number(max_freq)} is above the Nyquist limit of {size} pixels ({best}): "
-                    f"{aliased} of {len(bands)} bands change faster than half a cycle per pixel, so at the pixels "
+        sentence = (f"Max frequency {_number(max_freq)} is above the Nyquist limit of {size} {many} ({best}): "
+                    f"{aliased} of {len(bands)} bands change faster than half a cycle per {one}, so at the {many} "
                     f"they repeat slower bands (the fastest, f = {_number(top)}, looks like f = {_number(looks_like)}). "
                     f"Use at most {best}.")
         return FrequencyCheck("aliasing", sentence, limit, top, aliased)
     if top < COARSE * limit:
-        sentence = (f"Max frequency {_number(max_freq)} is far below the Nyquist limit of {size} pixels ({best}): "
-                    f"the fastest band repeats only every {_number(per_cycle)} pixels, so nearby pixels get almost "
+        sentence = (f"Max frequency {_number(max_freq)} is far below the Nyquist limit of {size} {many} ({best}): "
+                    f"the fastest band repeats only every {_number(per_cycle)} {many}, so nearby {many} get almost "
                     f"the same code and the model knows positions only coarsely.")
         return FrequencyCheck("coarse", sentence, limit, top, 0)
-    sentence = (f"The fastest band repeats every {_number(per_cycle)} pixels (the limit is 2, "
+    sentence = (f"The fastest band repeats every {_number(per_cycle)} {many} (the limit is 2, "
                 f"reached at max frequency {best}).")
     return FrequencyCheck("ok", sentence, limit, top, 0)
 

@@ -27,23 +27,20 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from perceiver_gui.core.reading import check_regular
+from perceiver_gui.core.reading import IMAGE_SUFFIXES, check_regular
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "image_files", "open_image", "to_uint8_tensor"]
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
-     ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".im", ".dds", ".psd"}
-)
 MAX_SIDE = 4096  # longest side kept after decoding; far above any training resolution we allow (512)
 RESAMPLE = Image.Resampling.BILINEAR  # the one filter used to resize, for training and prediction alike
 BACKGROUND = 255  # white, the value transparent pixels are composited onto (per channel)
@@ -54,12 +51,16 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexEr
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, *, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
     """The image files anywhere under `folder`, sorted: a known suffix, not a folder, nothing hidden on the
-    way down from `folder`. The one rule for training folders, their size guess and folders dropped on the
-    classifier. Not is_file(): a FIFO or device named like an image is listed, and open_image refuses it with
-    a sentence. Raises OSError when the folder cannot be read."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    way down from `folder` (.git, .thumbnails, macOS ._ files). The one rule for training folders, their size
+    guess, folders dropped on the classifier and `perceiver-gui predict`. Not is_file(): a FIFO or device named
+    like an image is listed, and open_image refuses it with a sentence. Raises OSError when the folder cannot be
+    read (NotADirectoryError when it is not a folder). Other `suffixes` list other files by the same rule (a
+    folder of meshes and point files)."""
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder.")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.is_dir()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 

@@ -17,7 +17,6 @@ the model's number of points with training's seed and centres it in the unit sph
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +28,12 @@ from PIL import Image
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
-from perceiver_gui.core.images import IMAGE_SUFFIXES, ImageError, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
 from perceiver_gui.core.points import PointsError, read_points
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
-__all__ = ["AttentionMaps", "Prediction", "Predictor", "Source", "image_files"]
+__all__ = ["AttentionMaps", "Prediction", "Predictor", "Source"]
 
 Source = str | Path | bytes | Image.Image  # what `predict` accepts for one image
 
@@ -51,8 +50,8 @@ class AttentionMaps:
     """Where the latents look: one map per cross-attention layer over the model's input grid."""
 
     prediction: Prediction
-    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays
-    maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W); sums to 1 over H, W
+    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays; a series' float (C, l)
+    maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W) or (…, l); sums to 1
 
 
 class Predictor:
@@ -95,7 +94,7 @@ class Predictor:
     def predict_folder(self, folder: str | Path, top_k: int = 5,
                        batch_size: int = 64) -> Generator[list[Prediction], None, None]:
         """Every image file under `folder` (recursively, sorted), one list of predictions per batch."""
-        files = image_files(folder)
+        files = image_files(Path(folder))
         for start in range(0, len(files), batch_size):
             yield self.predict(files[start : start + batch_size], top_k=top_k, batch_size=batch_size)
 
@@ -108,6 +107,24 @@ class Predictor:
         maps = tuple(w[0].float().cpu().reshape(w.shape[1], w.shape[2], height, width) for w in weights)
         top = self._top(logits, self._top_k(top_k))[0]
         return AttentionMaps(Prediction(_name(source), top), x, maps)
+
+    def series_attention(self, values: np.ndarray, name: str, top_k: int = 5) -> AttentionMaps:
+        """The prediction for one series (float (C, l), its own length, as read) with its cross-attention
+        maps over its l steps (the padding after it is masked, so it gets none); SeriesError if it does not fit
+        the model."""
+        (length,) = self.meta.image_size
+        channels, steps = values.shape
+        if channels != self.meta.channels or not 0 < steps <= length:
+            raise SeriesError(f"{name} is {channels} channel(s) × {steps} steps and the model reads "
+                              f"{self.meta.channels} channel(s) × at most {length}; give it a series like the ones "
+                              f"it was trained on.")
+        x = torch.from_numpy(pad([np.asarray(values, dtype=np.float32)], length)).to(self.device)
+        with torch.inference_mode():
+            logits, weights = self.model.forward_with_attention(
+                to_channels_last(normalize(x, self.meta.mean, self.meta.std)), mask=padding_mask(x))
+        maps = tuple(w[0, :, :, :steps].float().cpu() for w in weights)  # (heads, latents, l)
+        top = self._top(logits, self._top_k(top_k))[0]
+        return AttentionMaps(Prediction(name, top), x[0, :, :steps].cpu(), maps)
 
     @property
     def takes_series(self) -> bool:
@@ -218,19 +235,6 @@ class Predictor:
                 tops = iter(self._top(self.model(self._model_input(torch.stack(tensors))), k))
         return [Prediction(_name(s), (), e) if e else Prediction(_name(s), next(tops))
                 for s, e in zip(sources, errors, strict=True)]
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """Image files under `folder` by suffix, recursively, sorted; hidden files and folders are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder.")
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .thumbnails, macOS ._ folders
-        found.extend(Path(root, n) for n in names
-                     if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(found)
 
 
 def _name(source: Source) -> str:

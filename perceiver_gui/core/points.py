@@ -17,11 +17,12 @@ the file.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from perceiver_gui.core.images import image_files
 
 __all__ = ["LIST_SUFFIXES", "MESH_SUFFIXES", "SUFFIXES", "PointsError", "normalize_cloud", "point_files",
            "read_points"]
@@ -67,12 +68,8 @@ def normalize_cloud(points: np.ndarray, name: str = "the cloud") -> np.ndarray:
 
 
 def point_files(folder: str | Path) -> list[Path]:
-    """Mesh and point files under `folder` by suffix, recursively, sorted; hidden files and folders skipped."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(root, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES)
-    return sorted(found)
+    """Mesh and point files under `folder`, sorted, by images.image_files' rule (nothing hidden on the way)."""
+    return image_files(Path(folder), suffixes=SUFFIXES)
 
 
 # -- meshes ----------------------------------------------------------------------------------

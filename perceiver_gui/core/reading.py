@@ -1,4 +1,4 @@
-"""Opening a user's file for reading, only when it is a regular file.
+"""Opening a user's file for reading, only when it is a regular file; which files are images.
 
 A named pipe (FIFO) makes `open` wait until some other program writes to it, a device such as /dev/zero
 never ends, and a socket cannot be read at all, so none of them is ever opened: the path is checked with
@@ -13,7 +13,14 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotARegularFile", "check_regular", "open_regular"]
+__all__ = ["IMAGE_SUFFIXES", "NotARegularFile", "check_regular", "open_regular"]
+
+# The files read as images (by core/images.py, which Pillow decodes), wherever a file is chosen or found.
+# Here, with nothing but the standard library, so the window offers them at launch without loading numpy.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+     ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".im", ".dds", ".psd"}
+)
 
 
 class NotARegularFile(OSError):

@@ -55,6 +55,7 @@ __all__ = [
     "TrialRow",
     "TrialStarted",
     "create_sweep",
+    "format_value",
     "importances",
     "load_sweep",
     "open_study",
@@ -703,12 +704,12 @@ def worker_main(folder: str, worker: int, overrides: dict[str, Any], storage: st
 def describe(event: SweepEvent) -> str:
     """One line for a terminal."""
     if isinstance(event, TrialStarted):
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in event.params)
+        params = ", ".join(f"{k}={format_value(v)}" for k, v in event.params)
         return f"trial {event.number}: {params}  ({event.run_dir})"
     if isinstance(event, TrialEpoch):
-        return f"trial {event.number}: epoch {event.epoch}/{event.epochs}  {_fmt(event.value)}"
+        return f"trial {event.number}: epoch {event.epoch}/{event.epochs}  {format_value(event.value)}"
     if isinstance(event, TrialEnded):
-        value = f" {_fmt(event.value)}" if math.isfinite(event.value) else ""
+        value = f" {format_value(event.value)}" if math.isfinite(event.value) else ""
         return f"trial {event.number} {event.state}{value}: {event.message}"
     return event.message
 
@@ -725,7 +726,7 @@ def _progress_sentence(spec: SweepSpec, trials: list[optuna.trial.FrozenTrial], 
     head = "Stopped" if stopped else ("Done" if len(counted) >= target else
                                       f"{running} running" if running else "Not finished")
     best = _best(spec, trials)
-    tail = f"; best trial {best.number}: {spec.metric} {_fmt(best.value)}" if best is not None else ""
+    tail = f"; best trial {best.number}: {spec.metric} {format_value(best.value)}" if best is not None else ""
     return f"{head}: {len(counted)} of {target} trials finished{tail}."
 
 
@@ -737,7 +738,8 @@ def _best(spec: SweepSpec, trials: list[optuna.trial.FrozenTrial]) -> optuna.tri
     return pick(complete, key=lambda t: t.value)
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A parameter's or metric's value for a person: floats to 4 significant digits, a non-finite one as –."""
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else "–"
     return str(value)

@@ -54,9 +54,9 @@ from perceiver_gui.core.events import (
     RunStarted,
     Step,
 )
-from perceiver_gui.core.export import ScalarLog
 from perceiver_gui.core.files import remove_stale_temp_files
 from perceiver_gui.core.model import build_model, to_channels_last
+from perceiver_gui.core.tensorboard_log import ScalarLog
 
 __all__ = ["RunControl", "lr_factor", "resume", "train"]
 
@@ -444,12 +444,14 @@ class _Run:
                       level="warning")
         info = dataset.info
         if info.test_size == 0 or info.train_size == 0:
-            yield self.finish("failed", f"{info.name} has no images in its training or test split.", bad_input=True)
+            yield self.finish("failed", f"{info.name} has no {datasets.KINDS[info.kind].plural} in its training or test split.",
+                              bad_input=True)
             return
         # Before the data moves to the device and the model is built. A GPU that holds the model and its
         # batches but not the data too trains with the data in host memory.
-        images = info.train_size + info.test_size
-        with_data = memory_refusal(_fit_to_data(cfg, info), info.image_size, device, dataset_images=images)
+        with_data = memory_refusal(_fit_to_data(cfg, info), info.image_size, device,
+                                   dataset_samples=info.train_size + info.val_size + info.test_size,
+                                   value_bytes=dataset.train_x.element_size())  # uint8 images, float32 series
         refusal = with_data if device.type == "cpu" else memory_refusal(_fit_to_data(cfg, info), info.image_size, device)
         if refusal:
             yield self.finish("failed", refusal, bad_input=True)
@@ -489,7 +491,7 @@ class _Run:
             run_dir=str(self.run_dir), device=str(device), device_name=describe_device(device), parameters=params,
             train_size=info.train_size, test_size=info.test_size, class_names=tuple(info.class_names),
             steps_per_epoch=s.steps_per_epoch, total_steps=s.total_steps, start_step=self.state.step,
-            start_epoch=self.state.epochs_done, val_size=info.val_size,
+            start_epoch=self.state.epochs_done, val_size=info.val_size, kind=info.kind,
         )
         yield Log(message=f"Precision: {s.precision.reason}" + (f"; {tf32}." if tf32 else "."))
         if s.data_on_host:
@@ -686,10 +688,11 @@ class _Run:
             return None  # nothing validated yet, or an older run's file: nothing to compare
         if saved.split != "validation" or saved.test_digest == val_digest:
             return None
+        nouns = datasets.kind_of(self.cfg.data.dataset).plural
         return Log(level="warning", message=(
-            f"The validation images of {self.cfg.data.dataset} are not the ones this run validated on before "
-            f"(were images added, removed or changed?), so epochs before and after this resume are not compared "
-            f"on the same images."))
+            f"The validation {nouns} of {self.cfg.data.dataset} are not the ones this run validated on before "
+            f"(were {nouns} added, removed or changed?), so epochs before and after this resume are not compared "
+            f"on the same {nouns}."))
 
     def _selected_on(self) -> str:
         return _selected_on(self.cfg)
@@ -719,7 +722,7 @@ class _Run:
             runs.write_run(self.run_dir, test_acc=result.acc, test_loss=result.loss, selected_on=self._selected_on(),
                            best_epoch=epoch)
         yield Log(message=f"Test accuracy of the model chosen ({self._selected_on()}, epoch {epoch}): "
-                          f"{result.acc:.1%} on {s.info.test_size} test images.")
+                          f"{result.acc:.1%} on {s.info.test_size:,} test {datasets.KINDS[s.info.kind].plural}.")
 
     def selected_epoch(self) -> int:
         """The epoch whose model is saved: the best on validation, or the last one without validation."""

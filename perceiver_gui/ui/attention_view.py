@@ -1,10 +1,11 @@
-"""Where the model looks: a non-modal dialog with an image's cross-attention maps.
+"""Where the model looks: a non-modal dialog with an image's or a series' cross-attention maps.
 
 The maps are computed in a superqt worker (`compute_attention`), which hands back plain numpy arrays;
 torch is only imported there, so opening the window never waits for it. The dialog shows the image as
 the model saw it, the attention of one cross-attend layer and head as a heat map on the image (the mean
 or the max over latents, or one latent's own map), and a grid of the most distinct latents' maps;
-clicking a tile shows that latent on the image.
+clicking a tile shows that latent on the image. A series is shown as its line plot, the attention along
+its time axis colouring the plot's background column by column.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "compute_attention",
-           "distinct_latents"]
+from perceiver_gui.ui.widgets import series_image
+
+__all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "SeriesRow",
+           "compute_attention", "distinct_latents"]
 
 VIEW = 224  # side of the image and heat map views, in pixels
 TILE = 88  # side of each latent's map
@@ -50,21 +53,54 @@ class AttentionResult:
     name: str
     top: tuple[tuple[str, float], ...] = ()
     image: np.ndarray | None = None  # uint8 (H, W, C), the image exactly as the model saw it
-    maps: tuple[np.ndarray, ...] = ()  # per cross-attend layer, float32 (heads, latents, H, W); each map sums to 1
-    error: str = ""  # one sentence when the image could not be read
+    maps: tuple[np.ndarray, ...] = ()  # per cross-attend layer, float32 (heads, latents, H, W) or (…, L) for a
+    # series; each map sums to 1
+    error: str = ""  # one sentence when the image or series could not be read
+    series: np.ndarray | None = None  # float32 (L, C), the series as read (a series model's result, not an image)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """A series to look at: row `row` (1-based, as predict names it: file#row) of a series file."""
+
+    path: str
+    row: int
 
 
 def compute_attention(predictor, name: str, source, top_k: int = 5) -> AttentionResult:
-    """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes)."""
+    """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes), or for one
+    series (a SeriesRow of a file, or its values: float (C, L), NaN after its end)."""
     from perceiver_gui.core.images import ImageError
+    from perceiver_gui.core.series import SeriesError
 
     try:
-        result = predictor.attention(source, top_k=top_k)
-    except ImageError as exc:
+        if isinstance(source, SeriesRow | np.ndarray):
+            values = _series_values(predictor, source)
+            result = predictor.series_attention(values, name, top_k=top_k)
+        else:
+            result = predictor.attention(source, top_k=top_k)
+    except (ImageError, SeriesError) as exc:
         return AttentionResult(name, error=str(exc))
-    image = result.image.permute(1, 2, 0).contiguous().numpy()
     maps = tuple(m.float().numpy().astype(np.float32, copy=True) for m in result.maps)
+    if isinstance(source, SeriesRow | np.ndarray):
+        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
+                               series=np.ascontiguousarray(result.image.numpy().T, dtype=np.float32))
+    image = result.image.permute(1, 2, 0).contiguous().numpy()
     return AttentionResult(name, tuple(result.prediction.top), image, maps)
+
+
+def _series_values(predictor, source: SeriesRow | np.ndarray) -> np.ndarray:
+    """The series (C, l) itself: the file's row, or the values without the padding after them."""
+    from perceiver_gui.core.series import SeriesError, read_series
+
+    if isinstance(source, np.ndarray):
+        kept = ~np.isnan(source).all(axis=0)
+        return source[:, :int(kept.nonzero()[0].max()) + 1 if kept.any() else 0]
+    found = read_series(source.path, label_column=predictor.meta.config.data.label_column, labelled=False)
+    if not 1 <= source.row <= len(found.values):
+        raise SeriesError(f"{source.path} has no series {source.row} (it holds {len(found.values)}); it changed "
+                          f"since it was classified, so drop it again.")
+    return found.values[source.row - 1]
 
 
 def distinct_latents(maps: np.ndarray, count: int = LATENTS_SHOWN) -> np.ndarray:
@@ -86,6 +122,14 @@ def distinct_latents(maps: np.ndarray, count: int = LATENTS_SHOWN) -> np.ndarray
         order = np.lexsort((entropy, -np.round(nearest, 3)))  # the last key sorts first
         chosen.append(int(order[0]))
     return np.asarray(chosen, dtype=int)
+
+
+def _along_plot(heat: np.ndarray, width: int) -> np.ndarray:
+    """(1, width): a series' attention (L,) at each column of its line plot, which puts step i at
+    x = i × (width - 1) / (L - 1) (`series_image`)."""
+    steps = len(heat)
+    columns = np.rint(np.arange(width) * (steps - 1) / max(1, width - 1)).astype(int)
+    return heat[columns][None, :]
 
 
 class _Tile(QLabel):
@@ -179,7 +223,8 @@ class AttentionDialog(QDialog):
         overlay_row.addWidget(QLabel("Overlay"))
         overlay_row.addWidget(self.opacity)
         views = QGridLayout()
-        views.addWidget(QLabel("The image as the model sees it"), 0, 0)
+        self.input_caption = QLabel("The image as the model sees it")
+        views.addWidget(self.input_caption, 0, 0)
         views.addLayout(overlay_row, 0, 1)
         for column, view in enumerate((self.image_view, self.heat_view)):
             view.setFixedSize(VIEW, VIEW)
@@ -246,11 +291,15 @@ class AttentionDialog(QDialog):
         label, prob = result.top[0]
         self.setWindowTitle(f"Attention — {result.name} — {label} ({prob:.0%})")
         layers = len(result.maps)
-        heads, latents, h, w = result.maps[0].shape
+        heads, latents, *grid = result.maps[0].shape
+        over = (f"the {grid[0]:,} time steps of the series, shown as the colour behind its plot" if result.series
+                is not None else f"the {grid[0]}×{grid[1]} input grid")
         self.status.setText(
             f"Predicted <b>{label}</b> ({prob:.1%}). Each of the model's {latents} latents spreads its attention "
-            f"over the {h}×{w} input grid (each map sums to 1); brighter means more attention."
+            f"over {over} (each map sums to 1); brighter means more attention."
         )
+        self.input_caption.setText("The series as the model reads it" if result.series is not None
+                                   else "The image as the model sees it")
         from superqt.utils import signals_blocked
 
         with signals_blocked(self.layer), signals_blocked(self.head), signals_blocked(self.latent):
@@ -265,7 +314,7 @@ class AttentionDialog(QDialog):
         self.layer.setVisible(layers > 1)
         self._layer_label.setVisible(layers > 1)
         self.head.setEnabled(heads > 1)
-        self.image_view.setPixmap(QPixmap.fromImage(_to_qimage(self._rgb(result.image), VIEW)))
+        self.image_view.setPixmap(QPixmap.fromImage(_to_qimage(self._base(VIEW), VIEW)))
         self.body.show()
         self._redraw()
         self.adjustSize()
@@ -326,14 +375,8 @@ class AttentionDialog(QDialog):
             self.heat_caption.setText(f"Attention of latent {chosen + 1}")
             legend = (f"Latent {chosen + 1}'s own map; dark → yellow: no attention → its peak, "
                       f"{float(self.heat.max()):.1%} ({even}).")
-        base = self._rgb(self.result.image).astype(np.float32)
-        # The image in grey under the heat map, so the colours read as attention only.
-        grey = np.repeat(base.mean(axis=2, keepdims=True), 3, axis=2)
-        # The colour covers the image in proportion to the attention, so the image shows through where
-        # the latents do not look.
-        alpha = self.opacity.value() / 100 * self._scaled(self.heat)[..., None]
-        overlay = (1 - alpha) * grey + alpha * self._colour(self.heat)
-        self.heat_view.setPixmap(QPixmap.fromImage(_to_qimage(overlay.clip(0, 255), VIEW)))
+        overlay = self._overlay(self.heat, VIEW, self.opacity.value() / 100)
+        self.heat_view.setPixmap(QPixmap.fromImage(_to_qimage(overlay, VIEW)))
         self.legend.setText(legend)
 
         # The grid depends only on the layer and head: the overlay slider and the latent choice reuse it.
@@ -347,13 +390,33 @@ class AttentionDialog(QDialog):
             f"the most unlike those before it. Click one to show it above."
         )
         for (picture, caption), index, single in zip(self._tile_views, self.latents, self.latent_maps, strict=False):
-            picture.setPixmap(QPixmap.fromImage(_to_qimage(self._colour(single), TILE)))
+            # A series' latent over its plot (a strip of colour alone would not say where in the series it is).
+            tile = self._colour(single) if self.result.series is None else self._overlay(single, TILE, 0.9)
+            picture.setPixmap(QPixmap.fromImage(_to_qimage(tile, TILE)))
             picture.setStyleSheet(SELECTED if index == chosen else UNSELECTED)
             caption.setText(f"latent {index + 1} · peak {float(single.max()):.0%}")
         for picture, caption in self._tile_views[len(self.latents):]:
             picture.clear()
             picture.setStyleSheet(UNSELECTED)
             caption.clear()
+
+    def _overlay(self, heat: np.ndarray, side: int, opacity: float) -> np.ndarray:
+        """The input in grey under the heat map, so the colours read as attention only; the colour covers it in
+        proportion to the attention, so the input shows through where the latents do not look."""
+        base = self._base(side)
+        if self.result.series is not None:
+            heat = _along_plot(heat, base.shape[1])
+        grey = np.repeat(base.mean(axis=2, keepdims=True), 3, axis=2)
+        alpha = opacity * self._scaled(heat)[..., None]
+        return ((1 - alpha) * grey + alpha * self._colour(heat)).clip(0, 255)
+
+    def _base(self, side: int) -> np.ndarray:
+        """float32 (h, w, 3): the image (at its own size), or the series' line plot at side × side."""
+        if self.result.series is None:
+            return self._rgb(self.result.image).astype(np.float32)
+        plot = series_image(self.result.series, side).convertToFormat(QImage.Format.Format_RGB888)
+        rows = np.frombuffer(plot.constBits(), np.uint8).reshape(side, plot.bytesPerLine())
+        return rows[:, :3 * side].reshape(side, side, 3).astype(np.float32)
 
     def _colour(self, heat: np.ndarray) -> np.ndarray:
         return self._lut[(self._scaled(heat) * 255).astype(np.uint8)].astype(np.float32)

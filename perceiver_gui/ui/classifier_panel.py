@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.core.reading import IMAGE_SUFFIXES
 from perceiver_gui.ui.widgets import points_image, series_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -42,12 +43,6 @@ __all__ = ["ClassifierPanel", "ResultEntry"]
 THUMB = 72  # thumbnail side in pixels
 CHUNK = 32  # images per prediction batch handed back to the UI, so big folders appear progressively
 MODEL_SUFFIX = ".safetensors"
-# core.images.IMAGE_SUFFIXES, for the file dialog: core.images imports torch, and the window must not
-# wait for torch (tests/ui/test_classifier.py checks the two agree). Workers use the original.
-DIALOG_SUFFIXES = frozenset({
-    ".bmp", ".dds", ".dib", ".gif", ".ico", ".im", ".j2k", ".jfif", ".jp2", ".jpe", ".jpeg", ".jpg", ".pbm", ".pcx",
-    ".pgm", ".png", ".pnm", ".ppm", ".psd", ".sgi", ".tga", ".tif", ".tiff", ".webp",
-})
 
 
 @dataclass(frozen=True)
@@ -57,6 +52,7 @@ class _Source:
     name: str
     path: str = ""
     data: bytes = b""
+    row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
 
 
 def _expand(sources: Iterable[_Source], *, points: bool = False) -> list[_Source]:
@@ -172,7 +168,7 @@ def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Sourc
         predictions = predictor.predict_series(found, source.path, top_k=top_k)
     except SeriesError as exc:
         return [(source, Prediction(source.path, error=str(exc)), QImage())]
-    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path), prediction,
+    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path, row=i + 1), prediction,
              series_image(values.T, THUMB))
             for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
 
@@ -183,10 +179,11 @@ class ResultEntry(QFrame):
     attention_requested = Signal()  # the "Attention" button, or a double-click on a classified entry
 
     def __init__(self, name: str, path: str, top: tuple[tuple[str, float], ...], error: str, thumb: QImage,
-                 parent=None, *, data: bytes = b"", model: str = "", model_path: str = ""):
+                 parent=None, *, data: bytes = b"", model: str = "", model_path: str = "", row: int = 0):
         super().__init__(parent)
         self.name = name
         self.path = path
+        self.row = row  # a series' row in the file `path` (1-based); 0 for an image
         self.model = model  # the name of the model that gave this result (its run's name)
         self.model_path = model_path
         self.data = data  # a pasted image's bytes, so its attention can be computed later
@@ -395,12 +392,12 @@ class ClassifierPanel(QWidget):
 
     def show_attention(self, entry: ResultEntry):
         """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
-        from perceiver_gui.ui.attention_view import AttentionDialog, compute_attention
+        from perceiver_gui.ui.attention_view import AttentionDialog, SeriesRow, compute_attention
 
         dialog = AttentionDialog(entry.name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        source = entry.data or entry.path
+        source = entry.data or (SeriesRow(entry.path, entry.row) if entry.row else entry.path)
         self._attention_workers.append(start_worker(
             compute_attention, self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
             errored=dialog.show_exception, finished=self._on_attention_finished))
@@ -419,7 +416,7 @@ class ClassifierPanel(QWidget):
             self.load_checkpoint(path)
 
     def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(DIALOG_SUFFIXES))
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
         paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
         self.classify(paths)
 
@@ -481,7 +478,7 @@ class ClassifierPanel(QWidget):
     def _on_predictions(self, chunk: list) -> None:
         for source, prediction, thumb in chunk:
             entry = ResultEntry(source.name, source.path, tuple(prediction.top), prediction.error, thumb,
-                                data=source.data, model=self.model_name, model_path=self.model_path)
+                                data=source.data, model=self.model_name, model_path=self.model_path, row=source.row)
             entry.attention_requested.connect(self._on_attention_requested)
             self._add(entry)
 

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core import runs, stats
 from perceiver_gui.core.runs import RunInfo
-from perceiver_gui.ui.plots import ema, style_plot
+from perceiver_gui.ui.plotting import ema, style_plot
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["CompareView", "run_style"]

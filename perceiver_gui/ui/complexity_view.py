@@ -64,4 +64,4 @@ class ComplexityView(QFrame):
             f"Attention: cross M×N = {sizes.M:,}{inputs}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
             f"latent N² = <b>{si(sizes.latent)}</b> · plain transformer M² = <b>{si(sizes.transformer)}</b>"
         )
-        self.note.setText(sizes.note())
+        self.note.setText(sizes.note(noun))

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
+from perceiver_gui.core.datasets import kind_of
 from perceiver_gui.ui.widgets import points_image, series_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -77,10 +78,9 @@ class DataPreview(QDialog):
                                      ("turns about the up axis", self.data.rotate),
                                      (f"jitter σ {self.data.jitter:g}", self.data.jitter > 0)) if on]
         points = self.data.dataset == "points_folder"
-        noun = {"sequences": "series", "points_folder": "point clouds"}.get(self.data.dataset, "images")
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
-            f"{sum(val_counts):,} validation and {total_test:,} test {noun}"
+            f"{sum(val_counts):,} validation and {total_test:,} test {kind_of(self.data.dataset).plural}"
             ". Samples are shown as training sees them"
             + (f" (with {' and '.join(augmented)})." if augmented else " (no augmentation).")
         )

@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from perceiver_gui.ui import gui_gc
+
 if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
@@ -35,7 +37,7 @@ __all__ = ["after_first_paint", "engine_ready", "import_plotting", "load_step_by
 
 ENGINE = "perceiver_gui.core.training"  # imports torch, the data and model code
 # What a run's first steps import besides: torch.optim's first step imports torch._dynamo (~2 s holding
-# the GIL, torch/_compile.py), and the optional TensorBoard writer its protobufs (core/export.ScalarLog).
+# the GIL, torch/_compile.py), and the optional TensorBoard writer its protobufs (core/tensorboard_log.ScalarLog).
 FIRST_STEPS = ("torch._dynamo", "tensorboard.compat.proto.event_pb2", "tensorboard.compat.proto.summary_pb2",
                "tensorboard.summary.writer.record_writer")
 _preloading: threading.Thread | None = None
@@ -83,6 +85,7 @@ def _import_engine() -> None:
             importlib.import_module(name)
         except ImportError:  # TensorBoard is an optional extra
             pass
+    gui_gc.freeze_imports()
 
 
 def engine_ready() -> bool:

@@ -18,6 +18,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QToolButton, QVBoxLayout, QWidget
 
+from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.fourier import added_channels, check_frequencies
 
 __all__ = ["FourierView"]
@@ -26,13 +27,24 @@ PLOT_HEIGHT = 120
 SYMBOLS_UP_TO = 16  # pixels along the axis; beyond this the dots at the samples would merge into the lines
 CURVE_POINTS = 241  # the curves are drawn through this many positions (or the pixels, when there are more)
 NOTE_STYLES = {"aliasing": "color: #d03030;", "coarse": "color: #b07000;"}  # otherwise the muted default
-NYQUIST_TIP = (
-    "Band k encodes a position x in [-1, 1] as sin(π·f·x) and cos(π·f·x), with f spaced evenly from 1 to "
-    "max frequency / 2.\n"
-    "The Nyquist limit: N pixels sit 2 / (N − 1) apart, so a band turns by 2π·f / (N − 1) from one pixel to the "
-    "next.\nAbove half a cycle per pixel, f > (N − 1) / 2 (max frequency > N − 1), the pixels see the same values "
-    "as a slower band:\nit aliases and adds nothing. Far below the limit, neighbouring pixels get almost the same code."
-)
+
+
+def _nyquist_tip(one: str) -> str:
+    """The note's tooltip, for inputs whose positions are `one`s ("pixel", a series' "step")."""
+    many = one + "s"
+    return (
+        "Band k encodes a position x in [-1, 1] as sin(π·f·x) and cos(π·f·x), with f spaced evenly from 1 to "
+        "max frequency / 2.\n"
+        f"The Nyquist limit: N {many} sit 2 / (N − 1) apart, so a band turns by 2π·f / (N − 1) from one {one} to the "
+        f"next.\nAbove half a cycle per {one}, f > (N − 1) / 2 (max frequency > N − 1), the {many} see the same "
+        f"values as a slower band:\nit aliases and adds nothing. Far below the limit, neighbouring {many} get almost "
+        "the same code."
+    )
+
+
+def _axis(kind: Kind) -> str:
+    """The plotted axis for people: "the time axis" of a series, "one axis" of an image."""
+    return f"the {kind.axis_names[0]} axis" if len(kind.axis_names) == 1 else "one axis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +54,7 @@ class _Encoding:
     max_freq: float
     side: int  # pixels along the plotted axis: the shortest side, which aliases first
     input_axis: int
-    points: bool = False  # positions are the points' own coordinates (a point cloud), not a grid's
+    kind: Kind  # what the input is: its positions' name and its axes'
 
 
 class FourierView(QWidget):
@@ -57,7 +69,7 @@ class FourierView(QWidget):
         self.channels.setObjectName("fourierChannels")
         self.note = QLabel()
         self.note.setObjectName("fourierNote")
-        self.note.setToolTip(NYQUIST_TIP)
+        self.note.setToolTip(_nyquist_tip("pixel"))
         self.toggle = QToolButton()
         self.toggle.setCheckable(True)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -82,27 +94,31 @@ class FourierView(QWidget):
 
     # -- the typed API -------------------------------------------------------------------------
     def set_encoding(self, *, enabled: bool, num_bands: int, max_freq: float, sides: tuple[int, ...],
-                     input_axis: int, points: bool = False) -> None:
-        """What the form says now; the texts follow at once, the plot when it is shown. With `points` the
-        positions are each point's own coordinates, not a grid's: there are no pixels and no Nyquist limit."""
-        encoding = _Encoding(enabled, num_bands, max_freq, max(1, min(sides)), input_axis, points)
+                     input_axis: int, kind: str = "image") -> None:
+        """What the form says now; the texts follow at once, the plot when it is shown. `kind` is what one
+        sample is (a key of datasets.KINDS): it names the positions ("pixel", "step") and the plotted axis."""
+        sample = KINDS.get(kind, KINDS["image"])
+        encoding = _Encoding(enabled, num_bands, max_freq, max(1, min(sides)), input_axis, sample)
         if encoding == self.encoding:
             return
         self.encoding = encoding
+        one, many = sample.position, sample.position + "s"
+        self.note.setToolTip(_nyquist_tip(one))
+        self.toggle.setToolTip(f"Plot the encoding's values along {_axis(sample)} of the {sample.noun}.")
         self.setEnabled(enabled)
         self.note.setVisible(enabled)
         self.toggle.setVisible(enabled)
         if not enabled:
-            self.channels.setText("Off: no position channels are added, so the model sees the pixels as an "
+            self.channels.setText(f"Off: no position channels are added, so the model sees the {many} as an "
                                   "unordered set.")
             self._show_plot(False)
             return
         added = added_channels(input_axis, num_bands)
         self.channels.setText(
-            f"Adds {input_axis} × (2 × {num_bands} + 1) = <b>{added}</b> channels to each "
-            f"{'point' if points else 'pixel'} (per axis: {num_bands} sines, {num_bands} cosines and the coordinate)."
+            f"Adds {input_axis} × (2 × {num_bands} + 1) = <b>{added}</b> channels to each {one} "
+            f"(per axis: {num_bands} sines, {num_bands} cosines and the coordinate)."
         )
-        if points:
+        if sample.positions_from == "points":  # each point's own coordinates: no grid, nothing to alias on
             top = max_freq / 2
             self.note.setText(f"Each point's own x, y and z (in [-1, 1]) are encoded, not a place on a grid, so no "
                               f"band aliases; the fastest turns {top:g} times across the cloud, so points about "
@@ -110,7 +126,7 @@ class FourierView(QWidget):
             self.note.setStyleSheet("color: gray;")
             self._show_plot(self.toggle.isChecked())
             return
-        check = check_frequencies(encoding.side, max_freq, num_bands)
+        check = check_frequencies(encoding.side, max_freq, num_bands, position=one)
         mark = "⚠ " if check.level in NOTE_STYLES else ""
         self.note.setText(mark + check.sentence)
         self.note.setStyleSheet(NOTE_STYLES.get(check.level, "color: gray;"))
@@ -182,10 +198,11 @@ class FourierView(QWidget):
                 samples.setData([], [])
         self._coordinate.setData(positions, positions)
         item.setXRange(-1, 1, padding=0.02)
-        at_pixels = f"; the dots are the sines' values at the {e.side} pixels, all the model sees" if dots else ""
+        many = e.kind.position + "s"
+        at_pixels = f"; the dots are the sines' values at the {e.side} {many}, all the model sees" if dots else ""
         bands = {0: "no bands", 1: "band 1"}.get(e.num_bands, f"band 1 (purple) to {e.num_bands} (yellow)")
         self.caption.setText(
-            f"Along one axis of {e.side} pixels, x from −1 to 1: each band's sine (solid) and cosine (dashed), "
+            f"Along {_axis(e.kind)} of {e.side} {many}, x from −1 to 1: each band's sine (solid) and cosine (dashed), "
             f"{bands}; dotted grey is the coordinate itself{at_pixels}."
         )
 
@@ -197,7 +214,7 @@ class FourierView(QWidget):
 
     def _apply_palette(self) -> None:
         """The plot's background and axes follow the form's palette, so a dark desktop gets a dark plot."""
-        from perceiver_gui.ui.plots import style_plot  # with the plot, not at launch
+        from perceiver_gui.ui.plotting import style_plot  # with the plot, not at launch
 
         background = self.palette().color(QPalette.ColorRole.Base)
         foreground = self.palette().color(QPalette.ColorRole.Text)

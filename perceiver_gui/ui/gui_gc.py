@@ -8,6 +8,12 @@ the export thread in QObject::~QObject → Shiboken::GilState::acquire, the GUI 
 QObject::~QObject → QBasicMutex::lockInternal). pyqtgraph documents the same hazard and answers it the same
 way (pyqtgraph.util.garbage_collector); this is its idea in a few lines, so that the app does not import
 pyqtgraph before its first paint (ui/deferred.py).
+
+A full collection visits every tracked object: once torch, numpy, Qt and pyqtgraph are imported that is
+~290,000 objects and 0.3–0.6 s on this 2-core machine, all of it holding the GIL, so training and the
+window both stop. The objects the imports made live as long as the app, so once the engine is loaded they
+are moved out of the collector's sight (`freeze_imports`, gc.freeze: "useful … to avoid costly full
+collections"); a full pass then visits only what the app made since.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import gc
 
 from PySide6.QtCore import QObject, QTimer
 
-__all__ = ["collect_in_gui_thread"]
+__all__ = ["collect", "collect_in_gui_thread", "freeze_imports"]
 
 INTERVAL_MS = 500  # often enough that garbage never piles up; a pass with nothing to do costs microseconds
 
@@ -31,6 +37,12 @@ def collect_in_gui_thread(parent: QObject) -> QTimer:
     timer.timeout.connect(lambda: collect(thresholds))
     timer.start()
     return timer
+
+
+def freeze_imports() -> None:
+    """Leave everything alive now out of later collections (the imported modules and the window); called
+    once the engine is imported. It collects nothing, so it is safe in any thread."""
+    gc.freeze()
 
 
 def collect(thresholds: tuple[int, ...] = (700, 10, 10)) -> None:

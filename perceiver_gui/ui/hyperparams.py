@@ -526,7 +526,7 @@ class HyperparamsPanel(QWidget):
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
                                   max_freq=model.max_freq, sides=shape.sides, input_axis=model.input_axis,
-                                  points=model.positions == "points")
+                                  kind=shape.kind)
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"

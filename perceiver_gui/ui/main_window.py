@@ -30,6 +30,7 @@ from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.export_actions import ExportActions
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
+from perceiver_gui.ui.lifecycle import RunLifecycle
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
 from perceiver_gui.ui.node_commands import NodeCommandsDialog
 from perceiver_gui.ui.queue_panel import QueuePanel
@@ -53,11 +54,6 @@ class MainWindow(QMainWindow):
 
         self.settings = settings
         self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
-        self._close_when_stopped = False
-        self._close_after_export = False
-        self._last_stopped_run = ""
-        self._current_run = ""
-        self._mistakes_pick = ""  # the run of the Runs tab last shown in the Mistakes tab
         self.setWindowTitle("Perceiver GUI")
 
         self.form = HyperparamsPanel(self._saved_config())
@@ -79,6 +75,9 @@ class MainWindow(QMainWindow):
         self.mistakes = MistakesPanel()
         self.sweep = SweepPanel(self.form.config, self.runs_root.parent / "sweeps")
         self.runner = TrainingRunner(self.runs_root, self)
+        self.lifecycle = RunLifecycle(running=lambda: self.runner.running,
+                                      exporting=lambda: self.export_actions.working,
+                                      confirm_quit=self._confirm_quit, parent=self)
         self.queue = QueuePanel(RunQueue(queue_file(self.runs_root)))
 
         left = QWidget()
@@ -113,17 +112,23 @@ class MainWindow(QMainWindow):
         self.training.continue_requested.connect(self.runner.continue_)
         self.training.stop_requested.connect(self.stop)
         self.training.resume_requested.connect(self.resume_last)
+        self.runner.event.connect(self.lifecycle.on_event)
         self.runner.event.connect(self._on_event)
         self.runner.event.connect(self.mistakes.on_event)
         self.runner.finished.connect(self._on_finished)
         self.runner.crashed.connect(self._on_crashed)
         self.runner.stopped_running.connect(self._on_stopped_running)
+        self.lifecycle.resumable_changed.connect(self._offer_resume)
+        self.lifecycle.stop_requested.connect(self.stop)
+        self.lifecycle.close_ready.connect(self.close)
+        self.lifecycle.message.connect(self._show_message)
         self.runner.paused_changed.connect(self._on_paused)
         # The queue hears of every run (its own and those started by hand) and asks for its next one.
         self.training.queue_requested.connect(self._add_to_queue)
         self.queue.start_requested.connect(self._start_queued)
         self.queue.message.connect(self._show_message)
         self.queue.count_changed.connect(self._queue_count)
+        self.lifecycle.idle.connect(lambda: self.queue.set_busy(False))  # the next queued run starts
         self.runner.started.connect(lambda: self.queue.set_busy(True))
         self.runner.event.connect(self.queue.on_event)
         self.runner.crashed.connect(self.queue.on_crashed)
@@ -141,7 +146,8 @@ class MainWindow(QMainWindow):
         self.complexity.set_config(self.form.config())
         self._problems_changed(self.form.problems())
         self._restore_layout()
-        self._restore_last_session()
+        # The run stopped when the app last closed (the model comes back in _plotting_loaded).
+        self.lifecycle.restore(str(self.settings.value("last_stopped_run", "") or ""))
         self.statusBar().showMessage(f"Runs are saved in {self.runs_root}.", 8000)
 
     @property
@@ -187,10 +193,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             file_menu.addAction(action)
         file_menu.addSeparator()
-        self.export_actions = ExportActions(self, run=self._run_to_export)
+        self.export_actions = ExportActions(
+            self, run=lambda: self.lifecycle.run_to_export([r.path for r in self.runs.selected_runs()]))
         file_menu.aboutToShow.connect(self.export_actions.update_texts)  # a rename changes the run's name
         self.export_actions.message.connect(self._show_message)
-        self.export_actions.finished.connect(self._on_export_finished)
+        self.export_actions.finished.connect(self.lifecycle.export_finished)
         file_menu.addActions(self.export_actions.actions)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
@@ -286,8 +293,8 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def resume_last(self) -> None:
-        if self._last_stopped_run:
-            self.resume_run(self._last_stopped_run)
+        if self.lifecycle.last_stopped_run:
+            self.resume_run(self.lifecycle.last_stopped_run)
 
     def stop(self) -> None:
         if self.runner.running:
@@ -298,14 +305,13 @@ class MainWindow(QMainWindow):
         self.plots.reset()
         self.training.log.clear()
         self.training.set_state("running")
-        self.training.set_resumable("")
+        self.lifecycle.began()
         self.form.set_editable(False)
 
     def _on_event(self, event) -> None:
         self.training.on_event(event)
         self.plots.on_event(event)
         if isinstance(event, RunStarted):
-            self._current_run = event.run_dir
             self.export_actions.update_texts()
             if event.start_step:
                 # A resumed run: show the curves it had so far, then append.
@@ -317,7 +323,6 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, event: Finished) -> None:
         self.plots.redraw()
-        self._last_stopped_run = event.run_dir if event.status == "stopped" else ""
         if event.model_path:
             self.classifier.load_checkpoint(event.model_path)
         if event.status == "failed" and not self.queue.runs_current:  # a queued failure is marked in the queue
@@ -330,15 +335,11 @@ class MainWindow(QMainWindow):
 
     def _on_stopped_running(self) -> None:
         self.training.set_state("idle")
-        self._offer_resume()
         self.form.set_editable(True)
         self.runs.set_busy_run("")
         self.runs.refresh()
         self._problems_changed(self.form.problems())
-        if self._close_when_stopped:
-            self.close()
-        else:
-            self.queue.set_busy(False)  # the next queued run starts
+        self.lifecycle.stopped_running()  # offers Resume, then closes if closing waited for the run
 
     def _on_paused(self, paused: bool) -> None:
         if self.training.state != "stopping":
@@ -353,14 +354,8 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.classifier)
 
     def _runs_picked(self) -> None:
-        self._mistakes_pick = ""  # the Mistakes tab shows the new pick when it is next opened
+        self.lifecycle.runs_picked()
         self.export_actions.update_texts()
-
-    def _run_to_export(self) -> str:
-        """The run picked in the Runs tab, else the one trained last; none while several are picked (not
-        silently another run than the ones in view)."""
-        chosen = self.runs.selected_runs()
-        return chosen[0].path if len(chosen) == 1 else "" if chosen else self._current_run
 
     def _open_model_dialog(self) -> None:
         self.tabs.setCurrentWidget(self.classifier)
@@ -369,11 +364,9 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.runs:
             self.runs.refresh()
-        elif self.tabs.widget(index) is self.mistakes and not self.runner.running:
-            # The run picked in the Runs tab, once per pick: a run trained since then stays on show.
+        elif self.tabs.widget(index) is self.mistakes:
             picked = self.runs.selected()
-            if picked is not None and picked.path != self._mistakes_pick:
-                self._mistakes_pick = picked.path
+            if picked is not None and self.lifecycle.mistakes_should_show(picked.path):
                 self.mistakes.load_run(picked.path)
 
     def show_guide(self):
@@ -424,18 +417,8 @@ class MainWindow(QMainWindow):
             except (TypeError, ValueError):
                 pass
 
-    def _restore_last_session(self) -> None:
-        """The run stopped when the app last closed can be resumed, if it still can (see also the model,
-        reopened in _plotting_loaded)."""
-        from perceiver_gui.core import runs
-
-        stopped = Path(str(self.settings.value("last_stopped_run", "") or ""))
-        if str(stopped) != "." and (stopped / runs.RESUME_FILE).is_file() and runs.read_run(stopped).status == "stopped":
-            self._last_stopped_run = str(stopped)
-        self._offer_resume()
-
-    def _offer_resume(self) -> None:
-        self.training.set_resumable(run_name(self._last_stopped_run) if self._last_stopped_run else "")
+    def _offer_resume(self, run_dir: str) -> None:
+        self.training.set_resumable(run_name(run_dir) if run_dir else "")
 
     def save_settings(self) -> None:
         try:
@@ -445,36 +428,22 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.settings.setValue("tab", self.tabs.currentIndex())
-        self.settings.setValue("last_stopped_run", self._last_stopped_run)
+        self.settings.setValue("last_stopped_run", self.lifecycle.last_stopped_run)
         self.settings.setValue("model", self.classifier.model_path)
         self.settings.sync()
 
-    def _on_export_finished(self) -> None:
-        if self._close_after_export:
-            self.close()
+    def _confirm_quit(self) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Quit while training?",
+            "A run is training. Stop it, save the model, and quit?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt override)
-        if self.export_actions.working:
-            # Quitting now would tear the export down halfway: no file, and a traceback in the terminal.
-            self._close_after_export = True
-            self._show_message("Closing once the export is written…")
-            event.ignore()
-            return
-        if self.runner.running:
-            if not self._close_when_stopped:
-                answer = QMessageBox.question(
-                    self,
-                    "Quit while training?",
-                    "A run is training. Stop it, save the model, and quit?",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                    QMessageBox.StandardButton.Cancel,
-                )
-                if answer != QMessageBox.StandardButton.Yes:
-                    event.ignore()
-                    return
-                self._close_when_stopped = True
-                self.stop()
-            # Close for real once the run has saved (see _on_stopped_running); the window stays responsive meanwhile.
+        if not self.lifecycle.may_close():  # it closes the window again once the run or export is done
             event.ignore()
             return
         self.sweep.shutdown()  # its running trial saves, like Ctrl+C

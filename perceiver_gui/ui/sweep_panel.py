@@ -12,7 +12,6 @@ Optuna (~0.4 s to import) and pyqtgraph load when the tab is first used, not at 
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -428,8 +427,8 @@ class SweepPanel(QWidget):
         self.table.setRowCount(len(self.rows))
         for i, r in enumerate(self.rows):
             params = dict(r.params)
-            cells = [str(r.number), r.state + (" ★" if r.is_best else ""), _fmt(r.value), str(r.epoch),
-                     *[_fmt(params.get(k, "")) for k in keys], r.run_dir]
+            cells = [str(r.number), r.state + (" ★" if r.is_best else ""), sweep.format_value(r.value), str(r.epoch),
+                     *[sweep.format_value(params.get(k, "")) for k in keys], r.run_dir]
             for col, text in enumerate(cells):
                 item = self.table.item(i, col)
                 if item is None:
@@ -479,12 +478,13 @@ class SweepPanel(QWidget):
         """Put the opened sweep's search space and settings in the widgets, so Start repeats it."""
         spec = self._spec
         search = dict(spec.search)
+        fmt = _core().format_value
         for key, *_rest in SEARCHABLE:
             space = search.get(key)
             if space is None:
                 self.set_vary(key, vary=False)
             elif hasattr(space, "values"):
-                self.set_vary(key, choices=", ".join(_fmt(v).lower() if isinstance(v, bool) else _fmt(v)
+                self.set_vary(key, choices=", ".join(fmt(v).lower() if isinstance(v, bool) else fmt(v)
                                                      for v in space.values))
             else:
                 self.set_vary(key, low=space.low, high=space.high, log=space.log, choices="")
@@ -565,12 +565,6 @@ def _parse_value(text: str) -> Any:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return text
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else "–"
-    return str(value)
 
 
 def _colour(name: str):

@@ -13,7 +13,7 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from perceiver_gui.ui.plots import BLUE, GREEN, ORANGE, style_plot
+from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, style_plot
 
 __all__ = ["SweepPlots"]
 

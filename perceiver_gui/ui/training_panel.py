@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.events import (
     CheckpointSaved,
     DownloadProgress,
@@ -68,6 +69,7 @@ class TrainingPanel(QWidget):
         self._steps_per_epoch = 0
         self._shown_step: Step | None = None  # the newest Step, shown once the batch it came in has been handled
         self._epochs = 0
+        self._kind: Kind = KINDS["image"]  # what the running run's samples are: its sizes and speed count these
 
         self.start_action = QAction("Start", self)
         self.start_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("F5")])
@@ -202,6 +204,8 @@ class TrainingPanel(QWidget):
         if isinstance(event, RunStarted):
             self._steps_per_epoch = event.steps_per_epoch
             self._epochs = event.total_steps // max(1, event.steps_per_epoch)
+            self._kind = KINDS.get(event.kind, KINDS["image"])
+            self.speed_label.setToolTip(f"Training throughput, in {self._kind.plural} per second.")
             self.progress.setRange(0, max(1, event.total_steps))
             self.progress.setValue(event.start_step)
             self.progress.setFormat(self._progress_text(event.start_epoch + 1, event.start_step, event.total_steps))
@@ -209,7 +213,8 @@ class TrainingPanel(QWidget):
             self.status.setText("Training…")
             self.append_log(
                 f"{'Resumed' if event.start_step else 'Started'} in {event.run_dir}: {event.parameters:,} parameters, "
-                f"{event.train_size:,} training, {event.val_size:,} validation and {event.test_size:,} test images, "
+                f"{event.train_size:,} training, {event.val_size:,} validation and {event.test_size:,} test "
+                f"{self._kind.plural}, "
                 f"{len(event.class_names)} classes, "
                 f"{event.total_steps:,} steps on {event.device_name}."
             )
@@ -262,7 +267,7 @@ class TrainingPanel(QWidget):
         self.progress.setValue(event.step)
         self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
         if event.images_per_s > 0:
-            self.speed_label.setText(f"{event.images_per_s:,.0f} images/s")
+            self.speed_label.setText(f"{event.images_per_s:,.0f} {self._kind.plural}/s")
             self.eta_label.setText(f"{format_duration(event.eta_s)} left")
 
     def _progress_text(self, epoch: int, step: int, total: int) -> str:

@@ -116,7 +116,7 @@ def test_activations_grow_with_the_batch_the_input_and_the_depth():
     assert memory_needed(cfg, (64, 64), batch_size=1).activations > 1.3 * one
     assert memory_needed(cfg.with_updates({"model.depth": 8}), (32, 32), batch_size=1).activations > 1.8 * one
     assert memory_needed(cfg, (32, 32), batch_size=1, half_precision=True).activations < 0.6 * one
-    assert memory_needed(cfg, (32, 32), dataset_images=60_000).data == 60_000 * 3 * 32 * 32
+    assert memory_needed(cfg, (32, 32), dataset_samples=60_000).data == 60_000 * 3 * 32 * 32
 
 
 @pytest.mark.parametrize(("name", "side", "batch"), [("digits", 8, 64), ("cifar10", 32, 8), ("seed", 32, 8)])

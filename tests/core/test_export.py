@@ -1,4 +1,4 @@
-"""Getting data and models out: metrics as CSV, TensorBoard scalars, models as ONNX."""
+"""Getting data and models out: metrics as CSV, models as ONNX."""
 
 import csv
 import json
@@ -11,33 +11,18 @@ import torch
 from PIL import Image
 
 from perceiver_gui.core import runs
-from perceiver_gui.core.control import RunControl
-from perceiver_gui.core.events import Finished, Step
-from perceiver_gui.core.export import ExportError, ScalarLog, export_onnx, metrics_csv
-from perceiver_gui.core.training import resume, train
-from tests.core.train_fixtures import tiny_digits
+from perceiver_gui.core.export import ExportError, export_onnx, metrics_csv
+from tests.core.train_fixtures import finished_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A finished two-epoch run that logged every step."""
-    out = tmp_path_factory.mktemp("export") / "run"
-    events = list(train(tiny_digits(**{"train.log_every": 1}), out_dir=out))
-    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
-    return out
+    return finished_run(tmp_path_factory.mktemp("export") / "run")
 
 
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def scalars(run_dir):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep every event, no sampling
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 # -- CSV ------------------------------------------------------------------------------------------
@@ -136,51 +121,6 @@ def test_csv_to_a_place_that_cannot_be_written_is_a_sentence(run, tmp_path):
     blocker.write_text("x")
     with pytest.raises(ExportError, match="Could not write"):
         metrics_csv(run, blocker / "metrics.csv")
-
-
-# -- TensorBoard ----------------------------------------------------------------------------------
-def test_training_writes_tensorboard_scalars_equal_to_the_metrics(run):
-    records = [runs.metrics_json(r) for r in runs.read_metrics(run).records]
-    found = scalars(run)
-    steps = [r for r in records if r["type"] == "step"]
-    epochs = [r for r in records if r["type"] == "epoch"]
-    assert [s for s, _ in found["loss/train_step"]] == [r["step"] for r in steps]
-    # TensorBoard stores scalars as float32.
-    assert [v for _, v in found["loss/train_step"]] == pytest.approx([r["loss"] for r in steps], rel=1e-6)
-    assert [v for _, v in found["lr"]] == pytest.approx([r["lr"] for r in steps], rel=1e-6)
-    assert found["accuracy/validation"] == [(r["step"], pytest.approx(r["val_acc"], rel=1e-6)) for r in epochs]
-    assert found["loss/validation"] == [(r["step"], pytest.approx(r["val_loss"], rel=1e-6)) for r in epochs]
-    test = next(r for r in records if r["type"] == "test")  # one point: the chosen model, at the end
-    assert found["accuracy/test"] == [(test["step"], pytest.approx(test["test_acc"], rel=1e-6))]
-    assert {f"accuracy_per_class/{d}" for d in range(10)} <= set(found)
-
-
-def test_tensorboard_curves_continue_after_resume_and_drop_what_a_killed_process_logged(tmp_path):
-    cfg = tiny_digits(**{"train.log_every": 1})
-    control = RunControl()
-    for event in train(cfg, out_dir=tmp_path / "run", control=control):
-        if isinstance(event, Step) and event.step == 40:  # mid second epoch
-            control.stop()
-    # As if a later process logged steps 41-45 and was killed before it saved anything.
-    with ScalarLog(tmp_path / "run") as ghost:
-        for step in range(41, 46):
-            ghost.write({"type": "step", "epoch": 2, "step": step, "loss": 99.0, "lr": 0.01, "images_per_s": 1.0})
-    events = list(resume(tmp_path / "run"))
-    assert events[-1].status == "completed"
-    curve = scalars(tmp_path / "run")["loss/train_step"]
-    assert [s for s, _ in curve] == list(range(1, 51))  # every step once, in order
-    assert 99.0 not in [v for _, v in curve]
-    logged = [r.loss for r in runs.read_metrics(tmp_path / "run").steps]
-    assert [v for _, v in curve] == pytest.approx(logged, rel=1e-6)
-
-
-def test_without_tensorboard_the_scalar_log_does_nothing(tmp_path, monkeypatch):
-    for name in [m for m in sys.modules if m.split(".")[0] == "tensorboard"] + ["tensorboard"]:
-        monkeypatch.setitem(sys.modules, name, None)  # an install without the extra: every import of it fails
-    with ScalarLog(tmp_path, class_names=("a", "b")) as log:
-        assert not log.enabled
-        log.write({"type": "step", "epoch": 1, "step": 1, "loss": 1.0, "lr": 0.1, "images_per_s": 5.0, "time": 0.1})
-    assert list(tmp_path.iterdir()) == []
 
 
 # -- ONNX -----------------------------------------------------------------------------------------
@@ -293,3 +233,44 @@ def _is_plain_number(text: str) -> bool:
     except ValueError:
         return False
     return text.lstrip("-").replace(".", "", 1).replace("e", "", 1).replace("-", "").isdigit()
+
+
+# -- ONNX of a series model -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def series_run(tmp_path_factory):
+    from tests.core.series_fixtures import train_series_run
+
+    return train_series_run(tmp_path_factory.mktemp("series"))
+
+
+@pytest.mark.slow
+def test_a_series_model_exports_to_onnx_that_reads_series_with_their_mask_as_predict_does(series_run, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.core.series import read_series
+
+    out = export_onnx(series_run / runs.MODEL_FILE, tmp_path / "waves.onnx")
+    proto = onnx.load(str(out))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["input_layout"] == "NLC" and 16 <= int(props["series_length"]) <= 32 and props["channels"] == "2"
+    assert [i.name for i in proto.graph.input] == ["series", "mask"] and "'mask'" in props["preprocessing"]
+    # What a user of the file does, from its metadata alone: normalise, pad, mask.
+    test_file = series_run.parent.parent / "waves_TEST.ts"
+    found = read_series(test_file)
+    length = int(props["series_length"])
+    mean, std = (np.array(json.loads(props[k]), np.float32) for k in ("mean", "std"))
+    x = np.zeros((len(found.values), length, 2), np.float32)
+    mask = np.zeros((len(found.values), length), bool)
+    for i, v in enumerate(found.values):
+        x[i, :v.shape[1]] = (v.T - mean) / std
+        mask[i, :v.shape[1]] = True
+    assert not mask.all()  # some are shorter: the mask matters
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = json.loads(props["class_names"])
+    expected = Predictor.from_checkpoint(series_run / runs.MODEL_FILE).predict_series_file(test_file, top_k=3)
+    for rows in (slice(None), slice(0, 1)):  # any batch size
+        (probs,) = session.run(["probabilities"], {"series": x[rows], "mask": mask[rows]})
+        for row, pred in zip(probs, expected[rows], strict=True):
+            assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)

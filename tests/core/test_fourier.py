@@ -73,3 +73,11 @@ def test_the_note_flags_aliasing_and_coarse_positions():
     assert check_frequencies(32, 31.0, 6).level == "ok"
     assert check_frequencies(8, 4.0, 0).level == "" and "only the coordinate" in check_frequencies(8, 4.0, 0).sentence
     assert math.isclose(check_frequencies(32, 16.0, 8).top, 8.0)
+
+
+def test_the_note_speaks_of_the_inputs_own_positions():
+    check = check_frequencies(64, 100.0, 8, position="time step")  # a series of 64 steps: the limit is 63
+    assert "Nyquist limit of 64 time steps (63)" in check.sentence and "per time step" in check.sentence
+    assert "pixel" not in check.sentence
+    assert "repeats every" in check_frequencies(64, 30.0, 8, position="time step").sentence
+    assert "pixel" not in check_frequencies(64, 30.0, 8, position="time step").sentence

@@ -13,8 +13,8 @@ from PIL import Image
 
 from perceiver_gui.config import Config, ModelConfig
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, save_model
-from perceiver_gui.core.images import ImageError
-from perceiver_gui.core.inference import Prediction, Predictor, image_files
+from perceiver_gui.core.images import ImageError, image_files
+from perceiver_gui.core.inference import Prediction, Predictor
 from perceiver_gui.core.model import build_model
 
 CLASSES = ("cat", "dog", "emu", "fox")

@@ -181,3 +181,21 @@ def test_a_run_from_before_saved_predictions_still_shows_its_matrix_from_the_met
     assert confusion.counts == seen[-1][0].confusion and confusion.epoch == 3
     assert confusion.class_names == tuple(str(i) for i in range(10))
     assert not confusion.has_images and "has no saved test predictions" in confusion.note
+
+
+@pytest.mark.slow
+def test_a_series_runs_cells_hold_their_series_and_file_rows(tmp_path):
+    import numpy as np
+
+    from perceiver_gui.core.evaluation import cell_images, load_test_split, read_confusion, read_evaluation
+    from tests.core.series_fixtures import train_series_run
+
+    run_dir = train_series_run(tmp_path)
+    assert read_confusion(run_dir).kind == "series"
+    ev = read_evaluation(run_dir)
+    split = load_test_split(run_dir, ev.split)
+    assert split.kind == "series" and split.images.dtype == np.float32 and split.images.shape[1] == 2
+    assert len(split.files) == len(split.labels) and all("waves_TRAIN.ts#" in f for f in split.files)
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: len(ev.cell(*c)))
+    cell = cell_images(ev, split, t, p)
+    assert cell.kind == "series" and len(cell.images) == len(cell.files) == cell.total > 0

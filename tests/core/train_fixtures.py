@@ -1,6 +1,7 @@
 """A tiny but real training config on the bundled digits dataset: seconds on one CPU thread."""
 
 from perceiver_gui.config import preset
+from perceiver_gui.core.events import Finished
 
 
 def tiny_digits(**updates):
@@ -20,3 +21,12 @@ def tiny_digits(**updates):
         "train.schedule": "constant", "train.lr": 0.01, "data.crop_padding": 0,
     })
     return cfg.with_updates(updates) if updates else cfg
+
+
+def finished_run(out, **updates):
+    """A finished run of tiny_digits in `out` that logged every step; returns `out`."""
+    from perceiver_gui.core.training import train
+
+    events = list(train(tiny_digits(**{"train.log_every": 1, **updates}), out_dir=out))
+    assert isinstance(events[-1], Finished) and events[-1].status == "completed", events[-1]
+    return out

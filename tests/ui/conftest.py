@@ -89,6 +89,15 @@ def trained_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def series_run(tmp_path_factory):
+    """A finished run of a tiny time series model on variable-length two-channel .ts files (trained once per
+    session); the files are in run.parent.parent."""
+    from tests.core.series_fixtures import train_series_run
+
+    return train_series_run(tmp_path_factory.mktemp("series"))
+
+
 @pytest.fixture
 def panel(qtbot):
     """A classifier panel, torn down only after its workers are done."""

@@ -223,3 +223,45 @@ def test_the_dialog_keeps_its_size_while_choosing_what_to_show(qtbot):
         qtbot.wait(20)  # the layout settles on the next event-loop turn
         sizes.add((dialog.width(), dialog.height()))
     assert len(sizes) == 1, sizes
+
+
+# -- series: attention along the time axis -------------------------------------------------------
+def test_a_series_attention_colours_its_plot_where_the_latents_look(qtbot):
+    """All attention on the last quarter of the series: the overlay is coloured there and stays grey/white at
+    the start, and the tiles are the plot too."""
+    steps, latents = 40, 6
+    maps = np.zeros((1, 2, latents, steps), np.float32)
+    maps[..., 30:] = 1 / 10  # every latent looks at steps 30..39
+    t = np.linspace(0, 4 * np.pi, steps, dtype=np.float32)
+    series = np.stack([np.sin(t), np.cos(t)], axis=1)  # (L, C)
+    dialog = AttentionDialog("waves.ts#3")
+    qtbot.addWidget(dialog)
+    dialog.show_result(AttentionResult("waves.ts#3", (("sine", 0.9),), maps=(maps[0],), series=series))
+    assert dialog.heat.shape == (steps,) and "40 time steps" in dialog.status.text()
+    assert "series" in dialog.input_caption.text()
+    shown = dialog.heat_view.pixmap().toImage()
+    top = 5  # above the plot's lines: the background
+    start, end = shown.pixelColor(10, top), shown.pixelColor(shown.width() - 10, top)
+    assert start.red() == start.green() == start.blue()  # no attention: the plot in grey
+    assert end.red() != end.blue()  # the colour of the attention
+    tile = dialog._tile_views[0][0].pixmap().toImage()
+    assert tile.width() > 40 and tile.pixelColor(tile.width() - 4, 2) != tile.pixelColor(3, 2)
+
+
+@pytest.mark.slow  # the session's tiny series run (a few seconds, once)
+def test_a_series_dropped_on_the_classifier_shows_its_attention_over_time(panel, qtbot, series_run):
+    from perceiver_gui.core.series import read_series
+
+    load_model(qtbot, panel, series_run / "model.safetensors")
+    test_file = series_run.parent.parent / "waves_TEST.ts"
+    drop_files(panel, [test_file])
+    found = read_series(test_file)
+    qtbot.waitUntil(lambda: len(panel.entries()) == len(found.values), timeout=30000)
+    entry = next(e for e in panel.entries() if e.name == "waves_TEST.ts#2")
+    qtbot.mouseDClick(entry, Qt.MouseButton.LeftButton)
+    dialog = _dialog(qtbot, panel)
+    steps = found.values[1].shape[1]
+    assert dialog.result.error == "" and "waves_TEST.ts#2" in dialog.windowTitle()
+    assert dialog.result.series.shape == (steps, 2)  # the series' own steps: the padding is masked
+    assert dialog.heat.shape == (steps,) and np.allclose(dialog.heat.sum(), 1.0, atol=1e-4)
+    assert dialog.result.top == entry.top  # the same prediction as the entry

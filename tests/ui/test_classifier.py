@@ -69,11 +69,19 @@ def test_a_pasted_image_is_classified(panel, qtbot, trained_run):
     assert entry.error == "" and len(entry.top) == 3
 
 
-def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads():
-    from perceiver_gui.core.images import IMAGE_SUFFIXES
-    from perceiver_gui.ui.classifier_panel import DIALOG_SUFFIXES
+def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads(panel, monkeypatch):
+    import re
 
-    assert DIALOG_SUFFIXES == IMAGE_SUFFIXES
+    from PySide6.QtWidgets import QFileDialog
+
+    from perceiver_gui.core.images import IMAGE_SUFFIXES
+
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        staticmethod(lambda parent, title, folder, filter_: (offered.append(filter_), ([], ""))[1]))
+    panel.open_images_dialog()
+    (images,) = re.findall(r"Images \(([^)]*)\)", offered[0])
+    assert {p.removeprefix("*") for p in images.split()} == IMAGE_SUFFIXES
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")

@@ -100,7 +100,7 @@ def test_with_several_runs_selected_it_asks_for_one_rather_than_export_another(m
     for name in ("copy", "second"):
         shutil.copytree(trained_run, tmp_path / "runs" / name)
     window = make_window(runs_root=tmp_path / "runs")
-    window._current_run = str(trained_run)  # a run trained in this session, not among those selected
+    window.lifecycle.current_run = str(trained_run)  # a run trained in this session, not among those selected
     window.runs.refresh()
     assert window.runs.select_runs([str(tmp_path / "runs" / "copy"), str(tmp_path / "runs" / "second")]) == 2
     asked = answer_dialogs(monkeypatch, save=tmp_path / "out.csv")
@@ -140,6 +140,28 @@ def test_the_selected_runs_model_exports_as_onnx_in_the_background(make_window, 
     session = onnxruntime.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
     (probs,) = session.run(["probabilities"], {"image": np.zeros((2, 8, 8, 1), np.float32)})
     assert probs.shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_a_series_runs_model_exports_as_onnx_that_reads_series_and_their_mask(make_window, series_run, tmp_path,
+                                                                              monkeypatch, qtbot, dialogs):
+    import onnxruntime
+
+    window = make_window(runs_root=series_run.parent)
+    window.runs.refresh()
+    assert window.runs.select_runs([str(series_run)])
+    answer_dialogs(monkeypatch, save=tmp_path / "waves.onnx")
+    window.export_actions.onnx_action.trigger()
+    qtbot.waitUntil(lambda: not window.export_actions.working, timeout=180000)
+    assert dialogs == []
+    assert "Exported the model as ONNX" in window.statusBar().currentMessage()
+    session = onnxruntime.InferenceSession(str(tmp_path / "waves.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["series", "mask"]
+    length = session.get_inputs()[0].shape[1]
+    mask = np.ones((2, length), bool)
+    mask[1, length // 2:] = False
+    (probs,) = session.run(["probabilities"], {"series": np.zeros((2, length, 2), np.float32), "mask": mask})
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
 def test_without_a_loaded_model_onnx_asks_for_one_and_says_what_is_wrong_with_it(make_window, tmp_path, monkeypatch,

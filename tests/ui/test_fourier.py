@@ -131,3 +131,19 @@ def test_building_the_form_does_not_import_pyqtgraph():
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_series_readout_speaks_of_time_steps_and_plots_the_time_axis(form, tmp_path):
+    rows = "\n".join(",".join(str((i * j) % 5) for j in range(50)) + f":{'ab'[i % 2]}" for i in range(6))
+    (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
+    _choose(form.field("data.dataset"), "sequences")
+    form.field("data.train_file").setText(str(tmp_path / "s.ts"))
+    view = form.fourier
+    form.field("model.max_freq").setValue(80)  # above the limit of 50 steps (49)
+    assert "1 × (2 × " in view.channels.text() and "to each time step" in view.channels.text()
+    assert "Nyquist limit of 50 time steps (49)" in view.note.text() and "step" in view.note.toolTip()
+    assert "time axis" in view.toggle.toolTip()
+    view.toggle.setChecked(True)
+    assert "Along the time axis of 50 time steps" in view.caption.text()
+    for label in (view.channels, view.note, view.caption):
+        assert "pixel" not in label.text() + label.toolTip(), label.text()

@@ -1,5 +1,6 @@
 """The Mistakes tab: the confusion matrix of the latest epoch on validation, and the images behind a cell."""
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
@@ -162,32 +163,6 @@ def test_picking_the_run_already_on_show_brings_its_summary_back(qtbot, mistakes
     assert "Reading" not in mistakes.summary.text() and mistakes.summary.text() == shown
 
 
-def test_in_a_dark_palette_the_matrix_is_dark_too(qtbot):
-    from PySide6.QtGui import QColor, QPalette
-
-    from perceiver_gui.ui.mistakes_panel import ConfusionView
-
-    view = ConfusionView()
-    dark = QPalette()
-    for role, colour in ((QPalette.ColorRole.Window, "#202124"), (QPalette.ColorRole.Base, "#1b1b1d"),
-                         (QPalette.ColorRole.Text, "#e8e8e8"), (QPalette.ColorRole.WindowText, "#e8e8e8")):
-        dark.setColor(role, QColor(colour))
-    view.setPalette(dark)
-    view.resize(500, 400)
-    qtbot.addWidget(view)
-    view.set_matrix(((50, 1, 0), (0, 40, 12), (0, 0, 45)), ("a", "b", "c"))
-    image = view.grab().toImage()
-    # An empty cell and the faintest mistake: on a dark background neither may glare white.
-    def colour(true, pred):  # inside the cell, off its number
-        return image.pixelColor(view.cell_rect(true, pred).topLeft().toPoint() + QPoint(4, 4))
-
-    for true, pred in ((0, 2), (0, 1)):
-        assert colour(true, pred).lightnessF() < 0.5, (true, pred, colour(true, pred).name())
-    # The strongest cells still stand out from the background.
-    diagonal = colour(0, 0)
-    assert abs(diagonal.lightnessF() - QColor("#1b1b1d").lightnessF()) > 0.15
-
-
 def test_double_clicking_a_thumbnail_enlarges_it_and_offers_where_the_model_looked(qtbot, mistakes, trained_run):
     _load(qtbot, mistakes, trained_run)
     count, t, p = _largest_mistake(mistakes.view.counts)
@@ -238,3 +213,46 @@ def test_a_folder_datasets_images_name_their_files_so_mislabelled_ones_can_be_fo
     shown = Path(mistakes.cell.files[0])
     assert shown.is_file() and shown.parent.name == mistakes.cell.class_names[t]  # its true class's folder
     assert str(shown) in item.toolTip() and shown.name in item.text()
+
+
+@pytest.mark.slow  # the session's tiny series run (a few seconds, once)
+def test_a_series_runs_cells_show_each_series_as_a_line_plot_named_by_its_file_and_row(qtbot, mistakes, series_run):
+    _load(qtbot, mistakes, series_run)
+    assert "validation series right" in mistakes.summary.text()
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    title = mistakes.gallery_title.text()
+    assert mistakes.gallery.count() == counts[t][p] and "validation series" in title and "image" not in title
+    item = mistakes.gallery.item(0)
+    file, row = mistakes.cell.files[0].rsplit("#", 1)
+    assert file.endswith("waves_TRAIN.ts") and int(row) >= 1  # validation is carved from the training file
+    assert f"waves_TRAIN.ts#{row}" in item.text() and "Validation series #" in item.toolTip()
+    icon = item.icon().pixmap(96, 96).toImage()
+    colours = {icon.pixel(x, y) for x in range(icon.width()) for y in range(icon.height())}
+    assert len(colours) > 2  # white, and the lines of its two channels
+    # The plot is the series itself: the file's row, as read.
+    from perceiver_gui.core.series import read_series
+
+    series = read_series(file).values[int(row) - 1]
+    shown = mistakes.cell.images[0]
+    assert shown.shape[0] == 2 and (shown[:, :series.shape[1]] == series).all()
+    dialog = mistakes.enlarge(0)
+    picture = dialog.findChild(type(mistakes.summary), "enlarged")
+    assert picture.pixmap().width() >= 300 and "Validation series #" in dialog.windowTitle()
+    dialog.close()
+
+
+@pytest.mark.slow
+def test_a_series_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, mistakes, series_run):
+    _load(qtbot, mistakes, series_run)
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    view = mistakes.show_attention(0)
+    qtbot.waitUntil(lambda: view.result is not None, timeout=60000)
+    series = mistakes.cell.images[0]
+    steps = int((~np.isnan(series).all(axis=0)).sum())
+    assert not view.result.error and view.result.series.shape == (steps, 2) and view.heat.shape == (steps,)
+    assert f"validation series #{mistakes.cell.indices[0]}" in view.windowTitle()
+    view.close()

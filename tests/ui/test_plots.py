@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from perceiver_gui.core.events import EpochEnd, RunStarted, Step
-from perceiver_gui.ui.plots import PlotsPanel, ema
+from perceiver_gui.ui.plots import PlotsPanel
+from perceiver_gui.ui.plotting import ema
 
 
 @pytest.fixture
@@ -80,17 +81,6 @@ def test_load_metrics_records_with_nulls_and_hostile_steps(plots, tmp_path):
     # An older version's run: its epochs were evaluated (and its best chosen) on test, and the plot says so.
     assert plots.held_out == "test" and "old run" in plots.acc_plot.legend.getLabel(plots.val_acc_curve).text
     assert "old run" in plots.acc_plot.titleLabel.text and "best test 40.0%" in plots.info.text()
-
-
-def test_ema_matches_the_step_by_step_definition():
-    rng = np.random.default_rng(1)
-    values = rng.random(5000) * 3 + np.linspace(5, 0, 5000)
-    for weight in (0.0, 0.01, 0.5, 0.9, 0.99):
-        acc, expected = 0.0, []
-        for i, v in enumerate(values):
-            acc = acc * weight + (1 - weight) * v
-            expected.append(acc / (1 - weight ** (i + 1)) if weight > 0 else v)
-        np.testing.assert_allclose(ema(values, weight), expected, rtol=1e-10)
 
 
 def test_a_million_steps_are_drawn_as_their_envelope_with_every_spike(plots, qtbot):

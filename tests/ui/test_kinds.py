@@ -1,0 +1,54 @@
+"""What the window says of a run follows the kind of sample its dataset holds (datasets.KINDS): a series run's
+log, speed, preview and cost readout speak of series, not images."""
+
+from __future__ import annotations
+
+from perceiver_gui.config import PRESETS
+from perceiver_gui.core.events import RunStarted, Step
+
+
+def _series_file(tmp_path):
+    rows = "\n".join(",".join(str((i * j) % 5) for j in range(40)) + f":{'ab'[i % 2]}" for i in range(12))
+    path = tmp_path / "s.ts"
+    path.write_text(f"@classLabel true a b\n@data\n{rows}\n")
+    return path
+
+
+def test_the_training_panel_counts_a_series_run_in_series(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    from perceiver_gui.ui.training_panel import TrainingPanel
+
+    panel = TrainingPanel(QWidget())
+    qtbot.addWidget(panel)
+    panel.set_state("running")
+    panel.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=10, train_size=8, test_size=2,
+                              class_names=("a", "b"), steps_per_epoch=1, total_steps=2, start_step=0, start_epoch=0,
+                              val_size=2, kind="series"))
+    panel.on_event(Step(epoch=1, step=1, total_steps=2, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
+    qtbot.waitUntil(lambda: "812" in panel.speed_label.text())
+    assert "2 validation and 2 test series" in panel.log.toPlainText()
+    assert panel.speed_label.text() == "812 series/s" and "image" not in panel.speed_label.toolTip()
+
+
+def test_the_cost_readout_of_a_series_config_is_per_series(qtbot, tmp_path):
+    from perceiver_gui.ui.complexity_view import ComplexityView
+
+    view = ComplexityView()
+    qtbot.addWidget(view)
+    view.set_config(PRESETS["sequences"].with_updates({"data.train_file": str(_series_file(tmp_path)),
+                                                       "model.input_axis": 1, "model.input_channels": 1,
+                                                       "model.num_classes": 2}))
+    assert "FLOPs</b> per series" in view.cost.text() and "M×N = 40×" in view.attention.text()
+    assert "per series and head" in view.note.text() and "image" not in view.note.text()
+
+
+def test_the_preview_of_a_series_file_counts_series(qtbot, tmp_path):
+    from perceiver_gui.ui.hyperparams import HyperparamsPanel
+
+    form = HyperparamsPanel(PRESETS["sequences"].with_updates({"data.train_file": str(_series_file(tmp_path))}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    assert "test series" in preview.header.text() and "image" not in preview.header.text(), preview.header.text()
+    preview.close()

@@ -1,0 +1,45 @@
+"""The plotting toolkit's helpers on their own (tests/ui/test_plots.py has them inside the live plots)."""
+
+import numpy as np
+import pyqtgraph as pg
+
+from perceiver_gui.ui.plotting import BLUE, add_plot, ema, legend_in_title_row, rgb_pen, scale_pens
+
+
+def test_ema_matches_the_step_by_step_definition():
+    rng = np.random.default_rng(1)
+    values = rng.random(5000) * 3 + np.linspace(5, 0, 5000)
+    for weight in (0.0, 0.01, 0.5, 0.9, 0.99):
+        acc, expected = 0.0, []
+        for i, v in enumerate(values):
+            acc = acc * weight + (1 - weight) * v
+            expected.append(acc / (1 - weight ** (i + 1)) if weight > 0 else v)
+        np.testing.assert_allclose(ema(values, weight), expected, rtol=1e-10)
+
+
+def test_a_legend_in_the_title_row_stays_off_the_curves(qtbot):
+    graphics = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(graphics)
+    plot = add_plot(graphics, title="Loss")
+    legend = legend_in_title_row(plot)
+    for name in ("train (raw)", "train (smoothed)", "validation"):
+        plot.plot([0, 1, 2], [3, 2, 1], name=name)
+    graphics.resize(700, 300)
+    graphics.show()
+    qtbot.waitExposed(graphics)
+    graphics.scene().prepareForPaint()
+    shown = legend.sceneBoundingRect()
+    assert shown.width() > 0 and [label.text for _, label in legend.items] == ["train (raw)", "train (smoothed)",
+                                                                            "validation"]
+    assert not shown.intersects(plot.getViewBox().sceneBoundingRect())  # where the curves are drawn
+    assert shown.left() > plot.titleLabel.sceneBoundingRect().left()  # beside the title, to its right
+
+
+def test_pens_are_as_thick_on_screen_at_2x_scaling():
+    curve = pg.PlotDataItem([0, 1], [0, 1], pen=rgb_pen(BLUE, 1.5))
+    line = pg.InfiniteLine(pen=pg.mkPen(BLUE, width=1.5))
+    widths = ((curve, 1.5), (line, 1.5))
+    scale_pens(widths, 2.0)
+    assert curve.opts["pen"].widthF() == 3.0 and line.pen.widthF() == 3.0  # device pixels: 1.5 on screen
+    scale_pens(widths, 1.0)  # moved back to a 1× screen
+    assert curve.opts["pen"].widthF() == 1.5 and line.pen.widthF() == 1.5
