@@ -216,6 +216,12 @@ def test_a_points_run_learns_shapes_and_its_model_predicts_mesh_and_point_files(
     predictor = Predictor.from_checkpoint(tmp_path / "run" / "model.safetensors")
     assert predictor.takes_points and predictor.meta.image_size == (128,)
     assert predictor.meta.config.model.input_axis == 3 and predictor.meta.config.data.num_points == 128
+    # The model file alone reproduces training's preprocessing: a test file reads as the very cloud it trained on.
+    from perceiver_gui.core.data import load_dataset
+
+    dataset = load_dataset(predictor.meta.config.data)
+    for path, cloud in zip(dataset.test_files, dataset.test_x, strict=True):
+        assert np.array_equal(predictor.read_cloud(path), cloud.T.numpy())
     fresh = points_folder(tmp_path / "new", per_class=2, seed=7)
     files = sorted(fresh.rglob("*.*"))
     results = predictor.predict_points([*files, tmp_path / "missing.ply"], top_k=2)
