@@ -498,14 +498,18 @@ PRESETS: dict[str, Config] = {
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
                     epochs=40, grad_clip=1.0),
     ),
-    # Point clouds from a folder of meshes or point lists (input_axis 3, positions from each point's xyz).
+    # Point clouds from a folder of meshes or point lists (input_axis 3, positions from each point's xyz),
+    # measured with benchmarks/bench_modalities.py --kind points (five primitive shapes, 3 data seeds, README):
+    # max_freq 4 gave 96.1 % against 93.3, 93.9 and 94.4 % for 2, 8 and 16 (the coordinates span [-1, 1], so
+    # the top band turns twice across a cloud: the coarse shape is what tells classes apart); 512 points
+    # beat 256 (90.0 %); jitter 0.01 beat none (95.0 %); 20 epochs beat 40 (93.3 %), in half the time.
     "points": _recipe(
         "points",
-        ModelConfig(num_freq_bands=8, max_freq=8.0, depth=2, num_latents=32, latent_dim=64, cross_heads=4,
+        ModelConfig(num_freq_bands=8, max_freq=4.0, depth=2, num_latents=32, latent_dim=64, cross_heads=4,
                     latent_heads=4, cross_dim_head=16, latent_dim_head=16),
         DataConfig(dataset="points_folder", num_points=512, rotate=True, jitter=0.01),
         TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=3, batch_size=16,
-                    epochs=40, grad_clip=1.0),
+                    epochs=20, grad_clip=1.0),
     ),
 }
 
