@@ -316,3 +316,23 @@ def test_modelnet_s_train_and_test_folders_are_its_splits_and_clouds_are_read_on
     assert torch.equal(again.test_x, dataset.test_x) and again.test_files == dataset.test_files
     _, logs = load(dataclasses.replace(cfg, num_points=64))  # other points: read again
     assert any(message.startswith("Reading 18 point clouds") for message in logs)
+
+
+def test_a_points_model_file_holds_its_number_of_points_and_a_damaged_one_is_named(tmp_path):
+    from perceiver_gui.config import Config, ModelConfig
+    from perceiver_gui.core.checkpoints import ModelMeta, load_model, save_model
+    from perceiver_gui.core.model import build_model
+
+    model = ModelConfig(input_axis=3, positions="points", depth=1, num_latents=4, latent_dim=8, num_classes=3)
+    cfg = Config(model=model, data=points_config(tmp_path).data)
+    state = build_model(model).state_dict()
+
+    def meta(size):
+        return ModelMeta(config=cfg, class_names=("a", "b", "c"), mean=(0.0,) * 3, std=(1.0,) * 3, image_size=size,
+                         channels=3)
+
+    save_model(tmp_path / "m.safetensors", state, meta((128,)))
+    assert load_model(tmp_path / "m.safetensors")[1].image_size == (128,)
+    with pytest.raises(ValueError, match="an invalid image size or series length"):
+        save_model(tmp_path / "bad.safetensors", state, meta((128, 3)))
+    assert not (tmp_path / "bad.safetensors").exists()  # refused before anything is written
