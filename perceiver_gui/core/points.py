@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from perceiver_gui.core.images import image_files
+from perceiver_gui.core.reading import check_regular
 
 __all__ = ["LIST_SUFFIXES", "MESH_SUFFIXES", "SUFFIXES", "PointsError", "normalize_cloud", "point_files",
            "read_points"]
@@ -45,10 +46,14 @@ def read_points(path: str | Path, num_points: int, *, seed: int = 0) -> np.ndarr
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise PointsError(f"{path.name} is not a mesh or point file; use {', '.join(SUFFIXES)}.")
-    if not path.exists():
-        raise PointsError(f"{path.name} does not exist; check its name and folder.")
-    if not path.is_file():  # False for folders, FIFOs and devices, so nothing below blocks
-        raise PointsError(f"{path.name} can't be read: it is not a regular file.")
+    try:
+        check_regular(path)  # before trimesh or numpy open it: a FIFO would block them forever
+    except FileNotFoundError:
+        raise PointsError(f"{path.name} does not exist; check its name and folder.") from None
+    except IsADirectoryError:
+        raise PointsError(f"{path.name} is a folder, not a mesh or point file.") from None
+    except OSError as exc:
+        raise PointsError(f"{path.name} can't be read: {exc.strerror or exc}.") from None
     rng = np.random.default_rng(seed)
     if suffix in MESH_SUFFIXES:
         points = _sample_mesh(path, num_points, rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,11 @@ def test_an_npy_that_is_not_a_point_list_and_a_folder_are_refused(tmp_path):
     with pytest.raises(PointsError, match=r"flat\.npy holds an array of shape \(10,\)"):
         read_points(flat, 8)
     (tmp_path / "folder.xyz").mkdir()
-    with pytest.raises(PointsError, match="not a regular file"):
+    with pytest.raises(PointsError, match=r"^folder\.xyz is a folder, not a mesh or point file\.$"):
         read_points(tmp_path / "folder.xyz", 8)
+    os.mkfifo(tmp_path / "pipe.ply")  # a named pipe would block a reader forever: refused by its kind
+    with pytest.raises(PointsError, match=r"^pipe\.ply can't be read: it is a named pipe \(FIFO\), not a regular"):
+        read_points(tmp_path / "pipe.ply", 8)
     with pytest.raises(PointsError, match="not a mesh or point file"):
         read_points(tmp_path / "photo.png", 8)
 
