@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from perceiver_gui import __version__
-from perceiver_gui.config import PRESETS, ConfigError, load_config, preset, presets_text
+from perceiver_gui.config import CONFIG_SUFFIXES, PRESETS, ConfigError, load_config, preset, presets_text
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXPORT_FORMATS = ("csv", "onnx")
@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "the mean ± sample std of their accuracy and loss (with --out, DIR holds them as seed-N)")
     tr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    pr = sub.add_parser("predict", help="classify images with a saved model")
+    pr = sub.add_parser("predict", help="classify images (or series, with a series model) with a saved model")
     pr.add_argument("--model", type=Path, required=True, help="a model.safetensors written by training")
-    pr.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
-    pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default 3)")
+    pr.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    help="image files or folders; a series model's .ts, .csv or .npy files")
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to show per input (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input line")
     pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # A sub-command's --debug defaults to SUPPRESS, so `perceiver-gui --debug train` keeps the flag.
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and Path(argv[0]).suffix.lower() in (".toml", ".json"):  # `perceiver-gui my.toml`: the app, with it
+    if argv and Path(argv[0]).suffix.lower() in CONFIG_SUFFIXES:  # `perceiver-gui my.toml`: the app, with it
         argv = ["gui", *argv]
     args = build_parser().parse_args(argv)
     command = args.command or "gui"
@@ -611,7 +612,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _print_prediction(pred, args.json)
         if not count:  # an empty folder is an input that was not classified
             failed += 1
-            files = "mesh or point files" if predictor.takes_points else "image files"
+            files = ("mesh or point files" if predictor.takes_points else "sound files" if predictor.takes_audio
+                     else "image files")
             _print_prediction(Prediction(str(path), error=f"{path} holds no {files}."), args.json)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -652,7 +654,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     folder (or its run.json / metrics.jsonl) or a config file."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
-    from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation
+    from perceiver_gui.core.datasets import KINDS
+    from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation, run_kind
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
     path: Path = args.file
@@ -663,7 +666,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} is not a file Perceiver GUI writes: {exc.strerror}.") from None
     if path.is_dir() or path.name in (runs.RUN_FILE, runs.METRICS_FILE):
         return _info_run(path if path.is_dir() else path.parent)
-    if path.suffix.lower() in (".json", ".toml"):
+    if path.suffix.lower() in CONFIG_SUFFIXES:
         _info_config("Config file", path, load_config(path))
         return EXIT_OK
     if path.name == EVALUATION_FILE:
@@ -672,7 +675,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         except EvaluationError as exc:
             raise ConfigError(str(exc)) from None
         print(f"Evaluation file: {printable(path)}")
-        print(f"The {ev.split} predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} images, "
+        nouns = KINDS[run_kind(path.parent)].plural
+        print(f"The {ev.split} predictions of epoch {ev.epoch} (step {ev.step:,}): {len(ev.labels):,} {nouns}, "
               f"{len(ev.class_names)} classes; the Mistakes tab shows them.")
         print(f"Classes: {printable(', '.join(ev.class_names))}")
         return EXIT_OK
@@ -699,6 +703,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"Input: point clouds of {meta.image_size[0]:,} points (x, y, z), sampled on each mesh's surface or "
               f"taken from each point list, centred and scaled into the unit sphere"
               + (f"; {augmented} in training" if augmented else ""))
+    elif meta.config.data.dataset == "audio_folder":
+        print(f"Input: {_sound_input(meta)}")
     elif len(meta.image_size) == 1:
         print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
               f"masked), normalised per channel with mean {_numbers(meta.mean)} and std {_numbers(meta.std)}")
@@ -713,6 +719,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"App version: {printable(meta.app_version)}")
     _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _sound_input(meta) -> str:
+    """How the model hears a sound file, from the preprocessing its checkpoint records."""
+    d = meta.config.data
+    clip = f"sounds as {d.clip_seconds:g} s mono clips at {d.sample_rate:,} Hz"
+    if d.audio_input == "log_mel":
+        mels, frames = meta.image_size
+        return f"{clip}, as {mels}-band log-mel spectrograms of {frames} frames (25 ms windows every 10 ms)"
+    if d.audio_input == "mel_frames":
+        return (f"{clip}, as {meta.image_size[0]} frames of {meta.channels} log-mel bands (25 ms windows every "
+                f"10 ms)")
+    return f"{clip}, as the raw waveform of {meta.image_size[0]:,} samples"
 
 
 def _numbers(values) -> str:

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from perceiver_gui.config import Config, ModelConfig
+from perceiver_gui.core.datasets import kind_of
 
 __all__ = ["AttentionSizes", "MemoryNeed", "attention_sizes", "device_memory", "flops_per_sample", "memory_needed",
            "memory_refusal", "parameter_count", "training_flops_per_sample"]
@@ -217,11 +218,13 @@ def memory_refusal(cfg: Config, input_shape: tuple[int, ...], device, *, dataset
         what = (f"Its {parameter_count(cfg.model) / 1e9:,.2f} G parameters with their gradients and optimizer "
                 f"state take {need.weights / GB:,.1f} GB alone: lower model.depth, model.latent_dim or the head "
                 "counts and widths.")
-    elif available > need.weights + need.data:
-        fits = max(1, int(cfg.train.batch_size * (available - need.weights - need.data) / need.activations))
-        what = (f"Lower train.batch_size (about {fits:,} would fit), or model.num_latents, model.depth or "
-                "data.image_size.")
     else:
-        what = "Lower model.num_latents, model.depth or data.image_size."
+        # Images are resized to data.image_size; a series' length is its file's.
+        size = "data.image_size" if kind_of(cfg.data.dataset).noun == "image" else "the length of the series"
+        if available > need.weights + need.data:
+            fits = max(1, int(cfg.train.batch_size * (available - need.weights - need.data) / need.activations))
+            what = f"Lower train.batch_size (about {fits:,} would fit), or model.num_latents, model.depth or {size}."
+        else:
+            what = f"Lower model.num_latents, model.depth or {size}."
     return (f"This model needs about {need.total / GB:,.1f} GB at batch {cfg.train.batch_size:,}; {where} "
             f"{available / GB:,.1f} GB. {what}")

@@ -24,6 +24,9 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   std are 0 and 1, so `normalize` leaves them as they are: the coordinates are the model's positions,
   and a per-axis standardisation would squash a flat shape's thin axis into noise. `augment_points`
   rotates them about the up axis and jitters them.
+- audio_folder: one subfolder per class of WAV, FLAC or OGG files (see `_load_audio`), decoded by
+  core/audio.py into equal clips, float32 (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
+  (N, n_mels, frames) mel frames (normalised per band); `augment_audio` shifts and scales them.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -38,6 +41,7 @@ sentence a missing network gives.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -52,6 +56,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,10 +66,20 @@ import numpy as np
 import torch
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import DATASETS, InputShape
+from perceiver_gui.core import audio
+from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, default_data_root, mel_settings, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
-from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import (
+    CONTENT_MARGIN,
+    CONTENT_THRESHOLD,
+    PLAIN_BORDER,
+    ImageError,
+    crop_to_content,
+    image_files,
+    open_image,
+    to_uint8_tensor,
+)
 from perceiver_gui.core.points import PointsError, point_files, read_points
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
@@ -73,6 +88,7 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "augment",
+    "augment_audio",
     "augment_points",
     "default_data_root",
     "load_dataset",
@@ -135,16 +151,6 @@ class Dataset:
     test_files: tuple[str, ...] = ()
 
 
-def default_data_root() -> Path:
-    """$PERCEIVER_GUI_HOME/data when that is set, else the per-user data folder of the app."""
-    home = os.environ.get("PERCEIVER_GUI_HOME", "").strip()
-    if home:
-        return Path(home).expanduser() / "data"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("perceiver-gui", appauthor=False)) / "data"
-
-
 def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
     """Load the dataset `cfg` names, downloading it first if allowed; yields events, returns the Dataset."""
     loader = _LOADERS.get(cfg.dataset)
@@ -165,8 +171,8 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
-    kind = DATASETS[cfg.dataset].kind
-    series = kind == "series"
+    kind = DATASETS[cfg.dataset].kind if cfg.dataset in DATASETS else "image"
+    series = train_x.is_floating_point()  # series and sounds, in their own units (images are uint8)
     if kind == "points":  # already centred in the unit sphere, cloud by cloud: the coordinates stay as they are
         mean, std = (0.0,) * int(train_x.shape[1]), (1.0,) * int(train_x.shape[1])
     else:
@@ -220,7 +226,11 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
         x = augment_points(x, cfg, generator=generator)
-        pixels = x.movedim(1, -1).contiguous().numpy()
+        if info.kind == "audio":  # waveforms (n, L) and log-mels (n, n_mels, frames), as sound_image draws them
+            x = augment_audio(x, cfg, generator)
+            pixels = (x if cfg.audio_input == "mel_frames" else x[:, 0]).contiguous().numpy()
+        else:
+            pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
     k = len(info.class_names)
@@ -254,10 +264,11 @@ def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequen
 def _normalize_series(x: torch.Tensor, mean, std) -> torch.Tensor:
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
-    if x.ndim != 3 or len(mean) != x.shape[1] or len(std) != x.shape[1]:
-        raise ValueError(f"normalize needs series (B, C, L) with one mean and std per channel; got {tuple(x.shape)}, "
-                         f"{len(mean)} means and {len(std)} stds")
-    return ((x - mean[:, None]) / std[:, None]).nan_to_num_(0.0)
+    if x.ndim not in (3, 4) or len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"normalize needs series (B, C, L) or spectrograms (B, C, F, T) with one mean and std per "
+                         f"channel; got {tuple(x.shape)}, {len(mean)} means and {len(std)} stds")
+    per_channel = (-1,) + (1,) * (x.ndim - 2)
+    return ((x - mean.view(per_channel)) / std.view(per_channel)).nan_to_num_(0.0)
 
 
 def padding_mask(x: torch.Tensor) -> torch.Tensor:
@@ -336,6 +347,33 @@ def augment_points(x: torch.Tensor, cfg: DataConfig, *, generator: torch.Generat
     return x
 
 
+def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random time shift (up to data.time_shift seconds either way, silence filling in) and gain (up to
+    data.gain_db either way) of a float batch of waveforms (B, 1, L), log-mels (B, 1, n_mels, frames) or mel
+    frames (B, n_mels, frames), on x's device; `generator` makes it repeat. Returns x itself when both are
+    off (and draws nothing).
+
+    On a log-mel a gain is an added number of dB and a shift moves whole frames, so the clips stay what
+    the same change to the waveform would give (up to the edges of frames)."""
+    if data.time_shift <= 0 and data.gain_db <= 0:
+        return x
+    b, length, spectrogram = x.shape[0], x.shape[-1], data.audio_input != "waveform"
+    per_second = data.sample_rate / mel_settings(data.sample_rate, data.n_mels).hop if spectrogram else data.sample_rate
+    reach = min(length - 1, int(data.time_shift * per_second))
+    draw_device = generator.device
+    shift = (torch.randint(-reach, reach + 1, (b,), generator=generator, device=draw_device).to(x.device)
+             if reach > 0 else torch.zeros(b, dtype=torch.long, device=x.device))
+    gain = (torch.rand((b,), generator=generator, device=draw_device).to(x.device) * 2 - 1) * data.gain_db
+    # Source index of every output step; outside the clip is silence.
+    source = torch.arange(length, device=x.device) - shift[:, None]  # (B, L)
+    inside = (source >= 0) & (source < length)
+    view, per_clip = (b,) + (1,) * (x.ndim - 2) + (length,), (b,) + (1,) * (x.ndim - 1)
+    moved = x.gather(-1, source.clamp(0, length - 1).view(view).expand_as(x))
+    if spectrogram:
+        return torch.where(inside.view(view), moved + gain.view(per_clip), audio.SILENCE_DB).clamp_(min=audio.SILENCE_DB)
+    return torch.where(inside.view(view), moved * (10.0 ** (gain / 20.0)).view(per_clip), 0.0)
+
+
 def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of float series over their values (padding left out)."""
     means, stds = [], []
@@ -372,7 +410,7 @@ def _mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 class _Remote:
     name: str  # human name for messages and progress
     folder: Path  # where the files (or the extracted folder) go
-    files: tuple[tuple[str, str], ...]  # (file name, md5) to fetch
+    files: tuple[tuple[str, str], ...]  # (file name, md5) to fetch; md5 "": none published (the caller checks the file)
     mirrors: tuple[str, ...]  # base URLs, tried in order
     also: str = ""  # another form of the files that works too, for the message
 
@@ -401,6 +439,7 @@ def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, No
     if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
         raise _missing(remote, "the app is set to work offline")
     for file_name, md5 in todo:
+        reason = "no network"
         for mirror in remote.mirrors:
             yield Log(message=f"Downloading {file_name} from {mirror}")
             try:
@@ -408,12 +447,17 @@ def _fetch(remote: _Remote, cfg: DataConfig) -> Generator[DatasetEvent, None, No
                 break
             except _Unreachable as exc:
                 yield Log(message=f"Could not download {mirror + file_name}: {exc}", level="warning")
+                reason = str(exc) if exc.answered else reason
         else:
-            raise _missing(remote, "no network")
+            raise _missing(remote, reason)
 
 
 class _Unreachable(Exception):
     """The server could not be reached or answered with an error; another mirror may work."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered  # the server was reached and refused (404 …): the message says more than "no network"
 
 
 def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadProgress, None, None]:
@@ -436,7 +480,7 @@ def _download(url: str, dest: Path, md5: str, name: str) -> Generator[DownloadPr
                 digest.update(chunk)
                 done += len(chunk)
                 yield DownloadProgress(name=name, done_bytes=done, total_bytes=total)
-        if digest.hexdigest() != md5:
+        if md5 and digest.hexdigest() != md5:
             raise DatasetError(
                 f"The downloaded {dest.name} is damaged (its checksum does not match); try again, or put a copy "
                 f"downloaded by hand in {dest.parent}."
@@ -450,7 +494,7 @@ def _connect(url: str):
     try:
         return urllib.request.urlopen(url, timeout=30)
     except urllib.error.HTTPError as exc:
-        raise _Unreachable(f"the server answered {exc.code} {exc.reason}") from None
+        raise _Unreachable(f"the server answered {exc.code} {exc.reason}", answered=True) from None
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused or reset connections
         raise _Unreachable(str(getattr(exc, "reason", exc))) from None
 
@@ -761,8 +805,10 @@ def _load_folder(cfg: DataConfig, root: Path):
         files.append(found)
     class_names = [d.name for d in classes]
     side = cfg.image_size
-    fingerprint = _fingerprint(folder, files, side)
-    cache = root / "folder-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px.safetensors"
+    crop = cfg.crop_to_content
+    fingerprint = _fingerprint(folder, files, side, crop)
+    cache = root / "folder-cache" / (f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{side}px"
+                                     f"{'-content' if crop else ''}.safetensors")
 
     cached = _read_cache(cache, fingerprint)
     if cached is not None:
@@ -771,7 +817,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     else:
         total = sum(len(f) for f in files)
         yield Log(message=f"Decoding {total} images from {folder} at {side}×{side}")
-        x, y, skipped = yield from _decode_folder(folder, files, side)
+        x, y, skipped = yield from _decode_folder(folder, files, side, crop)
         try:
             _write_cache(cache, x, y, skipped, fingerprint, class_names)
         except OSError as exc:
@@ -803,7 +849,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     return folder.name, class_names, train, test, skipped, sources
 
 
-def _decode_folder(folder: Path, files: list[list[Path]], side: int):
+def _decode_folder(folder: Path, files: list[list[Path]], side: int, crop: bool):
     jobs = [(path, label) for label, class_files in enumerate(files) for path in class_files]
     images: list[torch.Tensor] = []
     labels: list[int] = []
@@ -812,7 +858,8 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
 
     def decode(path: Path) -> torch.Tensor | ImageError:
         try:
-            return to_uint8_tensor(open_image(path, channels=3), (side, side))
+            image = open_image(path, channels=3)
+            return to_uint8_tensor(crop_to_content(image) if crop else image, (side, side))
         except ImageError as exc:
             return exc
 
@@ -838,14 +885,62 @@ def _decode_folder(folder: Path, files: list[list[Path]], side: int):
 
 
 # -- time series -------------------------------------------------------------------------------
+# The archive's zip of each problem (as aeon fetches them). It publishes no checksums, so none is invented:
+# a download is opened and must hold <name>_TRAIN.ts and <name>_TEST.ts, which the series reader then checks.
+UCR_URL = "https://timeseriesclassification.com/aeon-toolkit/"
+UCR_MAX_BYTES = 4 << 30  # a .ts larger than this in a zip is not one of the archive's (its largest are ~1 GB)
+
+
+def _ucr_problem(cfg: DataConfig, root: Path) -> Generator[DatasetEvent, None, DataConfig]:
+    """cfg with train_file and test_file set to the UCR/UEA problem's .ts files in root/UCR/<name>, downloading
+    and extracting <name>.zip first when they are not there."""
+    name = cfg.ucr_problem.strip()
+    train, test = ucr_files(root, name)
+    folder, wanted = train.parent, (train.name, test.name)
+    if not (train.is_file() and test.is_file()):
+        archive = folder / f"{name}.zip"
+        yield from _fetch(_Remote(f"{name} (UCR/UEA)", folder, ((archive.name, ""),), (UCR_URL,),
+                                  also=f"or {wanted[0]} and {wanted[1]}"), cfg)
+        try:
+            _extract_ucr(archive, wanted, folder)
+        finally:
+            archive.unlink(missing_ok=True)  # extracted, or not what was wanted: either way not needed again
+    return dataclasses.replace(cfg, train_file=str(train), test_file=str(test))
+
+
+def _extract_ucr(archive: Path, wanted: tuple[str, str], folder: Path) -> None:
+    """Write the members of the zip `archive` named `wanted` (at any depth) into `folder`, each atomically."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            found = {Path(info.filename).name: info for info in zipped.infolist()
+                     if Path(info.filename).name in wanted and not info.is_dir()}
+            if len(found) < len(wanted):
+                raise DatasetError(f"{archive.name} holds no {wanted[0]} and {wanted[1]}; the archive may offer this "
+                                   f"problem in another format only. Put both files in {folder} by hand.")
+            for member, info in found.items():  # all checked before any is written
+                if info.file_size > UCR_MAX_BYTES:
+                    raise DatasetError(f"{member} in {archive.name} claims {info.file_size:,} bytes, too many for a "
+                                       f"series file; put the problem's files in {folder} by hand.")
+            for member, info in found.items():
+                with zipped.open(info) as source:  # reads at most file_size bytes, and checks their CRC
+                    atomic_write_bytes(folder / member, source.read())
+    except (zipfile.BadZipFile, EOFError):
+        raise DatasetError(f"The downloaded {archive.name} is not a zip archive (is the problem's name spelled as the "
+                           f"archive spells it?); put its {wanted[0]} and {wanted[1]} in {folder} by hand.") from None
+    except OSError as exc:
+        raise DatasetError(f"Can't extract {archive.name} into {folder}: {exc.strerror or exc}.") from None
+
+
 def _load_sequences(cfg: DataConfig, root: Path):
-    """Series from cfg.train_file, and cfg.test_file or else round(test_fraction × n) of each class of the
-    train file (seeded like a folder's split). The classes are the train file's (a .ts header's
-    @classLabel order, else sorted); a test label it lacks is refused. Every series is padded with NaN to
-    the longest of both files."""
+    """Series from cfg.train_file (or the UCR/UEA problem cfg.ucr_problem), and cfg.test_file or else
+    round(test_fraction × n) of each class of the train file (seeded like a folder's split). The classes are
+    the train file's (a .ts header's @classLabel order, else sorted); a test label it lacks is refused. Every
+    series is padded with NaN to the longest of both files."""
+    if not cfg.train_file.strip() and cfg.ucr_problem.strip():
+        cfg = yield from _ucr_problem(cfg, root)
     if not cfg.train_file.strip():
         raise DatasetError("Choose a training file of series (.ts, .csv or .npy) for the sequences dataset "
-                           "(data.train_file).")
+                           "(data.train_file), or name a UCR/UEA problem (data.ucr_problem).")
     train_path = Path(cfg.train_file).expanduser()
     yield Log(message=f"Reading series from {train_path}")
     try:
@@ -977,6 +1072,91 @@ def _read_point_files(folder: Path, files: list[list[Path]], num_points: int):
     return x, torch.tensor(labels, dtype=torch.int64), skipped
 
 
+# -- audio -------------------------------------------------------------------------------------
+def _load_audio(cfg: DataConfig, root: Path):
+    """One subfolder of cfg.folder per class of WAV, FLAC or OGG files (files in deeper folders count for their
+    class), each decoded by core/audio.py into a clip of cfg.clip_seconds at cfg.sample_rate and turned into
+    cfg.audio_input. Unreadable, empty, silent and NaN files are skipped and reported with their reason; a class
+    left without sounds is an error. The test split is a folder's (round(test_fraction × n) a class, fixed seed)."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The audio folder {folder} does not exist; choose a folder with one subfolder per class "
+                           f"of WAV, FLAC or OGG files.")
+    classes = class_folders(folder)
+    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
+        try:
+            class_dir.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
+                               "valid UTF-8; rename it (class names are saved with the model).") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The audio folder {folder} needs at least two subfolders, one per class, with WAV, FLAC "
+                           f"or OGG files in them.")
+    jobs: list[tuple[Path, int]] = []
+    for label, class_dir in enumerate(classes):
+        try:
+            found = audio.audio_files(class_dir)
+        except OSError as exc:
+            raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "
+                               f"{exc.strerror or exc}.") from None
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no WAV, FLAC or OGG files; add "
+                               f"some or remove the folder.")
+        jobs += [(path, label) for path in found]
+    class_names = [d.name for d in classes]
+    yield Log(message=f"Decoding {len(jobs)} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
+                      f"{cfg.sample_rate:,} Hz")
+
+    def decode(path: Path) -> np.ndarray | audio.AudioError:
+        try:
+            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
+        except audio.AudioError as exc:
+            return exc
+
+    clips: list[np.ndarray] = []
+    labels: list[int] = []
+    kept: list[str] = []
+    skipped: list[str] = []
+    report_every = max(500, len(jobs) // 10)
+    # libsndfile and the resampler run without the GIL, so threads use every core.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
+                                                           strict=True), 1):
+            if isinstance(result, audio.AudioError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+            else:
+                clips.append(result)
+                labels.append(label)
+                kept.append(str(path))
+            if done % report_every == 0:
+                yield Log(message=f"Decoded {done} of {len(jobs)} sounds")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{shown}.", level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    counts = torch.bincount(y, minlength=len(classes)).tolist()
+    for class_index, count in enumerate(counts):
+        if count == 0:
+            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be used; add readable, non-silent files or remove the folder.")
+    waves = torch.from_numpy(np.stack(clips))
+    if cfg.audio_input != "waveform":
+        yield Log(message=f"Computing {cfg.n_mels}-band log-mel spectrograms")
+    x = audio.model_input(waves, sample_rate=cfg.sample_rate, audio_input=cfg.audio_input, n_mels=cfg.n_mels)
+    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
@@ -1003,7 +1183,7 @@ def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int, seed: 
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(test)).values
 
 
-def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
+def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -> str:
     listing = []
     for class_files in files:
         for path in class_files:
@@ -1012,7 +1192,9 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int) -> str:
                 listing.append((path.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
             except OSError:
                 listing.append((path.relative_to(folder).as_posix(), -1, -1))
-    text = json.dumps([CACHE_FORMAT, side, listing], separators=(",", ":"))
+    # The cropping rule's constants too: a cache cut by another rule is decoded again.
+    cropping = [CONTENT_THRESHOLD, PLAIN_BORDER, CONTENT_MARGIN] if crop else False
+    text = json.dumps([CACHE_FORMAT, side, cropping, listing], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -1064,5 +1246,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "folder": _load_folder,
     "sequences": _load_sequences,
     "points_folder": _load_points_folder,
+    "audio_folder": _load_audio,
 }
 

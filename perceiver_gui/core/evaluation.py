@@ -35,6 +35,7 @@ __all__ = [
     "load_test_split",
     "read_confusion",
     "read_evaluation",
+    "run_kind",
     "save_evaluation",
     "test_digest",
 ]
@@ -205,7 +206,7 @@ def read_confusion(run_dir: str | Path) -> Confusion:
     """The latest confusion matrix of a run: from its saved predictions, else from the last epoch logged in
     metrics.jsonl (then cells can't show images, and `note` says why)."""
     run_dir = Path(run_dir)
-    kind = _kind(run_dir)
+    kind = run_kind(run_dir)
     try:
         ev = read_evaluation(run_dir)
         return Confusion(str(run_dir), ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split,
@@ -222,13 +223,13 @@ def read_confusion(run_dir: str | Path) -> Confusion:
                      has_images=False, note=note, split=last.held_out or "validation", kind=kind)
 
 
-def _kind(run_dir: Path) -> str:
+def run_kind(run_dir: str | Path) -> str:
     """What one sample of the run's dataset is (a key of datasets.KINDS); an image when its config can't be read."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.datasets import DATASETS
 
     try:
-        cfg = runs.read_config(run_dir).config
+        cfg = runs.read_config(Path(run_dir)).config
     except runs.RunError:
         return "image"
     spec = DATASETS.get(cfg.data.dataset) if cfg is not None else None

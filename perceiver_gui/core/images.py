@@ -20,6 +20,9 @@ Choices, in one place:
   (between 1× and 2× Pillow only warns; the early reduction keeps those affordable).
 - `to_uint8_tensor` stretches to the target size (no cropping, so nothing of the picture is lost)
   with Pillow's antialiased bilinear filter, torchvision's default.
+- `crop_to_content` (an image folder's `data.crop_to_content`) does what MNIST did to its digits: an
+  object on a plain background is cut out, centred and scaled to fill the frame, so where and how big
+  it was drawn no longer matters. A picture without a plain border (a photo) is left as it is.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from perceiver_gui.core.reading import IMAGE_SUFFIXES, check_regular
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so decoding alone (and the UI) needs no torch
     import torch
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "image_files", "open_image", "to_uint8_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SIDE", "RESAMPLE", "ImageError", "crop_to_content", "image_files", "open_image",
+           "to_uint8_tensor"]
 
 MAX_SIDE = 4096  # longest side kept after decoding; far above any training resolution we allow (512)
 RESAMPLE = Image.Resampling.BILINEAR  # the one filter used to resize, for training and prediction alike
@@ -48,6 +52,13 @@ BACKGROUND = 255  # white, the value transparent pixels are composited onto (per
 # What Pillow raises on malformed input; anything of these while decoding means "bad file", not a bug.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError, struct.error,
                   ZeroDivisionError, MemoryError, OverflowError, RuntimeError)
+# crop_to_content: a pixel is content when a channel differs from the background by more than this (of 255:
+# above JPEG noise and antialiasing fringes); the border is plain when less than PLAIN_BORDER of it is
+# content (a big object in a corner covers a third of it; a photo's border mostly differs from its median);
+# CONTENT_MARGIN of the object's size is kept around it, so its outline is not cut by the frame.
+CONTENT_THRESHOLD = 24
+PLAIN_BORDER = 0.5
+CONTENT_MARGIN = 0.05
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
 
 
@@ -124,6 +135,41 @@ def to_uint8_tensor(img: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def crop_to_content(img: Image.Image) -> Image.Image:
+    """The square around what stands out from a plain background, centred, with a small margin of that
+    background; `img` itself when its border is not plain, nothing stands out, or the content fills it.
+
+    The background is the median colour of the one-pixel border; content is every pixel that differs from
+    it by more than CONTENT_THRESHOLD in a channel. A square (not the bounding box itself) keeps the
+    object's proportions when `to_uint8_tensor` resizes it to the model's square input."""
+    if img.mode not in ("L", "RGB"):
+        raise ValueError(f"crop_to_content needs an 'L' or 'RGB' image from open_image, not mode {img.mode!r}")
+    pixels = np.asarray(img, dtype=np.int16)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    height, width = pixels.shape[:2]
+    if height < 3 or width < 3:
+        return img
+    border = np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
+    background = np.median(border, axis=0)
+    if (np.abs(border - background).max(axis=1) > CONTENT_THRESHOLD).mean() > PLAIN_BORDER:
+        return img  # no plain background to cut the object from
+    rows, cols = np.nonzero(np.abs(pixels - background).max(axis=2) > CONTENT_THRESHOLD)
+    if len(rows) == 0:
+        return img
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    side = int(np.ceil(max(bottom - top, right - left) * (1 + 2 * CONTENT_MARGIN)))
+    if side >= min(height, width) and bottom - top >= height - 1 and right - left >= width - 1:
+        return img  # the content fills the picture already
+    x0 = int(round((left + right - side) / 2))
+    y0 = int(round((top + bottom - side) / 2))
+    fill = tuple(int(round(v)) for v in background) if img.mode == "RGB" else int(round(background[0]))
+    square = Image.new(img.mode, (side, side), fill)
+    square.paste(img.crop((max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side))),
+                 (max(0, -x0), max(0, -y0)))
+    return square
 
 
 # -- helpers ---------------------------------------------------------------------------------

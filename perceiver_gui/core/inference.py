@@ -12,6 +12,9 @@ Series (a model of input_axis 1) go through the training pipeline too: `series.r
 Point clouds (a model of positions "points") too: `points.read_points` samples each mesh or point list to
 the model's number of points with training's seed and centres it in the unit sphere, then
 `data.normalize` (mean 0, std 1: the coordinates as they are). `predict_points` gives one Prediction a file.
+Sounds (a model of the audio_folder dataset) go through the training pipeline as well, with the sample
+rate, clip length and input (waveform or log-mel) the checkpoint's config records: `audio.read_clip` ->
+`audio.model_input` -> `data.normalize`. `predict` takes them like images, one Prediction per file.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from perceiver_gui.core import audio
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize, padding_mask
 from perceiver_gui.core.device import resolve_device
-from perceiver_gui.core.images import ImageError, image_files, open_image, to_uint8_tensor
+from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
 from perceiver_gui.core.points import PointsError, read_points
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
@@ -88,13 +92,15 @@ class Predictor:
         sources = list(sources)
         out: list[Prediction] = []
         for start in range(0, len(sources), batch_size):
-            out.extend(self._predict_batch(sources[start : start + batch_size], k))
+            batch = sources[start : start + batch_size]
+            out.extend(self._predict_sounds(batch, k) if self.takes_audio else self._predict_batch(batch, k))
         return out
 
     def predict_folder(self, folder: str | Path, top_k: int = 5,
                        batch_size: int = 64) -> Generator[list[Prediction], None, None]:
-        """Every image file under `folder` (recursively, sorted), one list of predictions per batch."""
-        files = image_files(Path(folder))
+        """Every image file (a sound model: sound file) under `folder` (recursively, sorted), one list of
+        predictions per batch."""
+        files = audio.audio_files(Path(folder)) if self.takes_audio and Path(folder).is_dir() else image_files(Path(folder))
         for start in range(0, len(files), batch_size):
             yield self.predict(files[start : start + batch_size], top_k=top_k, batch_size=batch_size)
 
@@ -128,7 +134,27 @@ class Predictor:
 
     @property
     def takes_series(self) -> bool:
-        return self.meta.config.model.input_axis == 1
+        return self.meta.config.model.input_axis == 1 and not self.takes_audio
+
+    @property
+    def takes_audio(self) -> bool:
+        return self.meta.config.data.dataset == "audio_folder"
+
+    def read_sound(self, path: str | Path):
+        """float32 (samples,): the sound file as the model hears it (mono, resampled, cropped or padded to the
+        clip); AudioError (one sentence) when it cannot be used."""
+        d = self.meta.config.data
+        return audio.read_clip(path, sample_rate=d.sample_rate, clip_seconds=d.clip_seconds)
+
+    def sound_picture(self, path: str | Path):
+        """What the model reads of a sound file, to show: its float (samples,) waveform for a waveform model, else
+        its (n_mels, frames) log-mel spectrogram in dB; AudioError when it cannot be used."""
+        d = self.meta.config.data
+        clip = torch.from_numpy(self.read_sound(path))
+        if d.audio_input == "waveform":
+            return clip.numpy()
+        return audio.model_input(clip[None], sample_rate=d.sample_rate, audio_input="mel_frames",
+                                 n_mels=d.n_mels)[0].numpy()
 
     def predict_series_file(self, path: str | Path, top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
         """One Prediction per series of a .ts, .csv or .npy file (its labels, if any, are ignored), named
@@ -201,6 +227,9 @@ class Predictor:
         return min(top_k, len(self.meta.class_names))
 
     def _prepare(self, source: Source) -> torch.Tensor:
+        if self.takes_audio:
+            raise ImageError(_name(source) or "the image", "this model reads sounds, not images; give it a .wav, "
+                             ".flac or .ogg file")
         if self.takes_series:
             raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
                              ".ts, .csv or .npy file of series")
@@ -208,6 +237,8 @@ class Predictor:
             raise ImageError(_name(source) or "the image", "this model reads point clouds, not images; give it a "
                              "mesh (.ply, .off, .obj, .stl) or a point list (.xyz, .txt, .npy)")
         img = open_image(source, channels=self.meta.channels)
+        if self.meta.config.data.crop_to_content:  # as the folder was read for training
+            img = crop_to_content(img)
         return to_uint8_tensor(img, self.meta.image_size)
 
     def _model_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,6 +250,30 @@ class Predictor:
         names = self.meta.class_names
         return [tuple((names[i], p) for i, p in zip(row_i, row_p, strict=True))
                 for row_i, row_p in zip(indices.tolist(), probs.tolist(), strict=True)]
+
+    def _predict_sounds(self, sources: Sequence[Source], k: int) -> list[Prediction]:
+        clips: list[torch.Tensor] = []
+        errors: list[str] = []
+        for source in sources:
+            name = _name(source)
+            if not isinstance(source, str | Path) or Path(source).suffix.lower() not in audio.SUFFIXES:
+                errors.append(f"{Path(name).name or 'This image'} is not a sound file: this model reads sounds; give "
+                              f"it a .wav, .flac or .ogg file.")
+                continue
+            try:
+                clips.append(torch.from_numpy(self.read_sound(source)))
+                errors.append("")
+            except audio.AudioError as exc:
+                errors.append(str(exc))
+        tops = iter(())
+        if clips:
+            d = self.meta.config.data
+            x = audio.model_input(torch.stack(clips), sample_rate=d.sample_rate, audio_input=d.audio_input,
+                                  n_mels=d.n_mels)
+            with torch.inference_mode():
+                tops = iter(self._top(self.model(self._model_input(x)), k))
+        return [Prediction(_name(s), (), e) if e else Prediction(_name(s), next(tops))
+                for s, e in zip(sources, errors, strict=True)]
 
     def _predict_batch(self, sources: Sequence[Source], k: int) -> list[Prediction]:
         tensors: list[torch.Tensor] = []

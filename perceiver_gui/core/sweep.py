@@ -650,10 +650,10 @@ def _gpu_count() -> int:
 
 
 def run_sweep(folder: str | Path, *, workers: int = 1, control: RunControl | None = None,
-              storage: str | None = None, echo=None) -> Generator[SweepEvent, None, None]:
+              storage: str | None = None) -> Generator[SweepEvent, None, None]:
     """Run the sweep with `workers` trials at once: one worker loop here, or each in its own process
-    (spawned, never forked). With several processes, their events are printed by them (through `echo`'s
-    format) and this generator yields only the end."""
+    (spawned, never forked). With several processes, their events are printed by them and this generator
+    yields only the end."""
     folder = Path(folder).expanduser().absolute()
     spec, _ = read_sweep(folder)
     plan = worker_plan(spec, workers)

@@ -33,6 +33,7 @@ def run_app(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QThreadPool
     from PySide6.QtWidgets import QApplication
 
+    from perceiver_gui.config import CONFIG_SUFFIXES
     from perceiver_gui.ui import _none_refcount
     from perceiver_gui.ui.gui_gc import collect_in_gui_thread
     from perceiver_gui.ui.main_window import MainWindow
@@ -49,7 +50,7 @@ def run_app(argv: list[str] | None = None) -> int:
 
     window = MainWindow(QSettings())
     for arg in argv[1:]:
-        if arg.lower().endswith((".toml", ".json")):
+        if Path(arg).suffix.lower() in CONFIG_SUFFIXES:
             window.form.open_file(arg)
     # Logging out or Ctrl+C in a terminal quits without a close event; keep the settings anyway.
     app.aboutToQuit.connect(window.save_settings)

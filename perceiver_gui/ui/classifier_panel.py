@@ -1,5 +1,6 @@
 """The classifier: drop images, folders or a .safetensors model; see each image with its top-k
-predictions as probability bars, newest first.
+predictions as probability bars, newest first. A series model takes series files (a line plot each), a
+sound model WAV, FLAC and OGG files (its spectrogram or waveform each), mixed with anything else.
 
 Loading a model and predicting both run in superqt workers, one prediction job at a time (later
 requests queue). A file that cannot be read becomes an inline error entry, never a dialog.
@@ -35,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.reading import IMAGE_SUFFIXES
-from perceiver_gui.ui.widgets import points_image, series_image
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
@@ -55,15 +56,21 @@ class _Source:
     row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
 
 
-def _expand(sources: Iterable[_Source], *, points: bool = False) -> list[_Source]:
-    """Folders replaced by their image files, or by their mesh and point files for a point cloud model."""
+def _expand(sources: Iterable[_Source], *, sounds: bool = False, points: bool = False) -> list[_Source]:
+    """Files as they are, folders as the image files in them (with `sounds`, the sound files too; with `points`,
+    the mesh and point files too)."""
+    from perceiver_gui.core.audio import audio_files
     from perceiver_gui.core.images import image_files
     from perceiver_gui.core.points import point_files
 
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
-            files = point_files(Path(source.path)) if points else image_files(Path(source.path))
+            files = image_files(Path(source.path))
+            if sounds:
+                files = sorted(files + audio_files(Path(source.path)))
+            if points:
+                files = sorted(files + point_files(Path(source.path)))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -110,10 +117,11 @@ def _thumbnail_by_pillow(path: str) -> QImage:
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
     from PIL import Image
 
+    from perceiver_gui.core.audio import SUFFIXES as SOUND_SUFFIXES
     from perceiver_gui.core.points import SUFFIXES as POINT_SUFFIXES
     from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
 
-    files = _expand(sources, points=predictor.takes_points)
+    files = _expand(sources, sounds=predictor.takes_audio, points=predictor.takes_points)
     if predictor.takes_points:  # meshes and point lists; anything else (an image) is refused by the predictor
         clouds = [s for s in files if s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES]
         for i in range(0, len(clouds), CHUNK):
@@ -123,6 +131,11 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
         for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
             yield _predict_series(predictor, source, top_k)
         files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES)]
+    if predictor.takes_audio:  # sound files get a picture of the sound; anything else is refused by the predictor
+        sounds = [s for s in files if s.path and Path(s.path).suffix.lower() in SOUND_SUFFIXES]
+        for i in range(0, len(sounds), CHUNK):
+            yield _predict_sounds(predictor, sounds[i:i + CHUNK], top_k)
+        files = [s for s in files if s not in sounds]
     for i in range(0, len(files), CHUNK):
         chunk = files[i : i + CHUNK]
         inputs: list = []
@@ -171,6 +184,21 @@ def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Sourc
     return [(_Source(name=f"{source.name}#{i + 1}", path=source.path, row=i + 1), prediction,
              series_image(values.T, THUMB))
             for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
+
+
+def _predict_sounds(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """A result per sound file, each with what the model reads of it for a thumbnail: its log-mel spectrogram
+    (or waveform, for a waveform model)."""
+    from perceiver_gui.core.audio import AudioError
+
+    def picture(path: str) -> QImage:
+        try:
+            return sound_image(predictor.sound_picture(path), THUMB)
+        except AudioError:  # the prediction holds the sentence
+            return QImage()
+
+    predictions = predictor.predict([s.path for s in sources], top_k=top_k)
+    return [(s, p, picture(s.path) if not p.error else QImage()) for s, p in zip(sources, predictions, strict=True)]
 
 
 class ResultEntry(QFrame):
@@ -417,7 +445,8 @@ class ClassifierPanel(QWidget):
 
     def open_images_dialog(self) -> None:
         patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;Sounds (*.flac *.ogg "
+                                                                           f"*.wav);;All files (*)")
         self.classify(paths)
 
     def paste(self) -> None:

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core import runs, stats
 from perceiver_gui.core.runs import RunInfo
-from perceiver_gui.ui.plotting import ema, style_plot
+from perceiver_gui.ui.plotting import ema, scale_pens, style_plot
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["CompareView", "run_style"]
@@ -230,6 +230,7 @@ class CompareView(QWidget):
         self._settings_rows: list[runs.CompareRow] = []
         self._acc_curves: list[pg.PlotDataItem] = []
         self._loss_curves: list[pg.PlotDataItem] = []
+        self._widths: list[tuple[pg.PlotDataItem, float]] = []  # each curve's line width at 1× (scale_pens)
         self._test_loss_curves: list[pg.PlotDataItem] = []
         self._units: list[list[int]] = []  # what is drawn as one: a seed group (its runs' indices), or a run alone
         self._groups: list[_GroupItems] = []
@@ -375,10 +376,6 @@ class CompareView(QWidget):
         """The seed groups drawn as one (indices of their runs, two or more each)."""
         return [unit for unit in self._units if len(unit) > 1]
 
-    def visible_settings(self) -> list[str]:
-        offset = self._summary_rows
-        return [row.key for i, row in enumerate(self._settings_rows) if not self.table.isRowHidden(offset + i)]
-
     # -- curves --------------------------------------------------------------------------------
     def _read_in_worker(self, wanted: list[tuple[str, tuple[int, int]]]) -> None:
         start_worker(_read_all, self._generation, wanted, returned=self._on_read, errored=self._on_read_error)
@@ -438,6 +435,7 @@ class CompareView(QWidget):
             for item in (group.loss, *group.loss_edges, group.fills[1]):
                 self.loss_plot.removeItem(item)
         self._groups.clear()
+        self._widths.clear()
         self.legend.clear()
         unit_of = {i: u for u, unit in enumerate(self._units) for i in unit}
         labels = _labels(self._runs)
@@ -453,6 +451,7 @@ class CompareView(QWidget):
             test = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
             self._acc_curves.append(acc)
             self._loss_curves.append(loss)
+            self._widths += [(acc, 2.0), (loss, 1.0 if grouped else 1.8)]
             self._test_loss_curves.append(test)
             if not grouped:
                 self.legend.addItem(acc, html.escape(_elide(label)))
@@ -462,6 +461,7 @@ class CompareView(QWidget):
                 self._groups.append(group)
                 label = _group_label(self._runs[unit[0]].name, [self._configs[i] for i in unit])
                 self.legend.addItem(group.acc, html.escape(_elide(label)))
+        self._apply_pens()
         self._apply_palette()
 
     def _make_group(self, unit: list[int], color: QColor, dash: Qt.PenStyle) -> _GroupItems:
@@ -471,6 +471,7 @@ class CompareView(QWidget):
                                  symbolBrush=color, symbolPen=None)
         loss = self.loss_plot.plot(pen=pg.mkPen(color, width=2.5, style=Qt.PenStyle.DashLine), symbol="o",
                                    symbolSize=6, symbolBrush=color, symbolPen=None)
+        self._widths += [(acc, 2.5), (loss, 2.5)]
         edges = []
         for plot in (self.acc_plot, self.loss_plot):
             # Curve items, not data items: a data item without a pen keeps no path for the fill to follow.
@@ -677,7 +678,18 @@ class CompareView(QWidget):
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._apply_palette()
+        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
+            self._apply_pens()
         super().changeEvent(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
+        super().showEvent(event)
+
+    def _apply_pens(self) -> None:
+        """Lines as thick on a 2× screen as on a 1× one, like the training plots' (pyqtgraph's widths are in
+        device pixels)."""
+        scale_pens(self._widths, self.devicePixelRatioF())
 
     def _apply_palette(self) -> None:
         """Plot background and text follow the window's palette, like the training plots."""

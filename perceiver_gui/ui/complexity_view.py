@@ -48,7 +48,8 @@ class ComplexityView(QFrame):
 
     def set_config(self, cfg: Config) -> None:
         shape = expected_input(cfg.data)
-        spatial, noun = shape.sides, KINDS[shape.kind].noun
+        kind = KINDS[shape.kind]
+        spatial, noun = shape.sides, kind.noun
         if cfg.validate():
             # Sizes of an impossible model would mislead; the form already says what is wrong.
             self.cost.setText("Parameters and FLOPs appear once the settings are valid.")
@@ -59,9 +60,9 @@ class ComplexityView(QFrame):
         flops = flops_per_sample(cfg.model, spatial)
         sizes = attention_sizes(cfg.model, spatial)
         self.cost.setText(f"<b>{si(params)}</b> parameters · <b>{si(flops)}FLOPs</b> per {noun}")
-        inputs = " (points)" if shape.kind == "points" else ""
         self.attention.setText(
-            f"Attention: cross M×N = {sizes.M:,}{inputs}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
+            f"Attention (M = {'×'.join(f'{side:,}' for side in spatial)} {kind.position}s): "
+            f"cross M×N = {sizes.M:,}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
             f"latent N² = <b>{si(sizes.latent)}</b> · plain transformer M² = <b>{si(sizes.transformer)}</b>"
         )
         self.note.setText(sizes.note(noun))

@@ -11,6 +11,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QToolTip, QWidget
 
+from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.ui.widgets import mix
 
 __all__ = ["ConfusionView"]
@@ -42,6 +43,7 @@ class ConfusionView(QWidget):
         super().__init__(parent)
         self.counts: tuple[tuple[int, ...], ...] = ()
         self.split = "validation"  # the split counted, for the tooltips
+        self.kind: Kind = KINDS["image"]  # what it counts (images, series …), for the tooltips
         self.class_names: tuple[str, ...] = ()
         self.normalised = False
         self.selected: tuple[int, int] | None = None
@@ -237,10 +239,11 @@ class ConfusionView(QWidget):
         if where is not None:
             t, p = where
             count, total = self.counts[t][p], sum(self.counts[t])
-            share = f" ({count / total:.1%} of the {total} images of {escape(self.class_names[t])})" if total else ""
+            share = (f" ({count / total:.1%} of the {total} {self.kind.plural} of {escape(self.class_names[t])})"
+                     if total else "")
             kind = "right" if t == p else "mistake"
             return (f"true <b>{escape(self.class_names[t])}</b> → predicted <b>{escape(self.class_names[p])}</b>"
-                    f" ({kind})<br>{count} {self.split} image{'s' if count != 1 else ''}{share}")
+                    f" ({kind})<br>{count} {self.split} {self.kind.noun if count == 1 else self.kind.plural}{share}")
         if self.counts:
             left, top, cell, acc_x = self._geometry()
             row = math.floor((pos.y() - top) / cell)
@@ -248,5 +251,5 @@ class ConfusionView(QWidget):
                 total = sum(self.counts[row])
                 if total:
                     return (f"<b>{escape(self.class_names[row])}</b>: {self.counts[row][row]} of {total} "
-                            f"{self.split} images right ({self.counts[row][row] / total:.1%})")
+                            f"{self.split} {self.kind.plural} right ({self.counts[row][row] / total:.1%})")
         return ""

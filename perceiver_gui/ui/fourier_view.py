@@ -162,7 +162,7 @@ class FourierView(QWidget):
         item.getAxis("left").setTicks([[(-1, "−1"), (0, "0"), (1, "1")]])
         item.getAxis("left").setWidth(22)
         item.showGrid(x=True, y=False, alpha=0.25)
-        self._coordinate = item.plot(pen=pg.mkPen((150, 150, 150), width=1, style=Qt.PenStyle.DotLine))
+        self._coordinate = item.plot()
         self._layout.insertWidget(self._layout.indexOf(self.caption), self.plot)
         self._apply_palette()
 
@@ -180,6 +180,7 @@ class FourierView(QWidget):
         # Purple (band 1) to yellow (the fastest band), as in the attention maps' colour scale.
         shades = [k / max(1, e.num_bands - 1) for k in range(e.num_bands)]
         colours = pg.colormap.get("viridis").map(shades, mode="qcolor") if shades else []
+        scale = max(1.0, self.devicePixelRatioF())  # pyqtgraph's widths are device pixels: as thick at 2× as at 1×
         while len(self._curves) < e.num_bands:
             self._curves.append((item.plot(), item.plot(), item.plot(pen=None, symbol="o", symbolSize=5,
                                                                      symbolPen=None)))
@@ -190,13 +191,13 @@ class FourierView(QWidget):
                     curve.setData([], [])
                 continue
             colour = colours[k]
-            sine.setData(positions, sines[k], pen=pg.mkPen(colour, width=1.5))
-            cosine.setData(positions, cosines[k], pen=pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine))
+            sine.setData(positions, sines[k], pen=pg.mkPen(colour, width=1.5 * scale))
+            cosine.setData(positions, cosines[k], pen=pg.mkPen(colour, width=1.5 * scale, style=Qt.PenStyle.DashLine))
             if dots:
                 samples.setData(pixels, pixel_sines[k], symbolBrush=colour)
             else:
                 samples.setData([], [])
-        self._coordinate.setData(positions, positions)
+        self._coordinate.setData(positions, positions, pen=pg.mkPen((150, 150, 150), width=scale, style=Qt.PenStyle.DotLine))
         item.setXRange(-1, 1, padding=0.02)
         many = e.kind.position + "s"
         at_pixels = f"; the dots are the sines' values at the {e.side} {many}, all the model sees" if dots else ""

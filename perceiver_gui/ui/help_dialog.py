@@ -18,12 +18,13 @@ TABS = (
     ("Settings (left)", "The model, data and training settings, with the model's size and cost below them. "
                         "Pick a preset to start from; File › Save settings keeps your own."),
     ("Training", "Start, pause and stop a run; its loss, accuracy and learning rate live; the run's log."),
-    ("Classifier", "Drop images, folders or a .safetensors model; each image gets its most likely classes, "
-                   "and Attention shows where the model looked."),
+    ("Classifier", "Drop images, folders or a .safetensors model (or .ts/.csv/.npy files on a series model); each "
+                   "image or series gets its most likely classes, and Attention shows where the model looked."),
     ("Runs", "Every run in the runs folder: its curves, resume a stopped one, rename, delete, open its model. "
              "Ctrl- or Shift-click several to compare them; runs that differ only by seed are shown as their "
              "mean ± standard deviation."),
-    ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the test images behind it."),
+    ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the validation images (or "
+                 "series) behind it."),
     ("Queue", "Runs waiting to train one after another (Training › Add to queue, K seeds at once): reorder, "
               "remove, pause. It is kept when the app quits; Stop pauses it, a failed run is marked and skipped."),
     ("Sweep", "Tick the settings to vary and let Optuna search them: each trial is a run; watch the best so far, "

@@ -66,6 +66,19 @@ class _Spec:
     at_low: str = ""  # shown instead of the lowest value of an int field, e.g. "off" for 0
 
 
+# Settings every kind of sample has, whose tips are written of images: said in the kind's words (`in_words_of`).
+PER_SAMPLE_TIPS = frozenset({"train.batch_size", "train.mixup", "data.val_fraction", "data.split_seed",
+                             "model.cross_heads"})
+PREVIEW_TIP = "See the classes, how many images each has, and samples as training sees them, before you start."
+
+
+def in_words_of(text: str, kind: registry.Kind) -> str:
+    """`text`, written of images, said of `kind`'s samples: "Images per step" -> "Series per step"."""
+    for old, new in (("images", kind.plural), ("image", kind.noun)):
+        text = text.replace(old, new).replace(old.capitalize(), new.capitalize())
+    return text
+
+
 def _c(*values: str) -> tuple[tuple[str, str], ...]:
     return tuple((v, v) for v in values)
 
@@ -90,10 +103,12 @@ MODEL_FIELDS = (
 
 DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
-    _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images for an image folder, of meshes or point files for point clouds.", "path"),
+    _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images (Image folder), of WAV, FLAC or OGG files (Audio folder), or of meshes and point files (Point clouds).", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
+    _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
     _Spec("data.label_column", "CSV label column", "Which CSV column holds the labels: first, last or a header's name; empty takes the column named label, else the first.", "text"),
+    _Spec("data.crop_to_content", "Crop to the object", "For objects on a plain background (drawings, scans, product shots): cut each one out, centred, filling the frame, so where and how big it was drawn does not matter; the classifier does the same. Photos without a plain border are left as they are.", "bool"),
     _Spec("data.image_size", "Image size", "Folder images are resized to this many pixels on each side; picking a folder sets it from its images.", "int", 4, 512, 4),
     _Spec("data.val_fraction", "Validation share", "The share of each class of the training images held out to choose the best epoch and stop early; the test split is scored once, for the model chosen. 0: no validation, the last epoch is kept.", "float", 0, 0.49, 0.05),
     _Spec("data.split_seed", "Validation seed", "Which images validate; keep it to compare runs with other training seeds on the same validation images.", "int", 0, 2**31 - 1),
@@ -102,6 +117,13 @@ DATA_FIELDS = (
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
     _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
     _Spec("data.hflip", "Random horizontal flip", "Augmentation: mirror half the training images (not for digits or text).", "bool"),
+    _Spec("data.audio_input", "Audio input", "What the model reads of each clip: log-mel frames over time (the mel bands as channels), a log-mel spectrogram as a 2-D grid, or the raw waveform (the paper's setting: thousands of inputs a second).", "choice",
+          choices=(("mel_frames", "Log-mel frames"), ("log_mel", "Log-mel spectrogram (2-D)"), ("waveform", "Raw waveform"))),
+    _Spec("data.sample_rate", "Sample rate (Hz)", "Every sound is resampled to this rate; 16,000 keeps speech and most sounds.", "int", 1000, 192000, 1000),
+    _Spec("data.clip_seconds", "Clip length (s)", "Each sound's first this many seconds; shorter ones end in silence.", "float", 0.01, 60, 0.1),
+    _Spec("data.n_mels", "Mel bands", "Frequency bands of the log-mel spectrogram (25 ms windows every 10 ms); 40–128 is usual.", "int", 1, 256, 8),
+    _Spec("data.time_shift", "Random time shift (s)", "Augmentation: shift each training clip by up to this many seconds either way; 0 switches it off.", "float", 0, 60, 0.05),
+    _Spec("data.gain_db", "Random gain (dB)", "Augmentation: make each training clip up to this many dB louder or quieter; 0 switches it off.", "float", 0, 40, 1),
     _Spec("data.num_points", "Points per cloud", "Each mesh is sampled to this many points on its surface, each point list subsampled or padded to it; the cross-attention's M.", "int", 16, 65536, 64),
     _Spec("data.rotate", "Random rotation about the up axis", "Augmentation: turn each training cloud by a random angle about z, for shapes whose facing says nothing of their class.", "bool"),
     _Spec("data.jitter", "Point jitter", "Augmentation: Gaussian noise of this σ on every coordinate (the cloud's radius is 1); 0 switches it off.", "float", 0, 0.5, 0.005),
@@ -176,7 +198,10 @@ class _Field:
                 self.browse.setText("…")
                 self.browse.setToolTip("Choose a folder" if kind == "path" else "Choose a file")
                 self.browse.clicked.connect(self._choose_folder if kind == "path" else self._choose_file)
-        w.setToolTip(spec.tip)
+        self.tip = spec.tip  # spec.tip in the words of the dataset's kind of sample (`speak_of`)
+        self.problem = ""
+        self.label: QLabel | None = None
+        w.setToolTip(self.tip)
         w.setObjectName(spec.key)
         self.widget = w
         self.error = QLabel(parent)
@@ -227,9 +252,18 @@ class _Field:
             w.setText(str(value))
 
     def show_problem(self, sentence: str) -> None:
+        self.problem = sentence
         self.error.setText(sentence)
         self.error.setVisible(bool(sentence))
-        self.widget.setToolTip(self.spec.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+        self.widget.setToolTip(self.tip + (f"\n\n⚠ {sentence}" if sentence else ""))
+
+    def speak_of(self, kind: registry.Kind) -> None:
+        """Say the tip of a setting every kind of sample has in the words of `kind` ("Series per step")."""
+        if self.spec.key in PER_SAMPLE_TIPS:
+            self.tip = in_words_of(self.spec.tip, kind)
+            self.show_problem(self.problem)
+            if self.label is not None:
+                self.label.setToolTip(self.tip)
 
 
 class HyperparamsPanel(QWidget):
@@ -310,6 +344,7 @@ class HyperparamsPanel(QWidget):
             self._fields[spec.key] = field
             label = QLabel(spec.label)
             label.setToolTip(spec.tip)
+            field.label = label
             label.setBuddy(field.widget)
             if field.browse is not None:
                 row = QHBoxLayout()
@@ -327,10 +362,9 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
-            if spec.key == DATA_FIELDS[-1].key:  # under the augmentations, which it shows
+            if spec.key == DATA_FIELDS[-1].key:  # under the last data setting
                 self.preview_button = QPushButton("Preview data…", page)
-                self.preview_button.setToolTip("See the classes, how many images each has, and samples as training "
-                                               "sees them (with crops and flips), before you start.")
+                self.preview_button.setToolTip(PREVIEW_TIP)
                 self.preview_button.clicked.connect(self.open_preview)
                 form.addRow(self.preview_button)
             if spec.key == "model.max_freq":
@@ -445,7 +479,8 @@ class HyperparamsPanel(QWidget):
         recipe = PRESETS[registry.DATASETS[current.data.dataset].preset]
         cfg = recipe.with_updates({"data.root": current.data.root, "data.folder": current.data.folder,
                                    "data.train_file": current.data.train_file, "data.test_file": current.data.test_file,
-                                   "data.label_column": current.data.label_column})
+                                   "data.label_column": current.data.label_column,
+                                   "data.ucr_problem": current.data.ucr_problem})
         self.set_config(cfg)
         if cfg.data.dataset == "folder":
             self._follow_folder()
@@ -511,6 +546,10 @@ class HyperparamsPanel(QWidget):
         shape = registry.expected_input(cfg.data)
         model = registry.fit_model(cfg.model, shape)
         self._derived = {name: getattr(model, name) for name in DERIVED}
+        kind = registry.KINDS[shape.kind]
+        for field in self._fields.values():
+            field.speak_of(kind)
+        self.preview_button.setToolTip(in_words_of(PREVIEW_TIP, kind))
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
@@ -522,6 +561,8 @@ class HyperparamsPanel(QWidget):
             self.derived_label.setText(f"{channels if shape.channels else '? channels'} · {length} · {classes}")
         elif shape.kind == "points":
             self.derived_label.setText(f"x, y, z · {shape.sides[0]:,} points a cloud · {classes}")
+        elif shape.kind == "audio":
+            self.derived_label.setText(f"{_sound_input(cfg.data, shape.sides)} · {classes} (subfolders)")
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
@@ -530,21 +571,25 @@ class HyperparamsPanel(QWidget):
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
+        is_audio = cfg.data.dataset == "audio_folder"
         is_points = cfg.data.dataset == "points_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder or is_points,
+            "data.folder": is_folder or is_audio or is_points,
             "data.image_size": is_folder,
-            "data.test_fraction": is_folder or is_points or (is_series and not cfg.data.test_file.strip()),
-            "data.num_points": is_points,
-            "data.rotate": is_points,
-            "data.jitter": is_points,
-            "data.crop_padding": not is_points,
-            "data.hflip": not is_points,
+            "data.crop_to_content": is_folder,
+            "data.test_fraction": is_folder or is_audio or is_points or (is_series and not cfg.data.test_file.strip()),
+            **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
+                                         "data.time_shift", "data.gain_db")},
+            "data.n_mels": is_audio and cfg.data.audio_input != "waveform",
+            **{key: is_points for key in ("data.num_points", "data.rotate", "data.jitter")},
+            "data.crop_padding": not (is_audio or is_points),  # image augmentations; sounds and clouds have their own
+            "data.hflip": not (is_audio or is_points),
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
+            "data.ucr_problem": is_series,
             "data.root": downloads,
             "data.download": downloads,
         }
@@ -595,3 +640,13 @@ def _recipe_part(cfg: Config) -> Config:
                       max_freq=-1.0 if follows else cfg.model.max_freq),
         data=replace(cfg.data, root="", folder="", train_file="", test_file="", label_column="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
     )
+
+
+def _sound_input(data, sides: tuple[int, ...]) -> str:
+    """What the model reads of each clip, with its size M (the inputs the latents attend to)."""
+    clip = f"{data.clip_seconds:g} s at {data.sample_rate:,} Hz"
+    if data.audio_input == "waveform":
+        return f"{clip} · {sides[0]:,} samples"
+    if data.audio_input == "log_mel":
+        return f"{clip} · {sides[0]} mels × {sides[1]} frames = {sides[0] * sides[1]:,} inputs"
+    return f"{clip} · {sides[0]} frames of {data.n_mels} mel bands"

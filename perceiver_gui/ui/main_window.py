@@ -23,12 +23,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from perceiver_gui import __version__
 from perceiver_gui.config import PRESETS, Config, ConfigError
 from perceiver_gui.core.events import Finished, RunStarted
+from perceiver_gui.core.queue import RunQueue, queue_file
+from perceiver_gui.core.runs import RunError, default_runs_root, read_config, read_metrics
 from perceiver_gui.ui import deferred
 from perceiver_gui.ui.classifier_panel import ClassifierPanel
 from perceiver_gui.ui.complexity_view import ComplexityView
 from perceiver_gui.ui.export_actions import ExportActions
+from perceiver_gui.ui.help_dialog import GuideDialog
 from perceiver_gui.ui.hyperparams import HyperparamsPanel
 from perceiver_gui.ui.lifecycle import RunLifecycle
 from perceiver_gui.ui.mistakes_panel import MistakesPanel
@@ -49,9 +53,6 @@ __all__ = ["MainWindow"]
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, runs_root: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        from perceiver_gui.core.queue import RunQueue, queue_file
-        from perceiver_gui.core.runs import default_runs_root
-
         self.settings = settings
         self.runs_root = Path(runs_root) if runs_root is not None else default_runs_root()
         self.setWindowTitle("Perceiver GUI")
@@ -258,8 +259,6 @@ class MainWindow(QMainWindow):
     def resume_run(self, run_dir: str) -> None:
         if self.runner.running:
             return
-        from perceiver_gui.core.runs import RunError, read_config
-
         try:  # the form shows what is running: the run's own config, which the engine resumes with
             saved = read_config(Path(run_dir))
         except RunError:
@@ -315,8 +314,6 @@ class MainWindow(QMainWindow):
             self.export_actions.update_texts()
             if event.start_step:
                 # A resumed run: show the curves it had so far, then append.
-                from perceiver_gui.core.runs import read_metrics
-
                 self.plots.load_metrics(read_metrics(Path(event.run_dir)))
             self.runs.set_busy_run(event.run_dir)
             self.runs.refresh()
@@ -370,8 +367,6 @@ class MainWindow(QMainWindow):
                 self.mistakes.load_run(picked.path)
 
     def show_guide(self):
-        from perceiver_gui.ui.help_dialog import GuideDialog
-
         menus = [a.menu() for a in self.menuBar().actions() if a.menu() is not None]
         dialog = GuideDialog([a for menu in menus for a in menu.actions()], self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -382,8 +377,6 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 10000)
 
     def _about(self) -> None:
-        from perceiver_gui import __version__
-
         QMessageBox.about(
             self,
             "About Perceiver GUI",

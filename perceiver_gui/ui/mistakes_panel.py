@@ -122,7 +122,8 @@ class MistakesPanel(QWidget):
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.counts_button = QRadioButton("Counts")
         self.share_button = QRadioButton("% of true class")
-        self.counts_button.setToolTip("Each cell: how many validation images of the row's class got the column's label.")
+        self.counts_button.setToolTip("Each cell: how many validation images of the row's class got the column's "
+                                      "label.")
         self.share_button.setToolTip("Each cell as a share of its row: the rows sum to 100%.")
         self.counts_button.setChecked(True)
         group = QButtonGroup(self)
@@ -131,11 +132,7 @@ class MistakesPanel(QWidget):
         self.view = ConfusionView()
         self.view.set_placeholder("The confusion matrix appears after the first epoch of a run. "
                                   "Or pick a run in the Runs tab to see its latest one.")
-        self.legend = QLabel(
-            "Rows: the true class · columns: what the model said. <span style='color:#2166ac'>■</span> right "
-            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; the stronger the colour, the more "
-            "images, each colour scaled to its own largest cell. Click a cell to see its validation images."
-        )
+        self.legend = QLabel(_legend("images", "validation"))
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: gray;")
 
@@ -332,7 +329,11 @@ class MistakesPanel(QWidget):
             self._say(f"Click a cell of the matrix to see its {self._word()} {self._kind().plural}.")
             self.matrix_shown.emit()
             return
-        self.view.split = confusion.split
+        self.view.split, self.view.kind = confusion.split, self._kind()
+        nouns = self._kind().plural
+        self.counts_button.setToolTip(f"Each cell: how many {confusion.split} {nouns} of the row's class got the "
+                                      f"column's label.")
+        self.legend.setText(_legend(nouns, confusion.split))
         self.view.set_matrix(confusion.counts, confusion.class_names)
         self.summary.setText(self._summary(confusion))
         self.summary.setToolTip(confusion.run_dir)  # runs of a preset share its name; the folder tells them apart
@@ -413,6 +414,13 @@ class MistakesPanel(QWidget):
             "prediction and of the true class. Double-click one to enlarge it.</span>"
         )
         self.cell_shown.emit()
+
+
+def _legend(nouns: str, split: str) -> str:
+    """The matrix's legend, counting `nouns` ("images", "series") of `split`."""
+    return ("Rows: the true class · columns: what the model said. <span style='color:#2166ac'>■</span> right "
+            "(the diagonal), <span style='color:#d6604d'>■</span> mistakes; the stronger the colour, the more "
+            f"{nouns}, each colour scaled to its own largest cell. Click a cell to see its {split} {nouns}.")
 
 
 def _attention(run_dir: str, name: str, source):

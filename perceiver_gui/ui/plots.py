@@ -13,8 +13,9 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtCore import QEvent, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
@@ -37,6 +38,8 @@ from perceiver_gui.ui.plotting import (
     RoundBounds,
     Series,
     add_plot,
+    along,
+    clear_spot,
     ema,
     legend_in_title_row,
     rgb_pen,
@@ -118,11 +121,16 @@ class PlotsPanel(QWidget):
             plot.getViewBox().sigResized.connect(self._view_changed)  # envelopes depend on the width in pixels
         self.best_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DashLine))
         self.best_marker = pg.ScatterPlotItem(symbol="star", size=16, brush=pg.mkBrush(GREEN), pen=None)
-        # Anchored at its right end, so the label of a best epoch at the right edge stays inside the plot.
-        self.best_label = pg.TextItem(anchor=(1.0, 1.0), color=GREEN)
-        for item in (self.best_line, self.best_marker, self.best_label):
+        for item in (self.best_line, self.best_marker):
             item.setVisible(False)
             self.acc_plot.addItem(item, ignoreBounds=True)
+        # In the view's pixels, not its data: placed where no curve runs (_place_best_label), which next to
+        # the star often is not (the curves arrive at it from the left).
+        self.best_label = pg.TextItem(color=GREEN)
+        self.best_label.setVisible(False)
+        self.best_label.setParentItem(self.acc_plot.getViewBox())
+        self.acc_plot.getViewBox().sigRangeChanged.connect(self._place_best_label)
+        self.acc_plot.getViewBox().sigResized.connect(self._place_best_label)
         # Line widths at 1× scaling, scaled by the screen's pixel ratio when shown (scale_pens).
         self._widths = ((self.raw_curve, 1.0), (self.smooth_curve, 2.2), (self.val_loss_curve, 2.0),
                         (self.val_acc_curve, 2.0), (self.train_acc_curve, 1.5), (self.lr_curve, 1.5),
@@ -294,10 +302,7 @@ class PlotsPanel(QWidget):
                 epoch, acc = self._best
                 self.best_line.setValue(epoch)
                 self.best_marker.setData([epoch], [acc])
-                self.best_label.setText(f"best {'val' if self.held_out != 'test' else 'test'} {acc:.1%} ")
-                # Above the star while there is room; below it near the top, where it would be clipped.
-                self.best_label.setAnchor((1.0, 0.0) if acc > 0.6 else (1.0, 1.0))
-                self.best_label.setPos(epoch, acc)
+                self.best_label.setText(f"★ best {'val' if self.held_out != 'test' else 'test'} {acc:.1%}, epoch {epoch}")
             for item in (self.best_line, self.best_marker, self.best_label):
                 item.setVisible(self._best is not None)
         parts = []
@@ -314,6 +319,7 @@ class PlotsPanel(QWidget):
         # pyqtgraph fits the ranges to new data just before painting, and the axes it changes then ask
         # for a second paint; fitting now lets one paint show everything (half the drawing per update).
         self.graphics.scene().prepareForPaint()
+        self._place_best_label()
 
     def _draw_long(self) -> None:
         """Hand each long curve its envelope for the steps in view, when the series or the view changed."""
@@ -338,6 +344,36 @@ class PlotsPanel(QWidget):
 
     def _view_changed(self, *_: object) -> None:
         self._draw_long()
+
+    def _place_best_label(self, *_: object) -> None:
+        """Put the best epoch's label beside its star if no curve runs there, else at the foot or the top of
+        its dashed line, else in a corner of the plot: the first of these spots that the curves leave free."""
+        view = self.acc_plot.getViewBox()
+        key = (self._best, self.val_acc.version, self.train_acc.version, self.best_label.toPlainText(),
+               tuple(map(tuple, view.viewRange())), view.width(), view.height())
+        if self._best is None or self._drawn.get(id(self.best_label)) == key:
+            return
+        self._drawn[id(self.best_label)] = key
+        t = view.childTransform()  # data -> the view's pixels
+
+        def pixels(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+            return np.column_stack((t.m11() * xs + t.m21() * ys + t.dx(), t.m12() * xs + t.m22() * ys + t.dy()))
+
+        bounds = view.boundingRect()
+        star = pixels(np.array([float(self._best[0])]), np.array([self._best[1]]))[0]
+        ring = star + 6 * np.array([(math.cos(a), math.sin(a)) for a in np.linspace(0, 2 * math.pi, 12)])
+        dashed = np.column_stack((np.full(50, star[0]), np.linspace(bounds.top(), bounds.bottom(), 50)))
+        obstacles = np.vstack([along(pixels(s.x, s.y)) for s in (self.val_acc, self.train_acc)]
+                              + [star[None], ring, along(dashed)])
+        size = self.best_label.textItem.boundingRect().size()
+        w, h, gap, pad = size.width(), size.height(), 11.0, 4.0
+        left, right = star[0] - gap - w, star[0] + gap
+        rows = (star[1] - gap - h, star[1] + gap, bounds.bottom() - pad - h, bounds.top() + pad)
+        corners = ((bounds.right() - pad - w, bounds.bottom() - pad - h), (bounds.left() + pad, bounds.top() + pad),
+                   (bounds.left() + pad, bounds.bottom() - pad - h), (bounds.right() - pad - w, bounds.top() + pad))
+        candidates = [QRectF(x, y, w, h) for y in rows for x in (left, right)]
+        candidates += [QRectF(x, y, w, h) for x, y in corners]
+        self.best_label.setPos(clear_spot(candidates, obstacles, bounds, margin=4.0).topLeft())
 
     def best(self) -> tuple[int, float] | None:
         return self._best

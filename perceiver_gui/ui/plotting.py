@@ -6,7 +6,7 @@ opaque grid lines under the curves, auto-range to round numbers, and styling tha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,8 +16,8 @@ from PySide6.QtGui import QColor, QPen
 
 from perceiver_gui.ui.widgets import mix
 
-__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "RoundBounds", "Series", "add_plot", "ema",
-           "legend_in_title_row", "rgb_pen", "round_up", "scale_pens", "style_plot", "widen"]
+__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "RoundBounds", "Series", "add_plot", "along", "clear_spot",
+           "ema", "legend_in_title_row", "rgb_pen", "round_up", "scale_pens", "style_plot", "widen"]
 
 pg.setConfigOptions(antialias=True)  # smooth curves; must be set before any plot is made
 
@@ -260,6 +260,31 @@ def scale_pens(widths: Iterable[tuple[Any, float]], ratio: float) -> None:
         if pen.widthF() != width * scale:
             pen.setWidthF(width * scale)
             item.setPen(pen)
+
+
+def along(points: np.ndarray, step: float = 2.0) -> np.ndarray:
+    """Points at most `step` apart along the line through `points` (n × 2, in pixels), the corners included:
+    where a curve's pen draws, for telling whether something would sit on it."""
+    if len(points) < 2:
+        return points
+    seg = np.diff(points, axis=0)
+    counts = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / step)).astype(int)
+    which = np.repeat(np.arange(len(seg)), counts)
+    t = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) / counts[which]
+    return np.vstack((points[which] + seg[which] * t[:, None], points[-1:]))
+
+
+def clear_spot(candidates: Sequence[QRectF], obstacles: np.ndarray, bounds: QRectF, margin: float) -> QRectF:
+    """The first of `candidates` (rectangles in pixels, in order of preference) that lies within `bounds` with
+    no obstacle point (n × 2) within `margin` of it; where every one is taken, the one with the fewest."""
+    inside = [r for r in candidates if bounds.contains(r)] or list(candidates[:1])
+
+    def covered(r: QRectF) -> int:
+        x, y = obstacles[:, 0], obstacles[:, 1]
+        return int(np.count_nonzero((x >= r.left() - margin) & (x <= r.right() + margin)
+                                    & (y >= r.top() - margin) & (y <= r.bottom() + margin)))
+
+    return min(inside, key=covered)  # the first of the least covered: preference order breaks ties
 
 
 def style_plot(plot: pg.PlotItem, foreground: QColor, *, background: QColor | None = None,

@@ -108,7 +108,6 @@ class TrainingRunner(QObject):
         self.runs_root = runs_root
         self._worker: GeneratorWorker | None = None
         self._control: RunControl | None = None
-        self._last_finished: Finished | None = None
 
     @property
     def running(self) -> bool:
@@ -133,7 +132,6 @@ class TrainingRunner(QObject):
             self._launch_processes(cfg, run_dir)
             return
         self._control = RunControl()
-        self._last_finished = None
         self._worker = start_worker(_run, cfg, self.runs_root, run_dir, self._control, yielded=self._on_yielded,
                                     errored=self._on_errored, finished=self._on_finished)
         self.started.emit()
@@ -150,7 +148,6 @@ class TrainingRunner(QObject):
         process.done.connect(self._on_finished)
         process.done.connect(process.deleteLater)
         self._worker = self._control = process  # it answers pause, continue_, stop and paused like a RunControl
-        self._last_finished = None
         process.start()
         self.started.emit()
 
@@ -190,7 +187,6 @@ class TrainingRunner(QObject):
         for event in batch:
             self.event.emit(event)
             if isinstance(event, Finished):
-                self._last_finished = event
                 self.finished.emit(event)
 
     def _on_errored(self, exc: BaseException) -> None:

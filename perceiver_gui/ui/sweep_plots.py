@@ -13,7 +13,7 @@ from PySide6.QtCore import QEvent
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, style_plot
+from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, scale_pens, style_plot
 
 __all__ = ["SweepPlots"]
 
@@ -44,6 +44,9 @@ class SweepPlots(QWidget):
         self.parallel_plot.hideAxis("left")
         self.parallel_plot.setYRange(-0.08, 1.08, padding=0)
         self._parallel_items: list[Any] = []
+        # Each line's width at 1×, scaled by the screen's pixel ratio (scale_pens): the best-so-far curve, then
+        # the parallel-coordinates plot's axes and trials, made anew at each redraw.
+        self._widths: list[tuple[Any, float]] = [(self.best_curve, 2.0)]
         self._importance_items: list[Any] = []
         self.best_points: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # what the curve shows
         self.lines = 0  # trials drawn in the parallel-coordinates plot
@@ -78,6 +81,7 @@ class SweepPlots(QWidget):
         for item in self._parallel_items:
             plot.removeItem(item)
         self._parallel_items = []
+        del self._widths[1:]
         axes = [key.partition(".")[2] for key, _ in search] + [metric]  # "lr": the table names the section
         plot.getAxis("bottom").setTicks([list(enumerate(axes))])
         plot.setXRange(-0.3, len(axes) - 0.7, padding=0)
@@ -86,10 +90,10 @@ class SweepPlots(QWidget):
         lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
         for i, (_key, space) in enumerate(search):
             low_text, high_text = _ends(space)
-            self._add(pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(GREY, width=1)))
+            self._add(pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(GREY, width=1)), width=1.0)
             self._add(_label(low_text, i, -0.06, self._foreground))
             self._add(_label(high_text, i, 1.06, self._foreground))
-        self._add(pg.InfiniteLine(pos=len(search), angle=90, pen=pg.mkPen(GREY, width=1)))
+        self._add(pg.InfiniteLine(pos=len(search), angle=90, pen=pg.mkPen(GREY, width=1)), width=1.0)
         self._add(_label(f"{lo:.3g}", len(search), -0.06, self._foreground))
         self._add(_label(f"{hi:.3g}", len(search), 1.06, self._foreground))
         for r in sorted(shown, key=lambda r: r.value * (1 if direction == "maximize" else -1)):  # best on top
@@ -98,8 +102,10 @@ class SweepPlots(QWidget):
             ys.append(0.5 if hi == lo else (r.value - lo) / (hi - lo))
             goodness = ys[-1] if direction == "maximize" else 1 - ys[-1]
             colour = GREY if r.state == "pruned" else _blend(ORANGE, BLUE, goodness)
-            self._add(pg.PlotDataItem(list(range(len(ys))), ys, pen=pg.mkPen(colour, width=2 if r.is_best else 1.2)))
+            width = 2.0 if r.is_best else 1.2
+            self._add(pg.PlotDataItem(list(range(len(ys))), ys, pen=pg.mkPen(colour, width=width)), width=width)
         self.lines = len(shown)
+        self._apply_pens()
 
     def _draw_importance(self, importance: dict[str, float], note: str) -> None:
         plot = self.importance_plot
@@ -122,14 +128,25 @@ class SweepPlots(QWidget):
         self._importance_items.append(bars)
         plot.setRange(xRange=(0, 1), yRange=(-0.6, len(names) - 0.4))
 
-    def _add(self, item: Any) -> None:
+    def _add(self, item: Any, width: float | None = None) -> None:
         self.parallel_plot.addItem(item)
         self._parallel_items.append(item)
+        if width is not None:
+            self._widths.append((item, width))
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
         if event.type() == QEvent.Type.PaletteChange:
             self._apply_palette()
+        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
+            self._apply_pens()
         super().changeEvent(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
+        super().showEvent(event)
+
+    def _apply_pens(self) -> None:
+        scale_pens(self._widths, self.devicePixelRatioF())
 
     def _apply_palette(self) -> None:
         palette = self.palette()

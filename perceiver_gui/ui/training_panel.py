@@ -66,7 +66,6 @@ class TrainingPanel(QWidget):
         self.state = "idle"  # idle, running, paused, stopping
         self._blocked = ""
         self._resumable = ""  # the name of the run Resume continues; "" when there is none
-        self._steps_per_epoch = 0
         self._shown_step: Step | None = None  # the newest Step, shown once the batch it came in has been handled
         self._epochs = 0
         self._kind: Kind = KINDS["image"]  # what the running run's samples are: its sizes and speed count these
@@ -202,7 +201,6 @@ class TrainingPanel(QWidget):
             return
         self._show_step()  # anything else comes after the steps before it
         if isinstance(event, RunStarted):
-            self._steps_per_epoch = event.steps_per_epoch
             self._epochs = event.total_steps // max(1, event.steps_per_epoch)
             self._kind = KINDS.get(event.kind, KINDS["image"])
             self.speed_label.setToolTip(f"Training throughput, in {self._kind.plural} per second.")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
 
 
 def mix(colour: QColor, background: QColor, share: float) -> QColor:
@@ -18,6 +19,9 @@ def mix(colour: QColor, background: QColor, share: float) -> QColor:
 
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
+# A spectrogram's colours from quiet to loud: white (the page) through blue and purple to dark red.
+HEAT = np.array([(255, 255, 255), (150, 190, 235), (31, 119, 180), (120, 60, 150), (200, 40, 40), (110, 0, 0)],
+                dtype=np.float64)
 
 
 def series_image(series, side: int) -> QImage:
@@ -70,6 +74,38 @@ def points_image(points, side: int) -> QImage:
         share = (depth[i] - near) / (far - near) if far > near else 0.0
         painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share))
         painter.drawEllipse(QPointF(side / 2 + across[i] * scale, side / 2 - up[i] * scale), radius, radius)
+    painter.end()
+    return image
+
+
+def sound_image(values, side: int) -> QImage:
+    """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
+    and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
+    low pitches at the bottom, the loudest 60 dB shown (below that is the background). A QImage, so a worker thread may draw it."""
+    if values.ndim == 2:
+        mels, frames = values.shape
+        level = ((values - (float(values.max()) - 60.0)) / 60.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
+        rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)  # low pitches at the bottom
+        cols = (np.arange(side) * frames // side).clip(0, frames - 1)
+        position = level[rows[:, None], cols[None, :]] * (len(HEAT) - 1)
+        below = np.floor(position).astype(int).clip(0, len(HEAT) - 2)
+        rgb = HEAT[below] + (HEAT[below + 1] - HEAT[below]) * (position - below)[..., None]
+        data = np.ascontiguousarray(rgb.round().astype(np.uint8)).tobytes()
+        return QImage(data, side, side, 3 * side, QImage.Format.Format_RGB888).copy()  # copy: data goes away
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    peak = float(abs(values).max()) or 1.0
+    edges = [round(i * len(values) / side) for i in range(side + 1)]
+    middle = (side - 1) / 2
+    points = []  # down and up each column: one polyline draws the envelope
+    for x in range(side):
+        chunk = values[edges[x]:max(edges[x + 1], edges[x] + 1)]
+        if len(chunk):
+            points += [QPointF(x, middle - float(chunk.max()) / peak * middle),
+                       QPointF(x, middle - float(chunk.min()) / peak * middle)]
+    painter = QPainter(image)
+    painter.setPen(QPen(QColor(SERIES_COLOURS[0]), 1))
+    painter.drawPolyline(QPolygonF(points))
     painter.end()
     return image
 

@@ -25,6 +25,9 @@ def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     if name in ("folder", "points"):  # the presets that need the user's folder before they can start
         assert [key for key, _ in cfg.validate()] == ["data.folder"]
         cfg = cfg.with_updates({"data.folder": str(tmp_path)})
+    if name == "audio":  # and the one that needs the user's folder of sounds
+        assert [key for key, _ in cfg.validate()] == ["data.folder"]
+        cfg = cfg.with_updates({"data.folder": str(tmp_path)})
     if name == "sequences":  # and the one that needs the user's file of series
         assert [key for key, _ in cfg.validate()] == ["data.train_file"]
         cfg = cfg.with_updates({"data.train_file": str(tmp_path / "series.ts")})
@@ -131,6 +134,7 @@ OUT_OF_RANGE = {
     "data.train_file": ["/data/\udcff.ts", "/" + "d" * 5000],
     "data.test_file": ["/data/\udcff.ts", "/" + "d" * 5000],
     "data.label_column": ["\udcff", "c" * 101],
+    "data.ucr_problem": ["../etc", "Gun Point", "x" * 65],
     "data.image_size": [3, 513],
     "data.val_fraction": [-0.1, 0.5, 1.0, math.nan],  # 0 is allowed: no validation split
     "data.split_seed": [-1, 2**31],
@@ -138,6 +142,12 @@ OUT_OF_RANGE = {
     "data.crop_padding": [-1, 17],
     "data.num_points": [15, 10**6],
     "data.jitter": [-0.01, 0.6, math.nan],
+    "data.sample_rate": [999, 192_001],
+    "data.clip_seconds": [0.0, -1.0, 61.0, math.nan, math.inf],
+    "data.audio_input": ["mfcc"],
+    "data.n_mels": [0, 257],
+    "data.time_shift": [-0.1, 1.5, math.nan],  # 1.5 is longer than the 1 s clip
+    "data.gain_db": [-1.0, 41.0, math.nan],
     "train.optimizer": ["lion"],
     "train.lr": [0.0, 11.0, math.inf, math.nan],
     "train.momentum": [-0.1, 1.0, math.nan],
@@ -159,8 +169,8 @@ OUT_OF_RANGE = {
     "train.compile": ["max-autotune", "on"],
     "train.early_stop_patience": [-1, 10**5],
 }
-BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip", "data.rotate", "train.nesterov",
-            "train.tf32"}
+BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip",
+            "data.crop_to_content", "data.rotate", "train.nesterov", "train.tf32"}
 
 
 def _all_fields() -> set[str]:

@@ -547,3 +547,23 @@ def test_a_class_folder_whose_name_is_not_utf8_is_refused_by_name(tmp_path):
     os.rename(folder / "pears", os.path.join(os.fsencode(folder), b"caf\xe9"))
     with pytest.raises(DatasetError, match=r"b'caf\\xe9'.*not valid UTF-8; rename it"):
         run(folder_cfg(folder, tmp_path / "data"))
+
+
+def test_folder_cropped_to_content_matches_the_predictor_path_and_has_its_own_cache(tmp_path):
+    from perceiver_gui.core.images import crop_to_content
+
+    folder = make_image_folder(tmp_path / "f", {"a": 3, "b": 3}, size=(37, 23))
+    from PIL import Image
+
+    for path in sorted(folder.rglob("*.png"))[:3]:  # some objects on white paper, to be cut out
+        img = Image.new("RGB", (40, 30), "white")
+        img.paste((20, 20, 160), (3, 4, 15, 12))
+        img.save(path)
+    plain = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=16, test_fraction=0.34))
+    cut = load_dataset(folder_cfg(folder, tmp_path / "data", image_size=16, test_fraction=0.34, crop_to_content=True))
+    every = torch.cat([cut.train_x, cut.test_x])
+    expected = [to_uint8_tensor(crop_to_content(open_image(p, channels=3)), (16, 16)) for p in sorted(folder.rglob("*.*"))]
+    for tensor in expected:
+        assert any(torch.equal(tensor, row) for row in every)
+    assert not torch.equal(torch.cat([plain.train_x, plain.test_x]), every)
+    assert sorted(p.name for p in (tmp_path / "data" / "folder-cache").iterdir())[0].endswith("-16px-content.safetensors")

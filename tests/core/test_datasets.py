@@ -18,13 +18,13 @@ from perceiver_gui.core.model import build_model
 from tests.core.data_fixtures import make_image_folder, make_mnist, make_tiny_cifar100
 
 
-def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_of_its_own():
+def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_that_trains_on_it():
     assert tuple(registry.DATASETS) == DATASETS
     assert set(data._LOADERS) == set(DATASETS)
     for key, spec in registry.DATASETS.items():
         assert spec.key == key and spec.label and spec.description.endswith(".")
-        # Named after the dataset, or after its kind for a folder of a kind (points_folder's is "points").
-        assert spec.preset in (key, key.removesuffix("_folder")) and PRESETS[spec.preset].data.dataset == key
+        # points_folder's is "points", audio_folder's "audio"
+        assert spec.preset in PRESETS and PRESETS[spec.preset].data.dataset == key
         assert spec.kind in registry.KINDS
 
 
@@ -77,6 +77,10 @@ def test_every_preset_validates_and_builds_a_model_that_reads_its_data(name, tmp
         rows = "\n".join(",".join(str((i * j) % 7) for j in range(64)) + f":{'ab'[i % 2]}" for i in range(6))
         (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
         cfg = cfg.with_updates({"data.train_file": str(tmp_path / "s.ts")})
+    if name == "audio":
+        for label in ("a", "b"):
+            (tmp_path / "sounds" / label).mkdir(parents=True)
+        cfg = cfg.with_updates({"data.folder": str(tmp_path / "sounds")})  # classes are its subfolders
     assert cfg.validate() == []
     shape = registry.expected_input(cfg.data)
     model = build_model(registry.fit_model(cfg.model, shape)).eval()

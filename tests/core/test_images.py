@@ -288,3 +288,67 @@ def test_a_folder_and_a_missing_file_still_say_so(tmp_path):
         open_image(tmp_path, channels=1)
     with pytest.raises(ImageError, match="does not exist"):
         open_image(tmp_path / "nope.png", channels=1)
+
+
+# -- crop_to_content ---------------------------------------------------------------------------
+def _drawn(shape: str, box: tuple[int, int, int, int], *, side: int = 48, colour=(30, 90, 200)) -> Image.Image:
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([((x0 + x1) / 2, y0), (x0, y1), (x1, y1)], fill=colour)
+    return img
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle"])
+def test_crop_to_content_makes_a_shape_look_the_same_wherever_and_however_big_it_is_drawn(shape):
+    # A small one in a corner and a big one in the middle: cut out, they are nearly the same picture,
+    # while the pictures as drawn are far apart.
+    small, big = _drawn(shape, (2, 30, 14, 42)), _drawn(shape, (8, 8, 40, 40))
+    as_drawn = (to_uint8_tensor(small, (16, 16)).float() - to_uint8_tensor(big, (16, 16)).float()).abs().mean()
+    cut = [to_uint8_tensor(images.crop_to_content(img), (16, 16)).float() for img in (small, big)]
+    assert (cut[0] - cut[1]).abs().mean() < 0.25 * as_drawn
+    assert (cut[0] - cut[1]).abs().mean() < 12  # of 255: the same shape, edges aside
+
+
+def test_crop_to_content_tells_the_shapes_apart_and_keeps_a_margin_of_background():
+    cut = {shape: images.crop_to_content(_drawn(shape, (5, 20, 25, 40))) for shape in ("circle", "square", "triangle")}
+    for img in cut.values():
+        assert img.size[0] == img.size[1] >= 21
+        assert pixel(img, (0, 0)) == (255, 255, 255)  # the margin is the background, not black
+    tensors = {k: to_uint8_tensor(v, (16, 16)).float() for k, v in cut.items()}
+    assert (tensors["circle"] - tensors["square"]).abs().mean() > 15
+    assert (tensors["triangle"] - tensors["square"]).abs().mean() > 15
+
+
+def test_crop_to_content_near_the_edge_fills_the_missing_side_with_the_background():
+    # A 10×20 black bar touching the left and top edges: the 22-pixel square around it (20 + 5 % a side)
+    # starts 6 columns left of the picture, and those columns are white, not black.
+    img = images.crop_to_content(_drawn("square", (0, 0, 9, 19), colour=(0, 0, 0)))
+    assert img.size == (22, 22)
+    assert pixel(img, (2, 10)) == (255, 255, 255)  # outside the picture: the background's white
+    assert pixel(img, (8, 10)) == (0, 0, 0)  # the bar
+    assert pixel(img, (20, 10)) == (255, 255, 255)  # the picture's own white, right of the bar
+
+
+def test_crop_to_content_leaves_photos_blank_pictures_and_full_frames_alone():
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8), mode="RGB")
+    blank = Image.new("L", (20, 20), 240)
+    full = _drawn("square", (0, 0, 47, 47))
+    for img in (photo, blank, full):
+        assert images.crop_to_content(img) is img
+    gray = images.crop_to_content(_drawn("circle", (10, 10, 20, 20)).convert("L"))
+    assert gray.mode == "L" and gray.size[0] < 20  # gray pictures are cut the same way
+
+
+def test_crop_to_content_cuts_out_a_big_object_in_a_corner():
+    # A square filling 23 of 32 pixels from the top-left corner covers a third of the border.
+    img = images.crop_to_content(_drawn("square", (0, 0, 22, 22), side=32))
+    assert img.size == (26, 26) and pixel(img, (5, 5)) == (30, 90, 200)

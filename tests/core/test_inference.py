@@ -213,3 +213,31 @@ def test_attention_maps_cover_the_input_grid(predictor: Predictor, image_dir: Pa
         assert torch.allclose(layer.sum(dim=(-2, -1)), torch.ones(cfg.cross_heads, cfg.num_latents), atol=1e-5)
     with pytest.raises(ImageError):
         predictor.attention(b"garbage")
+
+
+def test_a_model_trained_on_cropped_objects_crops_what_it_classifies_too(tmp_path):
+    # data.crop_to_content: the predictor cuts the object out as the folder was read for training, so a
+    # small square in a corner and a big one in the middle get the same answer; a model without it does not.
+    from PIL import ImageDraw
+
+    from perceiver_gui.config import DataConfig
+
+    def square(box) -> Image.Image:
+        img = Image.new("RGB", (40, 40), "white")
+        ImageDraw.Draw(img).rectangle(box, fill=(200, 40, 40))
+        return img
+
+    small, big = square((1, 1, 10, 10)), square((6, 6, 33, 33))
+    answers = {}
+    for crop in (True, False):
+        path = make_checkpoint(tmp_path / f"{crop}.safetensors", size=(16, 16))
+        meta = Predictor.from_checkpoint(path).meta
+        cfg = dataclasses.replace(meta.config, data=DataConfig(dataset="folder", folder="shapes", crop_to_content=crop))
+        torch.manual_seed(0)
+        save_model(path, build_model(cfg.model).state_dict(), dataclasses.replace(meta, config=cfg))
+        answers[crop] = Predictor.from_checkpoint(path).predict([small, big], top_k=4)
+    def gap(pair: list[Prediction]) -> float:
+        first, second = (dict(p.top) for p in pair)
+        return max(abs(first[label] - second[label]) for label in CLASSES)
+
+    assert gap(answers[True]) < 0.2 * gap(answers[False])

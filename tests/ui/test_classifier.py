@@ -218,3 +218,32 @@ def test_meshes_and_point_files_dropped_on_a_points_model_give_a_result_each_wit
             assert len(colours) > 5
     assert "is a mesh with no faces" in by_name["flat.obj"].error
     assert "reads point clouds, not images" in by_name[image.name].error
+
+
+def test_sounds_dropped_on_a_sound_model_with_an_image_give_a_spectrogram_each(panel, qtbot, tmp_path):
+    import numpy as np
+    import soundfile
+
+    from perceiver_gui.core.training import train
+    from tests.core.test_audio import audio_folder, tiny_audio, tone
+
+    folder = audio_folder(tmp_path / "sounds", per_class=4)
+    cfg = tiny_audio(folder, tmp_path, audio_input="mel_frames").with_updates({"train.epochs": 1})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    assert events[-1].status == "completed", events[-1].message
+    load_model(qtbot, panel, tmp_path / "run" / "model.safetensors")
+    new = tmp_path / "new"
+    new.mkdir()
+    soundfile.write(new / "beep.flac", tone(3000, 0.4, 44_100), 44_100)
+    soundfile.write(new / "hum.ogg", np.stack([tone(250, 0.5, 22_050)] * 2, axis=1), 22_050)
+    soundfile.write(new / "quiet.wav", np.zeros(8000, dtype=np.float32), 16_000)
+    image = digit_images(tmp_path / "images", 1)[0]
+    drop_files(panel, [new / "beep.flac", image, new / "hum.ogg", new / "quiet.wav"])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 4, timeout=30000)
+    by_name = {Path(entry.path).name: entry for entry in panel.entries()}
+    for name in ("beep.flac", "hum.ogg"):
+        assert len(by_name[name].top) == 3 and not by_name[name].error
+        thumb = by_name[name].picture.pixmap().toImage()  # a heat map: many colours, not the "?" placeholder
+        assert len({thumb.pixel(x, y) for x in range(0, thumb.width(), 2) for y in range(0, thumb.height(), 2)}) > 10
+    assert "reads sounds" in by_name[image.name].error
+    assert "is silent" in by_name["quiet.wav"].error

@@ -91,6 +91,16 @@ def test_ctrl_click_two_runs_overlays_their_curves_with_their_names_in_the_legen
     assert "Comparing 2 runs" in panel.detail.text()
 
 
+def test_compared_runs_lines_keep_their_width_on_a_2x_screen(panel, monkeypatch):
+    view = panel.compare
+    monkeypatch.setattr(view, "devicePixelRatioF", lambda: 2.0, raising=False)  # as on a screen at 2× scaling
+    panel.select_runs([str(panel.runs_root / "a"), str(panel.runs_root / "b")])
+    widths = sorted(c.opts["pen"].widthF() for c in view.acc_plot.listDataItems() if c.opts["pen"] is not None)
+    assert widths and all(w >= 4.0 for w in widths), widths  # device pixels: twice the 2 px at 1×
+    loss = [c.opts["pen"].widthF() for c in view.loss_plot.listDataItems() if c.opts["pen"] is not None]
+    assert loss and min(loss) >= 3.6, loss
+
+
 def test_the_table_highlights_exactly_the_settings_that_differ(panel):
     panel.select_runs([str(panel.runs_root / "a"), str(panel.runs_root / "b")])
     view = panel.compare

@@ -116,6 +116,19 @@ def test_the_plot_shows_the_models_own_encoding_and_follows_the_settings(form):
     form.grab().save("/tmp/fourier_form.png")
 
 
+def test_the_plots_lines_keep_their_width_on_a_2x_screen(form, monkeypatch):
+    view = form.fourier
+    monkeypatch.setattr(view, "devicePixelRatioF", lambda: 2.0, raising=False)  # as on a screen at 2× scaling
+    view.toggle.setChecked(True)
+    widths = {curve.opts["pen"].widthF() for curve, _ in _curves_with_pens(view)}
+    assert widths == {2.0, 3.0}  # device pixels: twice the coordinate's 1 px and the bands' 1.5 px at 1×
+
+
+def _curves_with_pens(view):
+    return [(c, c.opts["pen"]) for c in view.plot.getPlotItem().listDataItems()
+            if c.opts["pen"] is not None and len(c.getData()[0] if c.getData()[0] is not None else ())]
+
+
 def test_building_the_form_does_not_import_pyqtgraph():
     """Launch time: the plot's library loads when the plot is first shown, not with the form."""
     code = (

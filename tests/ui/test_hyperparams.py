@@ -20,8 +20,8 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     form.set_config(PRESETS[name])
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
-    # The folder, points and sequences presets wait for their data; every other preset can start as it is.
-    waits = {"folder": "data.folder", "points": "data.folder", "sequences": "data.train_file"}
+    # The folder, points, audio and sequences presets wait for their data; every other preset can start as it is.
+    waits = {"folder": "data.folder", "points": "data.folder", "sequences": "data.train_file", "audio": "data.folder"}
     assert [key for key, _ in form.problems()] == ([waits[name]] if name in waits else [])
 
 
@@ -233,7 +233,53 @@ def test_point_clouds_show_the_point_fields_and_the_points_as_m(form, qtbot, tmp
     qtbot.addWidget(view)
     view.set_config(cfg)
     assert "per point cloud" in view.cost.text()
-    assert "M×N = 256 (points)×32" in view.attention.text()
+    assert "M = 256 points" in view.attention.text()
     # The Fourier readout speaks of points, with no pixel grid to alias on.
     assert "channels to each point" in form.fourier.channels.text()
     assert "Nyquist" not in form.fourier.note.text() and "no band aliases" in form.fourier.note.text()
+
+
+def test_a_ucr_problem_by_name_stands_in_for_the_series_file(form):
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.ucr_problem").isEnabled()
+    _pick(form, "data.dataset", "sequences")
+    assert form.field("data.ucr_problem").isEnabled()
+    form.field("data.ucr_problem").setText("GunPoint")
+    assert form.problems() == [] and form.config().data.ucr_problem == "GunPoint"
+    form.field("data.ucr_problem").setText("../GunPoint")
+    assert [key for key, _ in form.problems()] == ["data.ucr_problem"]
+
+
+def test_the_tips_of_settings_every_kind_has_speak_of_the_chosen_kind(form, tmp_path):
+    keys = ("train.batch_size", "train.mixup", "data.val_fraction", "data.split_seed", "model.cross_heads")
+    form.set_config(PRESETS["digits"])
+    assert form.field("train.batch_size").toolTip().startswith("Images per step")
+    _pick(form, "data.dataset", "sequences")
+    for key in keys:
+        assert "image" not in form.field(key).toolTip().lower(), (key, form.field(key).toolTip())
+    assert form.field("train.batch_size").toolTip().startswith("Series per step; larger is faster per series")
+    assert "how many series each has" in form.preview_button.toolTip()
+    _pick(form, "data.dataset", "digits")
+    assert form.field("train.batch_size").toolTip().startswith("Images per step")
+
+
+def test_an_audio_folder_enables_the_sound_settings_and_the_readout_gives_m(form, tmp_path):
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / label).mkdir()
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.sample_rate").isEnabled()  # sound settings are greyed out for images
+    _pick(form, "data.dataset", "audio_folder")
+    assert form.preset_box.currentData() == "audio"  # an untouched preset brings the dataset's recipe
+    assert all(form.field(key).isEnabled() for key in ("data.folder", "data.audio_input", "data.sample_rate",
+                                                        "data.clip_seconds", "data.n_mels", "data.time_shift",
+                                                        "data.gain_db"))
+    assert not form.field("data.hflip").isEnabled() or not form.config().data.hflip
+    form.field("data.folder").setText(str(tmp_path))
+    cfg = form.config()
+    assert form.problems() == [] and (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 40, 3)
+    assert "101 frames of 40 mel bands" in form.derived_label.text() and "3 classes" in form.derived_label.text()
+    _pick(form, "data.audio_input", "log_mel")
+    assert form.config().model.input_axis == 2 and "40 mels × 101 frames = 4,040 inputs" in form.derived_label.text()
+    _pick(form, "data.audio_input", "waveform")
+    assert "16,000 samples" in form.derived_label.text() and not form.field("data.n_mels").isEnabled()
+    assert form.config().model.input_axis == 1 and form.config().model.input_channels == 1

@@ -40,7 +40,10 @@ def test_the_cost_readout_of_a_series_config_is_per_series(qtbot, tmp_path):
                                                        "model.input_axis": 1, "model.input_channels": 1,
                                                        "model.num_classes": 2}))
     assert "FLOPs</b> per series" in view.cost.text() and "M×N = 40×" in view.attention.text()
+    assert "(M = 40 time steps)" in view.attention.text()
     assert "per series and head" in view.note.text() and "image" not in view.note.text()
+    view.set_config(PRESETS["digits"])
+    assert "(M = 8×8 pixels)" in view.attention.text() and "per image" in view.cost.text()
 
 
 def test_the_preview_of_a_series_file_counts_series(qtbot, tmp_path):

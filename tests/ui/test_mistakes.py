@@ -219,6 +219,9 @@ def test_a_folder_datasets_images_name_their_files_so_mislabelled_ones_can_be_fo
 def test_a_series_runs_cells_show_each_series_as_a_line_plot_named_by_its_file_and_row(qtbot, mistakes, series_run):
     _load(qtbot, mistakes, series_run)
     assert "validation series right" in mistakes.summary.text()
+    assert "image" not in mistakes.legend.text() + mistakes.counts_button.toolTip()
+    cell_tip = mistakes.view.tooltip(mistakes.view.cell_rect(0, 0).center())
+    assert "validation series" in cell_tip and "image" not in cell_tip, cell_tip
     counts = mistakes.view.counts
     t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
     _click(qtbot, mistakes, t, p)
@@ -256,3 +259,14 @@ def test_a_series_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, m
     assert not view.result.error and view.result.series.shape == (steps, 2) and view.heat.shape == (steps,)
     assert f"validation series #{mistakes.cell.indices[0]}" in view.windowTitle()
     view.close()
+
+
+def test_a_live_series_runs_matrix_counts_series(qtbot, mistakes):
+    mistakes.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=10, train_size=8,
+                                 test_size=2, class_names=("a", "b"), steps_per_epoch=1, total_steps=2, start_step=0,
+                                 start_epoch=0, val_size=4, kind="series"))
+    assert "validation series" in mistakes.gallery_title.text()
+    mistakes.on_event(EpochEnd(epoch=1, step=1, train_loss=1.0, train_acc=0.5, val_loss=1.0, val_acc=0.75,
+                               per_class_acc=(1.0, 0.5), confusion=((2, 0), (1, 1)), elapsed_s=1.0, is_best=True))
+    assert "3 of 4 validation series right" in mistakes.summary.text()
+    assert "2 validation series" in mistakes.view.tooltip(mistakes.view.cell_rect(0, 0).center())

@@ -191,3 +191,47 @@ def test_the_star_marks_the_epoch_the_engine_saved_when_accuracies_tie(plots):
     plots.add_epoch(3, 30, 0.4, 0.95, 0.9, is_best=True)
     plots.add_epoch(4, 40, 0.6, 0.95, 0.9, is_best=False)
     assert plots.best() == (3, 0.95)
+
+
+def _typical_epochs(epochs: int, best: int, top: float) -> list[tuple[int, float, float]]:
+    """(epoch, validation accuracy, training accuracy): a rise that flattens out, validation a little above
+    training (augmentation), and the best validation epoch at `best`."""
+    rows = []
+    for e in range(1, epochs + 1):
+        val = top * (1 - 0.75 * math.exp(-(e - 1) / (epochs / 4)))
+        val = top if e == best else min(val, top - 0.004)
+        rows.append((e, val, val - 0.03 * top))
+    return rows
+
+
+def _curve_in_scene(plots, curve, step_px: float = 1.0) -> list:
+    """The scene points every pixel or so along a curve's line, where its pen draws."""
+    from PySide6.QtCore import QPointF
+
+    view = plots.acc_plot.getViewBox()
+    xs, ys = curve.getData()
+    points = [view.mapViewToScene(QPointF(float(x), float(y))) for x, y in zip(xs, ys, strict=True)]
+    along = list(points)
+    for a, b in zip(points, points[1:], strict=False):
+        n = max(1, int(math.hypot(b.x() - a.x(), b.y() - a.y()) / step_px))
+        along += [a + (b - a) * (i / n) for i in range(1, n)]
+    return along
+
+
+@pytest.mark.parametrize(("epochs", "best", "top"), [(12, 10, 0.95), (12, 12, 0.97), (20, 20, 0.45), (1, 1, 0.8)])
+def test_the_best_epochs_label_keeps_clear_of_the_curves(plots, qtbot, epochs, best, top):
+    plots.resize(900, 600)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for epoch, val, train in _typical_epochs(epochs, best, top):
+        plots.add_epoch(epoch, 100 * epoch, 1.0 / epoch, val, train, is_best=epoch == best)
+    plots.redraw()
+    qtbot.wait(50)  # the views fit their new data, and the label finds its place
+    plots.graphics.scene().prepareForPaint()
+    label = plots.best_label
+    assert label.isVisible() and f"best val {top:.1%}" in label.toPlainText()
+    shown = label.textItem.sceneBoundingRect()
+    assert plots.acc_plot.getViewBox().sceneBoundingRect().contains(shown)  # whole, not cut at the plot's edge
+    for curve in (plots.val_acc_curve, plots.train_acc_curve, plots.best_marker):
+        over = [p for p in _curve_in_scene(plots, curve) if shown.adjusted(-3, -3, 3, 3).contains(p)]
+        assert not over, (curve.name() if hasattr(curve, "name") else "star", shown, over[:3])

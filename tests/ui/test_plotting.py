@@ -3,7 +3,7 @@
 import numpy as np
 import pyqtgraph as pg
 
-from perceiver_gui.ui.plotting import BLUE, add_plot, ema, legend_in_title_row, rgb_pen, scale_pens
+from perceiver_gui.ui.plotting import BLUE, add_plot, along, clear_spot, ema, legend_in_title_row, rgb_pen, scale_pens
 
 
 def test_ema_matches_the_step_by_step_definition():
@@ -43,3 +43,16 @@ def test_pens_are_as_thick_on_screen_at_2x_scaling():
     assert curve.opts["pen"].widthF() == 3.0 and line.pen.widthF() == 3.0  # device pixels: 1.5 on screen
     scale_pens(widths, 1.0)  # moved back to a 1× screen
     assert curve.opts["pen"].widthF() == 1.5 and line.pen.widthF() == 1.5
+
+
+def test_a_label_takes_the_first_spot_no_line_runs_through():
+    from PySide6.QtCore import QRectF
+
+    bounds = QRectF(0, 0, 200, 100)
+    line = along(np.array([[0.0, 0.0], [200.0, 100.0]]))  # corner to corner, points ≤ 2 px apart
+    assert np.all(np.hypot(*np.diff(line, axis=0).T) <= 2.0 + 1e-9) and tuple(line[-1]) == (200.0, 100.0)
+    on_line, outside, clear = QRectF(90, 40, 20, 20), QRectF(190, 0, 20, 10), QRectF(150, 5, 40, 10)
+    assert clear_spot([on_line, outside, clear], line, bounds, margin=4) == clear
+    # Nowhere clear: the spot the line crosses least, within the bounds.
+    across = QRectF(0, 0, 200, 100)
+    assert clear_spot([across, on_line], line, bounds, margin=4) == on_line

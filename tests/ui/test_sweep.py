@@ -79,3 +79,21 @@ def test_the_ticked_rows_are_the_search_space_and_an_opened_sweep_fills_them_bac
     assert other.open_folder(folder)
     assert other.search_table() == panel.search_table()
     assert other.table.rowCount() == 0 and "0 of 20 trials finished" in other.status.text()
+
+
+def test_the_sweep_plots_lines_keep_their_width_on_a_2x_screen(qtbot, monkeypatch):
+    from perceiver_gui.core.sweep import Range, TrialRow
+    from perceiver_gui.ui import deferred
+
+    deferred.import_plotting()
+    from perceiver_gui.ui.sweep_plots import SweepPlots
+
+    plots = SweepPlots()
+    qtbot.addWidget(plots)
+    monkeypatch.setattr(plots, "devicePixelRatioF", lambda: 2.0, raising=False)  # as on a screen at 2× scaling
+    rows = [TrialRow(number=i, state="complete", value=0.5 + 0.1 * i, epoch=2, params=(("train.lr", 10.0 ** -i),),
+                     run_dir=f"t{i}", is_best=i == 2) for i in range(1, 3)]
+    plots.show_trials(rows, (("train.lr", Range(1e-3, 1e-1, log=True)),), "val_acc", "maximize", {})
+    assert plots.best_curve.opts["pen"].widthF() == 4.0  # device pixels: twice the 2 px at 1×
+    trials = sorted(item.opts["pen"].widthF() for item in plots.parallel_plot.listDataItems())
+    assert trials == [2.4, 4.0]  # the best trial's line stays the thicker one
