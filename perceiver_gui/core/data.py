@@ -1010,7 +1010,7 @@ def _load_points_folder(cfg: DataConfig, root: Path):
             raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no meshes or point files "
                                f"(.ply, .off, .obj, .stl, .xyz, .txt, .npy); add some or remove the folder.")
     class_names = [d.name for d in classes]
-    fingerprint = _fingerprint(folder, files, cfg.num_points)
+    fingerprint = _fingerprint(folder, files, cfg.num_points, crop=False)
     cache = root / "points-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{cfg.num_points}.safetensors"
     cached = _read_cache(cache, fingerprint, dtype=torch.float32, ndim=3)
     if cached is not None:
