@@ -654,7 +654,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     folder (or its run.json / metrics.jsonl) or a config file."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
-    from perceiver_gui.core.datasets import KINDS
+    from perceiver_gui.core.datasets import KINDS, kind_of
     from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation, run_kind
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
@@ -703,7 +703,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"Input: point clouds of {meta.image_size[0]:,} points (x, y, z), sampled on each mesh's surface or "
               f"taken from each point list, centred and scaled into the unit sphere"
               + (f"; {augmented} in training" if augmented else ""))
-    elif meta.config.data.dataset == "audio_folder":
+    elif kind_of(meta.config.data.dataset) is KINDS["audio"]:
         print(f"Input: {_sound_input(meta)}")
     elif len(meta.image_size) == 1:
         print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "

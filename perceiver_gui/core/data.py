@@ -514,24 +514,30 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _extract_tar(archive: Path, member_root: str, dest: Path) -> None:
-    """Extract the folder `member_root` of a .tar.gz into `dest`/member_root, all or nothing.
+def _extract_tar(archive: Path, member_root: str, dest: Path, *, flat: bool = False) -> None:
+    """Extract the folder `member_root` of a .tar.gz into `dest`/member_root, all or nothing; with `flat`, an
+    archive whose files lie at its top (Speech Commands') is extracted whole into `dest`/member_root.
 
     Only regular files and folders inside `member_root` are written; absolute paths, "..", links and
     devices are refused, so an archive cannot write outside the data folder.
     """
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    base = tmp / member_root if flat else tmp
     try:
+        base.mkdir(exist_ok=True)
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
                 parts = Path(member.name).parts
-                if member.name.startswith(("/", "\\")) or ".." in parts or not parts or parts[0] != member_root:
+                if flat and not parts and member.isdir():
+                    continue  # the archive's own top folder, "./"
+                if member.name.startswith(("/", "\\")) or ".." in parts or not parts or (
+                        not flat and parts[0] != member_root):
                     raise DatasetError(f"{archive.name} contains the unexpected path {member.name!r}; it is not "
                                        f"the official archive, so delete it.")
                 if member.isdir():
-                    (tmp / member.name).mkdir(parents=True, exist_ok=True)
+                    (base / member.name).mkdir(parents=True, exist_ok=True)
                 elif member.isfile():
-                    target = tmp / member.name
+                    target = base / member.name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with tar.extractfile(member) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
@@ -1073,6 +1079,66 @@ def _read_point_files(folder: Path, files: list[list[Path]], num_points: int):
 
 
 # -- audio -------------------------------------------------------------------------------------
+SOUND_CHUNK = 1024  # clips turned into the model's input at a time: bounded memory for big folders
+
+
+def _decode_sounds(jobs: list[tuple[Path, int]], folder: Path, class_names: list[str], cfg: DataConfig):
+    """Decode (path, label) jobs into the model's input x, labels y, the files kept and the skipped ones (as
+    "name: reason"), with progress events; a class left without a usable sound is an error."""
+    yield Log(message=f"Decoding {len(jobs):,} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
+                      f"{cfg.sample_rate:,} Hz" + ("" if cfg.audio_input == "waveform" else
+                                                   f", as {cfg.n_mels}-band log-mel spectrograms"))
+
+    def decode(path: Path) -> np.ndarray | audio.AudioError:
+        try:
+            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
+        except audio.AudioError as exc:
+            return exc
+
+    parts: list[torch.Tensor] = []
+    clips: list[np.ndarray] = []
+    labels: list[int] = []
+    kept: list[str] = []
+    skipped: list[str] = []
+
+    def convert() -> None:
+        parts.append(audio.model_input(torch.from_numpy(np.stack(clips)), sample_rate=cfg.sample_rate,
+                                       audio_input=cfg.audio_input, n_mels=cfg.n_mels))
+        clips.clear()
+
+    report_every = max(500, len(jobs) // 10)
+    # libsndfile and the resampler run without the GIL, so threads use every core.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
+                                                           strict=True), 1):
+            if isinstance(result, audio.AudioError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+            else:
+                clips.append(result)
+                labels.append(label)
+                kept.append(str(path))
+                if len(clips) == SOUND_CHUNK:
+                    convert()
+            if done % report_every == 0:
+                yield Log(message=f"Decoded {done:,} of {len(jobs):,} sounds")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    if clips:
+        convert()
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{shown}.", level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    for class_index, count in enumerate(torch.bincount(y, minlength=len(class_names)).tolist()):
+        if count == 0:
+            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be used; add readable, non-silent files or remove the folder.")
+    return torch.cat(parts), y, kept, skipped
+
+
 def _load_audio(cfg: DataConfig, root: Path):
     """One subfolder of cfg.folder per class of WAV, FLAC or OGG files (files in deeper folders count for their
     class), each decoded by core/audio.py into a clip of cfg.clip_seconds at cfg.sample_rate and turned into
@@ -1104,50 +1170,7 @@ def _load_audio(cfg: DataConfig, root: Path):
                                f"some or remove the folder.")
         jobs += [(path, label) for path in found]
     class_names = [d.name for d in classes]
-    yield Log(message=f"Decoding {len(jobs)} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
-                      f"{cfg.sample_rate:,} Hz")
-
-    def decode(path: Path) -> np.ndarray | audio.AudioError:
-        try:
-            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
-        except audio.AudioError as exc:
-            return exc
-
-    clips: list[np.ndarray] = []
-    labels: list[int] = []
-    kept: list[str] = []
-    skipped: list[str] = []
-    report_every = max(500, len(jobs) // 10)
-    # libsndfile and the resampler run without the GIL, so threads use every core.
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
-                                                           strict=True), 1):
-            if isinstance(result, audio.AudioError):
-                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
-            else:
-                clips.append(result)
-                labels.append(label)
-                kept.append(str(path))
-            if done % report_every == 0:
-                yield Log(message=f"Decoded {done} of {len(jobs)} sounds")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
-    if skipped:
-        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
-                                                                     if len(skipped) > 5 else "")
-        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
-                          f"{shown}.", level="warning")
-    y = torch.tensor(labels, dtype=torch.int64)
-    counts = torch.bincount(y, minlength=len(classes)).tolist()
-    for class_index, count in enumerate(counts):
-        if count == 0:
-            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
-                               f"could be used; add readable, non-silent files or remove the folder.")
-    waves = torch.from_numpy(np.stack(clips))
-    if cfg.audio_input != "waveform":
-        yield Log(message=f"Computing {cfg.n_mels}-band log-mel spectrograms")
-    x = audio.model_input(waves, sample_rate=cfg.sample_rate, audio_input=cfg.audio_input, n_mels=cfg.n_mels)
+    x, y, kept, skipped = yield from _decode_sounds(jobs, folder, class_names, cfg)
     train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
     if len(test_idx) == 0:
         raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
@@ -1155,6 +1178,48 @@ def _load_audio(cfg: DataConfig, root: Path):
     test = (x[test_idx].contiguous(), y[test_idx].contiguous())
     sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
     return folder.name, class_names, train, test, skipped, sources
+
+
+# Google's Speech Commands v0.02: the URL and md5 of torchaudio.datasets.SPEECHCOMMANDS (_CHECKSUMS).
+_SPEECH_ARCHIVE = "speech_commands_v0.02.tar.gz"
+_SPEECH_MD5 = "6b74f3901214cb2c2934e98196829835"
+_SPEECH_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+SPEECH_FOLDER = "SpeechCommands"  # under the data root: one folder per word, testing_list.txt, validation_list.txt
+
+
+def _load_speech_commands(cfg: DataConfig, root: Path):
+    """Speech Commands v0.02 (downloaded, md5-checked and extracted into the data root on the first use): one
+    folder per word of 16 kHz WAV files. The test split is the dataset's own testing_list.txt, so results compare
+    with published ones; everything else trains (validation is carved from it as for every dataset). The
+    _background_noise_ folder holds long noise recordings, not words, and is left out."""
+    folder = root / SPEECH_FOLDER
+    if not (folder / "testing_list.txt").is_file():
+        archive = root / _SPEECH_ARCHIVE
+        yield from _fetch(_Remote("Speech Commands", root, ((_SPEECH_ARCHIVE, _SPEECH_MD5),), (_SPEECH_URL,),
+                                  also=f"or the {SPEECH_FOLDER} folder extracted from it"), cfg)
+        if _md5(archive) != _SPEECH_MD5:  # a copy dropped in by hand must be the official one too
+            raise DatasetError(f"{archive} is damaged or not the official Speech Commands v0.02 archive (its checksum "
+                               f"does not match); delete it and download it again.")
+        yield Log(message=f"Extracting {archive.name} into {folder}")
+        _extract_tar(archive, SPEECH_FOLDER, root, flat=True)
+        if not (folder / "testing_list.txt").is_file():
+            raise DatasetError(f"{archive} does not contain testing_list.txt; delete it and download it again.")
+    classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(("_", ".")))
+    if len(classes) < 2:
+        raise DatasetError(f"{folder} holds no word folders; delete it so Speech Commands can be extracted again.")
+    testing = {line.strip() for line in (folder / "testing_list.txt").read_text(encoding="utf-8").splitlines()}
+    jobs = [(path, label) for label, d in enumerate(classes) for path in sorted(d.glob("*.wav"))]
+    class_names = [d.name for d in classes]
+    x, y, kept, skipped = yield from _decode_sounds(jobs, folder, class_names, cfg)
+    in_test = torch.tensor([Path(k).relative_to(folder).as_posix() in testing for k in kept], dtype=torch.bool)
+    train_idx, test_idx = (~in_test).nonzero().flatten(), in_test.nonzero().flatten()
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise DatasetError(f"testing_list.txt in {folder} names none of its files (or all of them); delete the folder "
+                           f"so Speech Commands can be extracted again.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return "Speech Commands", class_names, train, test, skipped, sources
 
 
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
@@ -1247,5 +1312,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "sequences": _load_sequences,
     "points_folder": _load_points_folder,
     "audio_folder": _load_audio,
+    "speech_commands": _load_speech_commands,
 }
 

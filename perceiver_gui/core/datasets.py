@@ -44,6 +44,7 @@ __all__ = [
     "expected_input",
     "fit_model",
     "folder_image_size",
+    "input_positions",
     "kind_of",
     "max_freq_for",
     "ucr_files",
@@ -132,6 +133,11 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
     DatasetSpec("points_folder", "Point clouds…",
                 "Your own 3-D shapes: one subfolder per class of meshes (.ply, .off, .obj, .stl) or point lists "
                 "(.xyz, .txt, .npy).", "points", kind="points", channels=3),
+    DatasetSpec("speech_commands", "Speech Commands",
+                "105,829 one-second recordings of 35 spoken words (yes, no, up, down, the digits …) by 2,618 "
+                "speakers, 16 kHz (Google, v0.02).",
+                "speech", kind="audio", channels=1, classes=35, download_mb=2300.0,
+                files="SpeechCommands"),
 )}
 
 
@@ -175,9 +181,10 @@ def expected_input(data: DataConfig) -> InputShape:
         sides = (data.num_points,)  # M: the points of a cloud, one axis of the input whatever input_axis
     if spec.kind == "series":
         sides, channels, classes = _series_shape(data)
-    if spec.kind == "audio":
+    if spec.kind == "audio" and classes is None:  # a folder of sounds: its subfolders
         found = class_folders(data.folder)
         classes = len(found) if found else None
+    if spec.kind == "audio":
         sides = _audio_sides(data)
         channels = min(max(int(data.n_mels), 1), 256) if data.audio_input == "mel_frames" else 1
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
@@ -277,6 +284,18 @@ def audio_sides(sample_rate: int, clip_seconds: float, audio_input: str, n_mels:
         return (samples,)
     frames = 1 + samples // mel_settings(sample_rate, n_mels).hop  # torch.stft(center=True)'s frames
     return (frames,) if audio_input == "mel_frames" else (n_mels, frames)
+
+
+def input_positions(data: DataConfig, shape: InputShape) -> str:
+    """M, the inputs the latents attend to, for people: "32×32 pixels", "40 time steps", and for sounds
+    "16,000 samples", "40 mels × 101 frames" or "101 frames" (of n_mels bands each), as data.audio_input says."""
+    if shape.kind == "audio":
+        if data.audio_input == "waveform":
+            return f"{shape.sides[0]:,} samples"
+        if data.audio_input == "log_mel" and len(shape.sides) == 2:
+            return f"{shape.sides[0]:,} mels × {shape.sides[1]:,} frames"
+        return f"{shape.sides[0]:,} frames"
+    return f"{'×'.join(f'{side:,}' for side in shape.sides)} {KINDS[shape.kind].position}s"
 
 
 def _audio_sides(data: DataConfig) -> tuple[int, ...]:

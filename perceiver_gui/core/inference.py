@@ -31,6 +31,7 @@ from PIL import Image
 from perceiver_gui.core import audio
 from perceiver_gui.core.checkpoints import CheckpointError, ModelMeta, check_state_dict, load_model
 from perceiver_gui.core.data import normalize, padding_mask
+from perceiver_gui.core.datasets import KINDS, kind_of
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
@@ -138,7 +139,7 @@ class Predictor:
 
     @property
     def takes_audio(self) -> bool:
-        return self.meta.config.data.dataset == "audio_folder"
+        return kind_of(self.meta.config.data.dataset) is KINDS["audio"]
 
     def read_sound(self, path: str | Path):
         """float32 (samples,): the sound file as the model hears it (mono, resampled, cropped or padded to the

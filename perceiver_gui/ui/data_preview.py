@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import kind_of
+from perceiver_gui.core.datasets import KINDS, kind_of
 from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -94,7 +94,7 @@ class DataPreview(QDialog):
             for col, image in enumerate(pixels, 1):
                 thumb = QLabel()
                 thumb.setObjectName("previewThumb")
-                if self.data.dataset == "audio_folder":
+                if kind_of(self.data.dataset) is KINDS["audio"]:
                     thumb.setPixmap(QPixmap.fromImage(sound_image(image, THUMB)))
                 elif points:
                     thumb.setPixmap(QPixmap.fromImage(points_image(image, THUMB)))

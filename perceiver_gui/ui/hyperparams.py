@@ -553,7 +553,7 @@ class HyperparamsPanel(QWidget):
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
-        if cfg.data.dataset in ("folder", "points_folder"):
+        if cfg.data.dataset in ("folder", "audio_folder", "points_folder"):
             classes += " (subfolders)"
         sides = "×".join(str(n) for n in shape.sides)
         if shape.kind == "series":
@@ -562,7 +562,7 @@ class HyperparamsPanel(QWidget):
         elif shape.kind == "points":
             self.derived_label.setText(f"x, y, z · {shape.sides[0]:,} points a cloud · {classes}")
         elif shape.kind == "audio":
-            self.derived_label.setText(f"{_sound_input(cfg.data, shape.sides)} · {classes} (subfolders)")
+            self.derived_label.setText(f"{_sound_input(cfg.data, shape.sides)} · {classes}")
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
@@ -571,15 +571,16 @@ class HyperparamsPanel(QWidget):
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
-        is_audio = cfg.data.dataset == "audio_folder"
+        is_audio = registry.kind_of(cfg.data.dataset) is registry.KINDS["audio"]  # a folder of sounds, or a download
+        is_sound_folder = cfg.data.dataset == "audio_folder"
         is_points = cfg.data.dataset == "points_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder or is_audio or is_points,
+            "data.folder": is_folder or is_sound_folder or is_points,
             "data.image_size": is_folder,
             "data.crop_to_content": is_folder,
-            "data.test_fraction": is_folder or is_audio or is_points or (is_series and not cfg.data.test_file.strip()),
+            "data.test_fraction": is_folder or is_sound_folder or is_points or (is_series and not cfg.data.test_file.strip()),
             **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
                                          "data.time_shift", "data.gain_db")},
             "data.n_mels": is_audio and cfg.data.audio_input != "waveform",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
@@ -20,8 +19,7 @@ def mix(colour: QColor, background: QColor, share: float) -> QColor:
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
 # A spectrogram's colours from quiet to loud: white (the page) through blue and purple to dark red.
-HEAT = np.array([(255, 255, 255), (150, 190, 235), (31, 119, 180), (120, 60, 150), (200, 40, 40), (110, 0, 0)],
-                dtype=np.float64)
+HEAT = ((255, 255, 255), (150, 190, 235), (31, 119, 180), (120, 60, 150), (200, 40, 40), (110, 0, 0))
 
 
 def series_image(series, side: int) -> QImage:
@@ -82,14 +80,19 @@ def sound_image(values, side: int) -> QImage:
     """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
     and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
     low pitches at the bottom, the loudest 60 dB shown (below that is the background). A QImage, so a worker thread may draw it."""
+    # This module is imported with the window; numpy loads after it (ui/deferred.py), and a sound is drawn
+    # only once one is dropped or previewed.
+    import numpy as np
+
+    heat = np.array(HEAT, dtype=np.float64)
     if values.ndim == 2:
         mels, frames = values.shape
         level = ((values - (float(values.max()) - 60.0)) / 60.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
         rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)  # low pitches at the bottom
         cols = (np.arange(side) * frames // side).clip(0, frames - 1)
-        position = level[rows[:, None], cols[None, :]] * (len(HEAT) - 1)
-        below = np.floor(position).astype(int).clip(0, len(HEAT) - 2)
-        rgb = HEAT[below] + (HEAT[below + 1] - HEAT[below]) * (position - below)[..., None]
+        position = level[rows[:, None], cols[None, :]] * (len(heat) - 1)
+        below = np.floor(position).astype(int).clip(0, len(heat) - 2)
+        rgb = heat[below] + (heat[below + 1] - heat[below]) * (position - below)[..., None]
         data = np.ascontiguousarray(rgb.round().astype(np.uint8)).tobytes()
         return QImage(data, side, side, 3 * side, QImage.Format.Format_RGB888).copy()  # copy: data goes away
     image = QImage(side, side, QImage.Format.Format_RGB32)

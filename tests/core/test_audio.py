@@ -275,3 +275,66 @@ def test_the_cli_trains_the_audio_preset_and_predicts_and_describes_sound_files(
     shown = capsys.readouterr().out
     assert "sounds as 1 s mono clips at 16,000 Hz, as 101 frames of 40 log-mel bands" in shown, shown
     assert "Classes (3): high, low, noise" in shown
+
+
+# -- Speech Commands (never downloaded here: the tests write its layout, and its archive's form) ----------------
+def speech_commands_layout(root: Path) -> Path:
+    """The extracted v0.02 layout: a folder per word, _background_noise_, and the official split's lists."""
+    folder = root / data.SPEECH_FOLDER
+    for word, freq in (("yes", 300), ("no", 1200), ("up", 3000)):
+        (folder / word).mkdir(parents=True)
+        for i in range(4):
+            soundfile.write(folder / word / f"{i:08x}_nohash_0.wav", tone(freq + 50 * i, 1.0, RATE), RATE,
+                            subtype="PCM_16")
+    (folder / "_background_noise_").mkdir()
+    soundfile.write(folder / "_background_noise_" / "white_noise.wav", np.ones(RATE, np.float32) * 0.1, RATE)
+    (folder / "testing_list.txt").write_text("yes/00000000_nohash_0.wav\nno/00000001_nohash_0.wav\n"
+                                             "up/00000002_nohash_0.wav\n")
+    (folder / "validation_list.txt").write_text("yes/00000003_nohash_0.wav\n")
+    return folder
+
+
+def test_speech_commands_on_disk_reads_its_words_and_tests_on_its_official_list(tmp_path):
+    speech_commands_layout(tmp_path)
+    dataset = data.load_dataset(DataConfig(dataset="speech_commands", root=str(tmp_path), val_fraction=0))
+    assert dataset.info.class_names == ("no", "up", "yes")  # the background noise is not a word
+    assert sorted(Path(f).name for f in dataset.test_files) == ["00000000_nohash_0.wav", "00000001_nohash_0.wav",
+                                                                "00000002_nohash_0.wav"]
+    assert (dataset.info.train_size, dataset.info.image_size, dataset.info.channels) == (9, (101,), 40)
+    assert datasets.expected_input(DataConfig(dataset="speech_commands")).classes == 35  # the real one's words
+
+
+def test_speech_commands_missing_offline_or_damaged_says_what_to_do(tmp_path):
+    cfg = DataConfig(dataset="speech_commands", root=str(tmp_path), download=False)
+    with pytest.raises(data.DatasetError, match="Put speech_commands_v0.02.tar.gz .*there"):
+        data.load_dataset(cfg)
+    with pytest.raises(data.DatasetError, match="work offline"):  # the tests never download
+        data.load_dataset(DataConfig(dataset="speech_commands", root=str(tmp_path)))
+    (tmp_path / "speech_commands_v0.02.tar.gz").write_bytes(b"not the archive")
+    with pytest.raises(data.DatasetError, match="not the official Speech Commands v0.02 archive"):
+        data.load_dataset(cfg)
+
+
+def test_a_flat_archive_extracts_whole_into_its_folder_and_may_not_escape_it(tmp_path):
+    import io
+    import tarfile
+
+    def archive(path: Path, members: dict[str, bytes]) -> Path:
+        with tarfile.open(path, "w:gz") as tar:
+            top = tarfile.TarInfo("./")
+            top.type = tarfile.DIRTYPE
+            tar.addfile(top)
+            for name, body in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+        return path
+
+    good = archive(tmp_path / "good.tar.gz", {"./yes/a.wav": b"RIFF", "./testing_list.txt": b"yes/a.wav\n"})
+    data._extract_tar(good, "SpeechCommands", tmp_path, flat=True)
+    assert (tmp_path / "SpeechCommands" / "yes" / "a.wav").read_bytes() == b"RIFF"
+    assert (tmp_path / "SpeechCommands" / "testing_list.txt").is_file()
+    evil = archive(tmp_path / "evil.tar.gz", {"./yes/b.wav": b"RIFF", "../escaped.txt": b"x"})
+    with pytest.raises(data.DatasetError, match="unexpected path '../escaped.txt'"):
+        data._extract_tar(evil, "Other", tmp_path, flat=True)
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "Other").exists()

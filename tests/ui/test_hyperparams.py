@@ -283,3 +283,14 @@ def test_an_audio_folder_enables_the_sound_settings_and_the_readout_gives_m(form
     _pick(form, "data.audio_input", "waveform")
     assert "16,000 samples" in form.derived_label.text() and not form.field("data.n_mels").isEnabled()
     assert form.config().model.input_axis == 1 and form.config().model.input_channels == 1
+
+
+def test_speech_commands_offers_the_sound_settings_and_its_download_but_no_folder(form):
+    form.set_config(PRESETS["digits"])
+    _pick(form, "data.dataset", "speech_commands")
+    assert form.preset_box.currentData() == "speech"
+    assert form.field("data.n_mels").isEnabled() and form.field("data.download").isEnabled()
+    assert not form.field("data.folder").isEnabled() and not form.field("data.test_fraction").isEnabled()
+    assert "35 classes" in form.derived_label.text() and "subfolders" not in form.derived_label.text()
+    assert "downloaded before the first Start" in form.preset_note.text()
+    assert form.problems() == []
