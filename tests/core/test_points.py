@@ -340,3 +340,15 @@ def test_a_points_model_file_holds_its_number_of_points_and_a_damaged_one_is_nam
     with pytest.raises(ValueError, match="an invalid image size or series length"):
         save_model(tmp_path / "bad.safetensors", state, meta((128, 3)))
     assert not (tmp_path / "bad.safetensors").exists()  # refused before anything is written
+
+
+def test_modelnet_s_off_files_with_the_counts_on_the_off_line_are_read(tmp_path):
+    # Many of ModelNet's .off files start "OFF8 12 0", with no line break after OFF.
+    box = trimesh.creation.box()
+    lines = [f"OFF{len(box.vertices)} {len(box.faces)} 0"]
+    lines += [" ".join(f"{v:g}" for v in vertex) for vertex in box.vertices]
+    lines += ["3 " + " ".join(str(i) for i in face) for face in box.faces]
+    (tmp_path / "chair_0001.off").write_text("\n".join(lines) + "\n")
+    points = read_points(tmp_path / "chair_0001.off", 64)
+    extent = points.max(0) - points.min(0)
+    assert points.shape == (64, 3) and np.allclose(extent, extent.mean(), rtol=0.1)  # the cube, read whole
