@@ -19,6 +19,11 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   the formats core/series.py reads. They are float32 (N, C, L) rather than uint8, with NaN after the end
   of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
   zeros the model never attends to.
+- points_folder: one subfolder per class of meshes or point lists (see `_load_points_folder`), read by
+  core/points.py into float32 (N, 3, num_points) clouds, each centred in the unit sphere. Their mean and
+  std are 0 and 1, so `normalize` leaves them as they are: the coordinates are the model's positions,
+  and a per-axis standardisation would squash a flat shape's thin axis into noise. `augment_points`
+  rotates them about the up axis and jitters them.
 - audio_folder: one subfolder per class of WAV, FLAC or OGG files (see `_load_audio`), decoded by
   core/audio.py into equal clips, float32 (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
   (N, n_mels, frames) mel frames (normalised per band); `augment_audio` shifts and scales them.
@@ -75,6 +80,7 @@ from perceiver_gui.core.images import (
     open_image,
     to_uint8_tensor,
 )
+from perceiver_gui.core.points import PointsError, point_files, read_points
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -83,6 +89,7 @@ __all__ = [
     "DatasetInfo",
     "augment",
     "augment_audio",
+    "augment_points",
     "default_data_root",
     "load_dataset",
     "normalize",
@@ -164,14 +171,18 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
-    series = train_x.is_floating_point()
-    mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
+    kind = DATASETS[cfg.dataset].kind if cfg.dataset in DATASETS else "image"
+    series = train_x.is_floating_point()  # series and sounds, in their own units (images are uint8)
+    if kind == "points":  # already centred in the unit sphere, cloud by cloud: the coordinates stay as they are
+        mean, std = (0.0,) * int(train_x.shape[1]), (1.0,) * int(train_x.shape[1])
+    else:
+        mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
     padded = series and any(bool(x[:, 0, -1].isnan().any()) for x in (train_x, val_x, test_x))
     info = DatasetInfo(
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
         image_size=tuple(int(side) for side in train_x.shape[2:]), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
-        kind=DATASETS[cfg.dataset].kind if cfg.dataset in DATASETS else "image", padded=padded,
+        kind=kind, padded=padded,
     )
     return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
                    val_files=val_files, test_files=tuple(test_files))
@@ -196,7 +207,7 @@ class Preview:
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
-    # float32 (n, L, C) for series; for sounds float32 (n, L) waveforms or (n, n_mels, frames) log-mels in dB
+    # float32 (n, L, C) for series, (n, P, 3) xyz for point clouds
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -214,6 +225,7 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         x = dataset.train_x[chosen]
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
+        x = augment_points(x, cfg, generator=generator)
         if info.kind == "audio":  # waveforms (n, L) and log-mels (n, n_mels, frames), as sound_image draws them
             x = augment_audio(x, cfg, generator)
             pixels = (x if cfg.audio_input == "mel_frames" else x[:, 0]).contiguous().numpy()
@@ -311,6 +323,28 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     # faster than indexing with four broadcast index tensors.
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def augment_points(x: torch.Tensor, cfg: DataConfig, *, generator: torch.Generator) -> torch.Tensor:
+    """Clouds float32 (B, 3, P) turned by a random angle about the up (z) axis (cfg.rotate), then moved by
+    Gaussian noise of σ cfg.jitter on every coordinate, vectorised on x's device; x itself when both are off.
+
+    Only about z: a shape that stands upright (a chair, a lamp) keeps standing, as the data shows it, while
+    the direction it faces, which says nothing of its class, varies. Draws are in a fixed order (angles,
+    then noise), so the same seed gives the same batch."""
+    if not cfg.rotate and cfg.jitter == 0:
+        return x
+    b = x.shape[0]
+    draw_device = generator.device
+    if cfg.rotate:
+        angle = torch.rand(b, generator=generator, device=draw_device).to(x.device) * (2 * torch.pi)
+        cos, sin = angle.cos(), angle.sin()
+        px, py = x[:, 0], x[:, 1]
+        x = torch.stack([cos[:, None] * px - sin[:, None] * py, sin[:, None] * px + cos[:, None] * py, x[:, 2]], 1)
+    if cfg.jitter > 0:
+        noise = torch.randn(x.shape, generator=generator, device=draw_device).to(x.device)
+        x = x + noise * cfg.jitter
+    return x
 
 
 def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator) -> torch.Tensor:
@@ -956,6 +990,94 @@ def _load_sequences(cfg: DataConfig, root: Path):
     return name, class_names, train_xy, test_xy, (), names
 
 
+# -- point clouds ------------------------------------------------------------------------------
+def _load_points_folder(cfg: DataConfig, root: Path):
+    """One subfolder per class of meshes and point lists (files in deeper folders count for their class),
+    each read by points.read_points to cfg.num_points points (seeded per file, so every run and `predict`
+    get the same points). Unreadable files are skipped and reported; a class without readable files is an
+    error. When every class folder has train/ and test/ subfolders (ModelNet's layout), test/ is the test
+    split, so results compare with the published ones; otherwise the test split is held out as a folder's
+    (round(test_fraction × n) per class, fixed seed). Reading meshes is slow (ModelNet10: minutes), so the
+    clouds are cached as safetensors under the data root, rebuilt when the files or num_points change."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The point cloud folder {folder} does not exist; choose a folder with one subfolder "
+                           f"per class of meshes or point files.")
+    try:
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [point_files(d) for d in classes]
+    except OSError as exc:
+        raise DatasetError(f"Can't read the point cloud folder {folder}: {exc.strerror or exc}.") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The point cloud folder {folder} needs at least two subfolders, one per class, with "
+                           f"meshes or point files in them.")
+    for class_dir, found in zip(classes, files, strict=True):
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no meshes or point files "
+                               f"(.ply, .off, .obj, .stl, .xyz, .txt, .npy); add some or remove the folder.")
+    class_names = [d.name for d in classes]
+    fingerprint = _fingerprint(folder, files, cfg.num_points, crop=False)
+    cache = root / "points-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{cfg.num_points}.safetensors"
+    cached = _read_cache(cache, fingerprint, dtype=torch.float32, ndim=3)
+    if cached is not None:
+        x, y, skipped = cached
+        yield Log(message=f"Using the point clouds of {folder} cached in {cache.parent}")
+    else:
+        x, y, skipped = yield from _read_point_files(folder, files, cfg.num_points)
+        try:
+            _write_cache(cache, x, y, skipped, fingerprint, class_names)
+        except OSError as exc:
+            yield Log(message=f"Could not cache the point clouds in {cache.parent} ({exc.strerror or exc}); they "
+                              f"will be read again next time.", level="warning")
+    if skipped:
+        yield Log(message=f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""),
+                  level="warning")
+    counts = torch.bincount(y, minlength=len(classes)).tolist()
+    for class_dir, count in zip(classes, counts, strict=True):
+        if count == 0:
+            raise DatasetError(f"None of the files in the class folder '{class_dir.name}' in {folder} could be "
+                               f"read; add readable meshes or point files or remove the folder.")
+    # The read clouds are the listed files less the skipped ones, in order.
+    unread = {entry.split(": ", 1)[0] for entry in skipped}
+    kept = [(p, d) for d, class_files in zip(classes, files, strict=True) for p in class_files
+            if p.relative_to(folder).as_posix() not in unread]
+    if all((d / "train").is_dir() and (d / "test").is_dir() for d in classes):
+        in_test = torch.tensor([p.relative_to(d).parts[0] == "test" for p, d in kept], dtype=torch.bool)
+        train_idx, test_idx = torch.nonzero(~in_test).flatten(), torch.nonzero(in_test).flatten()
+        yield Log(message=f"Testing on the {len(test_idx)} clouds in the classes' test folders, training on the rest")
+    else:
+        train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The point cloud folder {folder} has too few files to hold any out for testing; add "
+                           f"files.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(str(kept[i][0]) for i in train_idx.tolist()), tuple(str(kept[i][0]) for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
+def _read_point_files(folder: Path, files: list[list[Path]], num_points: int):
+    """float32 (N, 3, num_points) clouds, channels first as images are, their labels, and the skipped files."""
+    total = sum(len(f) for f in files)
+    yield Log(message=f"Reading {total} point clouds from {folder} at {num_points} points each")
+    clouds, labels, skipped = [], [], []
+    done = 0
+    for label, class_files in enumerate(files):
+        for path in class_files:
+            try:
+                clouds.append(read_points(path, num_points))
+                labels.append(label)
+            except PointsError as exc:
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {exc}")
+            done += 1
+            if done % 200 == 0:
+                yield Log(message=f"Read {done} of {total} point clouds")
+    x = torch.from_numpy(np.stack(clouds)).transpose(1, 2).contiguous() if clouds else \
+        torch.zeros((0, 3, num_points), dtype=torch.float32)
+    return x, torch.tensor(labels, dtype=torch.int64), skipped
+
+
 # -- audio -------------------------------------------------------------------------------------
 SOUND_CHUNK = 1024  # clips turned into the model's input at a time: bounded memory for big folders
 
@@ -1141,7 +1263,8 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+def _read_cache(path: Path, fingerprint: str, *, dtype: torch.dtype = torch.uint8, ndim: int = 4
+                ) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     """The cached (x, y, skipped) when the cache file exists and matches; None (rebuild) otherwise."""
     from safetensors import SafetensorError, safe_open
 
@@ -1156,7 +1279,7 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tenso
             skipped = json.loads(meta.get("skipped", "[]"))
     except (SafetensorError, OSError, ValueError, KeyError):
         return None  # a damaged cache is only a slower start
-    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or len(x) != len(y):
+    if x.dtype != dtype or x.ndim != ndim or y.dtype != torch.int64 or len(x) != len(y):
         return None
     return x, y, [str(s) for s in skipped]
 
@@ -1187,6 +1310,7 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "digits": _load_digits,
     "folder": _load_folder,
     "sequences": _load_sequences,
+    "points_folder": _load_points_folder,
     "audio_folder": _load_audio,
     "speech_commands": _load_speech_commands,
 }

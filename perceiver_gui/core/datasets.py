@@ -65,6 +65,7 @@ class Kind:
     axis_names: tuple[str, ...]  # for people, one per axis
     irregular_plural: str = ""  # for people, where the plural is not noun + "s" ("series")
     position: str = "pixel"  # one input position along an axis, for people: "pixel", "time step"
+    positions_from: str = "grid"  # the model's positions: "grid" (the input's places) or "points" (their own xyz)
 
     @property
     def plural(self) -> str:
@@ -77,6 +78,8 @@ KINDS: dict[str, Kind] = {
     # The raw waveform or mel frames; a log-mel grid (data.audio_input) reads over (mel, time): expected_input's
     # sides say which, and fit_model takes the axes from them.
     "audio": Kind("sound", 1, ("time",), position="time step"),
+    # An unordered set of points: the Fourier features span x, y and z of each point's own coordinates.
+    "points": Kind("point cloud", 3, ("x", "y", "z"), position="point", positions_from="points"),
 }
 
 
@@ -127,6 +130,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
     DatasetSpec("audio_folder", "Audio folder…",
                 "Your own sounds: one subfolder per class of WAV, FLAC or OGG files, read as clips of equal length.",
                 "audio", kind="audio", channels=1),
+    DatasetSpec("points_folder", "Point clouds…",
+                "Your own 3-D shapes: one subfolder per class of meshes (.ply, .off, .obj, .stl) or point lists "
+                "(.xyz, .txt, .npy).", "points", kind="points", channels=3),
     DatasetSpec("speech_commands", "Speech Commands",
                 "105,829 one-second recordings of 35 spoken words (yes, no, up, down, the digits …) by 2,618 "
                 "speakers, 16 kHz (Google, v0.02).",
@@ -153,7 +159,9 @@ def fit_model(model: ModelConfig, shape: InputShape) -> ModelConfig:
     series, and for audio one (the waveform) or two (a log-mel spectrogram's mel and time)."""
     return dataclasses.replace(
         model,
-        input_axis=len(shape.sides),
+        # A grid has one axis per side; a cloud's points are one axis, and its coordinates span the kind's axes.
+        input_axis=KINDS[shape.kind].axes if KINDS[shape.kind].positions_from == "points" else len(shape.sides),
+        positions=KINDS[shape.kind].positions_from,
         input_channels=shape.channels if shape.channels is not None else model.input_channels,
         num_classes=shape.classes if shape.classes is not None else model.num_classes,
     )
@@ -166,9 +174,11 @@ def expected_input(data: DataConfig) -> InputShape:
     axes = KINDS[spec.kind].axes
     sides = spec.size if spec.size is not None else (data.image_size,) * axes
     classes, channels = spec.classes, spec.channels
-    if data.dataset == "folder":
+    if data.dataset in ("folder", "points_folder"):
         found = class_folders(data.folder)
         classes = len(found) if found else None
+    if spec.kind == "points":
+        sides = (data.num_points,)  # M: the points of a cloud, one axis of the input whatever input_axis
     if spec.kind == "series":
         sides, channels, classes = _series_shape(data)
     if spec.kind == "audio" and classes is None:  # a folder of sounds: its subfolders

@@ -9,6 +9,9 @@ Series (a model of input_axis 1) go through the training pipeline too: `series.r
 `series.pad` to the model's length (NaN after each series' end) -> `data.padding_mask` and
 `data.normalize`. One file holds many series, so `predict_series_file` gives one Prediction each.
 
+Point clouds (a model of positions "points") too: `points.read_points` samples each mesh or point list to
+the model's number of points with training's seed and centres it in the unit sphere, then
+`data.normalize` (mean 0, std 1: the coordinates as they are). `predict_points` gives one Prediction a file.
 Sounds (a model of the audio_folder dataset) go through the training pipeline as well, with the sample
 rate, clip length and input (waveform or log-mel) the checkpoint's config records: `audio.read_clip` ->
 `audio.model_input` -> `data.normalize`. `predict` takes them like images, one Prediction per file.
@@ -32,6 +35,7 @@ from perceiver_gui.core.datasets import KINDS, kind_of
 from perceiver_gui.core.device import resolve_device
 from perceiver_gui.core.images import ImageError, crop_to_content, image_files, open_image, to_uint8_tensor
 from perceiver_gui.core.model import build_model, to_channels_last
+from perceiver_gui.core.points import PointsError, read_points
 from perceiver_gui.core.series import SeriesError, SeriesSet, pad, read_series
 
 __all__ = ["AttentionMaps", "Prediction", "Predictor", "Source"]
@@ -181,6 +185,42 @@ class Predictor:
                                                     f"{length}; shorten it.")
                 for i, v in enumerate(found.values)]
 
+    @property
+    def takes_points(self) -> bool:
+        return self.meta.config.model.positions == "points"
+
+    def read_cloud(self, path: str | Path) -> np.ndarray:
+        """float32 (P, 3): the file's points as this model reads them (its number of points, training's seed,
+        centred in the unit sphere); PointsError (one sentence) for a file that cannot be read."""
+        (num_points,) = self.meta.image_size
+        return read_points(path, num_points)
+
+    def predict_points(self, paths: Iterable[str | Path], top_k: int = 5, batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per mesh or point file, in order; a file that cannot be read gets its sentence."""
+        paths = list(paths)
+        clouds: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for i, path in enumerate(paths):
+            try:
+                clouds[i] = self.read_cloud(path)
+            except PointsError as exc:
+                errors[i] = str(exc)
+        read = self.predict_clouds([str(paths[i]) for i in clouds], list(clouds.values()), top_k, batch_size)
+        tops = dict(zip(clouds, read, strict=True))
+        return [tops[i] if i in tops else Prediction(str(p), error=errors[i]) for i, p in enumerate(paths)]
+
+    def predict_clouds(self, names: Sequence[str], clouds: Sequence[np.ndarray], top_k: int = 5,
+                       batch_size: int = 64) -> list[Prediction]:
+        """One Prediction per cloud from `read_cloud`, named as given."""
+        k = self._top_k(top_k)
+        out: list[Prediction] = []
+        for start in range(0, len(clouds), batch_size):
+            x = torch.from_numpy(np.stack(clouds[start:start + batch_size])).transpose(1, 2)  # (B, 3, P), as trained
+            with torch.inference_mode():
+                tops = self._top(self.model(self._model_input(x)), k)
+            out.extend(Prediction(name, top) for name, top in zip(names[start:start + batch_size], tops, strict=True))
+        return out
+
     # -- internals ------------------------------------------------------------------------------
     def _top_k(self, top_k: int) -> int:
         if top_k < 1:
@@ -194,6 +234,9 @@ class Predictor:
         if self.takes_series:
             raise ImageError(_name(source) or "the image", "this model reads time series, not images; give it a "
                              ".ts, .csv or .npy file of series")
+        if self.takes_points:
+            raise ImageError(_name(source) or "the image", "this model reads point clouds, not images; give it a "
+                             "mesh (.ply, .off, .obj, .stl) or a point list (.xyz, .txt, .npy)")
         img = open_image(source, channels=self.meta.channels)
         if self.meta.config.data.crop_to_content:  # as the folder was read for training
             img = crop_to_content(img)

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.reading import IMAGE_SUFFIXES
-from perceiver_gui.ui.widgets import series_image, sound_image
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
@@ -56,10 +56,12 @@ class _Source:
     row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
 
 
-def _expand(sources: Iterable[_Source], *, sounds: bool = False) -> list[_Source]:
-    """Files as they are, folders as the image files in them (with `sounds`, the sound files too)."""
+def _expand(sources: Iterable[_Source], *, sounds: bool = False, points: bool = False) -> list[_Source]:
+    """Files as they are, folders as the image files in them (with `sounds`, the sound files too; with `points`,
+    the mesh and point files too)."""
     from perceiver_gui.core.audio import audio_files
     from perceiver_gui.core.images import image_files
+    from perceiver_gui.core.points import point_files
 
     out = []
     for source in sources:
@@ -67,6 +69,8 @@ def _expand(sources: Iterable[_Source], *, sounds: bool = False) -> list[_Source
             files = image_files(Path(source.path))
             if sounds:
                 files = sorted(files + audio_files(Path(source.path)))
+            if points:
+                files = sorted(files + point_files(Path(source.path)))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -114,9 +118,15 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
     from PIL import Image
 
     from perceiver_gui.core.audio import SUFFIXES as SOUND_SUFFIXES
+    from perceiver_gui.core.points import SUFFIXES as POINT_SUFFIXES
     from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
 
-    files = _expand(sources, sounds=predictor.takes_audio)
+    files = _expand(sources, sounds=predictor.takes_audio, points=predictor.takes_points)
+    if predictor.takes_points:  # meshes and point lists; anything else (an image) is refused by the predictor
+        clouds = [s for s in files if s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES]
+        for i in range(0, len(clouds), CHUNK):
+            yield _predict_points(predictor, clouds[i:i + CHUNK], top_k)
+        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES)]
     if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
         for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
             yield _predict_series(predictor, source, top_k)
@@ -141,6 +151,24 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
                 inputs.append(s.path)
         predictions = predictor.predict(inputs, top_k=top_k)
         yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
+
+
+def _predict_points(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """One result per mesh or point file, each with a scatter of the points the model read for a thumbnail."""
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.points import PointsError
+
+    read: dict[int, object] = {}
+    results: dict[int, tuple[_Source, object, QImage]] = {}
+    for i, source in enumerate(sources):
+        try:
+            read[i] = predictor.read_cloud(source.path)
+        except PointsError as exc:
+            results[i] = (source, Prediction(source.path, error=str(exc)), QImage())
+    predictions = predictor.predict_clouds([sources[i].path for i in read], list(read.values()), top_k=top_k)
+    for (i, cloud), prediction in zip(read.items(), predictions, strict=True):
+        results[i] = (sources[i], prediction, points_image(cloud, THUMB))
+    return [results[i] for i in range(len(sources))]
 
 
 def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:

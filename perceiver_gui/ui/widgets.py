@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel", "mix", "series_image", "sound_image"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
 
 
 def mix(colour: QColor, background: QColor, share: float) -> QColor:
@@ -39,6 +39,40 @@ def series_image(series, side: int) -> QImage:
             painter.drawPolyline(QPolygonF([QPointF(i * step, 2 + (hi - v) / span * (side - 4))
                                             for i, v in enumerate(values[:, channel].tolist())]))
         painter.end()
+    return image
+
+
+POINTS_VIEW = (math.radians(35), math.radians(25))  # turn about the up (z) axis, then tilt towards the viewer
+NEAR_COLOUR, FAR_COLOUR = QColor("#1f3f8f"), QColor("#a9c4ee")  # depth cue: near points dark, far ones pale
+
+
+def points_image(points, side: int) -> QImage:
+    """A float (P, 3) cloud (x, y, z; z up) as a side × side scatter on white: an orthographic view from
+    a little above and to the side, so a box shows three faces, with far points pale and drawn first. A
+    QImage, so a worker thread may draw it (the classifier's thumbnails)."""
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    finite = points[(points == points).all(axis=1)]
+    if not len(finite):
+        return image
+    turn, tilt = POINTS_VIEW
+    x, y, z = finite[:, 0], finite[:, 1], finite[:, 2]
+    across = math.cos(turn) * x - math.sin(turn) * y  # the screen's horizontal
+    depth = math.sin(turn) * x + math.cos(turn) * y
+    up = math.cos(tilt) * z - math.sin(tilt) * depth  # the screen's vertical
+    depth = math.sin(tilt) * z + math.cos(tilt) * depth  # larger: farther away
+    extent = float(max(abs(across).max(), abs(up).max())) or 1.0
+    scale = (side / 2 - 3) / extent
+    near, far = float(depth.min()), float(depth.max())
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    radius = max(1.0, side / 64)
+    for i in depth.argsort()[::-1].tolist():  # far to near, so near points cover far ones
+        share = (depth[i] - near) / (far - near) if far > near else 0.0
+        painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share))
+        painter.drawEllipse(QPointF(side / 2 + across[i] * scale, side / 2 - up[i] * scale), radius, radius)
+    painter.end()
     return image
 
 

@@ -23,7 +23,8 @@ def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_that_trains
     assert set(data._LOADERS) == set(DATASETS)
     for key, spec in registry.DATASETS.items():
         assert spec.key == key and spec.label and spec.description.endswith(".")
-        assert spec.preset in PRESETS and PRESETS[spec.preset].data.dataset == key  # audio_folder's is "audio"
+        # points_folder's is "points", audio_folder's "audio"
+        assert spec.preset in PRESETS and PRESETS[spec.preset].data.dataset == key
         assert spec.kind in registry.KINDS
 
 
@@ -68,6 +69,10 @@ def test_every_preset_validates_and_builds_a_model_that_reads_its_data(name, tmp
     cfg = preset(name)
     if name == "folder":
         cfg = cfg.with_updates({"data.folder": str(make_image_folder(tmp_path / "f"))})
+    if name == "points":
+        for shape in ("cubes", "balls"):
+            (tmp_path / "p" / shape).mkdir(parents=True)
+        cfg = cfg.with_updates({"data.folder": str(tmp_path / "p")})
     if name == "sequences":
         rows = "\n".join(",".join(str((i * j) % 7) for j in range(64)) + f":{'ab'[i % 2]}" for i in range(6))
         (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")

@@ -20,8 +20,8 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     form.set_config(PRESETS[name])
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
-    # The folder and sequences presets wait for their data; every other preset can start as it is.
-    waits = {"folder": "data.folder", "sequences": "data.train_file", "audio": "data.folder"}
+    # The folder, points, audio and sequences presets wait for their data; every other preset can start as it is.
+    waits = {"folder": "data.folder", "points": "data.folder", "sequences": "data.train_file", "audio": "data.folder"}
     assert [key for key, _ in form.problems()] == ([waits[name]] if name in waits else [])
 
 
@@ -207,6 +207,36 @@ def test_sequences_show_the_series_files_and_the_series_length(form, tmp_path):
     assert (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 1, 2)
     assert "55 steps" in form.derived_label.text() and "2 classes" in form.derived_label.text()
     assert form.preset_box.currentData() == "sequences"  # where the series live is not part of the recipe
+
+
+def test_point_clouds_show_the_point_fields_and_the_points_as_m(form, qtbot, tmp_path):
+    from perceiver_gui.ui.complexity_view import ComplexityView
+
+    for shape in ("chairs", "lamps", "tables"):
+        (tmp_path / "shapes" / shape).mkdir(parents=True)
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.num_points").isEnabled() and not form.field("data.rotate").isEnabled()
+    _pick(form, "data.dataset", "points_folder")
+    assert form.preset_box.currentData() == "points"  # the untouched digits preset brought the points recipe
+    for key in ("data.folder", "data.num_points", "data.rotate", "data.jitter"):
+        assert form.field(key).isEnabled(), key
+    assert not form.field("data.crop_padding").isEnabled() and not form.field("data.image_size").isEnabled()
+    assert [key for key, _ in form.problems()] == ["data.folder"]
+    form.field("data.folder").setText(str(tmp_path / "shapes"))
+    form.field("data.num_points").setValue(256)
+    cfg = form.config()
+    assert form.problems() == [] and cfg.data.num_points == 256 and cfg.data.rotate
+    assert (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes, cfg.model.positions) == \
+        (3, 3, 3, "points")
+    assert form.derived_label.text() == "x, y, z · 256 points a cloud · 3 classes (subfolders)"
+    view = ComplexityView()
+    qtbot.addWidget(view)
+    view.set_config(cfg)
+    assert "per point cloud" in view.cost.text()
+    assert "M = 256 points" in view.attention.text()
+    # The Fourier readout speaks of points, with no pixel grid to alias on.
+    assert "channels to each point" in form.fourier.channels.text()
+    assert "Nyquist" not in form.fourier.note.text() and "no band aliases" in form.fourier.note.text()
 
 
 def test_a_ucr_problem_by_name_stands_in_for_the_series_file(form):
