@@ -133,6 +133,26 @@ class Predictor:
         top = self._top(logits, self._top_k(top_k))[0]
         return AttentionMaps(Prediction(name, top), x[0, :, :steps].cpu(), maps)
 
+    def sound_attention(self, source: str | Path | np.ndarray, name: str, top_k: int = 5) -> AttentionMaps:
+        """The prediction for one sound with its cross-attention maps along the samples or frames the model reads
+        (cross_heads, num_latents, L), or over its log-mel grid (…, mels, frames). `source` is a sound file, or a
+        clip of a run's split as the dataset holds it (the model's input before normalising). The AttentionMaps'
+        image is what `sound_picture` gives. AudioError (one sentence) when it cannot be used."""
+        if isinstance(source, np.ndarray):
+            x = torch.from_numpy(np.asarray(source, dtype=np.float32))
+        else:
+            x = self._sound_input([self._read_clip(source)])[0]
+        shape = (self.meta.channels, *self.meta.image_size)
+        if tuple(x.shape) != shape:
+            raise audio.AudioError(f"{name} is {'×'.join(map(str, x.shape))} values and the model reads "
+                                   f"{'×'.join(map(str, shape))}; give it the sound file itself.")
+        with torch.inference_mode():
+            logits, weights = self.model.forward_with_attention(self._model_input(x[None]))
+        maps = tuple(w[0].float().cpu().reshape(w.shape[1], w.shape[2], *self.meta.image_size) for w in weights)
+        top = self._top(logits, self._top_k(top_k))[0]
+        picture = x if self.meta.config.data.audio_input == "mel_frames" else x[0]  # (L,) or (mels, frames)
+        return AttentionMaps(Prediction(name, top), picture, maps)
+
     @property
     def takes_series(self) -> bool:
         return self.meta.config.model.input_axis == 1 and not self.takes_audio
@@ -252,27 +272,32 @@ class Predictor:
         return [tuple((names[i], p) for i, p in zip(row_i, row_p, strict=True))
                 for row_i, row_p in zip(indices.tolist(), probs.tolist(), strict=True)]
 
+    def _read_clip(self, source: Source) -> torch.Tensor:
+        """float32 (samples,) of a sound file; AudioError for anything else, or a file that cannot be used."""
+        if not isinstance(source, str | Path) or Path(source).suffix.lower() not in audio.SUFFIXES:
+            raise audio.AudioError(f"{Path(_name(source)).name or 'This image'} is not a sound file: this model "
+                                   f"reads sounds; give it a .wav, .flac or .ogg file.")
+        return torch.from_numpy(self.read_sound(source))
+
+    def _sound_input(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The model's input (N, C, …) before normalising, of clips from `_read_clip`."""
+        d = self.meta.config.data
+        return audio.model_input(torch.stack(clips), sample_rate=d.sample_rate, audio_input=d.audio_input,
+                                 n_mels=d.n_mels)
+
     def _predict_sounds(self, sources: Sequence[Source], k: int) -> list[Prediction]:
         clips: list[torch.Tensor] = []
         errors: list[str] = []
         for source in sources:
-            name = _name(source)
-            if not isinstance(source, str | Path) or Path(source).suffix.lower() not in audio.SUFFIXES:
-                errors.append(f"{Path(name).name or 'This image'} is not a sound file: this model reads sounds; give "
-                              f"it a .wav, .flac or .ogg file.")
-                continue
             try:
-                clips.append(torch.from_numpy(self.read_sound(source)))
+                clips.append(self._read_clip(source))
                 errors.append("")
             except audio.AudioError as exc:
                 errors.append(str(exc))
         tops = iter(())
         if clips:
-            d = self.meta.config.data
-            x = audio.model_input(torch.stack(clips), sample_rate=d.sample_rate, audio_input=d.audio_input,
-                                  n_mels=d.n_mels)
             with torch.inference_mode():
-                tops = iter(self._top(self.model(self._model_input(x)), k))
+                tops = iter(self._top(self.model(self._model_input(self._sound_input(clips))), k))
         return [Prediction(_name(s), (), e) if e else Prediction(_name(s), next(tops))
                 for s, e in zip(sources, errors, strict=True)]
 

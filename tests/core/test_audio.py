@@ -338,3 +338,32 @@ def test_a_flat_archive_extracts_whole_into_its_folder_and_may_not_escape_it(tmp
     with pytest.raises(data.DatasetError, match="unexpected path '../escaped.txt'"):
         data._extract_tar(evil, "Other", tmp_path, flat=True)
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "Other").exists()
+
+
+@pytest.mark.slow  # trains a tiny model (a few seconds)
+@pytest.mark.parametrize("audio_input", ["waveform", "log_mel", "mel_frames"])
+def test_a_sounds_attention_spreads_over_the_times_the_model_reads_from_a_file_or_the_split(tmp_path, audio_input):
+    from tests.core.sound_fixtures import train_sound_run
+
+    run_dir = train_sound_run(tmp_path, audio_input)
+    predictor = Predictor.from_checkpoint(run_dir / "model.safetensors")
+    file = sorted((tmp_path / "sounds" / "high").iterdir())[1]
+    result = predictor.sound_attention(file, file.name, top_k=2)
+    (predicted,) = predictor.predict([file], top_k=2)
+    assert result.prediction.path == file.name and dict(result.prediction.top) == pytest.approx(dict(predicted.top))
+    # The picture is what the classifier draws: the waveform, or the log-mel spectrogram (mels, frames).
+    assert np.array_equal(result.image.numpy(), predictor.sound_picture(file))
+    sides = predictor.meta.image_size  # (samples,), (mels, frames) or (frames,)
+    cfg = predictor.meta.config.model
+    for weights in result.maps:
+        assert tuple(weights.shape) == (cfg.cross_heads, cfg.num_latents, *sides)
+        assert torch.allclose(weights.sum(dim=tuple(range(2, weights.ndim))), torch.ones(()), atol=1e-4)
+    # A clip of the split (the model's input as the dataset holds it) gives the same, as the Mistakes tab asks.
+    d = predictor.meta.config.data
+    held = audio.model_input(torch.from_numpy(predictor.read_sound(file))[None], sample_rate=d.sample_rate,
+                             audio_input=d.audio_input, n_mels=d.n_mels)[0].numpy()
+    again = predictor.sound_attention(held, "validation sound #3")
+    assert again.prediction.top[0] == result.prediction.top[0]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(again.maps, result.maps, strict=True))
+    with pytest.raises(audio.AudioError, match="not a sound file"):
+        predictor.sound_attention(tmp_path / "photo.png", "photo.png")

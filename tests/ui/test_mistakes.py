@@ -302,3 +302,18 @@ def test_a_sound_runs_cells_show_each_clips_spectrogram_named_by_its_file(qtbot,
     colours = {enlarged.toImage().pixel(x, y) for x in range(0, 300, 3) for y in range(0, 300, 3)}
     assert len(colours) > 10  # a heat map, not a blank or a broken picture
     dialog.close()
+
+
+@pytest.mark.slow
+def test_a_sound_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, mistakes, sound_run):
+    _load(qtbot, mistakes, sound_run)
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    view = mistakes.show_attention(0)
+    qtbot.waitUntil(lambda: view.result is not None or "d03030" in view.status.text(), timeout=60000)
+    mels, frames = mistakes.cell.images[0].shape  # mel frames: the bands are the channels
+    assert view.result is not None, view.status.text()
+    assert view.result.sound.shape == (mels, frames) and view.heat.shape == (frames,)
+    assert f"validation sound #{mistakes.cell.indices[0]}" in view.windowTitle()
+    view.close()
