@@ -144,6 +144,12 @@ def _along_plot(heat: np.ndarray, width: int) -> np.ndarray:
     return heat[columns][None, :]
 
 
+def _share(p: float, digits: int = 1) -> str:
+    """A share of attention for people: `digits` decimals of a percent, or two significant digits below the
+    last decimal's unit, which would round it to 0 or double it (a 16,000-sample clip's even spread is 0.00625 %)."""
+    return f"{p:.{digits}%}" if p == 0 or p >= 10 ** -(digits + 2) else f"{p * 100:.2g}%"
+
+
 def _along_sound(heat: np.ndarray, width: int, *, waveform: bool) -> np.ndarray:
     """(1, width): a sound's attention along time (L,) at each column of its `sound_image`, the mean over the
     samples or frames that column draws (a waveform's columns start at rounded, a spectrogram's at floored
@@ -399,21 +405,21 @@ class AttentionDialog(QDialog):
             return
         maps = self.current_maps()
         chosen = self.selected_latent()
-        even = f"an even spread gives {1 / maps[0].size:.1%} each"
+        even = f"an even spread gives {_share(1 / maps[0].size)} each"
         if chosen == ALL_LATENTS_MEAN:
             self.heat = maps.mean(axis=0)
             self.heat_caption.setText("Attention, averaged over latents")
-            legend = f"Dark → yellow: no attention → the peak, {float(self.heat.max()):.1%} ({even})."
+            legend = f"Dark → yellow: no attention → the peak, {_share(float(self.heat.max()))} ({even})."
         elif chosen == ALL_LATENTS_MAX:
             self.heat = maps.max(axis=0)
             self.heat_caption.setText("Attention, the max over latents")
             legend = (f"Each position shows the most attention any one latent pays it; dark → yellow: "
-                      f"none → {float(self.heat.max()):.1%} ({even}).")
+                      f"none → {_share(float(self.heat.max()))} ({even}).")
         else:
             self.heat = maps[chosen]
             self.heat_caption.setText(f"Attention of latent {chosen + 1}")
             legend = (f"Latent {chosen + 1}'s own map; dark → yellow: no attention → its peak, "
-                      f"{float(self.heat.max()):.1%} ({even}).")
+                      f"{_share(float(self.heat.max()))} ({even}).")
         overlay = self._overlay(self.heat, VIEW, self.opacity.value() / 100)
         self.heat_view.setPixmap(QPixmap.fromImage(_to_qimage(overlay, VIEW)))
         self.legend.setText(legend)
@@ -433,7 +439,7 @@ class AttentionDialog(QDialog):
             tile = self._colour(single) if self.result.image is not None else self._overlay(single, TILE, 0.9)
             picture.setPixmap(QPixmap.fromImage(_to_qimage(tile, TILE)))
             picture.setStyleSheet(SELECTED if index == chosen else UNSELECTED)
-            caption.setText(f"latent {index + 1} · peak {float(single.max()):.0%}")
+            caption.setText(f"latent {index + 1} · peak {_share(float(single.max()), 0)}")
         for picture, caption in self._tile_views[len(self.latents):]:
             picture.clear()
             picture.setStyleSheet(UNSELECTED)

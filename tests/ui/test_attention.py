@@ -284,6 +284,9 @@ def test_a_sounds_attention_colours_its_picture_where_the_latents_look(qtbot, pi
     dialog.show_result(AttentionResult("hum.ogg", (("low", 0.8),), maps=(maps,), sound=picture))
     assert dialog.heat.shape == map_shape and what in dialog.status.text()
     assert "sound" in dialog.input_caption.text()
+    if map_shape == (4000,):  # a share of thousands of samples is small, and still said, not rounded to 0.0%
+        assert "an even spread gives 0.025% each" in dialog.legend.text()
+        assert dialog._tile_views[0][1].text() == "latent 1 · peak 0.1%"
     shown = dialog.heat_view.pixmap().toImage()
     for y in (5, shown.height() // 2, shown.height() - 5):  # along the whole height: every mel band at that time
         start, end_colour = shown.pixelColor(10, y), shown.pixelColor(shown.width() - 10, y)
