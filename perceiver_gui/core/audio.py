@@ -29,6 +29,7 @@ import torch
 from scipy.signal import resample_poly
 
 from perceiver_gui.core.datasets import MelSettings, clip_samples, mel_settings
+from perceiver_gui.core.reading import SOUND_SUFFIXES
 
 __all__ = [
     "SILENCE_DB",
@@ -41,7 +42,7 @@ __all__ = [
     "read_clip",
 ]
 
-SUFFIXES = (".wav", ".flac", ".ogg")
+SUFFIXES = SOUND_SUFFIXES
 
 SILENT_PEAK = 1e-5  # -100 dBFS: below a 16-bit file's smallest step, so nothing audible is called silent
 SILENCE_DB = -100.0  # the log-mel value of silence (the floor of 10·log10(power + 1e-10))

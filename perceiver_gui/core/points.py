@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from perceiver_gui.core.images import image_files
-from perceiver_gui.core.reading import check_regular
+from perceiver_gui.core.reading import MESH_SUFFIXES, POINT_LIST_SUFFIXES, POINT_SUFFIXES, check_regular
 
 __all__ = ["LIST_SUFFIXES", "MESH_SUFFIXES", "SUFFIXES", "PointsError", "normalize_cloud", "point_files",
            "read_points"]
 
-MESH_SUFFIXES = (".ply", ".off", ".obj", ".stl")
-LIST_SUFFIXES = (".xyz", ".txt", ".npy")
-SUFFIXES = MESH_SUFFIXES + LIST_SUFFIXES
+LIST_SUFFIXES = POINT_LIST_SUFFIXES
+SUFFIXES = POINT_SUFFIXES
 _SEPARATORS = re.compile(r"[,\s;]+")
 
 

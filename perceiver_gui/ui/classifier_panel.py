@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.core.reading import IMAGE_SUFFIXES
+from perceiver_gui.core.reading import IMAGE_SUFFIXES, POINT_SUFFIXES, SERIES_SUFFIXES, SOUND_SUFFIXES
 from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
@@ -318,8 +318,9 @@ class ClassifierPanel(QWidget):
         self.open_model_button = QPushButton("Open model…")
         self.open_model_button.setToolTip("Load a model file (.safetensors) saved by a training run.")
         self.open_model_button.clicked.connect(self.open_model_dialog)
-        self.open_images_button = QPushButton("Open images…")
-        self.open_images_button.setToolTip("Choose image files to classify (or drop them, or paste with Ctrl+V).")
+        self.open_images_button = QPushButton("Open files…")
+        self.open_images_button.setToolTip("Choose files to classify: images, sounds, series or point clouds, as the model "
+                                           "reads (or drop them, or paste an image with Ctrl+V).")
         self.open_images_button.clicked.connect(self.open_images_dialog)
         self.paste_button = QPushButton("Paste")
         self.paste_button.setToolTip("Classify the image or files on the clipboard (Ctrl+V).")
@@ -344,7 +345,7 @@ class ClassifierPanel(QWidget):
         # Its line is kept while empty: otherwise every "Classifying…" would push the results down and
         # back, a visible jump and a relayout and repaint of the whole list on each drop.
         self.busy.setMinimumHeight(self.busy.fontMetrics().height())
-        self.placeholder = QLabel("Drop images, folders or a .safetensors model here")
+        self.placeholder = QLabel("Drop images, sounds, series, point clouds, folders or a .safetensors model here")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setStyleSheet("color: gray; font-size: 15px; border: 2px dashed gray; border-radius: 8px; padding: 28px;")
 
@@ -444,9 +445,12 @@ class ClassifierPanel(QWidget):
             self.load_checkpoint(path)
 
     def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;Sounds (*.flac *.ogg "
-                                                                           f"*.wav);;All files (*)")
+        """Files to classify: every kind the app reads first, then each kind alone."""
+        kinds = (("Images", sorted(IMAGE_SUFFIXES)), ("Sounds", SOUND_SUFFIXES), ("Series", SERIES_SUFFIXES),
+                 ("Point clouds", POINT_SUFFIXES))
+        every = sorted({suffix for _, suffixes in kinds for suffix in suffixes})
+        filters = [f"{name} ({' '.join(f'*{s}' for s in suffixes)})" for name, suffixes in (("Everything", every), *kinds)]
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open files to classify", "", ";;".join([*filters, "All files (*)"]))
         self.classify(paths)
 
     def paste(self) -> None:

@@ -82,6 +82,11 @@ def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads(panel, mo
     panel.open_images_dialog()
     (images,) = re.findall(r"Images \(([^)]*)\)", offered[0])
     assert {p.removeprefix("*") for p in images.split()} == IMAGE_SUFFIXES
+    from perceiver_gui.core import audio, points, series
+
+    (every,) = re.findall(r"^Everything \(([^)]*)\)", offered[0])
+    assert {p.removeprefix("*") for p in every.split()} == IMAGE_SUFFIXES | {*audio.SUFFIXES, *series.SUFFIXES,
+                                                                               *points.SUFFIXES}
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
