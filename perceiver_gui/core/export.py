@@ -170,9 +170,9 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     spec = DATASETS.get(meta.config.data.dataset)
     kind = spec.kind if spec is not None else "image"
     if kind not in _ONNX_INPUTS:
-        raise ExportError(f"{model_path} reads {KINDS[kind].plural}, and ONNX export covers "
-                          f"{' and '.join(KINDS[k].noun for k in _ONNX_INPUTS)} models so far; use the model with "
-                          f"perceiver-gui predict.")
+        *others, last = (KINDS[k].noun for k in _ONNX_INPUTS)
+        raise ExportError(f"{model_path} reads {KINDS[kind].plural}, and ONNX export covers {', '.join(others)} and "
+                          f"{last} models so far; use the model with perceiver-gui predict.")
     inputs = _ONNX_INPUTS[kind](meta)
     model = _WithProbabilities(predictor.model).eval()
     batch = torch.export.Dim("batch")

@@ -319,3 +319,19 @@ def test_a_sound_model_exports_to_onnx_that_reads_what_its_metadata_says_as_pred
         (probs,) = session.run(["probabilities"], {name: x[rows]})
         for row, pred in zip(probs, expected[rows], strict=True):
             assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
+
+
+def test_a_model_of_a_kind_onnx_does_not_cover_yet_is_refused_with_a_sentence_naming_what_it_covers(tmp_path):
+    from perceiver_gui.config import Config, ModelConfig
+    from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.model import build_model
+    from tests.core.test_points import points_config
+
+    model = ModelConfig(input_axis=3, positions="points", depth=1, num_latents=4, latent_dim=8, num_classes=3)
+    meta = ModelMeta(config=Config(model=model, data=points_config(tmp_path).data), class_names=("a", "b", "c"),
+                     mean=(0.0,) * 3, std=(1.0,) * 3, image_size=(128,), channels=3)
+    save_model(tmp_path / "m.safetensors", build_model(model).state_dict(), meta)
+    with pytest.raises(ExportError, match=r"reads point clouds, and ONNX export covers image, series and sound models "
+                                          r"so far; use the model with perceiver-gui predict\.$"):
+        export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
