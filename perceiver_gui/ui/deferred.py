@@ -42,6 +42,7 @@ ENGINE = "perceiver_gui.core.training"  # imports torch, the data and model code
 FIRST_STEPS = ("torch._dynamo", "tensorboard.compat.proto.event_pb2", "tensorboard.compat.proto.summary_pb2",
                "tensorboard.summary.writer.record_writer")
 _preloading: threading.Thread | None = None
+_starting = threading.Lock()  # preload_engine may be called from the GUI thread and a worker at once
 
 SLICE_S = 0.02  # work for at most about this long per event-loop turn (a unit may run over)
 
@@ -71,12 +72,14 @@ def load_step_by_step(context: QObject, done: Callable[[], object]) -> None:
 
 
 def preload_engine() -> None:
-    """Start importing the training engine in a background thread (once; nothing if it is loaded)."""
+    """Start importing the training engine in a background thread (once; nothing if it is loaded). Called
+    in the GUI thread once the plots are in, and by `wait_for_engine` from a worker started before that."""
     global _preloading
-    if _preloading is None and not all(name in sys.modules for name in (ENGINE, FIRST_STEPS[0])):
-        # daemon: quitting the app does not wait for an import
-        _preloading = threading.Thread(target=_import_engine, name="preload-engine", daemon=True)
-        _preloading.start()
+    with _starting:
+        if _preloading is None and not all(name in sys.modules for name in (ENGINE, FIRST_STEPS[0])):
+            # daemon: quitting the app does not wait for an import
+            _preloading = threading.Thread(target=_import_engine, name="preload-engine", daemon=True)
+            _preloading.start()
 
 
 def _import_engine() -> None:
@@ -90,9 +93,12 @@ def _import_engine() -> None:
 
 
 def wait_for_engine() -> None:
-    """Block until a running engine preload is done. Every worker calls this before it starts: two threads
-    importing parts of torch at once race in torch's operator registry ("operator streams::fork does not
-    exist", seen when a test imported torch while the preload was still importing torch._dynamo)."""
+    """Have the engine imported by the preload thread (starting it if the window has not yet) and block
+    until it is. Every worker calls this before it starts: two threads importing parts of torch at once race
+    in torch's operator registry ("operator streams::fork does not exist" when a test imported torch while
+    the preload imported torch._dynamo; "'prims' object has no attribute 'sum'" when the data preview's
+    worker, started in the first second, imported torch before the preload began)."""
+    preload_engine()
     preloading = _preloading
     if preloading is not None and preloading is not threading.current_thread():
         preloading.join()
