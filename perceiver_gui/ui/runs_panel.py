@@ -159,6 +159,7 @@ class RunsPanel(QWidget):
 
         self.detail = QLabel(HINT)
         self.detail.setWordWrap(True)
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)  # alone when no run is shown
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._plots: PlotsPanel | None = None
         self._compare: CompareView | None = None
@@ -189,6 +190,7 @@ class RunsPanel(QWidget):
             from perceiver_gui.ui.plots import PlotsPanel
 
             self._plots = PlotsPanel()
+            self._plots.setVisible(len(self.selected_runs()) == 1)  # empty axes say nothing: the hint does
             self._lower_layout.addWidget(self._plots, 1)
         return self._plots
 
@@ -407,6 +409,7 @@ class RunsPanel(QWidget):
         if not chosen:
             if self._plots is not None:
                 self._plots.reset()  # the curves shown belonged to none of the runs now selected (or deleted)
+                self._plots.setVisible(False)
             self.detail.setText(HINT if self._infos else
                                 f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
             self.detail.setToolTip("")
@@ -414,6 +417,7 @@ class RunsPanel(QWidget):
         info = chosen[0]
         metrics = runs.read_metrics(Path(info.path))
         self.plots.load_metrics(metrics)
+        self.plots.setVisible(True)
         notes = [info.message or _status_text(info)]
         if info.holder:
             notes.append(f"being trained by {info.holder}")

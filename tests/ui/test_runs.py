@@ -231,3 +231,14 @@ def test_the_duration_column_shows_how_long_each_run_trained(panel, run):
     seconds = json.loads((run / "run.json").read_text())["train_seconds"]
     assert seconds == pytest.approx(checkpoints.read_meta(run / "model.safetensors").summary["train_seconds"], abs=0.01)
     assert seconds > 0 and panel.tree.topLevelItem(0).text(column) == format_duration(seconds)
+
+
+def test_no_empty_axes_until_a_run_is_selected(panel, run):
+    """With no run selected the tab shows its hint, not three empty plots with made-up 0–1 axes."""
+    panel.show()
+    assert panel.tree.selectedItems() == []
+    assert not panel.plots.isVisibleTo(panel) and "Select a run" in panel.detail.text()
+    panel.select_runs([str(run)])
+    assert panel.plots.isVisibleTo(panel) and panel.plots.loss_raw.n > 0
+    panel.tree.clearSelection()
+    assert not panel.plots.isVisibleTo(panel)
