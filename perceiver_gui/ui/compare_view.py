@@ -274,7 +274,7 @@ class CompareView(QWidget):
         self.graphics.setMinimumSize(360, 220)
         self.acc_plot = self.graphics.addPlot(row=0, col=0)
         self.loss_plot = self.graphics.addPlot(row=0, col=1)
-        self.acc_plot.setTitle("Validation accuracy (old runs: test)", size="10pt")
+        self.acc_plot.setTitle("Validation accuracy", size="10pt")
         self.loss_plot.setTitle("Loss: lines train (smoothed), dots validation", size="10pt")
         for plot in (self.acc_plot, self.loss_plot):
             plot.showGrid(x=True, y=True, alpha=0.15)
@@ -517,6 +517,8 @@ class CompareView(QWidget):
                 hi.setData(x, high)
         for plot in (self.acc_plot, self.loss_plot):
             plot.setLabel("bottom", "epoch" if by_epoch else "step")
+        old = any(d.summary.held_out == "test" for d in self._data)  # an older version's run: its epochs were tested
+        self.acc_plot.setTitle("Validation accuracy" + (" (old runs: test)" if old else ""), size="10pt")
         self.loss_plot.enableAutoRange()
         self.acc_plot.enableAutoRange(axis="x")
 

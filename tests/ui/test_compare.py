@@ -146,7 +146,7 @@ def test_actions_on_one_run_disable_while_several_are_selected_and_delete_asks_o
     assert [d[0] for d in dialogs] == ["question"] and "lr 0.003" in dialogs[0][2] and "lr 0.01" in dialogs[0][2]
     assert said.args == ["Deleted 2 runs."]
     assert panel.run_names() == [] and not (root / "a").exists() and not (root / "b").exists()
-    assert not panel.compare.isVisible() and panel.plots.isVisible()
+    assert not panel.compare.isVisible() and not panel.plots.isVisible() and "No runs yet" in panel.detail.text()
 
 
 def test_back_to_one_run_shows_its_own_curves_again(panel, root):
@@ -223,3 +223,8 @@ def test_runs_that_share_a_name_are_told_apart_in_the_legend_and_the_table(panel
     headers = [view.table.horizontalHeaderItem(c).text() for c in (1, 2)]
     assert len(set(legend)) == 2 and all(name.startswith("digits · ") for name in legend), legend
     assert headers == legend
+
+
+def test_the_accuracy_title_mentions_old_runs_only_when_one_is_compared(panel):
+    panel.select_runs([str(panel.runs_root / "a"), str(panel.runs_root / "b")])
+    assert panel.compare.acc_plot.titleLabel.text == "Validation accuracy"  # two runs of this version
