@@ -44,8 +44,8 @@ HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare 
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
 # Validation: the best epoch's accuracy on the validation split, which chose the saved model. Test: that
 # model on the test split, measured once when the run ended. Runs of older versions chose on test.
-COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Duration", "Parameters", "Learning rate",
-           "Notes")
+# Short headers where the values are short, so Notes stays in view at 1280 × 800 (their tooltips say them whole).
+COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Duration", "Params", "LR", "Notes")
 VAL_COLUMN, TEST_COLUMN, STATUS_COLUMN, DURATION_COLUMN = 3, 4, 5, 6
 PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 7, 8, 9
 NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
@@ -123,6 +123,8 @@ class RunsPanel(QWidget):
                                                       "chose the saved model.")
         self.tree.headerItem().setToolTip(TEST_COLUMN, "The saved model's accuracy on the test split, measured once "
                                                        "when the run ended.")
+        self.tree.headerItem().setToolTip(PARAMS_COLUMN, "Trainable parameters of the model.")
+        self.tree.headerItem().setToolTip(LR_COLUMN, "Learning rate (the peak, with a schedule).")
         self.tree.itemSelectionChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda *_: self.open_model())
 
