@@ -209,6 +209,8 @@ class SweepPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
+        self.log.setPlaceholderText("The sweep's output appears here, each trial as it starts and ends; the "
+                                    "trials fill the table above.")
         self.views = QTabWidget()  # the plots are added when first needed
         self.views.addTab(self.log, "Log")
 
