@@ -42,8 +42,14 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def mnist_like(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn's digits as MNIST-style 28×28 uint8 images: (train_x, train_y, test_x, test_y)."""
+def mnist_like(seed: int = 0, copies: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits as MNIST-style 28×28 uint8 images: (train_x, train_y, test_x, test_y); with
+    `copies` > 1 the training split holds each training digit that many times, each at its own random shift
+    (the test split stays one shift of each test digit)."""
+    if copies > 1:
+        parts = [mnist_like(seed + k) for k in range(copies)]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[0][2],
+                parts[0][3])
     digits = datasets.load_digits()
     rng = np.random.default_rng(seed)
     images = np.zeros((len(digits.images), 28, 28), dtype=np.uint8)
@@ -120,6 +126,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="folder,mnist,digits", help="comma-separated presets (also fashion_mnist)")
     parser.add_argument("--threads", type=int, default=2, help="train.threads for every preset")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="shifted copies of each training digit in the MNIST-format files (test: one)")
     parser.add_argument("--set", dest="updates", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     only = args.only.split(",")
@@ -137,7 +145,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data_root = tmp / "data"
-        mnist = mnist_like()
+        mnist = mnist_like(copies=args.copies)
         write_mnist(data_root, "MNIST", mnist)
         write_mnist(data_root, "FashionMNIST", mnist)
         shapes = write_shapes(tmp / "shapes")
@@ -158,7 +166,7 @@ def main() -> int:
     print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{v:.2f}' for v in load)}; {os.cpu_count()} cores")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_presets.json").write_text(json.dumps(
-        {"rows": rows, "load_average": load, "threads": args.threads, "updates": args.updates}, indent=2))
+        {"rows": rows, "load_average": load, "threads": args.threads, "copies": args.copies, "updates": args.updates}, indent=2))
     return 0
 
 

@@ -599,6 +599,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in args.paths:
         if predictor.takes_series:
             results = [_predict_series(predictor, path, args.top_k)]
+        elif predictor.takes_points:
+            results = [_predict_points(predictor, path, args.top_k)]
         else:
             results = predictor.predict_folder(path, top_k=args.top_k) if path.is_dir() else \
                 [predictor.predict([path], top_k=args.top_k)]
@@ -610,7 +612,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _print_prediction(pred, args.json)
         if not count:  # an empty folder is an input that was not classified
             failed += 1
-            _print_prediction(Prediction(str(path), error=f"{path} holds no image files."), args.json)
+            files = ("mesh or point files" if predictor.takes_points else "sound files" if predictor.takes_audio
+                     else "image files")
+            _print_prediction(Prediction(str(path), error=f"{path} holds no {files}."), args.json)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -622,6 +626,13 @@ def _predict_series(predictor, path: Path, top_k: int) -> list:
         return predictor.predict_series_file(path, top_k=top_k)
     except SeriesError as exc:
         return [Prediction(str(path), error=str(exc))]
+
+
+def _predict_points(predictor, path: Path, top_k: int) -> list:
+    """The mesh or point file, or every one under the folder."""
+    from perceiver_gui.core.points import point_files
+
+    return predictor.predict_points(point_files(path) if path.is_dir() else [path], top_k=top_k)
 
 
 def _print_prediction(pred, as_json: bool) -> None:
@@ -643,7 +654,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     folder (or its run.json / metrics.jsonl) or a config file."""
     from perceiver_gui.core import runs
     from perceiver_gui.core.checkpoints import CheckpointError, accuracy_text, load_training_state, read_meta
-    from perceiver_gui.core.datasets import KINDS
+    from perceiver_gui.core.datasets import KINDS, kind_of
     from perceiver_gui.core.evaluation import EVALUATION_FILE, EvaluationError, read_evaluation, run_kind
     from perceiver_gui.core.reading import NotARegularFile, open_regular
 
@@ -685,7 +696,16 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"{label}: {printable(state.progress[key])}")
         return EXIT_OK
     print(f"Model: {printable(path)}")
-    if len(meta.image_size) == 1:
+    if meta.config.model.positions == "points":
+        d = meta.config.data
+        augmented = " and ".join(([] if not d.rotate else ["turned about the up (z) axis"])
+                                 + ([] if not d.jitter else [f"jittered by σ {d.jitter:g}"]))
+        print(f"Input: point clouds of {meta.image_size[0]:,} points (x, y, z), sampled on each mesh's surface or "
+              f"taken from each point list, centred and scaled into the unit sphere"
+              + (f"; {augmented} in training" if augmented else ""))
+    elif kind_of(meta.config.data.dataset) is KINDS["audio"]:
+        print(f"Input: {_sound_input(meta)}")
+    elif len(meta.image_size) == 1:
         print(f"Input: time series of {meta.channels} channel(s), up to {meta.image_size[0]:,} steps (shorter ones "
               f"masked), normalised per channel with mean {_numbers(meta.mean)} and std {_numbers(meta.std)}")
     else:
@@ -699,6 +719,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"App version: {printable(meta.app_version)}")
     _info_config("", path, meta.config)
     return EXIT_OK
+
+
+def _sound_input(meta) -> str:
+    """How the model hears a sound file, from the preprocessing its checkpoint records."""
+    d = meta.config.data
+    clip = f"sounds as {d.clip_seconds:g} s mono clips at {d.sample_rate:,} Hz"
+    if d.audio_input == "log_mel":
+        mels, frames = meta.image_size
+        return f"{clip}, as {mels}-band log-mel spectrograms of {frames} frames (25 ms windows every 10 ms)"
+    if d.audio_input == "mel_frames":
+        return (f"{clip}, as {meta.image_size[0]} frames of {meta.channels} log-mel bands (25 ms windows every "
+                f"10 ms)")
+    return f"{clip}, as the raw waveform of {meta.image_size[0]:,} samples"
 
 
 def _numbers(values) -> str:

@@ -92,7 +92,9 @@ class ModelMeta:
     class_names: tuple[str, ...]  # label of each output, in logit order
     mean: tuple[float, ...]  # per-channel normalisation, as in training: 0..1 units for images, a series' own
     std: tuple[float, ...]
-    image_size: tuple[int, ...]  # (H, W) that images are resized to; (L,) that series are padded to (input_axis 1)
+    image_size: tuple[int, ...]  # (H, W) that images are resized to; (L,) that series are padded to (input_axis 1);
+    # (P,) the points sampled from each mesh or point list (a points model), which read_points centres in the
+    # unit sphere, the normalisation its mean 0 and std 1 then leave as it is
     channels: int  # 1 (grey) or 3 (RGB); a series' channels
     # best_val_acc, best_epoch, selected_on, test_acc, test_loss, epochs_done, ... (see `accuracy_text`)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -437,9 +439,11 @@ def _meta_from_json(raw: dict[str, Any], where: str) -> ModelMeta:
             raise bad("normalisation values that do not match its channels")
     if not all(v > 0 for v in std):
         raise bad("a standard deviation that is not positive")
-    if config.model.input_axis not in (1, 2):
+    points = config.model.positions == "points"
+    if config.model.input_axis not in (1, 2) and not points:
         raise bad("a model that takes neither images nor series (input_axis is not 2 or 1)")
-    if not (isinstance(size, list) and len(size) == config.model.input_axis
+    # A cloud is one axis of points whatever input_axis its coordinates span: its size is (num_points,).
+    if not (isinstance(size, list) and len(size) == (1 if points else config.model.input_axis)
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
         raise bad("an invalid image size or series length")
     if not isinstance(summary, dict):

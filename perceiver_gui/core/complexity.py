@@ -30,9 +30,10 @@ def _context_dim(cfg: ModelConfig) -> int:
 
 
 def _positions(cfg: ModelConfig, input_shape: tuple[int, ...]) -> int:
-    if len(input_shape) != cfg.input_axis or any(int(s) < 1 for s in input_shape):
-        raise ValueError(
-            f"input_shape must be {cfg.input_axis} positive sizes (one per input axis), not {tuple(input_shape)}.")
+    """M, the input positions: the grid's cells, or a cloud's points (input_shape (P,) whatever input_axis)."""
+    axes = 1 if cfg.positions == "points" else cfg.input_axis
+    if len(input_shape) != axes or any(int(s) < 1 for s in input_shape):
+        raise ValueError(f"input_shape must be {axes} positive sizes (one per input axis), not {tuple(input_shape)}.")
     return math.prod(int(s) for s in input_shape)
 
 

@@ -19,6 +19,14 @@ Where the data comes from (all under the data root: cfg.root, else `default_data
   the formats core/series.py reads. They are float32 (N, C, L) rather than uint8, with NaN after the end
   of each shorter series: `padding_mask` turns that into the model's input mask, and `normalize` into
   zeros the model never attends to.
+- points_folder: one subfolder per class of meshes or point lists (see `_load_points_folder`), read by
+  core/points.py into float32 (N, 3, num_points) clouds, each centred in the unit sphere. Their mean and
+  std are 0 and 1, so `normalize` leaves them as they are: the coordinates are the model's positions,
+  and a per-axis standardisation would squash a flat shape's thin axis into noise. `augment_points`
+  rotates them about the up axis and jitters them.
+- audio_folder: one subfolder per class of WAV, FLAC or OGG files (see `_load_audio`), decoded by
+  core/audio.py into equal clips, float32 (N, 1, L) waveforms, (N, 1, n_mels, frames) log-mel grids or
+  (N, n_mels, frames) mel frames (normalised per band); `augment_audio` shifts and scales them.
 
 Every dataset then gives a share of its training split (cfg.val_fraction of each class, drawn with
 cfg.split_seed) to a validation split: training chooses its best epoch and stops early on it, and the test
@@ -58,7 +66,8 @@ import numpy as np
 import torch
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import InputShape, default_data_root, ucr_files
+from perceiver_gui.core import audio
+from perceiver_gui.core.datasets import DATASETS, InputShape, class_folders, default_data_root, mel_settings, ucr_files
 from perceiver_gui.core.events import DownloadProgress, Log
 from perceiver_gui.core.files import atomic_write_bytes
 from perceiver_gui.core.images import (
@@ -71,6 +80,7 @@ from perceiver_gui.core.images import (
     open_image,
     to_uint8_tensor,
 )
+from perceiver_gui.core.points import PointsError, point_files, read_points
 from perceiver_gui.core.series import SeriesError, class_order, pad, read_series
 
 __all__ = [
@@ -78,6 +88,8 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "augment",
+    "augment_audio",
+    "augment_points",
     "default_data_root",
     "load_dataset",
     "normalize",
@@ -159,14 +171,18 @@ def open_dataset(cfg: DataConfig) -> Generator[DatasetEvent, None, Dataset]:
         val_files = tuple(train_files[i] for i in val_idx.tolist()) if train_files else ()
     else:
         val_x, val_y = train_x[:0], train_y[:0]
-    series = train_x.is_floating_point()
-    mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
+    kind = DATASETS[cfg.dataset].kind if cfg.dataset in DATASETS else "image"
+    series = train_x.is_floating_point()  # series and sounds, in their own units (images are uint8)
+    if kind == "points":  # already centred in the unit sphere, cloud by cloud: the coordinates stay as they are
+        mean, std = (0.0,) * int(train_x.shape[1]), (1.0,) * int(train_x.shape[1])
+    else:
+        mean, std = _series_mean_std(train_x) if series else _mean_std(train_x)
     padded = series and any(bool(x[:, 0, -1].isnan().any()) for x in (train_x, val_x, test_x))
     info = DatasetInfo(
         name=name, class_names=tuple(class_names), channels=int(train_x.shape[1]),
         image_size=tuple(int(side) for side in train_x.shape[2:]), train_size=len(train_x),
         test_size=len(test_x), mean=mean, std=std, val_size=len(val_x),
-        kind="series" if series else "image", padded=padded,
+        kind=kind, padded=padded,
     )
     return Dataset(info, train_x, train_y, test_x, test_y, tuple(skipped), val_x=val_x, val_y=val_y,
                    val_files=val_files, test_files=tuple(test_files))
@@ -191,7 +207,7 @@ class Preview:
     train_counts: tuple[int, ...]  # images per class in the training split
     test_counts: tuple[int, ...]
     samples: tuple[np.ndarray, ...]  # per class, uint8 (n, H, W, C) read-only, augmented as in training;
-    # float32 (n, L, C) for series
+    # float32 (n, L, C) for series, (n, P, 3) xyz for point clouds
     skipped: tuple[str, ...]  # unreadable files, as "name: reason"
     val_counts: tuple[int, ...] = ()  # images per class in the validation split (carved from training)
 
@@ -209,7 +225,12 @@ def preview_dataset(cfg: DataConfig, *, per_class: int = 8, seed: int = 0) -> Ge
         x = dataset.train_x[chosen]
         if info.kind == "image":
             x = augment(x, crop_padding=cfg.crop_padding, hflip=cfg.hflip, generator=generator)
-        pixels = x.movedim(1, -1).contiguous().numpy()
+        x = augment_points(x, cfg, generator=generator)
+        if info.kind == "audio":  # waveforms (n, L) and log-mels (n, n_mels, frames), as sound_image draws them
+            x = augment_audio(x, cfg, generator)
+            pixels = (x if cfg.audio_input == "mel_frames" else x[:, 0]).contiguous().numpy()
+        else:
+            pixels = x.movedim(1, -1).contiguous().numpy()
         pixels.setflags(write=False)  # it crosses to the UI thread: nobody changes it on the way
         samples.append(pixels)
     k = len(info.class_names)
@@ -243,10 +264,11 @@ def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequen
 def _normalize_series(x: torch.Tensor, mean, std) -> torch.Tensor:
     mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
     std = torch.as_tensor(std, dtype=torch.float32, device=x.device)
-    if x.ndim != 3 or len(mean) != x.shape[1] or len(std) != x.shape[1]:
-        raise ValueError(f"normalize needs series (B, C, L) with one mean and std per channel; got {tuple(x.shape)}, "
-                         f"{len(mean)} means and {len(std)} stds")
-    return ((x - mean[:, None]) / std[:, None]).nan_to_num_(0.0)
+    if x.ndim not in (3, 4) or len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"normalize needs series (B, C, L) or spectrograms (B, C, F, T) with one mean and std per "
+                         f"channel; got {tuple(x.shape)}, {len(mean)} means and {len(std)} stds")
+    per_channel = (-1,) + (1,) * (x.ndim - 2)
+    return ((x - mean.view(per_channel)) / std.view(per_channel)).nan_to_num_(0.0)
 
 
 def padding_mask(x: torch.Tensor) -> torch.Tensor:
@@ -301,6 +323,55 @@ def augment(x: torch.Tensor, *, crop_padding: int, hflip: bool, generator: torch
     # faster than indexing with four broadcast index tensors.
     index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
     return x.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
+
+
+def augment_points(x: torch.Tensor, cfg: DataConfig, *, generator: torch.Generator) -> torch.Tensor:
+    """Clouds float32 (B, 3, P) turned by a random angle about the up (z) axis (cfg.rotate), then moved by
+    Gaussian noise of σ cfg.jitter on every coordinate, vectorised on x's device; x itself when both are off.
+
+    Only about z: a shape that stands upright (a chair, a lamp) keeps standing, as the data shows it, while
+    the direction it faces, which says nothing of its class, varies. Draws are in a fixed order (angles,
+    then noise), so the same seed gives the same batch."""
+    if not cfg.rotate and cfg.jitter == 0:
+        return x
+    b = x.shape[0]
+    draw_device = generator.device
+    if cfg.rotate:
+        angle = torch.rand(b, generator=generator, device=draw_device).to(x.device) * (2 * torch.pi)
+        cos, sin = angle.cos(), angle.sin()
+        px, py = x[:, 0], x[:, 1]
+        x = torch.stack([cos[:, None] * px - sin[:, None] * py, sin[:, None] * px + cos[:, None] * py, x[:, 2]], 1)
+    if cfg.jitter > 0:
+        noise = torch.randn(x.shape, generator=generator, device=draw_device).to(x.device)
+        x = x + noise * cfg.jitter
+    return x
+
+
+def augment_audio(x: torch.Tensor, data: DataConfig, generator: torch.Generator) -> torch.Tensor:
+    """Random time shift (up to data.time_shift seconds either way, silence filling in) and gain (up to
+    data.gain_db either way) of a float batch of waveforms (B, 1, L), log-mels (B, 1, n_mels, frames) or mel
+    frames (B, n_mels, frames), on x's device; `generator` makes it repeat. Returns x itself when both are
+    off (and draws nothing).
+
+    On a log-mel a gain is an added number of dB and a shift moves whole frames, so the clips stay what
+    the same change to the waveform would give (up to the edges of frames)."""
+    if data.time_shift <= 0 and data.gain_db <= 0:
+        return x
+    b, length, spectrogram = x.shape[0], x.shape[-1], data.audio_input != "waveform"
+    per_second = data.sample_rate / mel_settings(data.sample_rate, data.n_mels).hop if spectrogram else data.sample_rate
+    reach = min(length - 1, int(data.time_shift * per_second))
+    draw_device = generator.device
+    shift = (torch.randint(-reach, reach + 1, (b,), generator=generator, device=draw_device).to(x.device)
+             if reach > 0 else torch.zeros(b, dtype=torch.long, device=x.device))
+    gain = (torch.rand((b,), generator=generator, device=draw_device).to(x.device) * 2 - 1) * data.gain_db
+    # Source index of every output step; outside the clip is silence.
+    source = torch.arange(length, device=x.device) - shift[:, None]  # (B, L)
+    inside = (source >= 0) & (source < length)
+    view, per_clip = (b,) + (1,) * (x.ndim - 2) + (length,), (b,) + (1,) * (x.ndim - 1)
+    moved = x.gather(-1, source.clamp(0, length - 1).view(view).expand_as(x))
+    if spectrogram:
+        return torch.where(inside.view(view), moved + gain.view(per_clip), audio.SILENCE_DB).clamp_(min=audio.SILENCE_DB)
+    return torch.where(inside.view(view), moved * (10.0 ** (gain / 20.0)).view(per_clip), 0.0)
 
 
 def _series_mean_std(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -443,24 +514,30 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _extract_tar(archive: Path, member_root: str, dest: Path) -> None:
-    """Extract the folder `member_root` of a .tar.gz into `dest`/member_root, all or nothing.
+def _extract_tar(archive: Path, member_root: str, dest: Path, *, flat: bool = False) -> None:
+    """Extract the folder `member_root` of a .tar.gz into `dest`/member_root, all or nothing; with `flat`, an
+    archive whose files lie at its top (Speech Commands') is extracted whole into `dest`/member_root.
 
     Only regular files and folders inside `member_root` are written; absolute paths, "..", links and
     devices are refused, so an archive cannot write outside the data folder.
     """
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+    base = tmp / member_root if flat else tmp
     try:
+        base.mkdir(exist_ok=True)
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
                 parts = Path(member.name).parts
-                if member.name.startswith(("/", "\\")) or ".." in parts or not parts or parts[0] != member_root:
+                if flat and not parts and member.isdir():
+                    continue  # the archive's own top folder, "./"
+                if member.name.startswith(("/", "\\")) or ".." in parts or not parts or (
+                        not flat and parts[0] != member_root):
                     raise DatasetError(f"{archive.name} contains the unexpected path {member.name!r}; it is not "
                                        f"the official archive, so delete it.")
                 if member.isdir():
-                    (tmp / member.name).mkdir(parents=True, exist_ok=True)
+                    (base / member.name).mkdir(parents=True, exist_ok=True)
                 elif member.isfile():
-                    target = tmp / member.name
+                    target = base / member.name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with tar.extractfile(member) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out, 1 << 20)
@@ -913,6 +990,238 @@ def _load_sequences(cfg: DataConfig, root: Path):
     return name, class_names, train_xy, test_xy, (), names
 
 
+# -- point clouds ------------------------------------------------------------------------------
+def _load_points_folder(cfg: DataConfig, root: Path):
+    """One subfolder per class of meshes and point lists (files in deeper folders count for their class),
+    each read by points.read_points to cfg.num_points points (seeded per file, so every run and `predict`
+    get the same points). Unreadable files are skipped and reported; a class without readable files is an
+    error. When every class folder has train/ and test/ subfolders (ModelNet's layout), test/ is the test
+    split, so results compare with the published ones; otherwise the test split is held out as a folder's
+    (round(test_fraction × n) per class, fixed seed). Reading meshes is slow (ModelNet10: minutes), so the
+    clouds are cached as safetensors under the data root, rebuilt when the files or num_points change."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The point cloud folder {folder} does not exist; choose a folder with one subfolder "
+                           f"per class of meshes or point files.")
+    try:
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        files = [point_files(d) for d in classes]
+    except OSError as exc:
+        raise DatasetError(f"Can't read the point cloud folder {folder}: {exc.strerror or exc}.") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The point cloud folder {folder} needs at least two subfolders, one per class, with "
+                           f"meshes or point files in them.")
+    for class_dir, found in zip(classes, files, strict=True):
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no meshes or point files "
+                               f"(.ply, .off, .obj, .stl, .xyz, .txt, .npy); add some or remove the folder.")
+    class_names = [d.name for d in classes]
+    fingerprint = _fingerprint(folder, files, cfg.num_points, crop=False)
+    cache = root / "points-cache" / f"{_slug(folder.name)}-{_short_hash(str(folder.resolve()))}-{cfg.num_points}.safetensors"
+    cached = _read_cache(cache, fingerprint, dtype=torch.float32, ndim=3)
+    if cached is not None:
+        x, y, skipped = cached
+        yield Log(message=f"Using the point clouds of {folder} cached in {cache.parent}")
+    else:
+        x, y, skipped = yield from _read_point_files(folder, files, cfg.num_points)
+        try:
+            _write_cache(cache, x, y, skipped, fingerprint, class_names)
+        except OSError as exc:
+            yield Log(message=f"Could not cache the point clouds in {cache.parent} ({exc.strerror or exc}); they "
+                              f"will be read again next time.", level="warning")
+    if skipped:
+        yield Log(message=f"Skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{skipped[0]}" + (f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""),
+                  level="warning")
+    counts = torch.bincount(y, minlength=len(classes)).tolist()
+    for class_dir, count in zip(classes, counts, strict=True):
+        if count == 0:
+            raise DatasetError(f"None of the files in the class folder '{class_dir.name}' in {folder} could be "
+                               f"read; add readable meshes or point files or remove the folder.")
+    # The read clouds are the listed files less the skipped ones, in order.
+    unread = {entry.split(": ", 1)[0] for entry in skipped}
+    kept = [(p, d) for d, class_files in zip(classes, files, strict=True) for p in class_files
+            if p.relative_to(folder).as_posix() not in unread]
+    if all((d / "train").is_dir() and (d / "test").is_dir() for d in classes):
+        in_test = torch.tensor([p.relative_to(d).parts[0] == "test" for p, d in kept], dtype=torch.bool)
+        train_idx, test_idx = torch.nonzero(~in_test).flatten(), torch.nonzero(in_test).flatten()
+        yield Log(message=f"Testing on the {len(test_idx)} clouds in the classes' test folders, training on the rest")
+    else:
+        train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The point cloud folder {folder} has too few files to hold any out for testing; add "
+                           f"files.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(str(kept[i][0]) for i in train_idx.tolist()), tuple(str(kept[i][0]) for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
+def _read_point_files(folder: Path, files: list[list[Path]], num_points: int):
+    """float32 (N, 3, num_points) clouds, channels first as images are, their labels, and the skipped files."""
+    total = sum(len(f) for f in files)
+    yield Log(message=f"Reading {total} point clouds from {folder} at {num_points} points each")
+    clouds, labels, skipped = [], [], []
+    done = 0
+    for label, class_files in enumerate(files):
+        for path in class_files:
+            try:
+                clouds.append(read_points(path, num_points))
+                labels.append(label)
+            except PointsError as exc:
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {exc}")
+            done += 1
+            if done % 200 == 0:
+                yield Log(message=f"Read {done} of {total} point clouds")
+    x = torch.from_numpy(np.stack(clouds)).transpose(1, 2).contiguous() if clouds else \
+        torch.zeros((0, 3, num_points), dtype=torch.float32)
+    return x, torch.tensor(labels, dtype=torch.int64), skipped
+
+
+# -- audio -------------------------------------------------------------------------------------
+SOUND_CHUNK = 1024  # clips turned into the model's input at a time: bounded memory for big folders
+
+
+def _decode_sounds(jobs: list[tuple[Path, int]], folder: Path, class_names: list[str], cfg: DataConfig):
+    """Decode (path, label) jobs into the model's input x, labels y, the files kept and the skipped ones (as
+    "name: reason"), with progress events; a class left without a usable sound is an error."""
+    yield Log(message=f"Decoding {len(jobs):,} sounds from {folder} as {cfg.clip_seconds:g} s clips at "
+                      f"{cfg.sample_rate:,} Hz" + ("" if cfg.audio_input == "waveform" else
+                                                   f", as {cfg.n_mels}-band log-mel spectrograms"))
+
+    def decode(path: Path) -> np.ndarray | audio.AudioError:
+        try:
+            return audio.read_clip(path, sample_rate=cfg.sample_rate, clip_seconds=cfg.clip_seconds)
+        except audio.AudioError as exc:
+            return exc
+
+    parts: list[torch.Tensor] = []
+    clips: list[np.ndarray] = []
+    labels: list[int] = []
+    kept: list[str] = []
+    skipped: list[str] = []
+
+    def convert() -> None:
+        parts.append(audio.model_input(torch.from_numpy(np.stack(clips)), sample_rate=cfg.sample_rate,
+                                       audio_input=cfg.audio_input, n_mels=cfg.n_mels))
+        clips.clear()
+
+    report_every = max(500, len(jobs) // 10)
+    # libsndfile and the resampler run without the GIL, so threads use every core.
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        for done, ((path, label), result) in enumerate(zip(jobs, pool.map(decode, [p for p, _ in jobs]),
+                                                           strict=True), 1):
+            if isinstance(result, audio.AudioError):
+                skipped.append(f"{path.relative_to(folder).as_posix()}: {result}")
+            else:
+                clips.append(result)
+                labels.append(label)
+                kept.append(str(path))
+                if len(clips) == SOUND_CHUNK:
+                    convert()
+            if done % report_every == 0:
+                yield Log(message=f"Decoded {done:,} of {len(jobs):,} sounds")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a closed generator stops the queued work too
+    if clips:
+        convert()
+    if skipped:
+        shown = ", ".join(s.split(": ")[0] for s in skipped[:5]) + (f" and {len(skipped) - 5} more"
+                                                                     if len(skipped) > 5 else "")
+        yield Log(message=f"Skipped {len(skipped)} unusable sound file{'s' if len(skipped) != 1 else ''} in {folder}: "
+                          f"{shown}.", level="warning")
+    y = torch.tensor(labels, dtype=torch.int64)
+    for class_index, count in enumerate(torch.bincount(y, minlength=len(class_names)).tolist()):
+        if count == 0:
+            raise DatasetError(f"None of the sounds in the class folder '{class_names[class_index]}' in {folder} "
+                               f"could be used; add readable, non-silent files or remove the folder.")
+    return torch.cat(parts), y, kept, skipped
+
+
+def _load_audio(cfg: DataConfig, root: Path):
+    """One subfolder of cfg.folder per class of WAV, FLAC or OGG files (files in deeper folders count for their
+    class), each decoded by core/audio.py into a clip of cfg.clip_seconds at cfg.sample_rate and turned into
+    cfg.audio_input. Unreadable, empty, silent and NaN files are skipped and reported with their reason; a class
+    left without sounds is an error. The test split is a folder's (round(test_fraction × n) a class, fixed seed)."""
+    folder = Path(cfg.folder).expanduser()
+    if not folder.is_dir():
+        raise DatasetError(f"The audio folder {folder} does not exist; choose a folder with one subfolder per class "
+                           f"of WAV, FLAC or OGG files.")
+    classes = class_folders(folder)
+    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
+        try:
+            class_dir.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
+                               "valid UTF-8; rename it (class names are saved with the model).") from None
+    if len(classes) < 2:
+        raise DatasetError(f"The audio folder {folder} needs at least two subfolders, one per class, with WAV, FLAC "
+                           f"or OGG files in them.")
+    jobs: list[tuple[Path, int]] = []
+    for label, class_dir in enumerate(classes):
+        try:
+            found = audio.audio_files(class_dir)
+        except OSError as exc:
+            raise DatasetError(f"Can't read the class folder '{class_dir.name}' in {folder}: "
+                               f"{exc.strerror or exc}.") from None
+        if not found:
+            raise DatasetError(f"The class folder '{class_dir.name}' in {folder} has no WAV, FLAC or OGG files; add "
+                               f"some or remove the folder.")
+        jobs += [(path, label) for path in found]
+    class_names = [d.name for d in classes]
+    x, y, kept, skipped = yield from _decode_sounds(jobs, folder, class_names, cfg)
+    train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return folder.name, class_names, train, test, skipped, sources
+
+
+# Google's Speech Commands v0.02: the URL and md5 of torchaudio.datasets.SPEECHCOMMANDS (_CHECKSUMS).
+_SPEECH_ARCHIVE = "speech_commands_v0.02.tar.gz"
+_SPEECH_MD5 = "6b74f3901214cb2c2934e98196829835"
+_SPEECH_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+SPEECH_FOLDER = "SpeechCommands"  # under the data root: one folder per word, testing_list.txt, validation_list.txt
+
+
+def _load_speech_commands(cfg: DataConfig, root: Path):
+    """Speech Commands v0.02 (downloaded, md5-checked and extracted into the data root on the first use): one
+    folder per word of 16 kHz WAV files. The test split is the dataset's own testing_list.txt, so results compare
+    with published ones; everything else trains (validation is carved from it as for every dataset). The
+    _background_noise_ folder holds long noise recordings, not words, and is left out."""
+    folder = root / SPEECH_FOLDER
+    if not (folder / "testing_list.txt").is_file():
+        archive = root / _SPEECH_ARCHIVE
+        yield from _fetch(_Remote("Speech Commands", root, ((_SPEECH_ARCHIVE, _SPEECH_MD5),), (_SPEECH_URL,),
+                                  also=f"or the {SPEECH_FOLDER} folder extracted from it"), cfg)
+        if _md5(archive) != _SPEECH_MD5:  # a copy dropped in by hand must be the official one too
+            raise DatasetError(f"{archive} is damaged or not the official Speech Commands v0.02 archive (its checksum "
+                               f"does not match); delete it and download it again.")
+        yield Log(message=f"Extracting {archive.name} into {folder}")
+        _extract_tar(archive, SPEECH_FOLDER, root, flat=True)
+        if not (folder / "testing_list.txt").is_file():
+            raise DatasetError(f"{archive} does not contain testing_list.txt; delete it and download it again.")
+    classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(("_", ".")))
+    if len(classes) < 2:
+        raise DatasetError(f"{folder} holds no word folders; delete it so Speech Commands can be extracted again.")
+    testing = {line.strip() for line in (folder / "testing_list.txt").read_text(encoding="utf-8").splitlines()}
+    jobs = [(path, label) for label, d in enumerate(classes) for path in sorted(d.glob("*.wav"))]
+    class_names = [d.name for d in classes]
+    x, y, kept, skipped = yield from _decode_sounds(jobs, folder, class_names, cfg)
+    in_test = torch.tensor([Path(k).relative_to(folder).as_posix() in testing for k in kept], dtype=torch.bool)
+    train_idx, test_idx = (~in_test).nonzero().flatten(), in_test.nonzero().flatten()
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise DatasetError(f"testing_list.txt in {folder} names none of its files (or all of them); delete the folder "
+                           f"so Speech Commands can be extracted again.")
+    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
+    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
+    return "Speech Commands", class_names, train, test, skipped, sources
+
+
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
@@ -954,7 +1263,8 @@ def _fingerprint(folder: Path, files: list[list[Path]], side: int, crop: bool) -
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+def _read_cache(path: Path, fingerprint: str, *, dtype: torch.dtype = torch.uint8, ndim: int = 4
+                ) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
     """The cached (x, y, skipped) when the cache file exists and matches; None (rebuild) otherwise."""
     from safetensors import SafetensorError, safe_open
 
@@ -969,7 +1279,7 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[torch.Tensor, torch.Tenso
             skipped = json.loads(meta.get("skipped", "[]"))
     except (SafetensorError, OSError, ValueError, KeyError):
         return None  # a damaged cache is only a slower start
-    if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or len(x) != len(y):
+    if x.dtype != dtype or x.ndim != ndim or y.dtype != torch.int64 or len(x) != len(y):
         return None
     return x, y, [str(s) for s in skipped]
 
@@ -1000,5 +1310,8 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "digits": _load_digits,
     "folder": _load_folder,
     "sequences": _load_sequences,
+    "points_folder": _load_points_folder,
+    "audio_folder": _load_audio,
+    "speech_commands": _load_speech_commands,
 }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import statistics
 from dataclasses import dataclass
@@ -34,15 +35,20 @@ __all__ = [
     "DatasetSpec",
     "InputShape",
     "Kind",
+    "MelSettings",
+    "audio_sides",
     "class_folders",
     "default_data_root",
+    "clip_samples",
     "download_note",
     "expected_input",
     "fit_model",
     "folder_image_size",
+    "input_positions",
     "kind_of",
     "max_freq_for",
     "ucr_files",
+    "mel_settings",
 ]
 
 FOLDER_SIZE_SAMPLE = 64  # image files read (headers only) to size a folder: enough for a steady median
@@ -59,6 +65,7 @@ class Kind:
     axis_names: tuple[str, ...]  # for people, one per axis
     irregular_plural: str = ""  # for people, where the plural is not noun + "s" ("series")
     position: str = "pixel"  # one input position along an axis, for people: "pixel", "time step"
+    positions_from: str = "grid"  # the model's positions: "grid" (the input's places) or "points" (their own xyz)
 
     @property
     def plural(self) -> str:
@@ -68,6 +75,11 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "image": Kind("image", 2, ("height", "width")),
     "series": Kind("series", 1, ("time",), irregular_plural="series", position="time step"),
+    # The raw waveform or mel frames; a log-mel grid (data.audio_input) reads over (mel, time): expected_input's
+    # sides say which, and fit_model takes the axes from them.
+    "audio": Kind("sound", 1, ("time",), position="time step"),
+    # An unordered set of points: the Fourier features span x, y and z of each point's own coordinates.
+    "points": Kind("point cloud", 3, ("x", "y", "z"), position="point", positions_from="points"),
 }
 
 
@@ -115,6 +127,17 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
     DatasetSpec("sequences", "Time series…",
                 "Your own series: a .ts (UCR/UEA), .csv or .npy file of labelled series, one or more channels.",
                 "sequences", kind="series"),
+    DatasetSpec("audio_folder", "Audio folder…",
+                "Your own sounds: one subfolder per class of WAV, FLAC or OGG files, read as clips of equal length.",
+                "audio", kind="audio", channels=1),
+    DatasetSpec("points_folder", "Point clouds…",
+                "Your own 3-D shapes: one subfolder per class of meshes (.ply, .off, .obj, .stl) or point lists "
+                "(.xyz, .txt, .npy).", "points", kind="points", channels=3),
+    DatasetSpec("speech_commands", "Speech Commands",
+                "105,829 one-second recordings of 35 spoken words (yes, no, up, down, the digits …) by 2,618 "
+                "speakers, 16 kHz (Google, v0.02).",
+                "speech", kind="audio", channels=1, classes=35, download_mb=2300.0,
+                files="SpeechCommands"),
 )}
 
 
@@ -132,10 +155,13 @@ def fit_model(model: ModelConfig, shape: InputShape) -> ModelConfig:
     """The model config with its input channels, axes and classes taken from the data.
 
     These are the data's to decide, not the user's; a None in `shape` (not known before the files are
-    read) leaves the model's value as it is."""
+    read) leaves the model's value as it is. The axes are the data's sides: a kind's own for images and
+    series, and for audio one (the waveform) or two (a log-mel spectrogram's mel and time)."""
     return dataclasses.replace(
         model,
-        input_axis=KINDS[shape.kind].axes,
+        # A grid has one axis per side; a cloud's points are one axis, and its coordinates span the kind's axes.
+        input_axis=KINDS[shape.kind].axes if KINDS[shape.kind].positions_from == "points" else len(shape.sides),
+        positions=KINDS[shape.kind].positions_from,
         input_channels=shape.channels if shape.channels is not None else model.input_channels,
         num_classes=shape.classes if shape.classes is not None else model.num_classes,
     )
@@ -148,11 +174,19 @@ def expected_input(data: DataConfig) -> InputShape:
     axes = KINDS[spec.kind].axes
     sides = spec.size if spec.size is not None else (data.image_size,) * axes
     classes, channels = spec.classes, spec.channels
-    if data.dataset == "folder":
+    if data.dataset in ("folder", "points_folder"):
         found = class_folders(data.folder)
         classes = len(found) if found else None
+    if spec.kind == "points":
+        sides = (data.num_points,)  # M: the points of a cloud, one axis of the input whatever input_axis
     if spec.kind == "series":
         sides, channels, classes = _series_shape(data)
+    if spec.kind == "audio" and classes is None:  # a folder of sounds: its subfolders
+        found = class_folders(data.folder)
+        classes = len(found) if found else None
+    if spec.kind == "audio":
+        sides = _audio_sides(data)
+        channels = min(max(int(data.n_mels), 1), 256) if data.audio_input == "mel_frames" else 1
     return InputShape(kind=spec.kind, sides=sides, channels=channels, classes=classes)
 
 
@@ -209,6 +243,67 @@ def _series_files_shape(train_stamp: tuple[str, int, int], test_stamp: tuple[str
         return (1,), None, None
     length = max(train.longest, test.longest if test is not None else 0)
     return (length,), train.channels, len(train.declared or class_order(train.labels or ()))
+
+
+# -- audio clips -----------------------------------------------------------------------------
+MEL_WINDOW_SECONDS = 0.025  # the usual speech analysis window: 25 ms ...
+MEL_HOP_SECONDS = 0.010  # ... every 10 ms
+
+
+@dataclass(frozen=True, slots=True)
+class MelSettings:
+    """How core/audio.py computes a log-mel spectrogram, all derived from the sample rate and n_mels."""
+
+    sample_rate: int
+    n_fft: int  # the window, rounded up to a power of two
+    hop: int  # samples between frames
+    n_mels: int
+    f_min: float
+    f_max: float  # Nyquist
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+
+def mel_settings(sample_rate: int, n_mels: int) -> MelSettings:
+    n_fft = 1 << max(4, math.ceil(math.log2(MEL_WINDOW_SECONDS * max(1, sample_rate))))
+    return MelSettings(sample_rate=sample_rate, n_fft=n_fft, hop=max(1, round(MEL_HOP_SECONDS * sample_rate)),
+                       n_mels=n_mels, f_min=0.0, f_max=sample_rate / 2)
+
+
+def clip_samples(sample_rate: int, clip_seconds: float) -> int:
+    return max(1, round(sample_rate * clip_seconds))
+
+
+def audio_sides(sample_rate: int, clip_seconds: float, audio_input: str, n_mels: int) -> tuple[int, ...]:
+    """The model's input sides: (samples,) for the waveform, (n_mels, frames) for the log-mel grid, (frames,) for
+    mel frames (whose channels are the n_mels bands)."""
+    samples = clip_samples(sample_rate, clip_seconds)
+    if audio_input == "waveform":
+        return (samples,)
+    frames = 1 + samples // mel_settings(sample_rate, n_mels).hop  # torch.stft(center=True)'s frames
+    return (frames,) if audio_input == "mel_frames" else (n_mels, frames)
+
+
+def input_positions(data: DataConfig, shape: InputShape) -> str:
+    """M, the inputs the latents attend to, for people: "32×32 pixels", "40 time steps", and for sounds
+    "16,000 samples", "40 mels × 101 frames" or "101 frames" (of n_mels bands each), as data.audio_input says."""
+    if shape.kind == "audio":
+        if data.audio_input == "waveform":
+            return f"{shape.sides[0]:,} samples"
+        if data.audio_input == "log_mel" and len(shape.sides) == 2:
+            return f"{shape.sides[0]:,} mels × {shape.sides[1]:,} frames"
+        return f"{shape.sides[0]:,} frames"
+    return f"{'×'.join(f'{side:,}' for side in shape.sides)} {KINDS[shape.kind].position}s"
+
+
+def _audio_sides(data: DataConfig) -> tuple[int, ...]:
+    """`audio_sides` of a config; values outside their ranges (which validation names) are clamped, so the
+    form still shows a size while the user types."""
+    rate = min(max(int(data.sample_rate), 1000), 192_000)
+    seconds = min(max(data.clip_seconds, 0.01), 60.0) if math.isfinite(data.clip_seconds) else 1.0
+    return audio_sides(rate, seconds, data.audio_input, min(max(int(data.n_mels), 1), 256))
 
 
 def download_note(dataset: str) -> str:

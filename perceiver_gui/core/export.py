@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from perceiver_gui.core import runs
-from perceiver_gui.core.datasets import DATASETS, KINDS
+from perceiver_gui.core.datasets import DATASETS, KINDS, clip_samples, mel_settings
 from perceiver_gui.core.files import atomic_write_bytes, atomic_write_text
 
 __all__ = ["ExportError", "export_onnx", "metrics_csv"]
@@ -150,7 +150,8 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     """Write a model file as ONNX; returns `out`. An image model reads `image` float32 (batch, height,
     width, channels), normalised; a series model `series` float32 (batch, length, channels), normalised,
     with `mask` bool (batch, length), True where a series holds a value (a shorter series is padded with
-    anything, masked False). Outputs `logits` and `probabilities` (batch, classes).
+    anything, masked False); a sound model `waveform` or `mel_frames` (batch, length, channels) or `log_mel`
+    (batch, mels, frames, 1), as data.audio_input says, normalised. Outputs `logits` and `probabilities` (batch, classes).
 
     The batch size is free. The class names and the exact preprocessing are stored as metadata_props
     (see `onnx_metadata`). When onnxruntime is installed the file is run once and checked against
@@ -169,9 +170,9 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     spec = DATASETS.get(meta.config.data.dataset)
     kind = spec.kind if spec is not None else "image"
     if kind not in _ONNX_INPUTS:
-        raise ExportError(f"{model_path} reads {KINDS[kind].plural}, and ONNX export covers "
-                          f"{' and '.join(KINDS[k].noun for k in _ONNX_INPUTS)} models so far; use the model with "
-                          f"perceiver-gui predict.")
+        *others, last = (KINDS[k].noun for k in _ONNX_INPUTS)
+        raise ExportError(f"{model_path} reads {KINDS[kind].plural}, and ONNX export covers {', '.join(others)} and "
+                          f"{last} models so far; use the model with perceiver-gui predict.")
     inputs = _ONNX_INPUTS[kind](meta)
     model = _WithProbabilities(predictor.model).eval()
     batch = torch.export.Dim("batch")
@@ -233,8 +234,49 @@ def _series_input(meta) -> _OnnxInput:
         })
 
 
+def _sound_input(meta) -> _OnnxInput:
+    """A sound model's input, named after what it is: 'waveform' and 'mel_frames' (batch, length, channels) like a
+    series (no mask: every clip is as long), 'log_mel' (batch, mels, frames, 1) like a gray image."""
+    d = meta.config.data
+    rate, samples = d.sample_rate, clip_samples(d.sample_rate, d.clip_seconds)
+    clip = (f"Decode the sound file, average its channels to mono, resample it to {rate} Hz (a polyphase filter, "
+            f"as scipy.signal.resample_poly) and keep its first {samples} samples, padding a shorter one with "
+            f"zeros (silence) after its end; ")
+    metadata = {"audio_input": d.audio_input, "sample_rate": str(rate), "clip_samples": str(samples)}
+    if d.audio_input == "waveform":
+        (length,) = meta.image_size
+        return _OnnxInput(examples={"waveform": torch.zeros(2, length, 1)}, metadata={
+            **metadata, "input_layout": "NLC",
+            "preprocessing": clip + (f"subtract mean and divide by std (samples in -1..1); feed float32 in layout "
+                                     f"(batch, {length}, 1) as input 'waveform'."),
+        })
+    mel = mel_settings(rate, d.n_mels)
+    metadata |= {"n_mels": str(mel.n_mels), "n_fft": str(mel.n_fft), "hop_length": str(mel.hop), "window": "hann",
+                 "f_min": repr(mel.f_min), "f_max": repr(mel.f_max), "mel_filterbank": "htk mel scale, slaney norm"}
+    spectrogram = (f"take its power spectrogram (|STFT|^2: n_fft {mel.n_fft}, hop {mel.hop}, a periodic Hann window "
+                   f"of n_fft, centred frames with zero padding: torch.stft(center=True, pad_mode='constant') or "
+                   f"librosa.stft(center=True, pad_mode='constant')), multiply by {mel.n_mels} mel filters "
+                   f"(librosa.filters.mel(sr={rate}, n_fft={mel.n_fft}, n_mels={mel.n_mels}, fmin={mel.f_min:g}, "
+                   f"fmax={mel.f_max:g}, htk=True, norm='slaney')) and take 10·log10(mel power + 1e-10); ")
+    if d.audio_input == "mel_frames":
+        (frames,) = meta.image_size
+        return _OnnxInput(examples={"mel_frames": torch.zeros(2, frames, meta.channels)}, metadata={
+            **metadata, "input_layout": "NLC",
+            "preprocessing": clip + spectrogram + (
+                f"subtract mean and divide by std per mel band (the lowest first); feed float32 in layout "
+                f"(batch, {frames} frames, {mel.n_mels} mels) as input 'mel_frames'."),
+        })
+    mels, frames = meta.image_size
+    return _OnnxInput(examples={"log_mel": torch.zeros(2, mels, frames, 1)}, metadata={
+        **metadata, "input_layout": "NHWC",
+        "preprocessing": clip + spectrogram + (
+            f"subtract mean and divide by std; feed float32 in layout (batch, {mels} mels (the lowest first), "
+            f"{frames} frames, 1) as input 'log_mel'."),
+    })
+
+
 # What each kind of model reads as ONNX (datasets.KINDS' keys); a kind not here is refused with a sentence.
-_ONNX_INPUTS = {"image": _image_input, "series": _series_input}
+_ONNX_INPUTS = {"image": _image_input, "series": _series_input, "audio": _sound_input}
 
 
 def _root_cause(exc: BaseException) -> str:

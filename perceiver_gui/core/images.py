@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,15 +62,16 @@ CONTENT_MARGIN = 0.05
 _GRAY_NUMERIC = ("I;16", "I;16L", "I;16B", "I;16N", "I", "I;32", "F")
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, *, suffixes: Collection[str] = IMAGE_SUFFIXES) -> list[Path]:
     """The image files anywhere under `folder`, sorted: a known suffix, not a folder, nothing hidden on the
     way down from `folder` (.git, .thumbnails, macOS ._ files). The one rule for training folders, their size
     guess, folders dropped on the classifier and `perceiver-gui predict`. Not is_file(): a FIFO or device named
     like an image is listed, and open_image refuses it with a sentence. Raises OSError when the folder cannot be
-    read (NotADirectoryError when it is not a folder)."""
+    read (NotADirectoryError when it is not a folder). Other `suffixes` list other files by the same rule (a
+    folder of meshes and point files)."""
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder.")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and not p.is_dir()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 

@@ -16,6 +16,12 @@ something else:
 
 Input is channels-last, `(batch, *axes, channels)`, like upstream; `to_channels_last` converts
 torchvision's `(batch, channels, *axes)`.
+
+Point clouds (`positions="points"`) are an unordered set, with no grid to take positions from: the input
+is `(batch, points, channels)` whose first `input_axis` channels are each point's coordinates in [-1, 1]
+(x, y, z for input_axis 3), and the position features are the Fourier features of those coordinates,
+computed per sample in every forward. Any model also takes explicit per-sample coordinates,
+`forward(data (B, M, C), positions=(B, M, input_axis))`, e.g. to encode a grid or a subset of one.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Perceiver", "build_model", "to_channels_last"]
+from perceiver_gui.config import POSITIONS
+
+__all__ = ["Perceiver", "build_model", "fourier_encode", "to_channels_last"]
 
 LN_EPS = 1e-5  # nn.LayerNorm's default, which every upstream norm uses
 MAX_CACHED_SHAPES = 8  # Fourier features kept per model (input shape × device × dtype)
@@ -42,17 +50,22 @@ def to_channels_last(x: Tensor) -> Tensor:
     return x.movedim(1, -1)
 
 
-def fourier_features(axes: tuple[int, ...], max_freq: float, num_bands: int, device, dtype) -> Tensor:
-    """Position features (M, len(axes) * (2 * num_bands + 1)), op for op as upstream builds them.
+def fourier_encode(coords: Tensor, max_freq: float, num_bands: int) -> Tensor:
+    """Coordinates (..., A) in [-1, 1] -> their features (..., A * (2 * num_bands + 1)), op for op as upstream.
 
-    Per axis: sin of each band, cos of each band, then the raw coordinate in [-1, 1].
+    Per axis: sin of each band, cos of each band, then the raw coordinate.
     """
+    pos = coords.unsqueeze(-1)  # (..., A, 1)
+    scales = torch.linspace(1.0, max_freq / 2, num_bands, device=coords.device, dtype=coords.dtype)
+    scaled = pos * scales * math.pi  # (..., A, bands)
+    return torch.cat([scaled.sin(), scaled.cos(), pos], dim=-1).flatten(-2)  # (..., A * (2 * bands + 1))
+
+
+def fourier_features(axes: tuple[int, ...], max_freq: float, num_bands: int, device, dtype) -> Tensor:
+    """Position features (M, len(axes) * (2 * num_bands + 1)) of the grid of shape `axes`."""
     axis_pos = [torch.linspace(-1.0, 1.0, steps=size, device=device, dtype=dtype) for size in axes]
-    pos = torch.stack(torch.meshgrid(*axis_pos, indexing="ij"), dim=-1).unsqueeze(-1)  # (*axes, A, 1)
-    scales = torch.linspace(1.0, max_freq / 2, num_bands, device=device, dtype=dtype)
-    scaled = pos * scales * math.pi  # (*axes, A, bands)
-    enc = torch.cat([scaled.sin(), scaled.cos(), pos], dim=-1)  # (*axes, A, 2 * bands + 1)
-    return enc.reshape(math.prod(axes), -1)
+    grid = torch.stack(torch.meshgrid(*axis_pos, indexing="ij"), dim=-1)  # (*axes, A)
+    return fourier_encode(grid, max_freq, num_bands).reshape(math.prod(axes), -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +318,11 @@ class Perceiver(nn.Module):
         attn_residual: bool = False,
         attn_residual_rank: int = 64,
         cross_dim: int | None = None,
+        positions: str = "grid",
     ):
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, not {positions!r}")
         if cross_dim is not None:
             warnings.warn(
                 "cross_dim is ignored: perceiver-pytorch removed this unused argument in 0.1.20; the "
@@ -315,6 +331,9 @@ class Perceiver(nn.Module):
             inverted_cross_attn = (inverted_cross_attn,) * depth
         assert len(inverted_cross_attn) == depth, f"inverted_cross_attn tuple must have length of depth ({depth})"
         self.input_axis, self.input_channels = input_axis, input_channels
+        self.positions = positions
+        if positions == "points":
+            assert input_channels >= input_axis, "a point's first input_axis channels are its coordinates"
         self.max_freq, self.num_freq_bands = max_freq, num_freq_bands
         self.fourier_encode_data = fourier_encode_data
         self.inverted_cross_attn = tuple(inverted_cross_attn)
@@ -370,7 +389,12 @@ class Perceiver(nn.Module):
                     sum_squares=(pos - mean).square().sum(-1, keepdim=True))
         return self._positions[key]
 
-    def _context(self, data: Tensor, mask: Tensor | None) -> Context:
+    def _context(self, data: Tensor, mask: Tensor | None, positions: Tensor | None = None) -> Context:
+        if positions is None and self.positions == "points":
+            assert data.dim() == 3, f"points come as (batch, points, channels), got shape {tuple(data.shape)}"
+            positions = data[..., :self.input_axis]
+        if positions is not None:
+            return self._point_context(data, mask, positions)
         b, *axes, c = data.shape
         assert len(axes) == self.input_axis, "input data must have the right number of axis"
         assert c == self.input_channels, f"input data must have {self.input_channels} channels (last axis), got {c}"
@@ -395,10 +419,25 @@ class Perceiver(nn.Module):
             z = z.to(torch.get_autocast_dtype(z.device.type))
         return Context(z, rstd, pos.padded, pos.select, mask_bias, mask)
 
+    def _point_context(self, data: Tensor, mask: Tensor | None, positions: Tensor) -> Context:
+        """The context of inputs (B, M, C) whose positions (B, M, input_axis) differ per sample: nothing is
+        shared across the batch, so [data, features] is built and normalised whole."""
+        b, m, c = data.shape
+        assert c == self.input_channels, f"input data must have {self.input_channels} channels (last axis), got {c}"
+        assert positions.shape == (b, m, self.input_axis), (
+            f"positions must be (batch, {m}, {self.input_axis}) for data {tuple(data.shape)}, got {tuple(positions.shape)}")
+        mask_bias = None
+        if mask is not None:
+            mask_bias = torch.zeros(mask.shape, dtype=data.dtype, device=data.device)
+            mask_bias = mask_bias.masked_fill(~mask, -torch.finfo(data.dtype).max)[:, None, None, :]
+        if self.fourier_encode_data:
+            data = torch.cat([data, fourier_encode(positions.to(data.dtype), self.max_freq, self.num_freq_bands)], -1)
+        return Context(F.layer_norm(data, (data.shape[-1],), eps=LN_EPS), None, None, None, mask_bias, mask)
+
     # -- forward ------------------------------------------------------------------------------
-    def _run(self, data: Tensor, mask: Tensor | None, block_outputs, keep_hiddens: bool,
+    def _run(self, data: Tensor, mask: Tensor | None, positions: Tensor | None, block_outputs, keep_hiddens: bool,
              with_weights: bool) -> tuple[Tensor, list[Tensor] | None, tuple[Tensor, ...]]:
-        ctx = self._context(data, mask)
+        ctx = self._context(data, mask, positions)
         x = self.latents[None]  # (1, N, D), broadcast over the batch
         hiddens = None
         if keep_hiddens:
@@ -416,25 +455,33 @@ class Perceiver(nn.Module):
         return x, hiddens, tuple(all_weights)
 
     def forward(self, data: Tensor, mask: Tensor | None = None, return_embeddings: bool = False,
-                block_outputs: list[Tensor] | Tensor | None = None, return_hiddens: bool = False):
-        """data (B, *axes, C) -> logits (B, num_classes); mask (B, *axes) bool, True = attend."""
+                block_outputs: list[Tensor] | Tensor | None = None, return_hiddens: bool = False, *,
+                positions: Tensor | None = None):
+        """data (B, *axes, C) -> logits (B, num_classes); mask (B, *axes) bool, True = attend.
+
+        With per-sample positions (B, M, input_axis) in [-1, 1], data is (B, M, C) and mask (B, M); a
+        "points" model takes them from the data's first input_axis channels when none are given."""
         keep = return_hiddens or self.has_attn_residual or block_outputs is not None
-        x, hiddens, _ = self._run(data, mask, block_outputs, keep, with_weights=False)
+        x, hiddens, _ = self._run(data, mask, positions, block_outputs, keep, with_weights=False)
         out = x if return_embeddings else self.to_logits(x)
         return (out, hiddens) if return_hiddens else out
 
-    def forward_with_attention(self, data: Tensor, mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def forward_with_attention(self, data: Tensor, mask: Tensor | None = None, *,
+                               positions: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Logits and, per cross-attend layer, its attention weights (B, cross_heads, num_latents, M)."""
-        x, _, weights = self._run(data, mask, None, self.has_attn_residual, with_weights=True)
+        x, _, weights = self._run(data, mask, positions, None, self.has_attn_residual, with_weights=True)
         return self.to_logits(x), weights
 
 
 def build_model(cfg) -> nn.Module:
     """A fresh model for a ModelConfig: ours ("fast") or perceiver_pytorch's own ("reference")."""
     if cfg.implementation == "reference":
+        if cfg.positions != "grid":
+            raise ValueError("perceiver_pytorch's own Perceiver reads grids only; use model.implementation 'fast' "
+                             "for point clouds.")
         from perceiver_pytorch import Perceiver as Reference
 
         return Reference(**cfg.perceiver_kwargs())
     if cfg.implementation != "fast":
         raise ValueError(f"Unknown model implementation {cfg.implementation!r}; use 'fast' or 'reference'.")
-    return Perceiver(**cfg.perceiver_kwargs())
+    return Perceiver(**cfg.perceiver_kwargs(), positions=cfg.positions)

@@ -1,4 +1,5 @@
-"""Opening a user's file for reading, only when it is a regular file; which files are images.
+"""Opening a user's file for reading, only when it is a regular file; which files are images, sounds, series
+and point clouds.
 
 A named pipe (FIFO) makes `open` wait until some other program writes to it, a device such as /dev/zero
 never ends, and a socket cannot be read at all, so none of them is ever opened: the path is checked with
@@ -13,7 +14,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["IMAGE_SUFFIXES", "NotARegularFile", "check_regular", "open_regular"]
+__all__ = ["IMAGE_SUFFIXES", "MESH_SUFFIXES", "POINT_LIST_SUFFIXES", "POINT_SUFFIXES", "SERIES_SUFFIXES",
+           "SOUND_SUFFIXES", "NotARegularFile", "check_regular", "open_regular"]
 
 # The files read as images (by core/images.py, which Pillow decodes), wherever a file is chosen or found.
 # Here, with nothing but the standard library, so the window offers them at launch without loading numpy.
@@ -21,6 +23,12 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
      ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".pcx", ".sgi", ".im", ".dds", ".psd"}
 )
+# The other kinds' files, read by core/audio.py (soundfile), core/series.py and core/points.py (trimesh).
+SOUND_SUFFIXES = (".wav", ".flac", ".ogg")
+SERIES_SUFFIXES = (".ts", ".csv", ".tsv", ".npy")
+MESH_SUFFIXES = (".ply", ".off", ".obj", ".stl")
+POINT_LIST_SUFFIXES = (".xyz", ".txt", ".npy")
+POINT_SUFFIXES = MESH_SUFFIXES + POINT_LIST_SUFFIXES
 
 
 class NotARegularFile(OSError):

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from perceiver_gui.core.reading import SERIES_SUFFIXES
+
 __all__ = ["SUFFIXES", "SeriesError", "SeriesSet", "class_order", "pad", "read_series"]
 
-SUFFIXES = (".ts", ".csv", ".tsv", ".npy")
+SUFFIXES = SERIES_SUFFIXES
 LABEL_NAMES = ("label", "class", "target")  # a CSV header column with one of these names holds the labels
 MAX_TS_HEADER_LINES = 1000  # a header longer than this is not a header: the file is not a .ts file
 

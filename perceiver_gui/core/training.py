@@ -883,6 +883,8 @@ def forward(s: _Setup, idx: torch.Tensor, lr: float, autocast) -> tuple[torch.Te
     x, y = _batch(s, s.train_x, s.train_y, idx)
     if cfg.data.crop_padding or cfg.data.hflip:
         x = data.augment(x, crop_padding=cfg.data.crop_padding, hflip=cfg.data.hflip, generator=s.gen)
+    x = data.augment_points(x, cfg.data, generator=s.gen)  # point clouds: rotation and jitter; x itself when off
+    x = data.augment_audio(x, cfg.data, s.gen) if s.info.kind == "audio" else x
     mine = s.dist.my_slice(len(idx))
     if t.mixup > 0:
         lam, pairs = _mixup_pairs(len(y), t.mixup, s.gen, y.device)

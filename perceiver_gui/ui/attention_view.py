@@ -1,11 +1,13 @@
-"""Where the model looks: a non-modal dialog with an image's or a series' cross-attention maps.
+"""Where the model looks: a non-modal dialog with an image's, a series' or a sound's cross-attention maps.
 
 The maps are computed in a superqt worker (`compute_attention`), which hands back plain numpy arrays;
 torch is only imported there, so opening the window never waits for it. The dialog shows the image as
 the model saw it, the attention of one cross-attend layer and head as a heat map on the image (the mean
 or the max over latents, or one latent's own map), and a grid of the most distinct latents' maps;
 clicking a tile shows that latent on the image. A series is shown as its line plot, the attention along
-its time axis colouring the plot's background column by column.
+its time axis colouring the plot's background column by column. A sound is shown as the classifier draws it
+(`sound_image`: its waveform or log-mel spectrogram), coloured along time the same way; a log-mel model's map
+spans the spectrogram's mel × frame grid, like an image's.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.ui.widgets import series_image, sound_image
 
 __all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "SeriesRow",
            "compute_attention", "distinct_latents"]
@@ -57,6 +59,9 @@ class AttentionResult:
     # series; each map sums to 1
     error: str = ""  # one sentence when the image or series could not be read
     series: np.ndarray | None = None  # float32 (L, C), the series as read (a series model's result, not an image)
+    # A sound model's result: float32 (L,) waveform or (mels, frames) log-mel spectrogram in dB, as sound_image
+    # draws it; its maps are (…, L) or (…, frames) along time, or (…, mels, frames) for a log-mel grid model.
+    sound: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +73,27 @@ class SeriesRow:
 
 
 def compute_attention(predictor, name: str, source, top_k: int = 5) -> AttentionResult:
-    """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes), or for one
-    series (a SeriesRow of a file, or its values: float (C, L), NaN after its end)."""
+    """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes), for one
+    series (a SeriesRow of a file, or its values: float (C, L), NaN after its end), or, for a sound model, one
+    sound (a path, or a clip of its run's split as the dataset holds it)."""
+    from perceiver_gui.core.audio import AudioError
     from perceiver_gui.core.images import ImageError
     from perceiver_gui.core.series import SeriesError
 
     try:
-        if isinstance(source, SeriesRow | np.ndarray):
+        if predictor.takes_audio:
+            result = predictor.sound_attention(source, name, top_k=top_k)
+        elif isinstance(source, SeriesRow | np.ndarray):
             values = _series_values(predictor, source)
             result = predictor.series_attention(values, name, top_k=top_k)
         else:
             result = predictor.attention(source, top_k=top_k)
-    except (ImageError, SeriesError) as exc:
+    except (ImageError, SeriesError, AudioError) as exc:
         return AttentionResult(name, error=str(exc))
     maps = tuple(m.float().numpy().astype(np.float32, copy=True) for m in result.maps)
+    if predictor.takes_audio:
+        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
+                               sound=np.ascontiguousarray(result.image.numpy(), dtype=np.float32))
     if isinstance(source, SeriesRow | np.ndarray):
         return AttentionResult(name, tuple(result.prediction.top), maps=maps,
                                series=np.ascontiguousarray(result.image.numpy().T, dtype=np.float32))
@@ -130,6 +142,31 @@ def _along_plot(heat: np.ndarray, width: int) -> np.ndarray:
     steps = len(heat)
     columns = np.rint(np.arange(width) * (steps - 1) / max(1, width - 1)).astype(int)
     return heat[columns][None, :]
+
+
+def _share(p: float, digits: int = 1) -> str:
+    """A share of attention for people: `digits` decimals of a percent, or two significant digits below the
+    last decimal's unit, which would round it to 0 or double it (a 16,000-sample clip's even spread is 0.00625 %)."""
+    return f"{p:.{digits}%}" if p == 0 or p >= 10 ** -(digits + 2) else f"{p * 100:.2g}%"
+
+
+def _along_sound(heat: np.ndarray, width: int, *, waveform: bool) -> np.ndarray:
+    """(1, width): a sound's attention along time (L,) at each column of its `sound_image`, the mean over the
+    samples or frames that column draws (a waveform's columns start at rounded, a spectrogram's at floored
+    multiples of L / width)."""
+    steps = len(heat)
+    starts = (np.round if waveform else np.floor)(np.arange(width) * steps / width).astype(int).clip(0, steps - 1)
+    counts = np.maximum(np.diff(np.append(starts, steps)), 1)  # a column sharing its step with the next reads it alone
+    return (np.add.reduceat(heat, starts) / counts)[None, :]
+
+
+def _on_spectrogram(heat: np.ndarray, side: int) -> np.ndarray:
+    """(side, side): a log-mel model's map (mels, frames) where `sound_image` draws each cell, low mels at the
+    bottom."""
+    mels, frames = heat.shape
+    rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)
+    cols = (np.arange(side) * frames // side).clip(0, frames - 1)
+    return heat[rows[:, None], cols[None, :]]
 
 
 class _Tile(QLabel):
@@ -292,13 +329,21 @@ class AttentionDialog(QDialog):
         self.setWindowTitle(f"Attention — {result.name} — {label} ({prob:.0%})")
         layers = len(result.maps)
         heads, latents, *grid = result.maps[0].shape
-        over = (f"the {grid[0]:,} time steps of the series, shown as the colour behind its plot" if result.series
-                is not None else f"the {grid[0]}×{grid[1]} input grid")
+        if result.series is not None:
+            over = f"the {grid[0]:,} time steps of the series, shown as the colour behind its plot"
+        elif result.sound is not None and len(grid) == 2:
+            over = f"its {grid[0]:,} mels × {grid[1]:,} frames, shown as the colour over its spectrogram"
+        elif result.sound is not None:
+            over = (f"the {grid[0]:,} samples of its waveform, shown as the colour over it" if result.sound.ndim == 1
+                    else f"the {grid[0]:,} frames of its spectrogram, shown as the colour over it")
+        else:
+            over = f"the {grid[0]}×{grid[1]} input grid"
         self.status.setText(
             f"Predicted <b>{label}</b> ({prob:.1%}). Each of the model's {latents} latents spreads its attention "
             f"over {over} (each map sums to 1); brighter means more attention."
         )
         self.input_caption.setText("The series as the model reads it" if result.series is not None
+                                   else "The sound as the model hears it" if result.sound is not None
                                    else "The image as the model sees it")
         from superqt.utils import signals_blocked
 
@@ -360,21 +405,21 @@ class AttentionDialog(QDialog):
             return
         maps = self.current_maps()
         chosen = self.selected_latent()
-        even = f"an even spread gives {1 / maps[0].size:.1%} each"
+        even = f"an even spread gives {_share(1 / maps[0].size)} each"
         if chosen == ALL_LATENTS_MEAN:
             self.heat = maps.mean(axis=0)
             self.heat_caption.setText("Attention, averaged over latents")
-            legend = f"Dark → yellow: no attention → the peak, {float(self.heat.max()):.1%} ({even})."
+            legend = f"Dark → yellow: no attention → the peak, {_share(float(self.heat.max()))} ({even})."
         elif chosen == ALL_LATENTS_MAX:
             self.heat = maps.max(axis=0)
             self.heat_caption.setText("Attention, the max over latents")
             legend = (f"Each position shows the most attention any one latent pays it; dark → yellow: "
-                      f"none → {float(self.heat.max()):.1%} ({even}).")
+                      f"none → {_share(float(self.heat.max()))} ({even}).")
         else:
             self.heat = maps[chosen]
             self.heat_caption.setText(f"Attention of latent {chosen + 1}")
             legend = (f"Latent {chosen + 1}'s own map; dark → yellow: no attention → its peak, "
-                      f"{float(self.heat.max()):.1%} ({even}).")
+                      f"{_share(float(self.heat.max()))} ({even}).")
         overlay = self._overlay(self.heat, VIEW, self.opacity.value() / 100)
         self.heat_view.setPixmap(QPixmap.fromImage(_to_qimage(overlay, VIEW)))
         self.legend.setText(legend)
@@ -390,11 +435,11 @@ class AttentionDialog(QDialog):
             f"the most unlike those before it. Click one to show it above."
         )
         for (picture, caption), index, single in zip(self._tile_views, self.latents, self.latent_maps, strict=False):
-            # A series' latent over its plot (a strip of colour alone would not say where in the series it is).
-            tile = self._colour(single) if self.result.series is None else self._overlay(single, TILE, 0.9)
+            # A series' or sound's latent over its picture (a strip of colour alone would not say where it is).
+            tile = self._colour(single) if self.result.image is not None else self._overlay(single, TILE, 0.9)
             picture.setPixmap(QPixmap.fromImage(_to_qimage(tile, TILE)))
             picture.setStyleSheet(SELECTED if index == chosen else UNSELECTED)
-            caption.setText(f"latent {index + 1} · peak {float(single.max()):.0%}")
+            caption.setText(f"latent {index + 1} · peak {_share(float(single.max()), 0)}")
         for picture, caption in self._tile_views[len(self.latents):]:
             picture.clear()
             picture.setStyleSheet(UNSELECTED)
@@ -406,15 +451,21 @@ class AttentionDialog(QDialog):
         base = self._base(side)
         if self.result.series is not None:
             heat = _along_plot(heat, base.shape[1])
+        elif self.result.sound is not None:
+            heat = (_on_spectrogram(heat, side) if heat.ndim == 2
+                    else _along_sound(heat, side, waveform=self.result.sound.ndim == 1))
         grey = np.repeat(base.mean(axis=2, keepdims=True), 3, axis=2)
         alpha = opacity * self._scaled(heat)[..., None]
         return ((1 - alpha) * grey + alpha * self._colour(heat)).clip(0, 255)
 
     def _base(self, side: int) -> np.ndarray:
-        """float32 (h, w, 3): the image (at its own size), or the series' line plot at side × side."""
-        if self.result.series is None:
+        """float32 (h, w, 3): the image (at its own size), or the series' line plot or the sound's picture at
+        side × side."""
+        if self.result.image is not None:
             return self._rgb(self.result.image).astype(np.float32)
-        plot = series_image(self.result.series, side).convertToFormat(QImage.Format.Format_RGB888)
+        drawn = series_image(self.result.series, side) if self.result.series is not None else sound_image(
+            self.result.sound, side)
+        plot = drawn.convertToFormat(QImage.Format.Format_RGB888)
         rows = np.frombuffer(plot.constBits(), np.uint8).reshape(side, plot.bytesPerLine())
         return rows[:, :3 * side].reshape(side, side, 3).astype(np.float32)
 

@@ -1,5 +1,6 @@
 """The classifier: drop images, folders or a .safetensors model; see each image with its top-k
-predictions as probability bars, newest first.
+predictions as probability bars, newest first. A series model takes series files (a line plot each), a
+sound model WAV, FLAC and OGG files (its spectrogram or waveform each), mixed with anything else.
 
 Loading a model and predicting both run in superqt workers, one prediction job at a time (later
 requests queue). A file that cannot be read becomes an inline error entry, never a dialog.
@@ -34,8 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.core.reading import IMAGE_SUFFIXES
-from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.core.reading import IMAGE_SUFFIXES, POINT_SUFFIXES, SERIES_SUFFIXES, SOUND_SUFFIXES
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ClassifierPanel", "ResultEntry"]
@@ -55,13 +56,21 @@ class _Source:
     row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
 
 
-def _expand(sources: Iterable[_Source]) -> list[_Source]:
+def _expand(sources: Iterable[_Source], *, sounds: bool = False, points: bool = False) -> list[_Source]:
+    """Files as they are, folders as the image files in them (with `sounds`, the sound files too; with `points`,
+    the mesh and point files too)."""
+    from perceiver_gui.core.audio import audio_files
     from perceiver_gui.core.images import image_files
+    from perceiver_gui.core.points import point_files
 
     out = []
     for source in sources:
         if source.path and Path(source.path).is_dir():
             files = image_files(Path(source.path))
+            if sounds:
+                files = sorted(files + audio_files(Path(source.path)))
+            if points:
+                files = sorted(files + point_files(Path(source.path)))
             out.extend(_Source(name=p.name, path=str(p)) for p in files)
         else:
             out.append(source)
@@ -108,13 +117,25 @@ def _thumbnail_by_pillow(path: str) -> QImage:
 def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
     from PIL import Image
 
+    from perceiver_gui.core.audio import SUFFIXES as SOUND_SUFFIXES
+    from perceiver_gui.core.points import SUFFIXES as POINT_SUFFIXES
     from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
 
-    files = _expand(sources)
+    files = _expand(sources, sounds=predictor.takes_audio, points=predictor.takes_points)
+    if predictor.takes_points:  # meshes and point lists; anything else (an image) is refused by the predictor
+        clouds = [s for s in files if s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES]
+        for i in range(0, len(clouds), CHUNK):
+            yield _predict_points(predictor, clouds[i:i + CHUNK], top_k)
+        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES)]
     if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
         for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
             yield _predict_series(predictor, source, top_k)
         files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES)]
+    if predictor.takes_audio:  # sound files get a picture of the sound; anything else is refused by the predictor
+        sounds = [s for s in files if s.path and Path(s.path).suffix.lower() in SOUND_SUFFIXES]
+        for i in range(0, len(sounds), CHUNK):
+            yield _predict_sounds(predictor, sounds[i:i + CHUNK], top_k)
+        files = [s for s in files if s not in sounds]
     for i in range(0, len(files), CHUNK):
         chunk = files[i : i + CHUNK]
         inputs: list = []
@@ -132,6 +153,24 @@ def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tu
         yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
 
 
+def _predict_points(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """One result per mesh or point file, each with a scatter of the points the model read for a thumbnail."""
+    from perceiver_gui.core.inference import Prediction
+    from perceiver_gui.core.points import PointsError
+
+    read: dict[int, object] = {}
+    results: dict[int, tuple[_Source, object, QImage]] = {}
+    for i, source in enumerate(sources):
+        try:
+            read[i] = predictor.read_cloud(source.path)
+        except PointsError as exc:
+            results[i] = (source, Prediction(source.path, error=str(exc)), QImage())
+    predictions = predictor.predict_clouds([sources[i].path for i in read], list(read.values()), top_k=top_k)
+    for (i, cloud), prediction in zip(read.items(), predictions, strict=True):
+        results[i] = (sources[i], prediction, points_image(cloud, THUMB))
+    return [results[i] for i in range(len(sources))]
+
+
 def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:
     """One result per series of the file, each with a line plot of its values for a thumbnail."""
     from perceiver_gui.core.inference import Prediction
@@ -145,6 +184,21 @@ def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Sourc
     return [(_Source(name=f"{source.name}#{i + 1}", path=source.path, row=i + 1), prediction,
              series_image(values.T, THUMB))
             for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
+
+
+def _predict_sounds(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
+    """A result per sound file, each with what the model reads of it for a thumbnail: its log-mel spectrogram
+    (or waveform, for a waveform model)."""
+    from perceiver_gui.core.audio import AudioError
+
+    def picture(path: str) -> QImage:
+        try:
+            return sound_image(predictor.sound_picture(path), THUMB)
+        except AudioError:  # the prediction holds the sentence
+            return QImage()
+
+    predictions = predictor.predict([s.path for s in sources], top_k=top_k)
+    return [(s, p, picture(s.path) if not p.error else QImage()) for s, p in zip(sources, predictions, strict=True)]
 
 
 class ResultEntry(QFrame):
@@ -264,8 +318,9 @@ class ClassifierPanel(QWidget):
         self.open_model_button = QPushButton("Open model…")
         self.open_model_button.setToolTip("Load a model file (.safetensors) saved by a training run.")
         self.open_model_button.clicked.connect(self.open_model_dialog)
-        self.open_images_button = QPushButton("Open images…")
-        self.open_images_button.setToolTip("Choose image files to classify (or drop them, or paste with Ctrl+V).")
+        self.open_images_button = QPushButton("Open files…")
+        self.open_images_button.setToolTip("Choose files to classify: images, sounds, series or point clouds, as the model "
+                                           "reads (or drop them, or paste an image with Ctrl+V).")
         self.open_images_button.clicked.connect(self.open_images_dialog)
         self.paste_button = QPushButton("Paste")
         self.paste_button.setToolTip("Classify the image or files on the clipboard (Ctrl+V).")
@@ -290,7 +345,7 @@ class ClassifierPanel(QWidget):
         # Its line is kept while empty: otherwise every "Classifying…" would push the results down and
         # back, a visible jump and a relayout and repaint of the whole list on each drop.
         self.busy.setMinimumHeight(self.busy.fontMetrics().height())
-        self.placeholder = QLabel("Drop images, folders or a .safetensors model here")
+        self.placeholder = QLabel("Drop images, sounds, series, point clouds, folders or a .safetensors model here")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setStyleSheet("color: gray; font-size: 15px; border: 2px dashed gray; border-radius: 8px; padding: 28px;")
 
@@ -390,8 +445,12 @@ class ClassifierPanel(QWidget):
             self.load_checkpoint(path)
 
     def open_images_dialog(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", f"Images ({patterns});;All files (*)")
+        """Files to classify: every kind the app reads first, then each kind alone."""
+        kinds = (("Images", sorted(IMAGE_SUFFIXES)), ("Sounds", SOUND_SUFFIXES), ("Series", SERIES_SUFFIXES),
+                 ("Point clouds", POINT_SUFFIXES))
+        every = sorted({suffix for _, suffixes in kinds for suffix in suffixes})
+        filters = [f"{name} ({' '.join(f'*{s}' for s in suffixes)})" for name, suffixes in (("Everything", every), *kinds)]
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open files to classify", "", ";;".join([*filters, "All files (*)"]))
         self.classify(paths)
 
     def paste(self) -> None:

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from perceiver_gui.config import Config
 from perceiver_gui.core.complexity import attention_sizes, flops_per_sample, parameter_count
-from perceiver_gui.core.datasets import KINDS, expected_input
+from perceiver_gui.core.datasets import KINDS, expected_input, input_positions
 
 __all__ = ["ComplexityView", "si"]
 
@@ -61,7 +61,7 @@ class ComplexityView(QFrame):
         sizes = attention_sizes(cfg.model, spatial)
         self.cost.setText(f"<b>{si(params)}</b> parameters · <b>{si(flops)}FLOPs</b> per {noun}")
         self.attention.setText(
-            f"Attention (M = {'×'.join(f'{side:,}' for side in spatial)} {kind.position}s): "
+            f"Attention (M = {input_positions(cfg.data, shape)}): "
             f"cross M×N = {sizes.M:,}×{sizes.N:,} = <b>{si(sizes.cross)}</b> · "
             f"latent N² = <b>{si(sizes.latent)}</b> · plain transformer M² = <b>{si(sizes.transformer)}</b>"
         )

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import DataConfig
-from perceiver_gui.core.datasets import kind_of
-from perceiver_gui.ui.widgets import series_image
+from perceiver_gui.core.datasets import KINDS, kind_of
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["DataPreview"]
@@ -74,7 +74,11 @@ class DataPreview(QDialog):
         """Fill the dialog from a `core.data.Preview`."""
         total_train, total_test = sum(preview.train_counts), sum(preview.test_counts)
         val_counts = preview.val_counts or (0,) * len(preview.class_names)
-        augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip)) if on]
+        augmented = [a for a, on in (("random crops", self.data.crop_padding > 0), ("flips", self.data.hflip),
+                                     ("time shifts", self.data.time_shift > 0), ("gains", self.data.gain_db > 0),
+                                     ("turns about the up axis", self.data.rotate),
+                                     (f"jitter σ {self.data.jitter:g}", self.data.jitter > 0)) if on]
+        points = self.data.dataset == "points_folder"
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
             f"{sum(val_counts):,} validation and {total_test:,} test {kind_of(self.data.dataset).plural}"
@@ -90,7 +94,12 @@ class DataPreview(QDialog):
             for col, image in enumerate(pixels, 1):
                 thumb = QLabel()
                 thumb.setObjectName("previewThumb")
-                thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
+                if kind_of(self.data.dataset) is KINDS["audio"]:
+                    thumb.setPixmap(QPixmap.fromImage(sound_image(image, THUMB)))
+                elif points:
+                    thumb.setPixmap(QPixmap.fromImage(points_image(image, THUMB)))
+                else:
+                    thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
                 self.grid.addWidget(thumb, row, col)
         if preview.skipped:
             shown = "<br>".join(html.escape(s) for s in preview.skipped[:20])

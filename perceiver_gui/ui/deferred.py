@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
 
-__all__ = ["after_first_paint", "engine_ready", "import_plotting", "load_step_by_step", "preload_engine"]
+__all__ = ["after_first_paint", "engine_ready", "import_plotting", "load_step_by_step", "preload_engine",
+           "wait_for_engine"]
 
 ENGINE = "perceiver_gui.core.training"  # imports torch, the data and model code
 # What a run's first steps import besides: torch.optim's first step imports torch._dynamo (~2 s holding
@@ -86,6 +87,15 @@ def _import_engine() -> None:
         except ImportError:  # TensorBoard is an optional extra
             pass
     gui_gc.freeze_imports()
+
+
+def wait_for_engine() -> None:
+    """Block until a running engine preload is done. Every worker calls this before it starts: two threads
+    importing parts of torch at once race in torch's operator registry ("operator streams::fork does not
+    exist", seen when a test imported torch while the preload was still importing torch._dynamo)."""
+    preloading = _preloading
+    if preloading is not None and preloading is not threading.current_thread():
+        preloading.join()
 
 
 def engine_ready() -> bool:

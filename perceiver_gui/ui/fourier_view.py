@@ -118,6 +118,14 @@ class FourierView(QWidget):
             f"Adds {input_axis} × (2 × {num_bands} + 1) = <b>{added}</b> channels to each {one} "
             f"(per axis: {num_bands} sines, {num_bands} cosines and the coordinate)."
         )
+        if sample.positions_from == "points":  # each point's own coordinates: no grid, nothing to alias on
+            top = max_freq / 2
+            self.note.setText(f"Each point's own x, y and z (in [-1, 1]) are encoded, not a place on a grid, so no "
+                              f"band aliases; the fastest turns {top:g} times across the cloud, so points about "
+                              f"{1 / top:.2g} of its radius apart get clearly different codes.")
+            self.note.setStyleSheet("color: gray;")
+            self._show_plot(self.toggle.isChecked())
+            return
         check = check_frequencies(encoding.side, max_freq, num_bands, position=one)
         mark = "⚠ " if check.level in NOTE_STYLES else ""
         self.note.setText(mark + check.sentence)

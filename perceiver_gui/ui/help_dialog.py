@@ -18,8 +18,9 @@ TABS = (
     ("Settings (left)", "The model, data and training settings, with the model's size and cost below them. "
                         "Pick a preset to start from; File › Save settings keeps your own."),
     ("Training", "Start, pause and stop a run; its loss, accuracy and learning rate live; the run's log."),
-    ("Classifier", "Drop images, folders or a .safetensors model (or .ts/.csv/.npy files on a series model); each "
-                   "image or series gets its most likely classes, and Attention shows where the model looked."),
+    ("Classifier", "Drop a .safetensors model, then what it reads: images, sounds (.wav/.flac/.ogg), series "
+                   "(.ts/.csv/.npy) or point clouds (meshes, .xyz), or folders of them; each gets its most likely "
+                   "classes, and Attention shows where the model looked."),
     ("Runs", "Every run in the runs folder: its curves, resume a stopped one, rename, delete, open its model. "
              "Ctrl- or Shift-click several to compare them; runs that differ only by seed are shown as their "
              "mean ± standard deviation."),

@@ -103,7 +103,7 @@ MODEL_FIELDS = (
 
 DATA_FIELDS = (
     _Spec("data.dataset", "Dataset", "The images to learn from; Digits is bundled and needs no download.", "choice", choices=tuple((d, registry.DATASETS[d].label) for d in DATASETS)),
-    _Spec("data.folder", "Image folder", "A folder with one subfolder of images per class.", "path"),
+    _Spec("data.folder", "Folder", "A folder with one subfolder per class: of images (Image folder), of WAV, FLAC or OGG files (Audio folder), or of meshes and point files (Point clouds).", "path"),
     _Spec("data.train_file", "Series file", "Labelled time series for training: a UCR/UEA .ts file, a CSV (one series a row, with a label column) or X.npy beside y.npy.", "file"),
     _Spec("data.test_file", "Test series file", "Series for the final test, in the same format; empty holds out the test share of the series file.", "file"),
     _Spec("data.ucr_problem", "UCR/UEA problem", "Or a problem of the UCR/UEA archive by name (e.g. GunPoint), used while the series file is empty: its _TRAIN.ts and _TEST.ts are downloaded into the data folder before the first Start.", "text"),
@@ -117,6 +117,16 @@ DATA_FIELDS = (
     _Spec("data.download", "Download if missing", "Fetch CIFAR/MNIST from the internet when they are not on disk yet.", "bool"),
     _Spec("data.crop_padding", "Random crop padding", "Augmentation: pad by this many pixels and crop back at a random spot; 0 switches it off.", "int", 0, 16),
     _Spec("data.hflip", "Random horizontal flip", "Augmentation: mirror half the training images (not for digits or text).", "bool"),
+    _Spec("data.audio_input", "Audio input", "What the model reads of each clip: log-mel frames over time (the mel bands as channels), a log-mel spectrogram as a 2-D grid, or the raw waveform (the paper's setting: thousands of inputs a second).", "choice",
+          choices=(("mel_frames", "Log-mel frames"), ("log_mel", "Log-mel spectrogram (2-D)"), ("waveform", "Raw waveform"))),
+    _Spec("data.sample_rate", "Sample rate (Hz)", "Every sound is resampled to this rate; 16,000 keeps speech and most sounds.", "int", 1000, 192000, 1000),
+    _Spec("data.clip_seconds", "Clip length (s)", "Each sound's first this many seconds; shorter ones end in silence.", "float", 0.01, 60, 0.1),
+    _Spec("data.n_mels", "Mel bands", "Frequency bands of the log-mel spectrogram (25 ms windows every 10 ms); 40–128 is usual.", "int", 1, 256, 8),
+    _Spec("data.time_shift", "Random time shift (s)", "Augmentation: shift each training clip by up to this many seconds either way; 0 switches it off.", "float", 0, 60, 0.05),
+    _Spec("data.gain_db", "Random gain (dB)", "Augmentation: make each training clip up to this many dB louder or quieter; 0 switches it off.", "float", 0, 40, 1),
+    _Spec("data.num_points", "Points per cloud", "Each mesh is sampled to this many points on its surface, each point list subsampled or padded to it; the cross-attention's M.", "int", 16, 65536, 64),
+    _Spec("data.rotate", "Random rotation about the up axis", "Augmentation: turn each training cloud by a random angle about z, for shapes whose facing says nothing of their class.", "bool"),
+    _Spec("data.jitter", "Point jitter", "Augmentation: Gaussian noise of this σ on every coordinate (the cloud's radius is 1); 0 switches it off.", "float", 0, 0.5, 0.005),
 )
 
 TRAIN_FIELDS = (
@@ -142,7 +152,7 @@ TRAIN_FIELDS = (
     _Spec("train.log_every", "Log every (steps)", "How often a step is written to the run's metrics file.", "int", 1, 100000, 10),
 )
 
-DERIVED = ("input_channels", "input_axis", "num_classes")
+DERIVED = ("input_channels", "input_axis", "num_classes", "positions")
 
 
 class _Field:
@@ -352,7 +362,7 @@ class HyperparamsPanel(QWidget):
                 self.recipe_button.clicked.connect(self.apply_dataset_recipe)
                 self.recipe_button.hide()
                 form.addRow(self.recipe_button)
-            if spec.key == "data.hflip":
+            if spec.key == DATA_FIELDS[-1].key:  # under the last data setting
                 self.preview_button = QPushButton("Preview data…", page)
                 self.preview_button.setToolTip(PREVIEW_TIP)
                 self.preview_button.clicked.connect(self.open_preview)
@@ -481,7 +491,7 @@ class HyperparamsPanel(QWidget):
             # An untouched preset: picking a dataset brings its recipe; edits are never replaced unasked.
             self.apply_dataset_recipe()
             return
-        if key == "data.folder":
+        if key == "data.folder" and self._fields["data.dataset"].get() == "folder":
             self._follow_folder()
         elif key == "data.image_size":
             self._follow_image_size(self._last.data.image_size)
@@ -543,12 +553,16 @@ class HyperparamsPanel(QWidget):
         channels = f"{shape.channels} channel{'s' if shape.channels != 1 else ''}" if shape.channels else \
             "1 or 3 channels (from the images)"
         classes = f"{shape.classes} classes" if shape.classes else "? classes"
-        if cfg.data.dataset == "folder":
+        if cfg.data.dataset in ("folder", "audio_folder", "points_folder"):
             classes += " (subfolders)"
         sides = "×".join(str(n) for n in shape.sides)
         if shape.kind == "series":
             length = f"{shape.sides[0]:,} steps" if shape.channels else "? steps"
             self.derived_label.setText(f"{channels if shape.channels else '? channels'} · {length} · {classes}")
+        elif shape.kind == "points":
+            self.derived_label.setText(f"x, y, z · {shape.sides[0]:,} points a cloud · {classes}")
+        elif shape.kind == "audio":
+            self.derived_label.setText(f"{_sound_input(cfg.data, shape.sides)} · {classes}")
         else:
             self.derived_label.setText(f"{channels} · {sides} pixels · {classes}")
         self.fourier.set_encoding(enabled=model.fourier_encode_data, num_bands=model.num_freq_bands,
@@ -557,13 +571,22 @@ class HyperparamsPanel(QWidget):
 
         is_folder = cfg.data.dataset == "folder"
         is_series = cfg.data.dataset == "sequences"
+        is_audio = registry.kind_of(cfg.data.dataset) is registry.KINDS["audio"]  # a folder of sounds, or a download
+        is_sound_folder = cfg.data.dataset == "audio_folder"
+        is_points = cfg.data.dataset == "points_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder,
+            "data.folder": is_folder or is_sound_folder or is_points,
             "data.image_size": is_folder,
             "data.crop_to_content": is_folder,
-            "data.test_fraction": is_folder or (is_series and not cfg.data.test_file.strip()),
+            "data.test_fraction": is_folder or is_sound_folder or is_points or (is_series and not cfg.data.test_file.strip()),
+            **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
+                                         "data.time_shift", "data.gain_db")},
+            "data.n_mels": is_audio and cfg.data.audio_input != "waveform",
+            **{key: is_points for key in ("data.num_points", "data.rotate", "data.jitter")},
+            "data.crop_padding": not (is_audio or is_points),  # image augmentations; sounds and clouds have their own
+            "data.hflip": not (is_audio or is_points),
             "data.train_file": is_series,
             "data.test_file": is_series,
             "data.label_column": is_series,
@@ -618,3 +641,13 @@ def _recipe_part(cfg: Config) -> Config:
                       max_freq=-1.0 if follows else cfg.model.max_freq),
         data=replace(cfg.data, root="", folder="", train_file="", test_file="", label_column="", image_size=0 if cfg.data.dataset == "folder" else cfg.data.image_size),
     )
+
+
+def _sound_input(data, sides: tuple[int, ...]) -> str:
+    """What the model reads of each clip, with its size M (the inputs the latents attend to)."""
+    clip = f"{data.clip_seconds:g} s at {data.sample_rate:,} Hz"
+    if data.audio_input == "waveform":
+        return f"{clip} · {sides[0]:,} samples"
+    if data.audio_input == "log_mel":
+        return f"{clip} · {sides[0]} mels × {sides[1]} frames = {sides[0] * sides[1]:,} inputs"
+    return f"{clip} · {sides[0]} frames of {data.n_mels} mel bands"

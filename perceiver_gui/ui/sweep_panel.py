@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from perceiver_gui.ui.plots import PlotsPanel
     from perceiver_gui.ui.sweep_plots import SweepPlots
 
+from perceiver_gui.ui.workers import start_worker
+
 __all__ = ["SEARCHABLE", "SweepPanel"]
 
 # The settings a sweep can vary, with a starting range or choices: (key, low, high, log, choices).
@@ -460,15 +462,9 @@ class SweepPanel(QWidget):
 
     def _compute_importance(self, complete: int) -> None:
         """Optuna's importances in a worker: the first takes seconds (fANOVA's imports), later ones ~10 ms."""
-        from superqt.utils import create_worker
-
-        worker = create_worker(_importances, self.folder, self._spec, self._storage, complete, _start_thread=False,
-                               _ignore_errors=True)
-        worker.returned.connect(self._importance_ready)  # bound slots: they run in the GUI thread
-        worker.errored.connect(self._importance_error)
-        worker.finished.connect(self._importance_finished)
-        self._importance_worker = worker
-        worker.start()
+        self._importance_worker = start_worker(
+            _importances, self.folder, self._spec, self._storage, complete, returned=self._importance_ready,
+            errored=self._importance_error, finished=self._importance_finished)
 
     def _importance_ready(self, result: tuple[Path, int, dict[str, float]]) -> None:
         folder, complete, importance = result

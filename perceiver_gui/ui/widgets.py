@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
-__all__ = ["FloatSpinBox", "guard_wheel", "mix", "series_image"]
+__all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
 
 
 def mix(colour: QColor, background: QColor, share: float) -> QColor:
@@ -18,6 +18,8 @@ def mix(colour: QColor, background: QColor, share: float) -> QColor:
 
 
 SERIES_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")  # one per channel, repeating
+# A spectrogram's colours from quiet to loud: white (the page) through blue and purple to dark red.
+HEAT = ((255, 255, 255), (150, 190, 235), (31, 119, 180), (120, 60, 150), (200, 40, 40), (110, 0, 0))
 
 
 def series_image(series, side: int) -> QImage:
@@ -37,6 +39,77 @@ def series_image(series, side: int) -> QImage:
             painter.drawPolyline(QPolygonF([QPointF(i * step, 2 + (hi - v) / span * (side - 4))
                                             for i, v in enumerate(values[:, channel].tolist())]))
         painter.end()
+    return image
+
+
+POINTS_VIEW = (math.radians(35), math.radians(25))  # turn about the up (z) axis, then tilt towards the viewer
+NEAR_COLOUR, FAR_COLOUR = QColor("#1f3f8f"), QColor("#a9c4ee")  # depth cue: near points dark, far ones pale
+
+
+def points_image(points, side: int) -> QImage:
+    """A float (P, 3) cloud (x, y, z; z up) as a side × side scatter on white: an orthographic view from
+    a little above and to the side, so a box shows three faces, with far points pale and drawn first. A
+    QImage, so a worker thread may draw it (the classifier's thumbnails)."""
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    finite = points[(points == points).all(axis=1)]
+    if not len(finite):
+        return image
+    turn, tilt = POINTS_VIEW
+    x, y, z = finite[:, 0], finite[:, 1], finite[:, 2]
+    across = math.cos(turn) * x - math.sin(turn) * y  # the screen's horizontal
+    depth = math.sin(turn) * x + math.cos(turn) * y
+    up = math.cos(tilt) * z - math.sin(tilt) * depth  # the screen's vertical
+    depth = math.sin(tilt) * z + math.cos(tilt) * depth  # larger: farther away
+    extent = float(max(abs(across).max(), abs(up).max())) or 1.0
+    scale = (side / 2 - 3) / extent
+    near, far = float(depth.min()), float(depth.max())
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    radius = max(1.0, side / 64)
+    for i in depth.argsort()[::-1].tolist():  # far to near, so near points cover far ones
+        share = (depth[i] - near) / (far - near) if far > near else 0.0
+        painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share))
+        painter.drawEllipse(QPointF(side / 2 + across[i] * scale, side / 2 - up[i] * scale), radius, radius)
+    painter.end()
+    return image
+
+
+def sound_image(values, side: int) -> QImage:
+    """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
+    and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
+    low pitches at the bottom, the loudest 60 dB shown (below that is the background). A QImage, so a worker thread may draw it."""
+    # This module is imported with the window; numpy loads after it (ui/deferred.py), and a sound is drawn
+    # only once one is dropped or previewed.
+    import numpy as np
+
+    heat = np.array(HEAT, dtype=np.float64)
+    if values.ndim == 2:
+        mels, frames = values.shape
+        level = ((values - (float(values.max()) - 60.0)) / 60.0).clip(0.0, 1.0)  # 0 = quiet, 1 = the loudest
+        rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)  # low pitches at the bottom
+        cols = (np.arange(side) * frames // side).clip(0, frames - 1)
+        position = level[rows[:, None], cols[None, :]] * (len(heat) - 1)
+        below = np.floor(position).astype(int).clip(0, len(heat) - 2)
+        rgb = heat[below] + (heat[below + 1] - heat[below]) * (position - below)[..., None]
+        data = np.ascontiguousarray(rgb.round().astype(np.uint8)).tobytes()
+        return QImage(data, side, side, 3 * side, QImage.Format.Format_RGB888).copy()  # copy: data goes away
+    image = QImage(side, side, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.white)
+    peak = float(abs(values).max()) or 1.0
+    edges = [round(i * len(values) / side) for i in range(side + 1)]
+    middle = (side - 1) / 2
+    points = []  # down and up each column: one polyline draws the envelope
+    for x in range(side):
+        chunk = values[edges[x]:max(edges[x + 1], edges[x] + 1)]
+        if len(chunk):
+            points += [QPointF(x, middle - float(chunk.max()) / peak * middle),
+                       QPointF(x, middle - float(chunk.min()) / peak * middle)]
+    painter = QPainter(image)
+    painter.setPen(QPen(QColor(SERIES_COLOURS[0]), 1))
+    painter.drawPolyline(QPolygonF(points))
+    painter.end()
     return image
 
 

@@ -22,7 +22,10 @@ def test_seed_preset_is_the_tutorial_verbatim():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_valid_and_round_trips(name, tmp_path):
     cfg = preset(name)
-    if name == "folder":  # the one preset that needs the user's folder before it can start
+    if name in ("folder", "points"):  # the presets that need the user's folder before they can start
+        assert [key for key, _ in cfg.validate()] == ["data.folder"]
+        cfg = cfg.with_updates({"data.folder": str(tmp_path)})
+    if name == "audio":  # and the one that needs the user's folder of sounds
         assert [key for key, _ in cfg.validate()] == ["data.folder"]
         cfg = cfg.with_updates({"data.folder": str(tmp_path)})
     if name == "sequences":  # and the one that needs the user's file of series
@@ -124,6 +127,7 @@ OUT_OF_RANGE = {
     "model.ff_dropout": [-0.1, 1.0, math.inf],
     "model.self_per_cross_attn": [0, 1000],
     "model.implementation": ["slow"],
+    "model.positions": ["mesh"],
     "data.dataset": ["imagenet"],
     "data.root": ["/data/\udcff", "/" + "d" * 5000],
     "data.folder": ["/data/\udcff", "/" + "d" * 5000],
@@ -136,6 +140,14 @@ OUT_OF_RANGE = {
     "data.split_seed": [-1, 2**31],
     "data.test_fraction": [0.0, 1.0, math.nan],
     "data.crop_padding": [-1, 17],
+    "data.num_points": [15, 10**6],
+    "data.jitter": [-0.01, 0.6, math.nan],
+    "data.sample_rate": [999, 192_001],
+    "data.clip_seconds": [0.0, -1.0, 61.0, math.nan, math.inf],
+    "data.audio_input": ["mfcc"],
+    "data.n_mels": [0, 257],
+    "data.time_shift": [-0.1, 1.5, math.nan],  # 1.5 is longer than the 1 s clip
+    "data.gain_db": [-1.0, 41.0, math.nan],
     "train.optimizer": ["lion"],
     "train.lr": [0.0, 11.0, math.inf, math.nan],
     "train.momentum": [-0.1, 1.0, math.nan],
@@ -158,7 +170,7 @@ OUT_OF_RANGE = {
     "train.early_stop_patience": [-1, 10**5],
 }
 BOOLEANS = {"model.weight_tie_layers", "model.fourier_encode_data", "data.download", "data.hflip",
-            "data.crop_to_content", "train.nesterov", "train.tf32"}
+            "data.crop_to_content", "data.rotate", "train.nesterov", "train.tf32"}
 
 
 def _all_fields() -> set[str]:

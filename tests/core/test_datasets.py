@@ -18,18 +18,19 @@ from perceiver_gui.core.model import build_model
 from tests.core.data_fixtures import make_image_folder, make_mnist, make_tiny_cifar100
 
 
-def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_named_after_it():
+def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_that_trains_on_it():
     assert tuple(registry.DATASETS) == DATASETS
     assert set(data._LOADERS) == set(DATASETS)
     for key, spec in registry.DATASETS.items():
         assert spec.key == key and spec.label and spec.description.endswith(".")
-        assert spec.preset == key and spec.preset in PRESETS
+        # points_folder's is "points", audio_folder's "audio"
+        assert spec.preset in PRESETS and PRESETS[spec.preset].data.dataset == key
         assert spec.kind in registry.KINDS
 
 
 def test_the_registry_knows_which_datasets_download_and_how_much():
     downloads = {key for key, spec in registry.DATASETS.items() if spec.downloads}
-    assert downloads == {"cifar10", "cifar100", "mnist", "fashion_mnist"}
+    assert downloads == {"cifar10", "cifar100", "mnist", "fashion_mnist", "speech_commands"}
     assert 100 < registry.DATASETS["cifar10"].download_mb < 200
     assert "download" in registry.download_note("mnist") and "MB" in registry.download_note("mnist")
     assert registry.download_note("digits") == registry.download_note("folder") == ""
@@ -68,10 +69,18 @@ def test_every_preset_validates_and_builds_a_model_that_reads_its_data(name, tmp
     cfg = preset(name)
     if name == "folder":
         cfg = cfg.with_updates({"data.folder": str(make_image_folder(tmp_path / "f"))})
+    if name == "points":
+        for shape in ("cubes", "balls"):
+            (tmp_path / "p" / shape).mkdir(parents=True)
+        cfg = cfg.with_updates({"data.folder": str(tmp_path / "p")})
     if name == "sequences":
         rows = "\n".join(",".join(str((i * j) % 7) for j in range(64)) + f":{'ab'[i % 2]}" for i in range(6))
         (tmp_path / "s.ts").write_text(f"@classLabel true a b\n@data\n{rows}\n")
         cfg = cfg.with_updates({"data.train_file": str(tmp_path / "s.ts")})
+    if name == "audio":
+        for label in ("a", "b"):
+            (tmp_path / "sounds" / label).mkdir(parents=True)
+        cfg = cfg.with_updates({"data.folder": str(tmp_path / "sounds")})  # classes are its subfolders
     assert cfg.validate() == []
     shape = registry.expected_input(cfg.data)
     model = build_model(registry.fit_model(cfg.model, shape)).eval()

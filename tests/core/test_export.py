@@ -274,3 +274,64 @@ def test_a_series_model_exports_to_onnx_that_reads_series_with_their_mask_as_pre
         (probs,) = session.run(["probabilities"], {"series": x[rows], "mask": mask[rows]})
         for row, pred in zip(probs, expected[rows], strict=True):
             assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
+
+
+# -- ONNX of a sound model ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(("audio_input", "name", "layout"), [
+    ("waveform", "waveform", "NLC"), ("mel_frames", "mel_frames", "NLC"), ("log_mel", "log_mel", "NHWC")])
+def test_a_sound_model_exports_to_onnx_that_reads_what_its_metadata_says_as_predict_does(tmp_path, audio_input, name,
+                                                                                        layout):
+    import onnx
+    import onnxruntime
+
+    from perceiver_gui.core import audio
+    from perceiver_gui.core.datasets import MelSettings
+    from perceiver_gui.core.inference import Predictor
+    from tests.core.sound_fixtures import train_sound_run
+
+    run_dir = train_sound_run(tmp_path, audio_input)
+    out = export_onnx(run_dir / runs.MODEL_FILE, tmp_path / "sounds.onnx")
+    proto = onnx.load(str(out))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert [i.name for i in proto.graph.input] == [name] and props["input_layout"] == layout
+    assert props["audio_input"] == audio_input and int(props["sample_rate"]) == 8000
+    assert "resample" in props["preprocessing"] and f"'{name}'" in props["preprocessing"]
+    # What a user of the file does, from its metadata alone: decode, resample, crop or pad, (log-mel), normalise.
+    files = sorted((tmp_path / "sounds" / "low").iterdir())[:3] + sorted((tmp_path / "sounds" / "high").iterdir())[:2]
+    rate, samples = int(props["sample_rate"]), int(props["clip_samples"])
+    clips = torch.from_numpy(np.stack([audio.read_clip(f, sample_rate=rate, clip_seconds=samples / rate)
+                                       for f in files]))
+    if audio_input == "waveform":
+        x = clips[:, :, None].numpy()
+    else:
+        assert props["window"] == "hann" and "slaney" in props["mel_filterbank"]
+        settings = MelSettings(sample_rate=rate, n_fft=int(props["n_fft"]), hop=int(props["hop_length"]),
+                               n_mels=int(props["n_mels"]), f_min=float(props["f_min"]), f_max=float(props["f_max"]))
+        mels = audio.log_mel(clips, settings).numpy()  # (N, n_mels, frames)
+        x = mels.transpose(0, 2, 1) if audio_input == "mel_frames" else mels[..., None]
+    mean, std = (np.array(json.loads(props[k]), np.float32) for k in ("mean", "std"))
+    x = ((x - mean) / std).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = json.loads(props["class_names"])
+    expected = Predictor.from_checkpoint(run_dir / runs.MODEL_FILE).predict(files, top_k=3)
+    for rows in (slice(None), slice(0, 1)):  # any batch size
+        (probs,) = session.run(["probabilities"], {name: x[rows]})
+        for row, pred in zip(probs, expected[rows], strict=True):
+            assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
+
+
+def test_a_model_of_a_kind_onnx_does_not_cover_yet_is_refused_with_a_sentence_naming_what_it_covers(tmp_path):
+    from perceiver_gui.config import Config, ModelConfig
+    from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.model import build_model
+    from tests.core.test_points import points_config
+
+    model = ModelConfig(input_axis=3, positions="points", depth=1, num_latents=4, latent_dim=8, num_classes=3)
+    meta = ModelMeta(config=Config(model=model, data=points_config(tmp_path).data), class_names=("a", "b", "c"),
+                     mean=(0.0,) * 3, std=(1.0,) * 3, image_size=(128,), channels=3)
+    save_model(tmp_path / "m.safetensors", build_model(model).state_dict(), meta)
+    with pytest.raises(ExportError, match=r"reads point clouds, and ONNX export covers image, series and sound models "
+                                          r"so far; use the model with perceiver-gui predict\.$"):
+        export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

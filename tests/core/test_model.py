@@ -256,3 +256,63 @@ def test_a_bfloat16_training_step_on_a_gpu_uses_whole_weights_and_few_kernels(gp
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(x).float()
         torch.testing.assert_close(low, model(x), atol=0.05, rtol=0.05)
+
+
+# -- per-sample positions (point clouds) ---------------------------------------------------------
+POINTS = dict(SMALL, input_axis=3, input_channels=3, num_classes=4)
+
+
+def grid_coordinates(axes: tuple[int, ...]) -> torch.Tensor:
+    """(M, len(axes)) the coordinates of a grid in [-1, 1], in the grid path's order."""
+    return torch.stack(torch.meshgrid(*(torch.linspace(-1, 1, n) for n in axes), indexing="ij"), -1).reshape(-1, len(axes))
+
+
+@pytest.mark.parametrize("name", ["images", "3d, no fourier, 3 self per cross"])
+def test_per_sample_positions_at_the_grid_give_the_grid_logits(name):
+    """The per-sample path computes the same thing as the grid path: handed a grid's coordinates as each
+    sample's positions, it gives the grid's logits (and perceiver-pytorch's, which the grid path matches)."""
+    kwargs = CONFIGS[name]
+    reference, ours = pair(kwargs)
+    x = inputs(kwargs)
+    axes = x.shape[1:-1]
+    positions = grid_coordinates(axes).expand(len(x), -1, -1)
+    with torch.no_grad():
+        per_sample = ours(x.reshape(len(x), -1, x.shape[-1]), positions=positions)
+        torch.testing.assert_close(per_sample, reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_point_cloud_model_reads_each_points_own_coordinates_and_ignores_their_order():
+    torch.manual_seed(0)
+    model = Perceiver(**POINTS, positions="points").eval()
+    clouds = torch.rand(2, 50, 3) * 2 - 1  # (B, P, xyz)
+    order = torch.randperm(50)
+    with torch.no_grad():
+        logits = model(clouds)
+        torch.testing.assert_close(model(clouds[:, order]), logits, rtol=1e-5, atol=1e-5)  # a set, not a sequence
+        # The positions are the data's own coordinates, computed per sample: explicit ones give the same.
+        torch.testing.assert_close(model(clouds, positions=clouds), logits)
+        # Another cloud is another input: nothing is cached from the first batch's positions.
+        assert not torch.allclose(model(clouds.flip(0)), logits)
+        assert not model._positions
+
+
+def test_a_point_cloud_model_trains_and_gives_its_attention_over_points():
+    torch.manual_seed(0)
+    model = Perceiver(**POINTS, positions="points")
+    clouds, labels = torch.rand(8, 32, 3) * 2 - 1, torch.randint(0, 4, (8,))
+    loss = torch.nn.functional.cross_entropy(model(clouds), labels)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with torch.no_grad():
+        logits, weights = model.eval().forward_with_attention(clouds)
+    assert weights[0].shape == (8, 1, POINTS["num_latents"], 32)
+    torch.testing.assert_close(weights[0].sum(-1), torch.ones(8, 1, POINTS["num_latents"]))
+
+
+def test_points_come_as_batch_points_channels_and_the_reference_refuses_them():
+    model = Perceiver(**POINTS, positions="points")
+    with pytest.raises(AssertionError, match=r"points come as \(batch, points, channels\)"):
+        model(torch.rand(2, 4, 4, 4, 3))
+    with pytest.raises(ValueError, match="reads grids only"):
+        build_model(ModelConfig(input_axis=3, positions="points", implementation="reference"))
+    assert isinstance(build_model(ModelConfig(input_axis=3, positions="points")), Perceiver)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox
 
-from perceiver_gui.ui import _none_refcount, gui_gc
+from perceiver_gui.ui import _none_refcount, deferred, gui_gc
 
 _none_refcount.apply()  # as run_app does: the tests make as many Qt calls as a long session
 
@@ -27,6 +27,9 @@ def _garbage_in_the_gui_thread(qapp):
 @pytest.fixture(autouse=True)
 def _collect_after_each_test():
     yield
+    # A window's engine preload (a thread importing torch) must not run on into the next test, whose own
+    # torch imports would race with it (see ui/deferred.wait_for_engine).
+    deferred.wait_for_engine()
     gui_gc.collect()  # between tests no event loop runs the timer
 
 
@@ -96,6 +99,15 @@ def series_run(tmp_path_factory):
     from tests.core.series_fixtures import train_series_run
 
     return train_series_run(tmp_path_factory.mktemp("series"))
+
+
+@pytest.fixture(scope="session")
+def sound_run(tmp_path_factory):
+    """A finished run of a tiny sound model reading mel frames (the audio preset's input) of a folder of tones and
+    noise in several formats (trained once per session); the folder is run.parent.parent / "sounds"."""
+    from tests.core.sound_fixtures import train_sound_run
+
+    return train_sound_run(tmp_path_factory.mktemp("sound"), "mel_frames", per_class=10)
 
 
 @pytest.fixture

@@ -265,3 +265,51 @@ def test_a_series_dropped_on_the_classifier_shows_its_attention_over_time(panel,
     assert dialog.result.series.shape == (steps, 2)  # the series' own steps: the padding is masked
     assert dialog.heat.shape == (steps,) and np.allclose(dialog.heat.sum(), 1.0, atol=1e-4)
     assert dialog.result.top == entry.top  # the same prediction as the entry
+
+
+# -- sounds: attention along time, or over the log-mel grid -----------------------------------------
+@pytest.mark.parametrize(("picture_shape", "map_shape", "what"), [
+    ((4000,), (4000,), "4,000 samples"), ((32, 50), (50,), "50 frames"), ((32, 50), (32, 50), "32 mels × 50 frames")])
+def test_a_sounds_attention_colours_its_picture_where_the_latents_look(qtbot, picture_shape, map_shape, what):
+    """All attention on the sound's last quarter: the overlay is coloured there and grey at the start, over the
+    waveform or the spectrogram as the classifier draws them; a log-mel model's map also runs along the mels."""
+    rng = np.random.default_rng(0)
+    picture = (rng.standard_normal(picture_shape) * (0.3 if len(picture_shape) == 1 else 20) - 40).astype(np.float32)
+    maps = np.zeros((2, 5, *map_shape), np.float32)
+    end = map_shape[-1]
+    maps[..., 3 * end // 4:] = 1.0
+    maps /= maps.sum(axis=tuple(range(2, maps.ndim)), keepdims=True)
+    dialog = AttentionDialog("hum.ogg")
+    qtbot.addWidget(dialog)
+    dialog.show_result(AttentionResult("hum.ogg", (("low", 0.8),), maps=(maps,), sound=picture))
+    assert dialog.heat.shape == map_shape and what in dialog.status.text()
+    assert "sound" in dialog.input_caption.text()
+    if map_shape == (4000,):  # a share of thousands of samples is small, and still said, not rounded to 0.0%
+        assert "an even spread gives 0.025% each" in dialog.legend.text()
+        assert dialog._tile_views[0][1].text() == "latent 1 · peak 0.1%"
+    shown = dialog.heat_view.pixmap().toImage()
+    for y in (5, shown.height() // 2, shown.height() - 5):  # along the whole height: every mel band at that time
+        start, end_colour = shown.pixelColor(10, y), shown.pixelColor(shown.width() - 10, y)
+        assert start.red() == start.green() == start.blue()  # no attention: the picture in grey
+        assert end_colour.red() != end_colour.blue()  # the colour of the attention
+    tile = dialog._tile_views[0][0].pixmap().toImage()  # a latent over the picture too, not a strip of colour
+    assert tile.width() > 40 and tile.pixelColor(tile.width() - 4, 2) != tile.pixelColor(3, 2)
+
+
+@pytest.mark.slow  # the session's tiny sound run (a few seconds, once)
+def test_a_sound_dropped_on_the_classifier_shows_its_attention_over_time(panel, qtbot, sound_run):
+    from perceiver_gui.core.inference import Predictor
+
+    load_model(qtbot, panel, sound_run / "model.safetensors")
+    file = sorted((sound_run.parent.parent / "sounds" / "low").iterdir())[2]
+    drop_files(panel, [file])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
+    (entry,) = panel.entries()
+    qtbot.mouseDClick(entry, Qt.MouseButton.LeftButton)
+    dialog = _dialog(qtbot, panel)
+    picture = Predictor.from_checkpoint(sound_run / "model.safetensors").sound_picture(file)  # (mels, frames)
+    assert dialog.result.error == "" and file.name in dialog.windowTitle()
+    assert np.allclose(dialog.result.sound, picture, atol=1e-4)  # the spectrogram the entry's thumbnail shows
+    assert dialog.heat.shape == (picture.shape[1],) and np.allclose(dialog.heat.sum(), 1.0, atol=1e-4)
+    assert f"{picture.shape[1]} frames" in dialog.status.text()
+    assert dict(dialog.result.top) == pytest.approx(dict(entry.top), abs=1e-6)  # the entry's prediction

@@ -82,6 +82,11 @@ def test_the_open_dialog_offers_exactly_the_files_the_classifier_reads(panel, mo
     panel.open_images_dialog()
     (images,) = re.findall(r"Images \(([^)]*)\)", offered[0])
     assert {p.removeprefix("*") for p in images.split()} == IMAGE_SUFFIXES
+    from perceiver_gui.core import audio, points, series
+
+    (every,) = re.findall(r"^Everything \(([^)]*)\)", offered[0])
+    assert {p.removeprefix("*") for p in every.split()} == IMAGE_SUFFIXES | {*audio.SUFFIXES, *series.SUFFIXES,
+                                                                               *points.SUFFIXES}
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
@@ -187,3 +192,63 @@ def test_a_series_file_dropped_on_a_series_model_gives_a_result_with_a_line_plot
     assert "reads time series" in by_name[image.name].error
     thumb = by_name["new.ts#2"].picture.pixmap().toImage()
     assert len({thumb.pixel(x, y) for x in range(thumb.width()) for y in range(thumb.height())}) > 1
+
+
+@pytest.mark.slow
+def test_meshes_and_point_files_dropped_on_a_points_model_give_a_result_each_with_a_scatter(panel, qtbot, tmp_path):
+    from perceiver_gui.core.training import train
+    from tests.core.test_points import points_config, points_folder
+
+    folder = points_folder(tmp_path / "shapes", per_class=5)
+    cfg = points_config(folder, **{"train.epochs": 1, "train.warmup_epochs": 0, "model.latent_dim": 16,
+                                   "data.num_points": 64})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    assert events[-1].status == "completed", events[-1].message
+    load_model(qtbot, panel, tmp_path / "run" / "model.safetensors")
+    new = points_folder(tmp_path / "new", per_class=2, seed=3)
+    mesh, cloud = new / "cone" / "0a.ply", new / "sphere" / "1b.off"
+    flat = tmp_path / "flat.obj"
+    flat.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+    image = digit_images(tmp_path / "images", 1)[0]
+    drop_files(panel, [mesh, image, cloud, flat, new / "box"])  # a folder: its mesh and point files
+    qtbot.waitUntil(lambda: len(panel.entries()) == 6, timeout=30000)
+    by_name = {entry.name: entry for entry in panel.entries()}
+    assert sorted(entry.name for entry in panel.entries()) == sorted(["0a.ply", "1b.off", "flat.obj", image.name,
+                                                                      "0a.ply", "1b.off"])
+    for entry in panel.entries():
+        if entry.name.endswith((".ply", ".off")):
+            assert len(entry.top) == 3 and not entry.error
+            thumb = entry.picture.pixmap().toImage()  # a scatter of the cloud: blue dots on white
+            colours = {thumb.pixel(x, y) for x in range(thumb.width()) for y in range(thumb.height())}
+            assert len(colours) > 5
+    assert "is a mesh with no faces" in by_name["flat.obj"].error
+    assert "reads point clouds, not images" in by_name[image.name].error
+
+
+def test_sounds_dropped_on_a_sound_model_with_an_image_give_a_spectrogram_each(panel, qtbot, tmp_path):
+    import numpy as np
+    import soundfile
+
+    from perceiver_gui.core.training import train
+    from tests.core.test_audio import audio_folder, tiny_audio, tone
+
+    folder = audio_folder(tmp_path / "sounds", per_class=4)
+    cfg = tiny_audio(folder, tmp_path, audio_input="mel_frames").with_updates({"train.epochs": 1})
+    events = list(train(cfg, out_dir=tmp_path / "run"))
+    assert events[-1].status == "completed", events[-1].message
+    load_model(qtbot, panel, tmp_path / "run" / "model.safetensors")
+    new = tmp_path / "new"
+    new.mkdir()
+    soundfile.write(new / "beep.flac", tone(3000, 0.4, 44_100), 44_100)
+    soundfile.write(new / "hum.ogg", np.stack([tone(250, 0.5, 22_050)] * 2, axis=1), 22_050)
+    soundfile.write(new / "quiet.wav", np.zeros(8000, dtype=np.float32), 16_000)
+    image = digit_images(tmp_path / "images", 1)[0]
+    drop_files(panel, [new / "beep.flac", image, new / "hum.ogg", new / "quiet.wav"])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 4, timeout=30000)
+    by_name = {Path(entry.path).name: entry for entry in panel.entries()}
+    for name in ("beep.flac", "hum.ogg"):
+        assert len(by_name[name].top) == 3 and not by_name[name].error
+        thumb = by_name[name].picture.pixmap().toImage()  # a heat map: many colours, not the "?" placeholder
+        assert len({thumb.pixel(x, y) for x in range(0, thumb.width(), 2) for y in range(0, thumb.height(), 2)}) > 10
+    assert "reads sounds" in by_name[image.name].error
+    assert "is silent" in by_name["quiet.wav"].error

@@ -48,3 +48,43 @@ def test_a_series_file_previews_as_line_plots(qtbot, tmp_path):
     image = thumbs[0].pixmap().toImage()
     assert len({image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}) > 1
     preview.close()
+
+
+def test_a_points_folder_previews_as_scatters_of_its_clouds(qtbot, tmp_path):
+    from tests.core.test_points import points_folder
+
+    folder = points_folder(tmp_path / "shapes", per_class=5)
+    form = HyperparamsPanel(PRESETS["points"].with_updates({"data.folder": str(folder), "data.num_points": 256,
+                                                            "data.root": str(tmp_path / "data")}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    header = preview.header.text()
+    assert "3 classes" in header and "point clouds" in header and "turns about the up axis" in header, header
+    thumbs = preview.findChildren(type(preview.header), "previewThumb")
+    assert len(thumbs) == 3 * 3  # every training cloud of each class: 5, less one for test and one for validation
+    image = thumbs[0].pixmap().toImage()
+    assert len({image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}) > 5
+    preview.close()
+
+
+def test_an_audio_folder_previews_clips_per_class_as_spectrograms_or_waveforms(qtbot, tmp_path):
+    from tests.core.test_audio import audio_folder
+
+    folder = audio_folder(tmp_path / "sounds", per_class=5)
+    (folder / "low" / "broken.wav").write_bytes(b"RIFF not really a wave")
+    for audio_input in ("mel_frames", "waveform"):
+        form = HyperparamsPanel(PRESETS["audio"].with_updates({"data.folder": str(folder), "data.audio_input": audio_input,
+                                                               "data.root": str(tmp_path / "data")}))
+        qtbot.addWidget(form)
+        preview = form.open_preview()
+        qtbot.waitUntil(lambda preview=preview: preview.worker is None, timeout=30000)
+        header = preview.header.text()
+        assert "3 classes" in header and "test sounds" in header and "time shifts and gains" in header, header
+        thumbs = preview.findChildren(type(preview.header), "previewThumb")
+        assert len(thumbs) == 3 * 3  # 5 a class, less one for testing and one for validation
+        image = thumbs[0].pixmap().toImage()
+        colours = {image.pixel(x, y) for x in range(image.width()) for y in range(image.height())}
+        assert len(colours) > (10 if audio_input == "mel_frames" else 1)  # a heat map, or an envelope on white
+        assert "broken.wav" in preview.skipped.text()
+        preview.close()

@@ -20,8 +20,8 @@ def test_every_preset_survives_the_round_trip_through_the_form(form, name):
     form.set_config(PRESETS[name])
     assert form.config() == PRESETS[name]
     assert form.preset_box.currentData() == name
-    # The folder and sequences presets wait for their data; every other preset can start as it is.
-    waits = {"folder": "data.folder", "sequences": "data.train_file"}
+    # The folder, points, audio and sequences presets wait for their data; every other preset can start as it is.
+    waits = {"folder": "data.folder", "points": "data.folder", "sequences": "data.train_file", "audio": "data.folder"}
     assert [key for key, _ in form.problems()] == ([waits[name]] if name in waits else [])
 
 
@@ -209,6 +209,36 @@ def test_sequences_show_the_series_files_and_the_series_length(form, tmp_path):
     assert form.preset_box.currentData() == "sequences"  # where the series live is not part of the recipe
 
 
+def test_point_clouds_show_the_point_fields_and_the_points_as_m(form, qtbot, tmp_path):
+    from perceiver_gui.ui.complexity_view import ComplexityView
+
+    for shape in ("chairs", "lamps", "tables"):
+        (tmp_path / "shapes" / shape).mkdir(parents=True)
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.num_points").isEnabled() and not form.field("data.rotate").isEnabled()
+    _pick(form, "data.dataset", "points_folder")
+    assert form.preset_box.currentData() == "points"  # the untouched digits preset brought the points recipe
+    for key in ("data.folder", "data.num_points", "data.rotate", "data.jitter"):
+        assert form.field(key).isEnabled(), key
+    assert not form.field("data.crop_padding").isEnabled() and not form.field("data.image_size").isEnabled()
+    assert [key for key, _ in form.problems()] == ["data.folder"]
+    form.field("data.folder").setText(str(tmp_path / "shapes"))
+    form.field("data.num_points").setValue(256)
+    cfg = form.config()
+    assert form.problems() == [] and cfg.data.num_points == 256 and cfg.data.rotate
+    assert (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes, cfg.model.positions) == \
+        (3, 3, 3, "points")
+    assert form.derived_label.text() == "x, y, z · 256 points a cloud · 3 classes (subfolders)"
+    view = ComplexityView()
+    qtbot.addWidget(view)
+    view.set_config(cfg)
+    assert "per point cloud" in view.cost.text()
+    assert "M = 256 points" in view.attention.text()
+    # The Fourier readout speaks of points, with no pixel grid to alias on.
+    assert "channels to each point" in form.fourier.channels.text()
+    assert "Nyquist" not in form.fourier.note.text() and "no band aliases" in form.fourier.note.text()
+
+
 def test_a_ucr_problem_by_name_stands_in_for_the_series_file(form):
     form.set_config(PRESETS["digits"])
     assert not form.field("data.ucr_problem").isEnabled()
@@ -231,3 +261,36 @@ def test_the_tips_of_settings_every_kind_has_speak_of_the_chosen_kind(form, tmp_
     assert "how many series each has" in form.preview_button.toolTip()
     _pick(form, "data.dataset", "digits")
     assert form.field("train.batch_size").toolTip().startswith("Images per step")
+
+
+def test_an_audio_folder_enables_the_sound_settings_and_the_readout_gives_m(form, tmp_path):
+    for label in ("cat", "dog", "owl"):
+        (tmp_path / label).mkdir()
+    form.set_config(PRESETS["digits"])
+    assert not form.field("data.sample_rate").isEnabled()  # sound settings are greyed out for images
+    _pick(form, "data.dataset", "audio_folder")
+    assert form.preset_box.currentData() == "audio"  # an untouched preset brings the dataset's recipe
+    assert all(form.field(key).isEnabled() for key in ("data.folder", "data.audio_input", "data.sample_rate",
+                                                        "data.clip_seconds", "data.n_mels", "data.time_shift",
+                                                        "data.gain_db"))
+    assert not form.field("data.hflip").isEnabled() or not form.config().data.hflip
+    form.field("data.folder").setText(str(tmp_path))
+    cfg = form.config()
+    assert form.problems() == [] and (cfg.model.input_axis, cfg.model.input_channels, cfg.model.num_classes) == (1, 40, 3)
+    assert "101 frames of 40 mel bands" in form.derived_label.text() and "3 classes" in form.derived_label.text()
+    _pick(form, "data.audio_input", "log_mel")
+    assert form.config().model.input_axis == 2 and "40 mels × 101 frames = 4,040 inputs" in form.derived_label.text()
+    _pick(form, "data.audio_input", "waveform")
+    assert "16,000 samples" in form.derived_label.text() and not form.field("data.n_mels").isEnabled()
+    assert form.config().model.input_axis == 1 and form.config().model.input_channels == 1
+
+
+def test_speech_commands_offers_the_sound_settings_and_its_download_but_no_folder(form):
+    form.set_config(PRESETS["digits"])
+    _pick(form, "data.dataset", "speech_commands")
+    assert form.preset_box.currentData() == "speech"
+    assert form.field("data.n_mels").isEnabled() and form.field("data.download").isEnabled()
+    assert not form.field("data.folder").isEnabled() and not form.field("data.test_fraction").isEnabled()
+    assert "35 classes" in form.derived_label.text() and "subfolders" not in form.derived_label.text()
+    assert "downloaded before the first Start" in form.preset_note.text()
+    assert form.problems() == []

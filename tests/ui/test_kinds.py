@@ -3,6 +3,10 @@ log, speed, preview and cost readout speak of series, not images."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from perceiver_gui.config import PRESETS
 from perceiver_gui.core.events import RunStarted, Step
 
@@ -55,3 +59,20 @@ def test_the_preview_of_a_series_file_counts_series(qtbot, tmp_path):
     qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
     assert "test series" in preview.header.text() and "image" not in preview.header.text(), preview.header.text()
     preview.close()
+
+
+@pytest.mark.parametrize(("audio_input", "m"), [("mel_frames", "(M = 101 frames)"), ("waveform", "(M = 16,000 samples)"),
+                                                ("log_mel", "(M = 40 mels × 101 frames)")])
+def test_the_cost_readout_of_a_sound_config_says_what_m_is(qtbot, tmp_path, audio_input, m):
+    from perceiver_gui.core.datasets import expected_input, fit_model
+    from perceiver_gui.ui.complexity_view import ComplexityView
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+    cfg = PRESETS["audio"].with_updates({"data.folder": str(tmp_path), "data.audio_input": audio_input})
+    cfg = cfg.with_updates({f"model.{k}": v for k, v in dataclasses.asdict(
+        fit_model(cfg.model, expected_input(cfg.data))).items() if k in ("input_axis", "input_channels", "num_classes")})
+    view = ComplexityView()
+    qtbot.addWidget(view)
+    view.set_config(cfg)
+    assert m in view.attention.text() and "per sound" in view.cost.text(), view.attention.text()

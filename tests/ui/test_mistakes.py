@@ -270,3 +270,50 @@ def test_a_live_series_runs_matrix_counts_series(qtbot, mistakes):
                                per_class_acc=(1.0, 0.5), confusion=((2, 0), (1, 1)), elapsed_s=1.0, is_best=True))
     assert "3 of 4 validation series right" in mistakes.summary.text()
     assert "2 validation series" in mistakes.view.tooltip(mistakes.view.cell_rect(0, 0).center())
+
+
+@pytest.mark.slow  # the session's tiny sound run (a few seconds, once)
+def test_a_sound_runs_cells_show_each_clips_spectrogram_named_by_its_file(qtbot, mistakes, sound_run):
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QLabel
+
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.ui.widgets import sound_image
+
+    _load(qtbot, mistakes, sound_run)
+    assert "validation sounds right" in mistakes.summary.text()
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    title = mistakes.gallery_title.text()
+    assert mistakes.gallery.count() == counts[t][p] and "validation sound" in title and "image" not in title
+    item, file = mistakes.gallery.item(0), Path(mistakes.cell.files[0])
+    assert file.parent.name == mistakes.cell.class_names[t] and file.suffix in (".wav", ".flac", ".ogg")
+    assert file.name in item.text() and "Validation sound #" in item.toolTip() and str(file) in item.toolTip()
+    # The thumbnail is that file's log-mel spectrogram as the model hears it, drawn as the classifier draws it.
+    picture = Predictor.from_checkpoint(sound_run / "model.safetensors").sound_picture(file)
+    assert np.allclose(mistakes.cell.images[0], picture, atol=1e-4)
+    icon = item.icon().pixmap(96, 96).toImage()
+    assert icon == sound_image(picture, 96).convertToFormat(icon.format())
+    dialog = mistakes.enlarge(0)
+    enlarged = dialog.findChild(QLabel, "enlarged").pixmap()
+    assert enlarged.width() >= 300 and "Validation sound #" in dialog.windowTitle()
+    colours = {enlarged.toImage().pixel(x, y) for x in range(0, 300, 3) for y in range(0, 300, 3)}
+    assert len(colours) > 10  # a heat map, not a blank or a broken picture
+    dialog.close()
+
+
+@pytest.mark.slow
+def test_a_sound_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, mistakes, sound_run):
+    _load(qtbot, mistakes, sound_run)
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    view = mistakes.show_attention(0)
+    qtbot.waitUntil(lambda: view.result is not None or "d03030" in view.status.text(), timeout=60000)
+    mels, frames = mistakes.cell.images[0].shape  # mel frames: the bands are the channels
+    assert view.result is not None, view.status.text()
+    assert view.result.sound.shape == (mels, frames) and view.heat.shape == (frames,)
+    assert f"validation sound #{mistakes.cell.indices[0]}" in view.windowTitle()
+    view.close()
