@@ -204,6 +204,7 @@ class SweepPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.resizeColumnsToContents()  # the headers' widths, not 100 px each: "Run" stays in view beside the settings
         self.table.setToolTip("Select a trial to see its run's curves; double-click to open its model in the "
                               "Classifier.")
         self.table.itemSelectionChanged.connect(self._trial_selected)

@@ -113,5 +113,8 @@ def test_the_choices_column_is_readable_in_a_1280_wide_window(qtbot, tmp_path):
     space = panel.space
     assert space.columnWidth(COL_CHOICES) >= space.sizeHintForColumn(COL_CHOICES) - 2
     assert not space.horizontalScrollBar().isVisible()
-    assert panel.table.width() >= 280  # the trials keep room beside it
+    assert panel.table.width() >= 280  # the trials keep room beside it, all their columns in view
+    trials = panel.table.horizontalHeader()
+    assert trials.sectionViewportPosition(trials.count() - 1) + trials.sectionSize(trials.count() - 1) \
+        <= panel.table.viewport().width()
     assert "each trial" in panel.log.placeholderText()  # the empty log says what will come, not a blank box
