@@ -226,6 +226,7 @@ class CompareView(QWidget):
         self._errors: list[str] = []
         self._generation = 0  # counts set_runs calls, so a late worker result for other runs is only cached
         self._configs: list[dict[str, Any] | None] = []
+        self._saved_epochs: list[int] = []  # per run, the epoch whose model was saved (run.json), 0 if not known
         self._cache: dict[str, tuple[tuple[int, int], _Curves]] = {}
         self._settings_rows: list[runs.CompareRow] = []
         self._acc_curves: list[pg.PlotDataItem] = []
@@ -274,7 +275,7 @@ class CompareView(QWidget):
         self.graphics.setMinimumSize(360, 220)
         self.acc_plot = self.graphics.addPlot(row=0, col=0)
         self.loss_plot = self.graphics.addPlot(row=0, col=1)
-        self.acc_plot.setTitle("Validation accuracy (old runs: test)", size="10pt")
+        self.acc_plot.setTitle("Validation accuracy", size="10pt")
         self.loss_plot.setTitle("Loss: lines train (smoothed), dots validation", size="10pt")
         for plot in (self.acc_plot, self.loss_plot):
             plot.showGrid(x=True, y=True, alpha=0.15)
@@ -335,6 +336,7 @@ class CompareView(QWidget):
         self._runs = list(infos)
         self._generation += 1
         self._configs, self._errors = [], []
+        self._saved_epochs = [runs.read_run(Path(info.path)).best_epoch for info in self._runs]
         for info in self._runs:
             try:
                 self._configs.append(runs.read_config(Path(info.path)).raw)
@@ -517,6 +519,8 @@ class CompareView(QWidget):
                 hi.setData(x, high)
         for plot in (self.acc_plot, self.loss_plot):
             plot.setLabel("bottom", "epoch" if by_epoch else "step")
+        old = any(d.summary.held_out == "test" for d in self._data)  # an older version's run: its epochs were tested
+        self.acc_plot.setTitle("Validation accuracy" + (" (old runs: test)" if old else ""), size="10pt")
         self.loss_plot.enableAutoRange()
         self.acc_plot.enableAutoRange(axis="x")
 
@@ -555,8 +559,9 @@ class CompareView(QWidget):
                     text = f"{s.best_acc:.2%}" if math.isfinite(s.best_acc) else "—"
                     if s.held_out == "test":
                         text += " (test: selected on test, old run)"
-                elif row == 1:
-                    text = str(s.best_epoch) if s.best_epoch else "—"
+                elif row == 1:  # the engine's choice (a tie in accuracy goes to the lower loss), else the file's first best
+                    epoch = self._saved_epochs[i] or s.best_epoch
+                    text = str(epoch) if epoch else "—"
                 elif row == 2:
                     text = f"{s.test_acc:.2%}" if math.isfinite(s.test_acc) else "—"
                 else:

@@ -37,7 +37,7 @@ class GuideDialog(QDialog):
     def __init__(self, actions: list[QAction], parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Perceiver GUI guide")
-        self.resize(600, 640)  # the whole guide without scrolling
+        self.resize(600, 640)  # grown in showEvent until the whole guide shows
         self.text = QTextBrowser()
         self.text.setOpenExternalLinks(True)
         self.text.setHtml(guide_html(actions))
@@ -46,6 +46,17 @@ class GuideDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        # Grow until nothing is left to scroll (its last lines were cut off at a fixed 640 px), within the screen.
+        limit = self.screen().availableGeometry().height() - 60 if self.screen() is not None else self.height()
+        for _ in range(4):  # a taller view can lose its scroll bar and rewrap: settle in a few rounds
+            extra = self.text.verticalScrollBar().maximum()
+            if extra <= 0 or self.height() >= limit:
+                break
+            self.resize(self.width(), min(self.height() + extra + 4, limit))
+            self.layout().activate()
 
 
 def guide_html(actions: list[QAction]) -> str:

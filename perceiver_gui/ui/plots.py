@@ -88,6 +88,8 @@ class PlotsPanel(QWidget):
             legend_in_title_row(plot)
         self.lr_plot.getAxis("left").enableAutoSIPrefix(False)
         self.acc_plot.setYRange(0, 1, padding=0.02)
+        self.acc_plot.getAxis("bottom").whole_numbers = True  # epochs: a 1-epoch run's axis read 0.6 … 1.4
+        self.acc_plot.getAxis("left").percent = True  # "80%" beside "best val 95.6%", not 0.8
         # Accuracy lives in 0–100 % from epoch 0 on: no zoom or auto-range shows beyond (one epoch's single
         # point once gave an axis from -12 to 16).
         self.acc_plot.setLimits(xMin=0, yMin=-0.05, yMax=1.05)

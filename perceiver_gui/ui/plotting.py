@@ -150,6 +150,21 @@ class Axis(pg.AxisItem):
         super().__init__(orientation, **kwargs)
         self.background = QColor("white")
         self._pens: dict[tuple[int, int], QPen] = {}
+        self.whole_numbers = False  # ticks only at integers (an epoch axis: "epoch 0.6" means nothing)
+        self.percent = False  # fractions labelled as percentages, as every accuracy in the app's text is
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        if not self.percent:
+            return super().tickStrings(values, scale, spacing)
+        decimals = max(0, -math.floor(math.log10(spacing * 100))) if spacing > 0 else 0
+        return [f"{v * 100:.{decimals}f}%" for v in values]
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph override)
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if not self.whole_numbers:
+            return levels
+        whole = [(spacing, offset) for spacing, offset in levels if spacing >= 1]
+        return whole or [(1.0, 0.0)]
 
     def set_background(self, color: QColor) -> None:
         self.background = QColor(color)

@@ -44,8 +44,8 @@ HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare 
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
 # Validation: the best epoch's accuracy on the validation split, which chose the saved model. Test: that
 # model on the test split, measured once when the run ended. Runs of older versions chose on test.
-COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Duration", "Parameters", "Learning rate",
-           "Notes")
+# Short headers where the values are short, so Notes stays in view at 1280 × 800 (their tooltips say them whole).
+COLUMNS = ("Name", "Date", "Dataset", "Validation", "Test", "Status", "Duration", "Params", "LR", "Notes")
 VAL_COLUMN, TEST_COLUMN, STATUS_COLUMN, DURATION_COLUMN = 3, 4, 5, 6
 PARAMS_COLUMN, LR_COLUMN, NOTES_COLUMN = 7, 8, 9
 NOTES_SHOWN = 40  # characters of a run's notes shown in the list; the tooltip and the details hold them all
@@ -123,6 +123,8 @@ class RunsPanel(QWidget):
                                                       "chose the saved model.")
         self.tree.headerItem().setToolTip(TEST_COLUMN, "The saved model's accuracy on the test split, measured once "
                                                        "when the run ended.")
+        self.tree.headerItem().setToolTip(PARAMS_COLUMN, "Trainable parameters of the model.")
+        self.tree.headerItem().setToolTip(LR_COLUMN, "Learning rate (the peak, with a schedule).")
         self.tree.itemSelectionChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda *_: self.open_model())
 
@@ -159,6 +161,7 @@ class RunsPanel(QWidget):
 
         self.detail = QLabel(HINT)
         self.detail.setWordWrap(True)
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)  # alone when no run is shown
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._plots: PlotsPanel | None = None
         self._compare: CompareView | None = None
@@ -189,6 +192,7 @@ class RunsPanel(QWidget):
             from perceiver_gui.ui.plots import PlotsPanel
 
             self._plots = PlotsPanel()
+            self._plots.setVisible(len(self.selected_runs()) == 1)  # empty axes say nothing: the hint does
             self._lower_layout.addWidget(self._plots, 1)
         return self._plots
 
@@ -407,6 +411,7 @@ class RunsPanel(QWidget):
         if not chosen:
             if self._plots is not None:
                 self._plots.reset()  # the curves shown belonged to none of the runs now selected (or deleted)
+                self._plots.setVisible(False)
             self.detail.setText(HINT if self._infos else
                                 f"No runs yet in {self.runs_root}. Press Start on the Training tab to make one.")
             self.detail.setToolTip("")
@@ -414,6 +419,7 @@ class RunsPanel(QWidget):
         info = chosen[0]
         metrics = runs.read_metrics(Path(info.path))
         self.plots.load_metrics(metrics)
+        self.plots.setVisible(True)
         notes = [info.message or _status_text(info)]
         if info.holder:
             notes.append(f"being trained by {info.holder}")

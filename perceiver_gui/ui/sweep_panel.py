@@ -142,10 +142,10 @@ class SweepPanel(QWidget):
         self.pruner.addItems(["median", "none"])
         self.pruner.setToolTip("median stops a trial whose epoch is worse than the median of earlier trials at "
                                "that epoch.")
-        self.metric = QComboBox()
+        self.metric_choice = QComboBox()
         for metric in self._metrics():
-            self.metric.addItem(metric)
-        self.metric.setToolTip("What the sweep optimises: validation numbers (never the test split).")
+            self.metric_choice.addItem(metric)
+        self.metric_choice.setToolTip("What the sweep optimises: validation numbers (never the test split).")
         self.trials = QSpinBox()
         self.trials.setRange(1, 10000)
         self.trials.setValue(20)
@@ -167,7 +167,7 @@ class SweepPanel(QWidget):
         settings = QFormLayout()
         settings.addRow("Sampler", self.sampler)
         settings.addRow("Pruner", self.pruner)
-        settings.addRow("Metric", self.metric)
+        settings.addRow("Metric", self.metric_choice)
         settings.addRow("Trials", self.trials)
         settings.addRow("Workers", self.workers)
         settings.addRow("Seed", self.seed)
@@ -204,6 +204,7 @@ class SweepPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.resizeColumnsToContents()  # the headers' widths, not 100 px each: "Run" stays in view beside the settings
         self.table.setToolTip("Select a trial to see its run's curves; double-click to open its model in the "
                               "Classifier.")
         self.table.itemSelectionChanged.connect(self._trial_selected)
@@ -211,6 +212,8 @@ class SweepPanel(QWidget):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
+        self.log.setPlaceholderText("The sweep's output appears here, each trial as it starts and ends; the "
+                                    "trials fill the table above.")
         self.views = QTabWidget()  # the plots are added when first needed
         self.views.addTab(self.log, "Log")
 
@@ -222,7 +225,13 @@ class SweepPanel(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
-        split.setSizes([470, 650])
+        # The settings table wide enough for its choices (at the default 1280-wide window, ~870 px for the tab),
+        # the trials beside it with the rest; sizes are proportions until the splitter is laid out.
+        space = self.space
+        wanted = (sum(space.columnWidth(c) for c in range(space.columnCount()) if c != COL_CHOICES)
+                  + space.sizeHintForColumn(COL_CHOICES) + space.verticalScrollBar().sizeHint().width()
+                  + 2 * space.frameWidth() + 16)  # + the handle and margins
+        split.setSizes([wanted, max(870 - wanted, 300)])
         split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -295,7 +304,7 @@ class SweepPanel(QWidget):
 
     def sweep_table(self) -> dict[str, Any]:
         return {"trials": self.trials.value(), "sampler": self.sampler.currentText(),
-                "pruner": self.pruner.currentText(), "metric": self.metric.currentText(), "seed": self.seed.value()}
+                "pruner": self.pruner.currentText(), "metric": self.metric_choice.currentText(), "seed": self.seed.value()}
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -484,7 +493,7 @@ class SweepPanel(QWidget):
                                                      for v in space.values))
             else:
                 self.set_vary(key, low=space.low, high=space.high, log=space.log, choices="")
-        for combo, value in ((self.sampler, spec.sampler), (self.pruner, spec.pruner), (self.metric, spec.metric)):
+        for combo, value in ((self.sampler, spec.sampler), (self.pruner, spec.pruner), (self.metric_choice, spec.metric)):
             combo.setCurrentText(value)
         self.trials.setValue(spec.trials)
         self.seed.setValue(spec.seed)

@@ -122,9 +122,9 @@ class TrainingPanel(QWidget):
         self.progress.setMinimumWidth(200)
         buttons.addWidget(self.progress, 1)
 
-        self.speed_label = QLabel("—")
+        self.speed_label = QLabel()  # empty until a run reports a speed: a row of dashes read as a glitch
         self.speed_label.setToolTip("Training throughput, in images per second.")
-        self.eta_label = QLabel("—")
+        self.eta_label = QLabel()
         self.eta_label.setToolTip("Estimated time until the run finishes.")
         self.device_label = QLabel("Device: —")
         self.device_label.setToolTip("Where the model trains.")
@@ -248,8 +248,8 @@ class TrainingPanel(QWidget):
         elif isinstance(event, Finished):
             self.status.setText(event.message)
             # A stopped run's last speed and time left would read as if it were still going.
-            self.speed_label.setText("—")
-            self.eta_label.setText("—")
+            self.speed_label.clear()
+            self.eta_label.clear()
             self.append_log(event.message, "warning" if event.status == "failed" else "info")
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)

@@ -170,3 +170,12 @@ def test_help_guide_names_the_tabs_the_shortcuts_and_the_readme(make_window):
     assert "Start" in text and "Ctrl+Return" in text and "Ctrl+R" in text  # from the Run menu's own actions
     assert "README" in text and "README.md" in dialog.text.toHtml()
     dialog.close()
+
+
+def test_the_guide_opens_whole_without_scrolling(make_window, qtbot):
+    """The guide's last lines (the README link, the mouse-wheel note) were below the dialog's edge."""
+    dialog = make_window().show_guide()
+    qtbot.waitExposed(dialog)
+    assert dialog.text.verticalScrollBar().maximum() == 0
+    assert dialog.height() <= dialog.screen().availableGeometry().height()
+    dialog.close()

@@ -146,7 +146,7 @@ def test_actions_on_one_run_disable_while_several_are_selected_and_delete_asks_o
     assert [d[0] for d in dialogs] == ["question"] and "lr 0.003" in dialogs[0][2] and "lr 0.01" in dialogs[0][2]
     assert said.args == ["Deleted 2 runs."]
     assert panel.run_names() == [] and not (root / "a").exists() and not (root / "b").exists()
-    assert not panel.compare.isVisible() and panel.plots.isVisible()
+    assert not panel.compare.isVisible() and not panel.plots.isVisible() and "No runs yet" in panel.detail.text()
 
 
 def test_back_to_one_run_shows_its_own_curves_again(panel, root):
@@ -223,3 +223,28 @@ def test_runs_that_share_a_name_are_told_apart_in_the_legend_and_the_table(panel
     headers = [view.table.horizontalHeaderItem(c).text() for c in (1, 2)]
     assert len(set(legend)) == 2 and all(name.startswith("digits · ") for name in legend), legend
     assert headers == legend
+
+
+def test_the_accuracy_title_mentions_old_runs_only_when_one_is_compared(panel):
+    panel.select_runs([str(panel.runs_root / "a"), str(panel.runs_root / "b")])
+    assert panel.compare.acc_plot.titleLabel.text == "Validation accuracy"  # two runs of this version
+
+
+def test_the_best_epoch_is_the_one_whose_model_was_saved_when_accuracies_tie(panel, root):
+    """Two epochs at the same validation accuracy: the engine keeps the one with the lower loss, and the table
+    says that epoch, as the Runs list and the run's own plot do (it said the first one)."""
+    import json
+
+    from perceiver_gui.core import runs
+
+    metrics = root / "a" / runs.METRICS_FILE
+    lines = metrics.read_text().splitlines()
+    first = json.loads(next(line for line in lines if '"type": "epoch"' in line))
+    later = {**first, "epoch": 2, "step": first["step"] * 2, "val_loss": first["val_loss"] / 2, "is_best": True}
+    metrics.write_text("\n".join([*lines, json.dumps(later)]) + "\n")
+    runs.write_run(root / "a", best_epoch=2)
+    panel.select_runs([str(root / "a"), str(root / "b")])
+    view = panel.compare
+    column = next(c for c in range(1, view.table.columnCount()) if view.table.horizontalHeaderItem(c).text() == "lr 0.003")
+    assert view.table.item(0, 0).text() == "Best validation accuracy" and view.table.item(1, 0).text() == "Best epoch"
+    assert view.table.item(1, column).text() == "2"

@@ -61,6 +61,7 @@ def test_an_old_run_compares_beside_a_new_one_and_does_not_win_on_its_test_score
     columns = {view.table.horizontalHeaderItem(c).text(): c for c in range(1, view.table.columnCount())}
     old, new = columns["old"], columns["tiny"]
     assert view.table.item(0, old).text() == "61.00% (test: selected on test, old run)"
+    assert view.acc_plot.titleLabel.text == "Validation accuracy (old runs: test)"
     assert view.table.item(0, new).text().endswith("%") and view.table.item(2, new).text().endswith("%")
     assert view.table.item(2, old).text() == "—"  # it never measured test apart from choosing on it
     assert not view.table.item(0, old).font().bold()  # a test score chosen on is not a fair winner

@@ -235,3 +235,25 @@ def test_the_best_epochs_label_keeps_clear_of_the_curves(plots, qtbot, epochs, b
     for curve in (plots.val_acc_curve, plots.train_acc_curve, plots.best_marker):
         over = [p for p in _curve_in_scene(plots, curve) if shown.adjusted(-3, -3, 3, 3).contains(p)]
         assert not over, (curve.name() if hasattr(curve, "name") else "star", shown, over[:3])
+
+
+def test_the_epoch_axis_ticks_whole_epochs_only(plots, qtbot):
+    """During the first epochs the accuracy plot spans a fraction of an epoch around its one point; its
+    ticks read 1, not 0.6, 0.8, 1.0, 1.2, 1.4."""
+    _one_epoch_run(plots, steps=50)
+    qtbot.waitExposed(plots)
+    axis = plots.acc_plot.getAxis("bottom")
+    (x0, x1), _ = plots.acc_plot.viewRange()
+    assert x1 - x0 < 2  # the view is narrower than two epochs
+    ticks = [v for _, values in axis.tickValues(x0, x1, axis.width()) for v in values]
+    assert ticks and all(float(v).is_integer() for v in ticks), ticks
+
+
+def test_the_accuracy_axis_reads_in_percent_like_the_text_beside_it(plots, qtbot):
+    _one_epoch_run(plots, steps=50)
+    qtbot.waitExposed(plots)
+    axis = plots.acc_plot.getAxis("left")
+    assert axis.tickStrings([0.2, 0.4, 0.8], 1.0, 0.2) == ["20%", "40%", "80%"]
+    assert axis.tickStrings([0.95, 0.96], 1.0, 0.01) == ["95%", "96%"]
+    assert axis.tickStrings([0.955], 1.0, 0.005) == ["95.5%"]
+    assert plots.loss_plot.getAxis("left").tickStrings([0.5], 1.0, 0.5) == ["0.5"]  # the loss stays a number

@@ -231,3 +231,26 @@ def test_the_duration_column_shows_how_long_each_run_trained(panel, run):
     seconds = json.loads((run / "run.json").read_text())["train_seconds"]
     assert seconds == pytest.approx(checkpoints.read_meta(run / "model.safetensors").summary["train_seconds"], abs=0.01)
     assert seconds > 0 and panel.tree.topLevelItem(0).text(column) == format_duration(seconds)
+
+
+def test_no_empty_axes_until_a_run_is_selected(panel, run):
+    """With no run selected the tab shows its hint, not three empty plots with made-up 0–1 axes."""
+    panel.show()
+    assert panel.tree.selectedItems() == []
+    assert not panel.plots.isVisibleTo(panel) and "Select a run" in panel.detail.text()
+    panel.select_runs([str(run)])
+    assert panel.plots.isVisibleTo(panel) and panel.plots.loss_raw.n > 0
+    panel.tree.clearSelection()
+    assert not panel.plots.isVisibleTo(panel)
+
+
+def test_the_notes_column_is_in_view_at_1280_by_800(panel):
+    """Every column fits the tab of a 1280 × 800 window; Notes was pushed past the edge behind a scroll bar."""
+    from perceiver_gui.ui.runs_panel import LR_COLUMN, NOTES_COLUMN, PARAMS_COLUMN
+
+    panel.resize(870, 600)  # the Runs tab's size in a 1280 × 800 window
+    panel.show()
+    header = panel.tree.header()
+    assert header.sectionViewportPosition(NOTES_COLUMN) + 80 <= panel.tree.viewport().width()
+    assert "parameters" in panel.tree.headerItem().toolTip(PARAMS_COLUMN)
+    assert "Learning rate" in panel.tree.headerItem().toolTip(LR_COLUMN)

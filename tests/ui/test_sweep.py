@@ -97,3 +97,24 @@ def test_the_sweep_plots_lines_keep_their_width_on_a_2x_screen(qtbot, monkeypatc
     assert plots.best_curve.opts["pen"].widthF() == 4.0  # device pixels: twice the 2 px at 1×
     trials = sorted(item.opts["pen"].widthF() for item in plots.parallel_plot.listDataItems())
     assert trials == [2.4, 4.0]  # the best trial's line stays the thicker one
+
+
+def test_the_choices_column_is_readable_in_a_1280_wide_window(qtbot, tmp_path):
+    """At the default window size the settings table shows its choices ('constant, cosine, onecycle'),
+    not a 40-pixel sliver behind a horizontal scroll bar."""
+    from perceiver_gui.config import PRESETS
+    from perceiver_gui.ui.sweep_panel import COL_CHOICES, SweepPanel
+
+    panel = SweepPanel(lambda: PRESETS["digits"], tmp_path / "sweeps")
+    qtbot.addWidget(panel)
+    panel.resize(870, 740)  # the tab's size in a 1280 × 800 window
+    panel.show()
+    qtbot.waitExposed(panel)
+    space = panel.space
+    assert space.columnWidth(COL_CHOICES) >= space.sizeHintForColumn(COL_CHOICES) - 2
+    assert not space.horizontalScrollBar().isVisible()
+    assert panel.table.width() >= 280  # the trials keep room beside it, all their columns in view
+    trials = panel.table.horizontalHeader()
+    assert trials.sectionViewportPosition(trials.count() - 1) + trials.sectionSize(trials.count() - 1) \
+        <= panel.table.viewport().width()
+    assert "each trial" in panel.log.placeholderText()  # the empty log says what will come, not a blank box

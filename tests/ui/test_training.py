@@ -276,3 +276,15 @@ def test_after_a_restart_the_stopped_run_can_be_resumed_and_the_classifier_reope
     _finish(qtbot, second)
     assert started[0].run_dir == finished[0].run_dir and started[0].start_step > 0
     qtbot.waitUntil(lambda: not second.classifier.working, timeout=30000)
+
+
+def test_no_row_of_dashes_beside_the_device_before_or_after_a_run(qtbot):
+    """Before a run the line read "Device: —   —   —"; speed and time left show only while they mean something."""
+    panel = _panel(qtbot)
+    assert panel.speed_label.text() == "" and panel.eta_label.text() == ""
+    panel.set_state("running")
+    panel.on_event(Step(epoch=1, step=5, total_steps=100, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
+    qtbot.waitUntil(lambda: "812" in panel.speed_label.text())
+    panel.on_event(Finished(status="completed", message="Finished 1 epoch.", best_val_acc=0.9, best_epoch=1,
+                            epochs_done=1, run_dir="r", model_path=""))
+    assert panel.speed_label.text() == "" and panel.eta_label.text() == ""
