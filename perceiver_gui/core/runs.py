@@ -600,17 +600,20 @@ class MetricsSummary:
 
 def summarize_metrics(records: Iterable[MetricsRecord]) -> MetricsSummary:
     """Best held-out accuracy (validation; test in an older version's run), its epoch, the epochs done and
-    the final test accuracy, from metrics.jsonl records (non-finite accuracies are skipped)."""
-    best_acc, best_epoch, epochs, held_out, test_acc = math.nan, 0, set(), "", math.nan
+    the final test accuracy, from metrics.jsonl records (non-finite accuracies are skipped). The best epoch
+    is the one training saved: the highest accuracy, and at equal accuracy the lower loss (training._better)."""
+    best_acc, best_loss, best_epoch, epochs, held_out, test_acc = math.nan, math.nan, 0, set(), "", math.nan
     for r in records:
         if isinstance(r, TestRecord):
             test_acc = r.test_acc
         if not isinstance(r, EpochRecord):
             continue
         epochs.add(r.epoch)
-        acc = r.held_out_acc
-        if math.isfinite(acc) and not acc <= best_acc:  # also true while best_acc is nan
-            best_acc, best_epoch, held_out = acc, r.epoch, r.held_out
+        acc, loss = r.held_out_acc, r.held_out_loss
+        if not math.isfinite(acc):
+            continue
+        if math.isnan(best_acc) or acc > best_acc or (acc == best_acc and loss < best_loss):
+            best_acc, best_loss, best_epoch, held_out = acc, loss, r.epoch, r.held_out
     return MetricsSummary(best_acc=best_acc, best_epoch=best_epoch, epochs_done=len(epochs), held_out=held_out,
                           test_acc=test_acc)
 

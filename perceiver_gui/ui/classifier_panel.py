@@ -575,7 +575,8 @@ class ClassifierPanel(QWidget):
             f"Model <b>{escape(self.model_name)}</b> · {len(meta.class_names)} classes ({escape(classes)}){acc_text}"
         )
         self.model_info.setToolTip(f"{self.model_path}\nClasses: {', '.join(meta.class_names)}")
-        self.message.emit(f"Loaded the model {Path(self.model_path).name}.")
+        # model.safetensors is every run's file name: the run's (or the config's) name tells them apart.
+        self.message.emit(f"Loaded the model of {self.model_name} ({Path(self.model_path).name}).")
         self.model_loaded.emit(self.model_path)
 
     def _on_load_error(self, exc: BaseException) -> None:

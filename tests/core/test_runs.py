@@ -104,6 +104,20 @@ def test_summary_skips_missing_and_nan_accuracies_and_keeps_the_first_best_epoch
     assert math.isnan(empty.best_acc) and empty.best_epoch == 0 and empty.epochs_done == 0
 
 
+def test_summary_breaks_an_accuracy_tie_by_the_lower_loss_as_training_saves(tmp_path):
+    # A small validation split reaches the same accuracy at several epochs; the saved model is the one with
+    # the lower validation loss, and every view that reads the summary (Runs, comparison) says that epoch.
+    records = [
+        {"type": "epoch", "epoch": 1, "step": 1, "val_acc": 0.9, "val_loss": 0.5},
+        {"type": "epoch", "epoch": 2, "step": 2, "val_acc": 0.95, "val_loss": 0.4},
+        {"type": "epoch", "epoch": 3, "step": 3, "val_acc": 0.95, "val_loss": 0.3},
+        {"type": "epoch", "epoch": 4, "step": 4, "val_acc": 0.95, "val_loss": 0.35},
+    ]
+    (tmp_path / runs.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = runs.summarize_metrics(runs.read_metrics(tmp_path).records)
+    assert (summary.best_acc, summary.best_epoch) == (0.95, 3)
+
+
 # -- hostile run folders ---------------------------------------------------------------------------
 HOSTILE_RUN_FIELDS = [
     ("created", "yesterday"), ("epochs_done", "ten"), ("best_acc", 1e400), ("created", 1e400),

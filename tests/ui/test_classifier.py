@@ -12,8 +12,12 @@ pytestmark = pytest.mark.slow  # uses the session's tiny trained model (~5 s to 
 
 
 def test_dropping_images_shows_predictions_newest_first_and_a_corrupt_file_inline(panel, qtbot, trained_run, tmp_path):
+    said = []
+    panel.message.connect(said.append)
     load_model(qtbot, panel, trained_run / "model.safetensors")
     assert "tiny" in panel.model_info.text() and "10 classes" in panel.model_info.text()
+    # every run's file is model.safetensors: the status bar names the run
+    assert any("tiny" in line and "model.safetensors" in line for line in said), said
     good = digit_images(tmp_path / "images", 2)
     corrupt = tmp_path / "images" / "broken.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
