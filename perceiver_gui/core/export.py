@@ -151,7 +151,8 @@ def export_onnx(model_path: str | Path, out: str | Path) -> Path:
     width, channels), normalised; a series model `series` float32 (batch, length, channels), normalised,
     with `mask` bool (batch, length), True where a series holds a value (a shorter series is padded with
     anything, masked False); a sound model `waveform` or `mel_frames` (batch, length, channels) or `log_mel`
-    (batch, mels, frames, 1), as data.audio_input says, normalised. Outputs `logits` and `probabilities` (batch, classes).
+    (batch, mels, frames, 1), as data.audio_input says, normalised; a point cloud model `points` (batch, points,
+    3), each cloud centred in the unit sphere (the graph computes the points' Fourier positions). Outputs `logits` and `probabilities` (batch, classes).
 
     The batch size is free. The class names and the exact preprocessing are stored as metadata_props
     (see `onnx_metadata`). When onnxruntime is installed the file is run once and checked against
@@ -275,8 +276,25 @@ def _sound_input(meta) -> _OnnxInput:
     })
 
 
+def _points_input(meta) -> _OnnxInput:
+    """A point cloud model's input 'points' (batch, points, 3): x y z, which are also its positions (the graph
+    computes each point's Fourier features from them, as the model does)."""
+    (num_points,) = meta.image_size
+    return _OnnxInput(examples={"points": torch.zeros(2, num_points, 3)}, metadata={
+        "num_points": str(num_points), "centred": "true", "scale": "unit sphere", "input_layout": "NPC",
+        "preprocessing": (
+            f"Read the cloud's points: a mesh (.ply, .off, .obj, .stl) sampled at {num_points} points on its surface, "
+            f"uniformly by area (trimesh.sample.sample_surface); a point list (.xyz, .txt, .npy; x y z first) "
+            f"subsampled at random to {num_points} points, or one with fewer padded by repeating some of its points. "
+            f"Centre them on their mean and divide by the largest distance from it, so the cloud fills the unit "
+            f"sphere (coordinates in -1..1, in the file's axes); mean 0 and std 1 leave them as they are. Feed "
+            f"float32 in layout (batch, {num_points} points, 3: x y z) as input 'points'; the points' order does "
+            f"not matter."),
+    })
+
+
 # What each kind of model reads as ONNX (datasets.KINDS' keys); a kind not here is refused with a sentence.
-_ONNX_INPUTS = {"image": _image_input, "series": _series_input, "audio": _sound_input}
+_ONNX_INPUTS = {"image": _image_input, "series": _series_input, "audio": _sound_input, "points": _points_input}
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -321,17 +321,39 @@ def test_a_sound_model_exports_to_onnx_that_reads_what_its_metadata_says_as_pred
             assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
 
 
-def test_a_model_of_a_kind_onnx_does_not_cover_yet_is_refused_with_a_sentence_naming_what_it_covers(tmp_path):
+# -- ONNX of a point cloud model ------------------------------------------------------------------
+def test_a_points_model_exports_to_onnx_that_reads_xyz_clouds_as_its_metadata_says_as_predict_does(tmp_path):
+    import onnx
+    import onnxruntime
+
     from perceiver_gui.config import Config, ModelConfig
     from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.inference import Predictor
     from perceiver_gui.core.model import build_model
-    from tests.core.test_points import points_config
+    from perceiver_gui.core.points import read_points
+    from tests.core.test_points import points_config, points_folder
 
+    folder = points_folder(tmp_path / "shapes", per_class=2)
     model = ModelConfig(input_axis=3, positions="points", depth=1, num_latents=4, latent_dim=8, num_classes=3)
-    meta = ModelMeta(config=Config(model=model, data=points_config(tmp_path).data), class_names=("a", "b", "c"),
+    torch.manual_seed(0)
+    meta = ModelMeta(config=Config(model=model, data=points_config(folder).data), class_names=("box", "cone", "sphere"),
                      mean=(0.0,) * 3, std=(1.0,) * 3, image_size=(128,), channels=3)
     save_model(tmp_path / "m.safetensors", build_model(model).state_dict(), meta)
-    with pytest.raises(ExportError, match=r"reads point clouds, and ONNX export covers image, series and sound models "
-                                          r"so far; use the model with perceiver-gui predict\.$"):
-        export_onnx(tmp_path / "m.safetensors", tmp_path / "m.onnx")
-    assert not (tmp_path / "m.onnx").exists()
+    out = export_onnx(tmp_path / "m.safetensors", tmp_path / "points.onnx")
+    proto = onnx.load(str(out))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert [i.name for i in proto.graph.input] == ["points"] and props["input_layout"] == "NPC"
+    assert int(props["num_points"]) == 128 and props["centred"] == "true" and props["scale"] == "unit sphere"
+    assert "sample" in props["preprocessing"] and "'points'" in props["preprocessing"]
+    # What a user of the file does: sample num_points of each file's points, centred in the unit sphere, xyz last.
+    files = sorted(folder.rglob("*.*"))[:5]
+    x = np.stack([read_points(f, int(props["num_points"])) for f in files])  # (N, P, 3)
+    assert np.allclose(x.mean(axis=1), 0, atol=1e-5) and np.allclose(np.linalg.norm(x, axis=2).max(axis=1), 1)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = json.loads(props["class_names"])
+    expected = Predictor.from_checkpoint(tmp_path / "m.safetensors").predict_points(files, top_k=3)
+    assert len({pred.top[0][1] for pred in expected}) > 1  # the clouds' probabilities differ: positions count
+    for rows in (slice(None), slice(0, 1)):  # any batch size
+        (probs,) = session.run(["probabilities"], {"points": x[rows]})
+        for row, pred in zip(probs, expected[rows], strict=True):
+            assert {names[i]: p for i, p in enumerate(row)} == pytest.approx(dict(pred.top), abs=1e-4)
