@@ -4,7 +4,7 @@ validation images behind a cell (runs of older versions evaluated each epoch on 
 The matrix comes from each EpochEnd of a live run, or from a run folder's saved predictions (`load_run`).
 Clicking a cell loads that cell's images in a superqt worker (the dataset is read there, once, and kept
 while its split stays the same) and shows them as thumbnails (a series' line plot, a sound's spectrogram or
-waveform), most confident prediction first, each with
+waveform, a point cloud's projection), most confident prediction first, each with
 the probability the model gave its prediction and the true class. Double-clicking a thumbnail enlarges it
 (`enlarge`), with a way to the run's model's attention on it. Nothing here imports torch or numpy at
 launch: the worker brings them.
@@ -39,7 +39,7 @@ from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.ui.confusion_matrix import ConfusionView
 from perceiver_gui.ui.runs_panel import run_name
-from perceiver_gui.ui.widgets import series_image, sound_image
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
@@ -455,12 +455,14 @@ def _qimage(image) -> QImage:
 
 
 def _thumbnail(sample, kind: str, side: int) -> QPixmap:
-    """A side × side picture of one sample of the split: the image itself, a series' line plot, or a sound's
-    spectrogram or waveform as the classifier draws it."""
+    """A side × side picture of one sample of the split: the image itself, a series' line plot, a sound's
+    spectrogram or waveform, or a point cloud's 2-D projection, as the classifier draws it."""
     if kind == "series":
         return QPixmap.fromImage(series_image(sample.T, side))  # (C, L) as the split holds it; the plot reads (L, C)
     if kind == "audio":  # the model's input: a waveform (1, L) or log-mel grid (1, mels, frames), or mel frames
         return QPixmap.fromImage(sound_image(sample[0] if sample.shape[0] == 1 else sample, side))
+    if kind == "points":
+        return QPixmap.fromImage(points_image(sample.T, side))  # (3, P) as the split holds it; the view reads (P, 3)
     return _pixmap(sample, side)
 
 

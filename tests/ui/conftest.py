@@ -110,6 +110,22 @@ def sound_run(tmp_path_factory):
     return train_sound_run(tmp_path_factory.mktemp("sound"), "mel_frames", per_class=10)
 
 
+@pytest.fixture(scope="session")
+def points_run(tmp_path_factory):
+    """A finished run of a tiny point cloud model on boxes, cones and spheres in every mesh and point list format
+    (trained once per session, 2 epochs: it still makes mistakes); the folder is run.parent.parent / "shapes"."""
+    from perceiver_gui.core.training import train
+    from tests.core.test_points import points_config, points_folder
+
+    root = tmp_path_factory.mktemp("points")
+    cfg = points_config(points_folder(root / "shapes", per_class=8), **{
+        "train.epochs": 2, "train.warmup_epochs": 0, "data.val_fraction": 0.3, "data.test_fraction": 0.1})
+    run_dir = root / "runs" / "points"
+    done = list(train(cfg, out_dir=run_dir))[-1]
+    assert done.status == "completed", done.message
+    return run_dir
+
+
 @pytest.fixture
 def panel(qtbot):
     """A classifier panel, torn down only after its workers are done."""

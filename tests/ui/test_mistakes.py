@@ -317,3 +317,36 @@ def test_a_sound_in_a_cell_shows_where_the_runs_model_looked_over_time(qtbot, mi
     assert view.result.sound.shape == (mels, frames) and view.heat.shape == (frames,)
     assert f"validation sound #{mistakes.cell.indices[0]}" in view.windowTitle()
     view.close()
+
+
+@pytest.mark.slow  # the session's tiny points run (a few seconds, once)
+def test_a_points_runs_cells_show_each_clouds_projection_named_by_its_file(qtbot, mistakes, points_run):
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QLabel
+
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.ui.widgets import points_image
+
+    _load(qtbot, mistakes, points_run)
+    assert "validation point clouds right" in mistakes.summary.text()
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    title = mistakes.gallery_title.text()
+    assert mistakes.gallery.count() == counts[t][p] and "validation point cloud" in title and "image" not in title
+    item, file = mistakes.gallery.item(0), Path(mistakes.cell.files[0])
+    assert file.parent.name == mistakes.cell.class_names[t] and file.suffix in (".ply", ".off", ".obj", ".xyz")
+    assert file.name in item.text() and "Validation point cloud #" in item.toolTip() and str(file) in item.toolTip()
+    # The thumbnail is that file's cloud as the model reads it, drawn as the classifier draws it.
+    cloud = Predictor.from_checkpoint(points_run / "model.safetensors").read_cloud(file)
+    assert np.array_equal(mistakes.cell.images[0].T, cloud)
+    icon = item.icon().pixmap(96, 96).toImage()
+    assert icon == points_image(cloud, 96).convertToFormat(icon.format())
+    dialog = mistakes.enlarge(0)
+    enlarged = dialog.findChild(QLabel, "enlarged").pixmap()
+    assert enlarged.width() >= 300 and "Validation point cloud #" in dialog.windowTitle()
+    image = enlarged.toImage()
+    inked = sum(image.pixel(x, y) != 0xFFFFFFFF for x in range(0, 300, 3) for y in range(0, 300, 3))
+    assert inked > 100  # a scatter of the cloud, not a blank or a broken picture
+    dialog.close()
