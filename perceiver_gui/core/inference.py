@@ -55,7 +55,8 @@ class AttentionMaps:
     """Where the latents look: one map per cross-attention layer over the model's input grid."""
 
     prediction: Prediction
-    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays; a series' float (C, l)
+    image: torch.Tensor  # uint8 (C, H, W): the image exactly as the model saw it, for overlays; a series' float (C, l);
+    # a cloud's float (P, 3)
     maps: tuple[torch.Tensor, ...]  # per cross-attend layer, float (cross_heads, num_latents, H, W) or (…, l); sums to 1
 
 
@@ -152,6 +153,25 @@ class Predictor:
         top = self._top(logits, self._top_k(top_k))[0]
         picture = x if self.meta.config.data.audio_input == "mel_frames" else x[0]  # (L,) or (mels, frames)
         return AttentionMaps(Prediction(name, top), picture, maps)
+
+    def points_attention(self, source: str | Path | np.ndarray, name: str, top_k: int = 5) -> AttentionMaps:
+        """The prediction for one point cloud with its cross-attention maps over its points (cross_heads,
+        num_latents, P). `source` is a mesh or point file, or a cloud of a run's split as the dataset holds it,
+        float (3, P). The AttentionMaps' image is the cloud, float (P, 3). PointsError (one sentence) when it
+        cannot be used."""
+        if isinstance(source, np.ndarray):
+            x = torch.from_numpy(np.asarray(source, dtype=np.float32))
+        else:
+            x = torch.from_numpy(self.read_cloud(source)).T  # (3, P), as trained
+        shape = (self.meta.channels, *self.meta.image_size)
+        if tuple(x.shape) != shape:
+            raise PointsError(f"{name} is {'×'.join(map(str, x.shape))} values and the model reads "
+                              f"{'×'.join(map(str, shape))}; give it the mesh or point file itself.")
+        with torch.inference_mode():
+            logits, weights = self.model.forward_with_attention(self._model_input(x[None]))
+        maps = tuple(w[0].float().cpu() for w in weights)  # (heads, latents, P)
+        top = self._top(logits, self._top_k(top_k))[0]
+        return AttentionMaps(Prediction(name, top), x.T.contiguous(), maps)
 
     @property
     def takes_series(self) -> bool:

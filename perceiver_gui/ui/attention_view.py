@@ -7,7 +7,8 @@ or the max over latents, or one latent's own map), and a grid of the most distin
 clicking a tile shows that latent on the image. A series is shown as its line plot, the attention along
 its time axis colouring the plot's background column by column. A sound is shown as the classifier draws it
 (`sound_image`: its waveform or log-mel spectrogram), coloured along time the same way; a log-mel model's map
-spans the spectrogram's mel × frame grid, like an image's.
+spans the spectrogram's mel × frame grid, like an image's. A point cloud is shown as its 2-D projection
+(`points_image`), each point coloured by the attention it gets.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from perceiver_gui.ui.widgets import series_image, sound_image
+from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 
 __all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "SeriesRow",
            "compute_attention", "distinct_latents"]
@@ -46,6 +47,7 @@ ALL_LATENTS_MEAN = -1  # the latent chooser's two summaries; a latent's own inde
 ALL_LATENTS_MAX = -2
 SELECTED = "border: 3px solid palette(highlight);"
 UNSELECTED = "border: 3px solid transparent;"
+POINTS_GREY = 170.0  # a point the latents ignore: mid grey, so the heat's dark and bright ends both stand out
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class AttentionResult:
     # A sound model's result: float32 (L,) waveform or (mels, frames) log-mel spectrogram in dB, as sound_image
     # draws it; its maps are (…, L) or (…, frames) along time, or (…, mels, frames) for a log-mel grid model.
     sound: np.ndarray | None = None
+    points: np.ndarray | None = None  # float32 (P, 3), a point cloud model's cloud as read; its maps are (…, P)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +78,29 @@ class SeriesRow:
 def compute_attention(predictor, name: str, source, top_k: int = 5) -> AttentionResult:
     """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes), for one
     series (a SeriesRow of a file, or its values: float (C, L), NaN after its end), or, for a sound model, one
-    sound (a path, or a clip of its run's split as the dataset holds it)."""
+    sound (a path, or a clip of its run's split as the dataset holds it), or, for a point cloud model, one cloud
+    (a mesh or point file, or a cloud of its run's split, (3, P))."""
     from perceiver_gui.core.audio import AudioError
     from perceiver_gui.core.images import ImageError
+    from perceiver_gui.core.points import PointsError
     from perceiver_gui.core.series import SeriesError
 
     try:
-        if predictor.takes_audio:
+        if predictor.takes_points:
+            result = predictor.points_attention(source, name, top_k=top_k)
+        elif predictor.takes_audio:
             result = predictor.sound_attention(source, name, top_k=top_k)
         elif isinstance(source, SeriesRow | np.ndarray):
             values = _series_values(predictor, source)
             result = predictor.series_attention(values, name, top_k=top_k)
         else:
             result = predictor.attention(source, top_k=top_k)
-    except (ImageError, SeriesError, AudioError) as exc:
+    except (ImageError, SeriesError, AudioError, PointsError) as exc:
         return AttentionResult(name, error=str(exc))
     maps = tuple(m.float().numpy().astype(np.float32, copy=True) for m in result.maps)
+    if predictor.takes_points:
+        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
+                               points=np.ascontiguousarray(result.image.numpy(), dtype=np.float32))
     if predictor.takes_audio:
         return AttentionResult(name, tuple(result.prediction.top), maps=maps,
                                sound=np.ascontiguousarray(result.image.numpy(), dtype=np.float32))
@@ -167,6 +177,13 @@ def _on_spectrogram(heat: np.ndarray, side: int) -> np.ndarray:
     rows = ((side - 1 - np.arange(side)) * mels // side).clip(0, mels - 1)
     cols = (np.arange(side) * frames // side).clip(0, frames - 1)
     return heat[rows[:, None], cols[None, :]]
+
+
+def _rgb_array(drawn: QImage, side: int) -> np.ndarray:
+    """float32 (side, side, 3): a side × side picture's pixels."""
+    plot = drawn.convertToFormat(QImage.Format.Format_RGB888)
+    rows = np.frombuffer(plot.constBits(), np.uint8).reshape(side, plot.bytesPerLine())
+    return rows[:, :3 * side].reshape(side, side, 3).astype(np.float32)
 
 
 class _Tile(QLabel):
@@ -333,6 +350,8 @@ class AttentionDialog(QDialog):
             over = f"the {grid[0]:,} time steps of the series, shown as the colour behind its plot"
         elif result.sound is not None and len(grid) == 2:
             over = f"its {grid[0]:,} mels × {grid[1]:,} frames, shown as the colour over its spectrogram"
+        elif result.points is not None:
+            over = f"its {grid[0]:,} points, shown as each point's colour"
         elif result.sound is not None:
             over = (f"the {grid[0]:,} samples of its waveform, shown as the colour over it" if result.sound.ndim == 1
                     else f"the {grid[0]:,} frames of its spectrogram, shown as the colour over it")
@@ -344,6 +363,7 @@ class AttentionDialog(QDialog):
         )
         self.input_caption.setText("The series as the model reads it" if result.series is not None
                                    else "The sound as the model hears it" if result.sound is not None
+                                   else "The cloud as the model reads it" if result.points is not None
                                    else "The image as the model sees it")
         from superqt.utils import signals_blocked
 
@@ -448,6 +468,10 @@ class AttentionDialog(QDialog):
     def _overlay(self, heat: np.ndarray, side: int, opacity: float) -> np.ndarray:
         """The input in grey under the heat map, so the colours read as attention only; the colour covers it in
         proportion to the attention, so the input shows through where the latents do not look."""
+        if self.result.points is not None:  # the colour is the points', not the page's
+            alpha = opacity * self._scaled(heat)[:, None]
+            colours = (1 - alpha) * POINTS_GREY + alpha * self._colour(heat)
+            return _rgb_array(points_image(self.result.points, side, colours.clip(0, 255), on_top=heat), side)
         base = self._base(side)
         if self.result.series is not None:
             heat = _along_plot(heat, base.shape[1])
@@ -463,11 +487,13 @@ class AttentionDialog(QDialog):
         side × side."""
         if self.result.image is not None:
             return self._rgb(self.result.image).astype(np.float32)
-        drawn = series_image(self.result.series, side) if self.result.series is not None else sound_image(
-            self.result.sound, side)
-        plot = drawn.convertToFormat(QImage.Format.Format_RGB888)
-        rows = np.frombuffer(plot.constBits(), np.uint8).reshape(side, plot.bytesPerLine())
-        return rows[:, :3 * side].reshape(side, side, 3).astype(np.float32)
+        if self.result.points is not None:
+            drawn = points_image(self.result.points, side)
+        elif self.result.series is not None:
+            drawn = series_image(self.result.series, side)
+        else:
+            drawn = sound_image(self.result.sound, side)
+        return _rgb_array(drawn, side)
 
     def _colour(self, heat: np.ndarray) -> np.ndarray:
         return self._lut[(self._scaled(heat) * 255).astype(np.uint8)].astype(np.float32)

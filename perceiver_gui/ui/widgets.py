@@ -46,13 +46,17 @@ POINTS_VIEW = (math.radians(35), math.radians(25))  # turn about the up (z) axis
 NEAR_COLOUR, FAR_COLOUR = QColor("#1f3f8f"), QColor("#a9c4ee")  # depth cue: near points dark, far ones pale
 
 
-def points_image(points, side: int) -> QImage:
+def points_image(points, side: int, colours=None, on_top=None) -> QImage:
     """A float (P, 3) cloud (x, y, z; z up) as a side × side scatter on white: an orthographic view from
-    a little above and to the side, so a box shows three faces, with far points pale and drawn first. A
-    QImage, so a worker thread may draw it (the classifier's thumbnails)."""
+    a little above and to the side, so a box shows three faces, with far points pale and drawn first, or
+    each point in its own `colours` row (P, 3: RGB 0..255; the attention view's weights), drawn in the order of
+    `on_top` (P,) when given, the largest last so that no nearer point hides it. A QImage, so a worker thread
+    may draw it (the classifier's thumbnails)."""
     image = QImage(side, side, QImage.Format.Format_RGB32)
     image.fill(Qt.GlobalColor.white)
-    finite = points[(points == points).all(axis=1)]
+    kept = (points == points).all(axis=1)
+    finite = points[kept]
+    own = None if colours is None else [QColor(*(int(v) for v in rgb)) for rgb in colours[kept]]
     if not len(finite):
         return image
     turn, tilt = POINTS_VIEW
@@ -68,9 +72,14 @@ def points_image(points, side: int) -> QImage:
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setPen(Qt.PenStyle.NoPen)
     radius = max(1.0, side / 64)
-    for i in depth.argsort()[::-1].tolist():  # far to near, so near points cover far ones
+    # Far to near, so near points cover far ones (by on_top first, when given).
+    order = depth.argsort()[::-1].tolist()
+    if on_top is not None:
+        weight = on_top[kept].tolist()
+        order.sort(key=weight.__getitem__)  # stable: far to near among equal weights
+    for i in order:
         share = (depth[i] - near) / (far - near) if far > near else 0.0
-        painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share))
+        painter.setBrush(mix(FAR_COLOUR, NEAR_COLOUR, share) if own is None else own[i])
         painter.drawEllipse(QPointF(side / 2 + across[i] * scale, side / 2 - up[i] * scale), radius, radius)
     painter.end()
     return image

@@ -352,3 +352,35 @@ def test_modelnet_s_off_files_with_the_counts_on_the_off_line_are_read(tmp_path)
     points = read_points(tmp_path / "chair_0001.off", 64)
     extent = points.max(0) - points.min(0)
     assert points.shape == (64, 3) and np.allclose(extent, extent.mean(), rtol=0.1)  # the cube, read whole
+
+
+def test_a_clouds_attention_is_a_map_over_its_points_from_a_file_or_from_the_split(tmp_path):
+    from perceiver_gui.config import Config, ModelConfig
+    from perceiver_gui.core.checkpoints import ModelMeta, save_model
+    from perceiver_gui.core.inference import Predictor
+    from perceiver_gui.core.model import build_model
+
+    folder = points_folder(tmp_path / "shapes", per_class=1)
+    model = ModelConfig(input_axis=3, positions="points", depth=2, cross_heads=2, num_latents=6, latent_dim=8,
+                        num_classes=3)
+    torch.manual_seed(0)
+    meta = ModelMeta(config=Config(model=model, data=points_config(folder).data), class_names=("box", "cone", "sphere"),
+                     mean=(0.0,) * 3, std=(1.0,) * 3, image_size=(128,), channels=3)
+    save_model(tmp_path / "m.safetensors", build_model(model).state_dict(), meta)
+    predictor = Predictor.from_checkpoint(tmp_path / "m.safetensors")
+    file = folder / "cone" / "0a.ply"
+    result = predictor.points_attention(file, file.name, top_k=2)
+    (predicted,) = predictor.predict_points([file], top_k=2)
+    assert result.prediction.path == file.name and dict(result.prediction.top) == pytest.approx(dict(predicted.top))
+    assert np.array_equal(result.image.numpy(), predictor.read_cloud(file))  # (P, 3): the cloud the model read
+    for weights in result.maps:  # one weight per point, per head and latent
+        assert tuple(weights.shape) == (2, 6, 128)
+        assert torch.allclose(weights.sum(dim=-1), torch.ones(()), atol=1e-4)
+    # A cloud of the split ((3, P), as the dataset holds it) gives the same, as the Mistakes tab asks.
+    again = predictor.points_attention(predictor.read_cloud(file).T, "validation point cloud #3")
+    assert again.prediction.top[0] == result.prediction.top[0]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(again.maps, result.maps, strict=True))
+    with pytest.raises(PointsError, match=r"^photo\.png is not a mesh or point file"):
+        predictor.points_attention(tmp_path / "photo.png", "photo.png")
+    with pytest.raises(PointsError, match=r"is 3×64 values and the model reads 3×128"):
+        predictor.points_attention(np.zeros((3, 64), np.float32), "a cloud")

@@ -9,6 +9,8 @@ from perceiver_gui.ui.attention_view import (
     ALL_LATENTS_MAX,
     ALL_LATENTS_MEAN,
     SELECTED,
+    TILE,
+    VIEW,
     AttentionDialog,
     AttentionResult,
     distinct_latents,
@@ -312,4 +314,48 @@ def test_a_sound_dropped_on_the_classifier_shows_its_attention_over_time(panel, 
     assert np.allclose(dialog.result.sound, picture, atol=1e-4)  # the spectrogram the entry's thumbnail shows
     assert dialog.heat.shape == (picture.shape[1],) and np.allclose(dialog.heat.sum(), 1.0, atol=1e-4)
     assert f"{picture.shape[1]} frames" in dialog.status.text()
+    assert dict(dialog.result.top) == pytest.approx(dict(entry.top), abs=1e-6)  # the entry's prediction
+
+
+# -- point clouds: each point coloured by its attention ---------------------------------------------
+def test_a_clouds_attention_colours_each_point_by_its_weight(qtbot):
+    """A rod along x, all attention on its x > 0.5 end: those points take the heat's colours, the rest stay grey,
+    in the projection the classifier draws; a latent's tile colours its points the same way."""
+    x = np.linspace(-1, 1, 64, dtype=np.float32)
+    points = np.stack([x, np.zeros_like(x), np.zeros_like(x)], axis=1)
+    maps = np.zeros((2, 5, 64), np.float32)
+    maps[..., x > 0.5] = 1.0
+    maps /= maps.sum(axis=-1, keepdims=True)
+    dialog = AttentionDialog("rod.xyz")
+    qtbot.addWidget(dialog)
+    dialog.show_result(AttentionResult("rod.xyz", (("rod", 0.9),), maps=(maps,), points=points))
+    assert dialog.heat.shape == (64,) and "64 points" in dialog.status.text()
+    assert "cloud" in dialog.input_caption.text()
+    for view, side in ((dialog.heat_view, VIEW), (dialog._tile_views[0][0], TILE)):
+        shown = view.pixmap().toImage()
+        inked = [(col, shown.pixelColor(col, row)) for col in range(side) for row in range(side)
+                 if shown.pixelColor(col, row).rgb() != 0xFFFFFFFF]
+        left = [c for col, c in inked if col < side * 0.4]
+        right = [c for col, c in inked if col > side * 0.85]
+        assert left and all(abs(c.red() - c.blue()) <= 2 for c in left)  # no attention: grey points
+        assert right and any(c.red() - c.blue() > 40 for c in right)  # the heat's colours where it looks
+    dialog.close()
+
+
+@pytest.mark.slow  # the session's tiny points run (a few seconds, once)
+def test_a_cloud_dropped_on_the_classifier_shows_its_attention_over_its_points(panel, qtbot, points_run):
+    from perceiver_gui.core.inference import Predictor
+
+    load_model(qtbot, panel, points_run / "model.safetensors")
+    file = sorted((points_run.parent.parent / "shapes" / "cone").iterdir())[1]
+    drop_files(panel, [file])
+    qtbot.waitUntil(lambda: len(panel.entries()) == 1, timeout=30000)
+    (entry,) = panel.entries()
+    qtbot.mouseDClick(entry, Qt.MouseButton.LeftButton)
+    dialog = _dialog(qtbot, panel)
+    cloud = Predictor.from_checkpoint(points_run / "model.safetensors").read_cloud(file)
+    assert dialog.result.error == "" and file.name in dialog.windowTitle()
+    assert np.array_equal(dialog.result.points, cloud)  # the cloud the entry's thumbnail shows
+    assert dialog.heat.shape == (128,) and np.allclose(dialog.heat.sum(), 1.0, atol=1e-4)
+    assert "128 points" in dialog.status.text()
     assert dict(dialog.result.top) == pytest.approx(dict(entry.top), abs=1e-6)  # the entry's prediction

@@ -350,3 +350,17 @@ def test_a_points_runs_cells_show_each_clouds_projection_named_by_its_file(qtbot
     inked = sum(image.pixel(x, y) != 0xFFFFFFFF for x in range(0, 300, 3) for y in range(0, 300, 3))
     assert inked > 100  # a scatter of the cloud, not a blank or a broken picture
     dialog.close()
+
+
+@pytest.mark.slow
+def test_a_cloud_in_a_cell_shows_where_the_runs_model_looked_over_its_points(qtbot, mistakes, points_run):
+    _load(qtbot, mistakes, points_run)
+    counts = mistakes.view.counts
+    t, p = max(((t, p) for t in range(3) for p in range(3)), key=lambda c: counts[c[0]][c[1]])
+    _click(qtbot, mistakes, t, p)
+    view = mistakes.show_attention(0)
+    qtbot.waitUntil(lambda: view.result is not None or "d03030" in view.status.text(), timeout=60000)
+    assert view.result is not None, view.status.text()
+    assert np.array_equal(view.result.points, mistakes.cell.images[0].T) and view.heat.shape == (128,)
+    assert f"validation point cloud #{mistakes.cell.indices[0]}" in view.windowTitle()
+    view.close()
