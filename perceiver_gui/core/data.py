@@ -1222,6 +1222,73 @@ def _load_speech_commands(cfg: DataConfig, root: Path):
     return "Speech Commands", class_names, train, test, skipped, sources
 
 
+# Princeton's ModelNet10 (3D ShapeNets): no checksum is published for the zip, so it is checked by what it
+# holds instead: ModelNet10/<class>/train|test/*.off for at least two classes, nothing else written.
+_MODELNET_ARCHIVE = "ModelNet10.zip"
+_MODELNET_URL = "http://3dvision.princeton.edu/projects/2014/3DShapeNets/"
+MODELNET_FOLDER = "ModelNet10"
+MODELNET_MAX_BYTES = 64 << 20  # per mesh: ModelNet10's largest .off is a few MB
+
+
+def _load_modelnet10(cfg: DataConfig, root: Path):
+    """ModelNet10 (downloaded and extracted into the data root on the first use), read as a points folder
+    with ModelNet's own train/test split (`_load_points_folder`)."""
+    folder = root / MODELNET_FOLDER
+    if not _modelnet_ready(folder):
+        archive = root / _MODELNET_ARCHIVE
+        yield from _fetch(_Remote("ModelNet10", root, ((_MODELNET_ARCHIVE, ""),), (_MODELNET_URL,),
+                                  also=f"or the {MODELNET_FOLDER} folder extracted from it"), cfg)
+        yield Log(message=f"Extracting {archive.name} into {folder}")
+        _extract_modelnet(archive, root)
+        if not _modelnet_ready(folder):
+            raise DatasetError(f"{archive} holds no ModelNet10/<class>/train and test folders of .off meshes; delete "
+                               f"it and download it again.")
+    name, class_names, train, test, skipped, sources = yield from _load_points_folder(
+        dataclasses.replace(cfg, folder=str(folder)), root)
+    return "ModelNet10", class_names, train, test, skipped, sources
+
+
+def _modelnet_ready(folder: Path) -> bool:
+    """At least two class folders, each with train/ and test/ (what extraction leaves)."""
+    try:
+        classes = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    except OSError:
+        return False
+    return len(classes) >= 2 and all((d / "train").is_dir() and (d / "test").is_dir() for d in classes)
+
+
+def _extract_modelnet(archive: Path, root: Path) -> None:
+    """Write the zip's ModelNet10/<class>/(train|test)/<name>.off members under root, each atomically; every
+    other member (macOS resource forks, notes) is skipped, and a member that would land anywhere else (an
+    absolute path, "..") is never written. All are checked before any is written."""
+    wanted = []
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for info in zipped.infolist():
+                parts = info.filename.split("/")
+                if info.is_dir() or len(parts) != 4 or parts[0] != MODELNET_FOLDER or parts[2] not in ("train", "test"):
+                    continue
+                if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts) \
+                        or not parts[3].lower().endswith(".off"):
+                    continue
+                if info.file_size > MODELNET_MAX_BYTES:
+                    raise DatasetError(f"{info.filename} in {archive.name} claims {info.file_size:,} bytes, too many "
+                                       f"for a ModelNet mesh; delete the archive and download it again.")
+                wanted.append(info)
+            if not wanted:
+                raise DatasetError(f"{archive.name} holds no ModelNet10/<class>/train or test meshes; delete it and "
+                                   f"download it again.")
+            for info in wanted:
+                dest = root.joinpath(*info.filename.split("/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(info) as source:  # reads at most file_size bytes, and checks their CRC
+                    atomic_write_bytes(dest, source.read())
+    except (zipfile.BadZipFile, EOFError):
+        raise DatasetError(f"{archive} is not a zip archive; delete it and download it again.") from None
+    except OSError as exc:
+        raise DatasetError(f"Can't extract {archive.name} into {root}: {exc.strerror or exc}.") from None
+
+
 def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: int
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, validation) of a training split with labels y: `fraction` of each class goes to
@@ -1313,5 +1380,6 @@ _LOADERS: dict[str, Callable[[DataConfig, Path], Generator]] = {
     "points_folder": _load_points_folder,
     "audio_folder": _load_audio,
     "speech_commands": _load_speech_commands,
+    "modelnet10": _load_modelnet10,
 }
 

@@ -138,6 +138,10 @@ DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (
                 "speakers, 16 kHz (Google, v0.02).",
                 "speech", kind="audio", channels=1, classes=35, download_mb=2300.0,
                 files="SpeechCommands"),
+    DatasetSpec("modelnet10", "ModelNet10",
+                "4,899 CAD meshes of 10 kinds of furniture and objects (bed, chair, desk, sofa, toilet …), with "
+                "its published split of 3,991 to train and 908 to test (Princeton, 3D ShapeNets).",
+                "modelnet10", kind="points", channels=3, classes=10, download_mb=451.0, files="ModelNet10"),
 )}
 
 

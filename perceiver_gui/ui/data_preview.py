@@ -78,7 +78,7 @@ class DataPreview(QDialog):
                                      ("time shifts", self.data.time_shift > 0), ("gains", self.data.gain_db > 0),
                                      ("turns about the up axis", self.data.rotate),
                                      (f"jitter σ {self.data.jitter:g}", self.data.jitter > 0)) if on]
-        points = self.data.dataset == "points_folder"
+        points = kind_of(self.data.dataset) is KINDS["points"]
         self.header.setText(
             f"<b>{html.escape(preview.name)}</b>: {len(preview.class_names)} classes · {total_train:,} training, "
             f"{sum(val_counts):,} validation and {total_test:,} test {kind_of(self.data.dataset).plural}"

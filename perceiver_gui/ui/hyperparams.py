@@ -573,14 +573,15 @@ class HyperparamsPanel(QWidget):
         is_series = cfg.data.dataset == "sequences"
         is_audio = registry.kind_of(cfg.data.dataset) is registry.KINDS["audio"]  # a folder of sounds, or a download
         is_sound_folder = cfg.data.dataset == "audio_folder"
-        is_points = cfg.data.dataset == "points_folder"
+        is_points = registry.kind_of(cfg.data.dataset) is registry.KINDS["points"]  # a folder of clouds, or a download
+        is_points_folder = cfg.data.dataset == "points_folder"
         spec = registry.DATASETS.get(cfg.data.dataset)
         downloads = spec is not None and spec.downloads
         applies = {
-            "data.folder": is_folder or is_sound_folder or is_points,
+            "data.folder": is_folder or is_sound_folder or is_points_folder,
             "data.image_size": is_folder,
             "data.crop_to_content": is_folder,
-            "data.test_fraction": is_folder or is_sound_folder or is_points or (is_series and not cfg.data.test_file.strip()),
+            "data.test_fraction": is_folder or is_sound_folder or is_points_folder or (is_series and not cfg.data.test_file.strip()),
             **{key: is_audio for key in ("data.audio_input", "data.sample_rate", "data.clip_seconds",
                                          "data.time_shift", "data.gain_db")},
             "data.n_mels": is_audio and cfg.data.audio_input != "waveform",

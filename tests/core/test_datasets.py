@@ -30,7 +30,7 @@ def test_every_dataset_is_registered_once_with_a_loader_and_a_preset_that_trains
 
 def test_the_registry_knows_which_datasets_download_and_how_much():
     downloads = {key for key, spec in registry.DATASETS.items() if spec.downloads}
-    assert downloads == {"cifar10", "cifar100", "mnist", "fashion_mnist", "speech_commands"}
+    assert downloads == {"cifar10", "cifar100", "mnist", "fashion_mnist", "speech_commands", "modelnet10"}
     assert 100 < registry.DATASETS["cifar10"].download_mb < 200
     assert "download" in registry.download_note("mnist") and "MB" in registry.download_note("mnist")
     assert registry.download_note("digits") == registry.download_note("folder") == ""

@@ -384,3 +384,60 @@ def test_a_clouds_attention_is_a_map_over_its_points_from_a_file_or_from_the_spl
         predictor.points_attention(tmp_path / "photo.png", "photo.png")
     with pytest.raises(PointsError, match=r"is 3×64 values and the model reads 3×128"):
         predictor.points_attention(np.zeros((3, 64), np.float32), "a cloud")
+
+
+def test_modelnet10_is_downloaded_once_checked_by_what_it_holds_and_read_with_its_split(tmp_path, monkeypatch):
+    # No checksum is published for ModelNet10.zip, so the zip must hold ModelNet10/<class>/train|test/*.off;
+    # the rest (macOS forks, a member aiming outside the data folder) is never written. Nothing touches the
+    # network: the answer is a zip written here.
+    import io
+    import zipfile
+
+    from perceiver_gui.config import DataConfig
+    from perceiver_gui.core import data
+    from tests.core.test_ucr import _events, _serve
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for k, shape in enumerate(("bed", "chair")):
+            for split, n in (("train", 4), ("test", 2)):
+                for i in range(n):
+                    mesh = trimesh.creation.box(extents=(1.0 + k, 1.0, 0.5 + 0.1 * i)) if k else \
+                        trimesh.creation.icosphere(subdivisions=1, radius=1.0 + 0.1 * i)
+                    archive.writestr(f"ModelNet10/{shape}/{split}/{shape}_{i:04d}.off",
+                                     trimesh.exchange.off.export_off(mesh))
+        archive.writestr("__MACOSX/ModelNet10/bed/._bed_0001.off", b"resource fork")
+        archive.writestr("ModelNet10/../../evil.off", b"OFF\n0 0 0\n")
+        archive.writestr("ModelNet10/README.txt", b"notes")
+    monkeypatch.delenv("PERCEIVER_GUI_OFFLINE", raising=False)  # the suite's guard; urlopen is faked below
+    asked = _serve(monkeypatch, {data._MODELNET_URL + "ModelNet10.zip": buffer.getvalue()})
+    root = tmp_path / "data"
+    cfg = DataConfig(dataset="modelnet10", root=str(root), num_points=64)
+    events, dataset = _events(cfg)
+    assert asked == [data._MODELNET_URL + "ModelNet10.zip"]
+    assert dataset.info.name == "ModelNet10" and dataset.info.class_names == ("bed", "chair")
+    assert dataset.info.test_size == 4 and all("/test/" in path for path in dataset.test_files)
+    assert any(type(e).__name__ == "DownloadProgress" for e in events)
+    assert not (tmp_path / "evil.off").exists() and not (root / "__MACOSX").exists()
+    assert sorted(p.name for p in (root / "ModelNet10").iterdir()) == ["bed", "chair"]
+    _, again = _events(cfg)  # extracted once: no second download
+    assert asked == [data._MODELNET_URL + "ModelNet10.zip"] and torch.equal(again.test_x, dataset.test_x)
+
+
+def test_a_zip_that_is_not_modelnet10_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from perceiver_gui.config import DataConfig
+    from perceiver_gui.core import data
+    from perceiver_gui.core.data import DatasetError, load_dataset
+    from tests.core.test_ucr import _serve
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("something/else.txt", b"not meshes")
+    monkeypatch.delenv("PERCEIVER_GUI_OFFLINE", raising=False)
+    _serve(monkeypatch, {data._MODELNET_URL + "ModelNet10.zip": buffer.getvalue()})
+    with pytest.raises(DatasetError, match=r"holds no ModelNet10/<class>/train or test meshes; delete it") as err:
+        load_dataset(DataConfig(dataset="modelnet10", root=str(tmp_path), num_points=64))
+    assert "\n" not in str(err.value)
