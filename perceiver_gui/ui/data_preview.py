@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -48,7 +48,7 @@ class DataPreview(QDialog):
         self.grid.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         page = QWidget()
         page.setLayout(self.grid)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(page)
         self.skipped = QLabel()
@@ -101,11 +101,24 @@ class DataPreview(QDialog):
                 else:
                     thumb.setPixmap(_pixmap(image) if image.ndim == 3 else QPixmap.fromImage(series_image(image, THUMB)))
                 self.grid.addWidget(thumb, row, col)
+        QTimer.singleShot(0, self, self._fit_width)  # once the new thumbnails are laid out
         if preview.skipped:
             shown = "<br>".join(html.escape(s) for s in preview.skipped[:20])
             more = f"<br>… and {len(preview.skipped) - 20} more" if len(preview.skipped) > 20 else ""
             self.skipped.setText(f"<b>Skipped {len(preview.skipped)} unreadable file(s):</b><br>{shown}{more}")
             self.skipped.show()
+
+    def _fit_width(self) -> None:
+        """Widen the dialog so a class's row of samples fits without a horizontal scroll bar (at 640 px about
+        six and a half of eight showed), within the screen."""
+        page = self.scroll.widget()
+        page.adjustSize()
+        frame = self.scroll.frameWidth() * 2 + self.scroll.verticalScrollBar().sizeHint().width()
+        margins = self.layout().contentsMargins()
+        wanted = page.sizeHint().width() + frame + margins.left() + margins.right()
+        screen = self.screen().availableGeometry().width() if self.screen() is not None else wanted
+        if wanted > self.width():
+            self.resize(min(wanted, screen), self.height())
 
     def _progress(self, event) -> None:
         message = getattr(event, "message", None)  # a Log; download progress has done/total bytes

@@ -88,3 +88,20 @@ def test_an_audio_folder_previews_clips_per_class_as_spectrograms_or_waveforms(q
         assert len(colours) > (10 if audio_input == "mel_frames" else 1)  # a heat map, or an envelope on white
         assert "broken.wav" in preview.skipped.text()
         preview.close()
+
+
+def test_a_row_of_samples_fits_without_a_horizontal_scroll_bar(qtbot, tmp_path):
+    # At the dialog's first size (640 px) a class's eight samples ran behind a horizontal scroll bar.
+    folder = make_image_folder(tmp_path / "f", {"cats": 14, "dogs": 14})
+    form = HyperparamsPanel(PRESETS["folder"].with_updates({"data.folder": str(folder),
+                                                             "data.root": str(tmp_path / "data")}))
+    qtbot.addWidget(form)
+    preview = form.open_preview()
+    qtbot.waitUntil(lambda: preview.worker is None, timeout=30000)
+    preview.show()
+    qtbot.waitExposed(preview)
+    assert len(preview.findChildren(type(preview.header), "previewThumb")) == 16
+    bar = preview.scroll.horizontalScrollBar()
+    qtbot.waitUntil(lambda: preview.width() > 640, timeout=5000)
+    assert bar.maximum() == 0 or not bar.isVisible()
+    preview.close()
