@@ -788,12 +788,7 @@ def _load_folder(cfg: DataConfig, root: Path):
         classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     except OSError as exc:
         raise DatasetError(f"Can't read the image folder {folder}: {exc.strerror or exc}.") from None
-    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
-        try:
-            class_dir.name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
-                               "valid UTF-8; rename it (class names are saved with the model).") from None
+    _require_text_names(classes, folder)
     if len(classes) < 2:
         raise DatasetError(f"The image folder {folder} needs at least two subfolders, one per class, with images "
                            f"in them.")
@@ -853,6 +848,16 @@ def _load_folder(cfg: DataConfig, root: Path):
     sources = ((tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
                if len(kept) == len(x) else ((), ()))
     return folder.name, class_names, train, test, skipped, sources
+
+
+def _require_text_names(classes: list[Path], folder: Path) -> None:
+    """A class's name is saved in the model and shown everywhere: each class folder's name must be text."""
+    for class_dir in classes:
+        try:
+            class_dir.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
+                               "valid UTF-8; rename it (class names are saved with the model).") from None
 
 
 def _decode_folder(folder: Path, files: list[list[Path]], side: int, crop: bool):
@@ -1149,12 +1154,7 @@ def _load_audio(cfg: DataConfig, root: Path):
         raise DatasetError(f"The audio folder {folder} does not exist; choose a folder with one subfolder per class "
                            f"of WAV, FLAC or OGG files.")
     classes = class_folders(folder)
-    for class_dir in classes:  # a class's name is saved in the model and shown everywhere: it must be text
-        try:
-            class_dir.name.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DatasetError(f"The class folder {os.fsencode(class_dir.name)!r} in {folder} has a name that is not "
-                               "valid UTF-8; rename it (class names are saved with the model).") from None
+    _require_text_names(classes, folder)
     if len(classes) < 2:
         raise DatasetError(f"The audio folder {folder} needs at least two subfolders, one per class, with WAV, FLAC "
                            f"or OGG files in them.")
