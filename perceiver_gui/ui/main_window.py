@@ -319,7 +319,6 @@ class MainWindow(QMainWindow):
             self.runs.refresh()
 
     def _on_finished(self, event: Finished) -> None:
-        self.plots.redraw()
         if event.model_path:
             self.classifier.load_checkpoint(event.model_path)
         if event.status == "failed" and not self.queue.runs_current:  # a queued failure is marked in the queue

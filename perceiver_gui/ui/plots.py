@@ -1,7 +1,7 @@
 """Live training curves: loss per step (raw and smoothed), test loss and accuracy per epoch, learning rate.
 
 Curves are created once; new points go into growing numpy buffers and are handed to `setData` at
-most ~20 times a second (`request_redraw`). Long series are clipped to the visible steps and reduced to
+most ~20 times a second (`request_redraw`), once a second while a live run feeds them. Long series are clipped to the visible steps and reduced to
 their minimum and maximum per pixel column before pyqtgraph sees them (`Series.envelope`), so a
 redraw of a million-step run costs a few milliseconds and looks the same as drawing every point.
 Non-finite values (a diverging loss) are counted and left out.
@@ -51,6 +51,10 @@ from perceiver_gui.ui.widgets import guard_wheel, mix
 __all__ = ["PlotsPanel"]
 
 REDRAW_MS = 50  # at most ~20 redraws a second, however fast the points come
+# During a live run, new points are drawn at most once a second. The training thread waits for every redraw:
+# PySide holds Python's lock while Qt paints, and a redraw takes ~20 ms of this thread (digits, 1280×800). At two a
+# second (a batch of steps and an epoch's end, for short epochs) that was ~4% of the run's time.
+LIVE_REDRAW_MS = 1000
 
 
 class PlotsPanel(FollowsPaletteAndScale, QWidget):
@@ -113,10 +117,12 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
                       (self.lr_curve, self.lr, self.lr_plot))
         self._short = ((self.val_loss_curve, self.val_loss), (self.val_acc_curve, self.val_acc),
                        (self.train_acc_curve, self.train_acc))
+        # x in steps, steps, epochs: an accuracy axis that grew at every epoch was rebuilt at every epoch's
+        # end, a third of the window's work during a run of short epochs (digits: two updates a second).
         self._bounds = (RoundBounds((self.raw_curve, self.smooth_curve, self.val_loss_curve)),
-                        RoundBounds((self.lr_curve,)))
-        self.loss_plot.addItem(self._bounds[0])
-        self.lr_plot.addItem(self._bounds[1])
+                        RoundBounds((self.lr_curve,)), RoundBounds((self.val_acc_curve, self.train_acc_curve)))
+        for plot, bounds in zip((self.loss_plot, self.lr_plot, self.acc_plot), self._bounds, strict=True):
+            plot.addItem(bounds)
         self._drawn: dict[int, Any] = {}  # id(item) -> what it shows (a series version, a view key, the best)
         for plot in (self.loss_plot, self.lr_plot):
             plot.getViewBox().sigXRangeChanged.connect(self._view_changed)
@@ -174,15 +180,17 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.timeout.connect(self.redraw)
         self._last_redraw = -math.inf
+        self._redraw_every_ms = REDRAW_MS
         guard_wheel(self)  # made after the window's fields were guarded
         self._apply_palette()
         self._resmooth(self.smoothing.value())
 
     # -- feeding ------------------------------------------------------------------------------
     def request_redraw(self) -> None:
-        """Redraw once the events queued now are handled, and at most every REDRAW_MS."""
+        """Redraw once the events queued now are handled, and at most every REDRAW_MS (LIVE_REDRAW_MS while
+        a live run feeds the plots)."""
         if not self._redraw_timer.isActive():
-            wait = REDRAW_MS - (time.perf_counter() - self._last_redraw) * 1000
+            wait = self._redraw_every_ms - (time.perf_counter() - self._last_redraw) * 1000
             self._redraw_timer.start(max(0, int(wait)))
 
     def reset(self) -> None:
@@ -193,8 +201,7 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         self._best = None
         self.test_result = None
         self._set_held_out("validation")
-        for bounds in self._bounds:
-            bounds.steps = 0
+        self._set_ends((0, 0, 0))
         self.redraw()
         # An empty plot keeps whatever range it had: put back a blank one, so the steps of a run that is
         # gone (deleted, or the previous run) do not stay on the axes, and fit the next data again.
@@ -203,6 +210,11 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
             plot.enableAutoRange()
         self.acc_plot.setXRange(0, 1, padding=0)
         self.acc_plot.enableAutoRange(x=True)
+
+    def _set_ends(self, ends: tuple[int, int, int]) -> None:
+        """Where the live run ends on the loss, learning-rate and accuracy plots' x axes (0: no live run)."""
+        for bounds, end in zip(self._bounds, ends, strict=True):
+            bounds.end = end
 
     def _set_held_out(self, split: str) -> None:
         """Name the held-out curves after their split: validation, or test in an older version's run (which
@@ -231,14 +243,18 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
             self.add_step(event.step, event.loss, event.lr)
         elif isinstance(event, EpochEnd):
             self.add_epoch(event.epoch, event.step, event.val_loss, event.val_acc, event.train_acc, event.is_best)
-        elif isinstance(event, Finished) and math.isfinite(event.test_acc):
-            self.test_result = (event.best_epoch, event.test_acc)
-            self._set_acc_title()
+        elif isinstance(event, Finished):
+            self._redraw_every_ms = REDRAW_MS
+            if math.isfinite(event.test_acc):
+                self.test_result = (event.best_epoch, event.test_acc)
+                self._set_acc_title()
+            self.redraw()  # the last points, now
         elif isinstance(event, RunStarted):
+            self._redraw_every_ms = LIVE_REDRAW_MS
             if event.start_step == 0:
                 self.reset()
-            for bounds in self._bounds:
-                bounds.steps = event.total_steps
+            epochs = -(-event.total_steps // event.steps_per_epoch) if event.steps_per_epoch > 0 else 0
+            self._set_ends((event.total_steps, event.total_steps, epochs))
 
     def add_step(self, step: int, loss: float, lr: float) -> None:
         if math.isfinite(lr):
@@ -271,12 +287,11 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
     def load_metrics(self, metrics: Metrics) -> None:
         """Show a finished (or running) run from its metrics.jsonl, as runs.read_metrics read it (damaged
         lines and fields are already skipped there); a resumed live run keeps its span."""
-        steps = self._bounds[0].steps
+        ends = tuple(bounds.end for bounds in self._bounds)
         self.reset()
         if any(r.held_out == "test" for r in metrics.epochs):
             self._set_held_out("test")
-        for bounds in self._bounds:
-            bounds.steps = steps
+        self._set_ends(ends)
         flagged = any(r.is_best for r in metrics.epochs)  # a record from before the flag was kept: the plain rule
         for r in metrics.records:
             if isinstance(r, StepRecord):

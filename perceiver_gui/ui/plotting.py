@@ -217,16 +217,16 @@ def widen(lo: float, hi: float) -> tuple[float, float]:
 
 class RoundBounds(pg.GraphicsObject):
     """Invisible. Auto-range fits its curves' bounds widened to round numbers, so during a live run the
-    axes change a few times per decade of steps rather than at every redraw: each change makes pyqtgraph
-    rebuild the axis (ticks, grid and labels), which was most of the cost of a live update. The steps
-    never run past the live run's last step (`steps`), and a run shown from its file ends where its data
-    ends (1,680 steps once showed an axis to 2,000).
+    axes change a few times per decade of steps (or epochs) rather than at every redraw: each change makes
+    pyqtgraph rebuild the axis (ticks, grid and labels), which was most of the cost of a live update. The x
+    axis never runs past the live run's last step or epoch (`end`), and a run shown from its file ends
+    where its data ends (1,680 steps once showed an axis to 2,000).
     """
 
     def __init__(self, curves: tuple[pg.PlotDataItem, ...]):
         super().__init__()
         self.curves = curves
-        self.steps = 0  # the live run's last step, 0 when none is live
+        self.end = 0  # the live run's last x (its last step, or epoch), 0 when none is live
         self.setFlag(self.GraphicsItemFlag.ItemHasNoContents)
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt override)
@@ -242,7 +242,7 @@ class RoundBounds(pg.GraphicsObject):
             return None
         lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
         if ax == 0:
-            return lo, (max(hi, min(round_up(hi), self.steps)) if self.steps else hi)
+            return lo, (max(hi, min(round_up(hi), self.end)) if self.end else hi)
         return widen(lo, hi)
 
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from perceiver_gui.core.events import EpochEnd, RunStarted, Step
-from perceiver_gui.ui.plots import PlotsPanel
+from perceiver_gui.core.events import EpochEnd, Finished, RunStarted, Step
+from perceiver_gui.ui.plots import LIVE_REDRAW_MS, PlotsPanel
 from perceiver_gui.ui.plotting import ema
 
 
@@ -111,8 +111,7 @@ def test_axes_stay_put_while_steps_arrive(plots, qtbot):
     plots.resize(800, 500)
     plots.show()
     qtbot.waitExposed(plots)
-    plots.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=1, train_size=1, test_size=1,
-                              class_names=("a",), steps_per_epoch=400, total_steps=400, start_step=0, start_epoch=0))
+    plots.on_event(_run_started(400, 400))
     ranges = set()
     for i in range(1, 401):
         plots.add_step(i, 2.0 / math.sqrt(i), 1e-3 * (1 - i / 400))
@@ -121,6 +120,49 @@ def test_axes_stay_put_while_steps_arrive(plots, qtbot):
         assert x1 >= i and y0 <= 2.0 / math.sqrt(i) <= y1  # everything so far is in view
         ranges.add((round(x0, 6), round(x1, 6), round(y0, 6), round(y1, 6)))
     assert len(ranges) < 50  # (one per step, 400, before)
+
+
+def _run_started(steps_per_epoch, total_steps):
+    return RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=1, train_size=1, test_size=1,
+                      class_names=("a",), steps_per_epoch=steps_per_epoch, total_steps=total_steps, start_step=0,
+                      start_epoch=0)
+
+
+def test_the_epoch_axis_of_a_live_run_moves_in_round_jumps_and_stops_at_its_last_epoch(plots, qtbot):
+    # A run of one-second epochs redraws at each epoch's end; an axis that grew every epoch was rebuilt each time.
+    plots.resize(800, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.on_event(_run_started(10, 300))  # 30 epochs
+    ends = []
+    for epoch in range(1, 31):
+        plots.add_epoch(epoch, 10 * epoch, 1.0, 0.5 + epoch / 100, 0.5)
+        plots.redraw()
+        (x0, x1), _ = plots.acc_plot.viewRange()
+        assert x1 >= epoch  # the newest epoch is in view
+        ends.append(round(x1, 6))
+    assert len(set(ends)) <= 14  # (30 before: one per epoch)
+    assert ends[-1] < 30 * 1.08  # and not beyond the run's 30 epochs
+
+
+def test_a_live_run_is_drawn_once_a_second_and_its_end_at_once(plots, qtbot):
+    # The training thread waits while the window paints (PySide holds Python's lock), so a live run is drawn
+    # at most once a second however often its steps arrive; its last points are drawn as it finishes.
+    plots.on_event(_run_started(100, 1000))
+    plots.on_event(Step(epoch=1, step=1, total_steps=1000, loss=2.0, lr=1e-3, images_per_s=1.0, eta_s=1.0))
+    qtbot.waitUntil(lambda: plots.raw_curve.getOriginalDataset()[0] is not None)  # the first points at once
+    drawn = []
+    plots.raw_curve.sigPlotChanged.connect(lambda *_: drawn.append(len(plots.raw_curve.getOriginalDataset()[0])))
+    for step in range(2, 40):
+        plots.on_event(Step(epoch=1, step=step, total_steps=1000, loss=2.0 / step, lr=1e-3, images_per_s=1.0,
+                            eta_s=1.0))
+        qtbot.wait(25)  # ~40 batches a second, for about a second
+    assert len(drawn) <= 2
+    plots.on_event(Finished(status="stopped", message="", best_val_acc=math.nan, best_epoch=0, epochs_done=0,
+                            run_dir="r", model_path=""))
+    assert len(plots.raw_curve.getOriginalDataset()[0]) == 39  # no wait: everything is on screen
+    # Afterwards (a run loaded from its file, a zoom) the plots follow at once again.
+    assert LIVE_REDRAW_MS >= 500 and plots._redraw_every_ms < LIVE_REDRAW_MS
 
 
 def _one_epoch_run(plots, steps=1680):
