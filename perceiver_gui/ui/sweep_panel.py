@@ -58,8 +58,8 @@ __all__ = ["SEARCHABLE", "SweepPanel"]
 # worker (its parameters' importance), and the plots (pyqtgraph).
 _sweep = deferred.module("perceiver_gui.core.sweep")
 _jobs = deferred.module("perceiver_gui.ui.jobs.sweep")
-_sweep_plots = deferred.module("perceiver_gui.ui.sweep_plots", plotting=True)
-_plots = deferred.module("perceiver_gui.ui.plots", plotting=True)
+_sweep_plots_module = deferred.module("perceiver_gui.ui.sweep_plots", plotting=True)
+_plots_module = deferred.module("perceiver_gui.ui.plots", plotting=True)
 
 # The settings a sweep can vary, with a starting range or choices: (key, low, high, log, choices).
 SEARCHABLE: tuple[tuple[str, float, float, bool, str], ...] = (
@@ -261,7 +261,7 @@ class SweepPanel(QWidget):
     @property
     def plots(self) -> SweepPlots:
         if self._plots is None:
-            self._plots = _sweep_plots.SweepPlots()
+            self._plots = _sweep_plots_module.SweepPlots()
             self.views.insertTab(0, self._plots, "Progress")
             self.views.setCurrentIndex(0)
         return self._plots
@@ -270,7 +270,7 @@ class SweepPanel(QWidget):
     def run_plots(self) -> PlotsPanel:
         """The selected trial's curves."""
         if self._run_plots is None:
-            self._run_plots = _plots.PlotsPanel()
+            self._run_plots = _plots_module.PlotsPanel()
             self.views.insertTab(1, self._run_plots, "Trial run")
         return self._run_plots
 
