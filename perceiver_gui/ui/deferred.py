@@ -1,4 +1,4 @@
-"""Loading the plotting stack after the window is up.
+"""What the UI loads after the window is up, and the one way it loads anything late.
 
 numpy and pyqtgraph take about half a second to import here (pyqtgraph wraps every Qt class, which
 makes PySide6 build ~600 enum types), which is half of the launch budget. The window does not need
@@ -24,7 +24,8 @@ names what it needs lazily once, at its top, with `module(name)`:
 - `.job(function)` names a function to run in a worker (`ui/workers.start_worker`): its module, with torch,
   numpy or PIL, is imported in that worker, after the engine preload, never in the GUI thread. The work of
   each panel lives in such a module under `ui/jobs/`, which imports what it needs at its top.
-No other UI module imports a heavy package inside a function (tests/ui/test_lazy_boundary.py checks it).
+Light modules are imported at the top as usual; no UI module imports anything but the standard library
+inside a function (tests/ui/test_lazy_boundary.py checks it).
 """
 
 from __future__ import annotations
