@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core import runs, stats
 from perceiver_gui.core.runs import RunInfo
-from perceiver_gui.ui.plotting import ema, scale_pens, style_plot
+from perceiver_gui.ui.plotting import FollowsPaletteAndScale, ema, style_plot
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["CompareView", "run_style"]
@@ -214,7 +214,7 @@ def _swatch(color: QColor, style: Qt.PenStyle) -> QIcon:
     return QIcon(pixmap)
 
 
-class CompareView(QWidget):
+class CompareView(FollowsPaletteAndScale, QWidget):
     """Overlaid curves and a settings table for several runs (`set_runs`)."""
 
     loaded = Signal()  # every shown run's metrics are read and drawn
@@ -680,22 +680,6 @@ class CompareView(QWidget):
         self.table_note.setText(text)
 
     # -- light and dark ------------------------------------------------------------------------
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
-        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._apply_palette()
-        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
-            self._apply_pens()
-        super().changeEvent(event)
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
-        super().showEvent(event)
-
-    def _apply_pens(self) -> None:
-        """Lines as thick on a 2× screen as on a 1× one, like the training plots' (pyqtgraph's widths are in
-        device pixels)."""
-        scale_pens(self._widths, self.devicePixelRatioF())
-
     def _apply_palette(self) -> None:
         """Plot background and text follow the window's palette, like the training plots."""
         palette = self.palette() if self.parent() else QApplication.palette()

@@ -25,7 +25,8 @@ TABS = (
              "Ctrl- or Shift-click several to compare them; runs that differ only by seed are shown as their "
              "mean ± standard deviation."),
     ("Mistakes", "The confusion matrix of a run's latest epoch; click a cell to see the validation images (or "
-                 "series) behind it."),
+                 "series) behind it. The saved model is the run's best epoch on validation: when that was an "
+                 "earlier one, the header names both epochs."),
     ("Queue", "Runs waiting to train one after another (Training › Add to queue, K seeds at once): reorder, "
               "remove, pause. It is kept when the app quits; Stop pauses it, a failed run is marked and skipped."),
     ("Sweep", "Tick the settings to vary and let Optuna search them: each trial is a run; watch the best so far, "

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.events import EpochEnd, RunStarted
+from perceiver_gui.core.runs import read_run
 from perceiver_gui.ui import deferred
 from perceiver_gui.ui.confusion_matrix import ConfusionView
 from perceiver_gui.ui.runs_panel import run_name
@@ -92,6 +93,7 @@ class MistakesPanel(QWidget):
         self.live_run = ""  # the run folder the training runner is driving, "" when none
         self._live_names: tuple[str, ...] = ()
         self._live_kind = "image"  # what the live run's samples are (a key of datasets.KINDS)
+        self._live_best = 0  # the live run's best validation epoch so far (the model it saved); 0 before one
         self._split: TestSplit | None = None  # the last split's images loaded, reused while its digest matches
         self._run_token = 0  # a newer request wins over the answers of older ones
         self._cell_token = 0
@@ -167,12 +169,15 @@ class MistakesPanel(QWidget):
         """Follow a live run: a new run clears the view, each finished epoch shows its matrix."""
         if isinstance(event, RunStarted):
             self.live_run, self._live_names, self._live_kind = event.run_dir, tuple(event.class_names), event.kind
+            self._live_best = 0  # a resumed run's earlier best is in its run.json
             if event.start_epoch:  # resumed: its latest saved epoch until the next one ends
                 self.load_run(event.run_dir)
             else:
                 self._show(None)
                 self.view.set_placeholder("The confusion matrix appears when the first epoch ends.")
         elif isinstance(event, EpochEnd) and self.live_run:
+            if event.is_best:
+                self._live_best = event.epoch
             shown = self.confusion.run_dir if self.confusion is not None else ""
             if shown not in ("", self.live_run):
                 return  # the user is looking at another run; the live one is a click away in the Runs tab
@@ -328,7 +333,7 @@ class MistakesPanel(QWidget):
         right = sum(c.counts[i][i] for i in range(k))
         split = ("validation split" if c.split == "validation"
                  else "test split: an older version's run, which chose its best epoch on it")
-        text = (f"<b>{escape(run_name(c.run_dir))}</b> · epoch {c.epoch} · {right} of {total} {self._word()} {self._kind().plural} "
+        text = (f"<b>{escape(run_name(c.run_dir))}</b> · {self._epochs(c)} · {right} of {total} {self._word()} {self._kind().plural} "
                 f"right ({right / max(1, total):.1%}) · {split}")
         mistakes = [(c.counts[t][p], t, p) for t in range(k) for p in range(k) if t != p and c.counts[t][p]]
         if mistakes:
@@ -336,6 +341,19 @@ class MistakesPanel(QWidget):
             text += (f" · most frequent mistake: <b>{escape(c.class_names[t])}</b> taken for "
                      f"<b>{escape(c.class_names[p])}</b> ({n}×)")
         return text
+
+    def _epochs(self, c: Confusion) -> str:
+        """The matrix's epoch (the latest) and, when it differs, the epoch of the run's saved model (its best)."""
+        if c.run_dir == self.live_run and self._live_best:
+            saved = self._live_best  # run.json learns of a new best only after the epoch is announced
+        else:
+            saved = read_run(Path(c.run_dir)).best_epoch
+        if saved == c.epoch:
+            return f"epoch {c.epoch} (the saved model's)"
+        if not saved:
+            return f"epoch {c.epoch}"
+        return (f"matrix of epoch {c.epoch}, the latest; the saved model is from epoch {saved}, its best on "
+                f"{c.split}")
 
     def _kind(self) -> Kind:
         """What the matrix counts: images, series …"""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, Qt, QTimer
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
@@ -35,6 +35,7 @@ from perceiver_gui.ui.plotting import (
     GREEN,
     ORANGE,
     PURPLE,
+    FollowsPaletteAndScale,
     RoundBounds,
     Series,
     add_plot,
@@ -43,7 +44,6 @@ from perceiver_gui.ui.plotting import (
     ema,
     legend_in_title_row,
     rgb_pen,
-    scale_pens,
     style_plot,
 )
 from perceiver_gui.ui.widgets import guard_wheel, mix
@@ -53,7 +53,7 @@ __all__ = ["PlotsPanel"]
 REDRAW_MS = 50  # at most ~20 redraws a second, however fast the points come
 
 
-class PlotsPanel(QWidget):
+class PlotsPanel(FollowsPaletteAndScale, QWidget):
     """Three plots fed by training events (`on_event`) or by a run's metrics.jsonl (`load_metrics`)."""
 
     def __init__(self, parent: QWidget | None = None):
@@ -396,20 +396,6 @@ class PlotsPanel(QWidget):
         self.loss_plot.setLogMode(y=on)
 
     # -- light and dark ------------------------------------------------------------------------
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
-        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._apply_palette()
-        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
-            self._apply_pens()
-        super().changeEvent(event)
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
-        super().showEvent(event)
-
-    def _apply_pens(self) -> None:
-        scale_pens(self._widths, self.devicePixelRatioF())
-
     def _apply_palette(self) -> None:
         """Plot background and text follow the window's palette, so a dark desktop gets dark plots."""
         palette = self.palette() if self.parent() else QApplication.palette()

@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
+from PySide6.QtCore import QEvent, QRectF
 from PySide6.QtGui import QColor, QPen
 
 from perceiver_gui.ui.widgets import mix
 
-__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "RoundBounds", "Series", "add_plot", "along", "clear_spot",
+__all__ = ["BLUE", "GREEN", "ORANGE", "PURPLE", "Axis", "FollowsPaletteAndScale", "RoundBounds", "Series", "add_plot", "along", "clear_spot",
            "ema", "legend_in_title_row", "rgb_pen", "round_up", "scale_pens", "style_plot", "widen"]
 
 pg.setConfigOptions(antialias=True)  # smooth curves; must be set before any plot is made
@@ -275,6 +275,35 @@ def scale_pens(widths: Iterable[tuple[Any, float]], ratio: float) -> None:
         if pen.widthF() != width * scale:
             pen.setWidthF(width * scale)
             item.setPen(pen)
+
+
+class FollowsPaletteAndScale:
+    """Mixed into a QWidget of plots (before QWidget): it restyles for a new palette (light or dark) with the
+    widget's `_apply_palette`, and keeps the lines in `_widths` ((item, width at 1×) pairs) as thick on screen
+    at any scale (scale_pens), once shown (the screen, and so its pixel ratio, is known then) and when the
+    window moves to a screen of another scale."""
+
+    _widths: Iterable[tuple[Any, float]]
+
+    def _apply_palette(self) -> None:
+        raise NotImplementedError
+
+    def _apply_pens(self) -> None:
+        scale_pens(self._widths, self.devicePixelRatioF())
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.DevicePixelRatioChange:  # QWidget does not pass this one to changeEvent
+            self._apply_pens()
+        return super().event(event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self._apply_pens()
+        super().showEvent(event)
 
 
 def along(points: np.ndarray, step: float = 2.0) -> np.ndarray:

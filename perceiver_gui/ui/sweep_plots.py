@@ -9,18 +9,17 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, scale_pens, style_plot
+from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, FollowsPaletteAndScale, style_plot
 
 __all__ = ["SweepPlots"]
 
 GREY = (150, 150, 150)
 
 
-class SweepPlots(QWidget):
+class SweepPlots(FollowsPaletteAndScale, QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.graphics = pg.GraphicsLayoutWidget()
@@ -133,20 +132,6 @@ class SweepPlots(QWidget):
         self._parallel_items.append(item)
         if width is not None:
             self._widths.append((item, width))
-
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
-        if event.type() == QEvent.Type.PaletteChange:
-            self._apply_palette()
-        elif event.type() == QEvent.Type.DevicePixelRatioChange:  # moved to a screen of another scale
-            self._apply_pens()
-        super().changeEvent(event)
-
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self._apply_pens()  # the screen, and so its pixel ratio, is known once shown
-        super().showEvent(event)
-
-    def _apply_pens(self) -> None:
-        scale_pens(self._widths, self.devicePixelRatioF())
 
     def _apply_palette(self) -> None:
         palette = self.palette()

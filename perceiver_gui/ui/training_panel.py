@@ -116,11 +116,14 @@ class TrainingPanel(QWidget):
         self.buttons["Add to queue"] = queue_button
 
         self.progress = QProgressBar()
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("Ready")
+        # Its text goes on a label under it: Fusion centres a bar's text over the whole bar (whatever the
+        # alignment), so the filled part's edge ran into the letters.
+        self.progress.setTextVisible(False)
         self.progress.setValue(0)
         self.progress.setMinimumWidth(200)
         buttons.addWidget(self.progress, 1)
+        self.progress_label = QLabel("Ready")
+        self.progress_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         self.speed_label = QLabel()  # empty until a run reports a speed: a row of dashes read as a glitch
         self.speed_label.setToolTip("Training throughput, in images per second.")
@@ -133,6 +136,7 @@ class TrainingPanel(QWidget):
             facts.addWidget(label)
             facts.addSpacing(16)
         facts.addStretch(1)
+        facts.addWidget(self.progress_label)  # right-aligned under the bar's end
 
         self.status = QLabel("Choose settings on the left and press Start.")
         self.status.setObjectName("statusLine")
@@ -206,7 +210,8 @@ class TrainingPanel(QWidget):
             self.speed_label.setToolTip(f"Training throughput, in {self._kind.plural} per second.")
             self.progress.setRange(0, max(1, event.total_steps))
             self.progress.setValue(event.start_step)
-            self.progress.setFormat(self._progress_text(event.start_epoch + 1, event.start_step, event.total_steps))
+            self.progress_label.setText(
+                self._progress_text(event.start_epoch + 1, event.start_step, event.total_steps))
             self.device_label.setText(f"Device: {event.device_name}")
             self.status.setText("Training…")
             self.append_log(
@@ -233,12 +238,12 @@ class TrainingPanel(QWidget):
             if event.total_bytes > 0:
                 self.progress.setRange(0, 1000)
                 self.progress.setValue(int(1000 * event.done_bytes / event.total_bytes))
-                self.progress.setFormat(
+                self.progress_label.setText(
                     f"Downloading {event.name}: {event.done_bytes / mb:.1f} of {event.total_bytes / mb:.1f} MB"
                 )
             else:
                 self.progress.setRange(0, 0)  # unknown size: a busy bar
-                self.progress.setFormat(f"Downloading {event.name}: {event.done_bytes / mb:.1f} MB")
+                self.progress_label.setText(f"Downloading {event.name}: {event.done_bytes / mb:.1f} MB")
             self.status.setText(f"Downloading {event.name}…")
         elif isinstance(event, Log):
             self.append_log(event.message, event.level)
@@ -254,7 +259,7 @@ class TrainingPanel(QWidget):
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)
             text = {"completed": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(event.status, event.status)
-            self.progress.setFormat(f"{text} · {self.progress.format()}" if event.status != "failed" else text)
+            self.progress_label.setText(f"{text} · {self.progress_label.text()}" if event.status != "failed" else text)
 
     # -- internals -----------------------------------------------------------------------------
     def _show_step(self) -> None:
@@ -263,14 +268,14 @@ class TrainingPanel(QWidget):
             return
         self.progress.setRange(0, max(1, event.total_steps))
         self.progress.setValue(event.step)
-        self.progress.setFormat(self._progress_text(event.epoch, event.step, event.total_steps))
+        self.progress_label.setText(self._progress_text(event.epoch, event.step, event.total_steps))
         if event.images_per_s > 0:
             self.speed_label.setText(f"{event.images_per_s:,.0f} {self._kind.plural}/s")
             self.eta_label.setText(f"{format_duration(event.eta_s)} left")
 
     def _progress_text(self, epoch: int, step: int, total: int) -> str:
         epochs = f"/{self._epochs}" if self._epochs else ""
-        return f"Epoch {epoch}{epochs} · step {step:,}/{total:,} · %p%"
+        return f"Epoch {epoch}{epochs} · step {step:,}/{total:,} · {100 * step // max(1, total)}%"
 
     def _pause_clicked(self) -> None:
         if self.state == "paused":

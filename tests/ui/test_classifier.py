@@ -256,3 +256,27 @@ def test_sounds_dropped_on_a_sound_model_with_an_image_give_a_spectrogram_each(p
         assert len({thumb.pixel(x, y) for x in range(0, thumb.width(), 2) for y in range(0, thumb.height(), 2)}) > 10
     assert "reads sounds" in by_name[image.name].error
     assert "is silent" in by_name["quiet.wav"].error
+
+
+def test_each_probability_sits_beside_its_bar_clear_of_the_filled_part(qtbot):
+    """Fusion centres a bar's text over the whole bar, so at ~50% the filled part's edge cut through "48.0%"."""
+    from PySide6.QtCore import QPoint, QRect
+    from PySide6.QtWidgets import QProgressBar
+
+    from perceiver_gui.ui.classifier_panel import ResultEntry
+
+    entry = ResultEntry("cat.png", "/x/cat.png", (("cat", 0.48), ("dog", 0.3)), "", QImage())
+    qtbot.addWidget(entry)
+    entry.resize(500, 160)
+    entry.show()
+    qtbot.waitExposed(entry)
+    bars = entry.findChildren(QProgressBar)
+    assert [bar.value() for bar in bars] == [480, 300] and not any(bar.isTextVisible() for bar in bars)
+
+    def on_entry(widget):
+        return QRect(widget.mapTo(entry, QPoint(0, 0)), widget.size())
+
+    for bar, text in zip(bars, ("48.0%", "30.0%"), strict=True):
+        (label,) = [w for w in entry.findChildren(QLabel) if w.text() == text]
+        assert label.isVisible() and not on_entry(label).intersects(on_entry(bar))
+        assert abs(on_entry(label).center().y() - on_entry(bar).center().y()) <= 2  # on the bar's row

@@ -364,3 +364,35 @@ def test_a_cloud_in_a_cell_shows_where_the_runs_model_looked_over_its_points(qtb
     assert np.array_equal(view.result.points, mistakes.cell.images[0].T) and view.heat.shape == (128,)
     assert f"validation point cloud #{mistakes.cell.indices[0]}" in view.windowTitle()
     view.close()
+
+
+def _epoch(epoch, *, is_best):
+    return EpochEnd(epoch=epoch, step=epoch, train_loss=1.0, train_acc=0.5, val_loss=1.0, val_acc=0.75,
+                    per_class_acc=(1.0, 0.5), confusion=((2, 0), (1, 1)), elapsed_s=1.0, is_best=is_best)
+
+
+def test_a_live_matrix_names_the_earlier_epoch_the_saved_model_is_from(qtbot, mistakes):
+    """The matrix follows the latest epoch, but the model saved (and classified with) is the best on
+    validation: when that was an earlier epoch, the header says which one each is."""
+    mistakes.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=10, train_size=8,
+                                 test_size=2, class_names=("a", "b"), steps_per_epoch=1, total_steps=3, start_step=0,
+                                 start_epoch=0, val_size=4))
+    mistakes.on_event(_epoch(1, is_best=True))
+    assert "epoch 1 (the saved model's)" in mistakes.summary.text()
+    mistakes.on_event(_epoch(2, is_best=False))
+    summary = mistakes.summary.text()
+    assert "matrix of epoch 2, the latest" in summary and "the saved model is from epoch 1" in summary, summary
+
+
+def test_a_picked_runs_matrix_names_the_earlier_epoch_the_saved_model_is_from(qtbot, mistakes, trained_run,
+                                                                              tmp_path):
+    import shutil
+
+    from perceiver_gui.core import runs
+
+    run_dir = tmp_path / "best-early"
+    shutil.copytree(trained_run, run_dir)
+    runs.write_run(run_dir, best_epoch=1)  # its validation accuracy peaked at epoch 1 of 3
+    _load(qtbot, mistakes, run_dir)
+    summary = mistakes.summary.text()
+    assert "matrix of epoch 3, the latest" in summary and "the saved model is from epoch 1" in summary, summary

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyqtgraph as pg
+import pytest
 
 from perceiver_gui.ui.plotting import BLUE, add_plot, along, clear_spot, ema, legend_in_title_row, rgb_pen, scale_pens
 
@@ -56,3 +57,46 @@ def test_a_label_takes_the_first_spot_no_line_runs_through():
     # Nowhere clear: the spot the line crosses least, within the bounds.
     across = QRectF(0, 0, 200, 100)
     assert clear_spot([across, on_line], line, bounds, margin=4) == on_line
+
+
+def _plot_widget(name):
+    if name == "plots":
+        from perceiver_gui.ui.plots import PlotsPanel
+
+        return PlotsPanel(), lambda w: w.smooth_curve.opts["pen"].widthF(), 2.2
+    if name == "compare":
+        from perceiver_gui.ui.compare_view import CompareView
+
+        return CompareView(), None, None
+    from perceiver_gui.ui.sweep_plots import SweepPlots
+
+    return SweepPlots(), lambda w: w.best_curve.opts["pen"].widthF(), 2.0
+
+
+@pytest.mark.parametrize("name", ["plots", "compare", "sweep"])
+def test_plots_follow_a_dark_palette_and_a_screen_of_another_scale(qtbot, monkeypatch, name):
+    """The training plots, the comparison and the sweep's plots restyle when the desktop turns dark, and keep
+    their lines as thick on screen when the window moves to a 2× screen."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    widget, width, at_1x = _plot_widget(name)
+    QVBoxLayout(window).addWidget(widget)
+    window.show()
+    qtbot.waitExposed(window)
+    dark = QPalette(window.palette())
+    dark.setColor(QPalette.ColorRole.Base, QColor(30, 30, 30))
+    dark.setColor(QPalette.ColorRole.Text, QColor(230, 230, 230))
+    window.setPalette(dark)
+    assert widget.graphics.backgroundBrush().color() == QColor(30, 30, 30)
+    plot = widget.acc_plot if name != "sweep" else widget.best_plot
+    assert plot.getAxis("left").textPen().color() == QColor(230, 230, 230)
+    if width is None:
+        return  # the comparison's curves come with runs (tests/ui/test_compare.py checks them at 2×)
+    assert width(widget) == at_1x
+    monkeypatch.setattr(widget, "devicePixelRatioF", lambda: 2.0, raising=False)
+    QCoreApplication.sendEvent(widget, QEvent(QEvent.Type.DevicePixelRatioChange))
+    assert width(widget) == 2 * at_1x  # device pixels

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perceiver_gui.core import checkpoints
-from perceiver_gui.core.events import EpochEnd, Finished, Log, Step
+from perceiver_gui.core.events import EpochEnd, Finished, Log, RunStarted, Step
 from tests.ui.helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -288,3 +288,30 @@ def test_no_row_of_dashes_beside_the_device_before_or_after_a_run(qtbot):
     panel.on_event(Finished(status="completed", message="Finished 1 epoch.", best_val_acc=0.9, best_epoch=1,
                             epochs_done=1, run_dir="r", model_path=""))
     assert panel.speed_label.text() == "" and panel.eta_label.text() == ""
+
+
+def test_the_progress_text_stays_clear_of_the_bar_s_filled_part(qtbot):
+    """Fusion centres a bar's text over the whole bar, whatever its alignment, so the filled part's edge ran
+    into the letters ("Stopped · Epoch 4/30 …" touched it). The text now sits under the bar, on the panel."""
+    from PySide6.QtCore import QPoint, QRect
+
+    panel = _panel(qtbot)
+    panel.resize(900, 300)
+    panel.show()
+    panel.set_state("running")
+    panel.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=10, train_size=800,
+                              test_size=2, class_names=("a", "b"), steps_per_epoch=50, total_steps=1500,
+                              start_step=0, start_epoch=0, val_size=2))
+    panel.on_event(Step(epoch=4, step=184, total_steps=1500, loss=1.0, lr=0.01, images_per_s=812.0, eta_s=40.0))
+    qtbot.waitUntil(lambda: panel.progress.value() == 184)
+    assert not panel.progress.isTextVisible()
+    assert panel.progress_label.text() == "Epoch 4/30 · step 184/1,500 · 12%"
+
+    def on_panel(widget):
+        return QRect(widget.mapTo(panel, QPoint(0, 0)), widget.size())
+
+    assert panel.progress_label.isVisible()
+    assert not on_panel(panel.progress_label).intersects(on_panel(panel.progress))
+    panel.on_event(Finished(status="stopped", message="Stopped.", best_val_acc=math.nan, best_epoch=0,
+                            epochs_done=3, run_dir="r", model_path=""))
+    assert panel.progress_label.text() == "Stopped · Epoch 4/30 · step 184/1,500 · 12%"
