@@ -20,14 +20,14 @@ from __future__ import annotations
 import ctypes
 import sys
 
+from PySide6.QtCore import QObject, Signal
+
 _HEADROOM = 1 << 52  # ~4.5e15 leaked references: centuries of redraws at any rate
 _SINGLETONS = (None, True, False)
 
 
 def leaks() -> bool:
     """True when a void Qt call or a signal emission lowers a singleton's reference count."""
-    from PySide6.QtCore import QObject, Signal
-
     class Probe(QObject):
         ping = Signal()
 

@@ -5,6 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from perceiver_gui.config import CONFIG_SUFFIXES
+from perceiver_gui.ui import _none_refcount
+from perceiver_gui.ui.gui_gc import collect_in_gui_thread
+from perceiver_gui.ui.main_window import MainWindow
+
 __all__ = ["APP_NAME", "ORGANIZATION", "app_icon", "run_app"]
 
 APP_NAME = "Perceiver GUI"
@@ -16,9 +25,7 @@ ICON_PLACES = (
 )
 
 
-def app_icon():
-    from PySide6.QtGui import QIcon
-
+def app_icon() -> QIcon:
     for path in ICON_PLACES:
         if path.is_file():
             return QIcon(str(path))
@@ -30,14 +37,6 @@ def run_app(argv: list[str] | None = None) -> int:
 
     A .toml or .json path among the arguments is opened in the settings form.
     """
-    from PySide6.QtCore import QSettings, QThreadPool
-    from PySide6.QtWidgets import QApplication
-
-    from perceiver_gui.config import CONFIG_SUFFIXES
-    from perceiver_gui.ui import _none_refcount
-    from perceiver_gui.ui.gui_gc import collect_in_gui_thread
-    from perceiver_gui.ui.main_window import MainWindow
-
     _none_refcount.apply()  # before the first widget: PySide6 6.12 on Python 3.11 (see the module)
     argv = list(sys.argv if argv is None else argv)
     app = QApplication.instance() or QApplication(argv)

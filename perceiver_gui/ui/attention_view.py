@@ -1,7 +1,7 @@
 """Where the model looks: a non-modal dialog with an image's, a series' or a sound's cross-attention maps.
 
-The maps are computed in a superqt worker (`compute_attention`), which hands back plain numpy arrays;
-torch is only imported there, so opening the window never waits for it. The dialog shows the image as
+The maps are computed in a superqt worker (`ui/jobs/attention.compute_attention`), which hands back plain
+numpy arrays; torch is only imported there. This module (numpy, pyqtgraph) is loaded with the first dialog. The dialog shows the image as
 the model saw it, the attention of one cross-attend layer and head as a heat map on the image (the mean
 or the max over latents, or one latent's own map), and a grid of the most distinct latents' maps;
 clicking a tile shows that latent on the image. A series is shown as its line plot, the attention along
@@ -18,6 +18,7 @@ from functools import partial
 from html import escape
 
 import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
@@ -33,11 +34,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import signals_blocked
 
 from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 
 __all__ = ["ALL_LATENTS_MAX", "ALL_LATENTS_MEAN", "AttentionDialog", "AttentionResult", "SeriesRow",
-           "compute_attention", "distinct_latents"]
+           "distinct_latents"]
 
 VIEW = 224  # side of the image and heat map views, in pixels
 TILE = 88  # side of each latent's map
@@ -73,56 +75,6 @@ class SeriesRow:
 
     path: str
     row: int
-
-
-def compute_attention(predictor, name: str, source, top_k: int = 5) -> AttentionResult:
-    """Run in a worker: the prediction and attention maps for one image (a path or encoded bytes), for one
-    series (a SeriesRow of a file, or its values: float (C, L), NaN after its end), or, for a sound model, one
-    sound (a path, or a clip of its run's split as the dataset holds it), or, for a point cloud model, one cloud
-    (a mesh or point file, or a cloud of its run's split, (3, P))."""
-    from perceiver_gui.core.audio import AudioError
-    from perceiver_gui.core.images import ImageError
-    from perceiver_gui.core.points import PointsError
-    from perceiver_gui.core.series import SeriesError
-
-    try:
-        if predictor.takes_points:
-            result = predictor.points_attention(source, name, top_k=top_k)
-        elif predictor.takes_audio:
-            result = predictor.sound_attention(source, name, top_k=top_k)
-        elif isinstance(source, SeriesRow | np.ndarray):
-            values = _series_values(predictor, source)
-            result = predictor.series_attention(values, name, top_k=top_k)
-        else:
-            result = predictor.attention(source, top_k=top_k)
-    except (ImageError, SeriesError, AudioError, PointsError) as exc:
-        return AttentionResult(name, error=str(exc))
-    maps = tuple(m.float().numpy().astype(np.float32, copy=True) for m in result.maps)
-    if predictor.takes_points:
-        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
-                               points=np.ascontiguousarray(result.image.numpy(), dtype=np.float32))
-    if predictor.takes_audio:
-        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
-                               sound=np.ascontiguousarray(result.image.numpy(), dtype=np.float32))
-    if isinstance(source, SeriesRow | np.ndarray):
-        return AttentionResult(name, tuple(result.prediction.top), maps=maps,
-                               series=np.ascontiguousarray(result.image.numpy().T, dtype=np.float32))
-    image = result.image.permute(1, 2, 0).contiguous().numpy()
-    return AttentionResult(name, tuple(result.prediction.top), image, maps)
-
-
-def _series_values(predictor, source: SeriesRow | np.ndarray) -> np.ndarray:
-    """The series (C, l) itself: the file's row, or the values without the padding after them."""
-    from perceiver_gui.core.series import SeriesError, read_series
-
-    if isinstance(source, np.ndarray):
-        kept = ~np.isnan(source).all(axis=0)
-        return source[:, :int(kept.nonzero()[0].max()) + 1 if kept.any() else 0]
-    found = read_series(source.path, label_column=predictor.meta.config.data.label_column, labelled=False)
-    if not 1 <= source.row <= len(found.values):
-        raise SeriesError(f"{source.path} has no series {source.row} (it holds {len(found.values)}); it changed "
-                          f"since it was classified, so drop it again.")
-    return found.values[source.row - 1]
 
 
 def distinct_latents(maps: np.ndarray, count: int = LATENTS_SHOWN) -> np.ndarray:
@@ -198,8 +150,6 @@ class _Tile(QLabel):
 
 
 def _lookup_table() -> np.ndarray:
-    import pyqtgraph as pg  # with the dialog, not at launch
-
     return pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.uint8)
 
 
@@ -365,8 +315,6 @@ class AttentionDialog(QDialog):
                                    else "The sound as the model hears it" if result.sound is not None
                                    else "The cloud as the model reads it" if result.points is not None
                                    else "The image as the model sees it")
-        from superqt.utils import signals_blocked
-
         with signals_blocked(self.layer), signals_blocked(self.head), signals_blocked(self.latent):
             self.layer.setRange(1, layers)
             self.head.clear()
@@ -400,8 +348,6 @@ class AttentionDialog(QDialog):
 
     def select_latent(self, latent: int) -> None:
         """Show one latent (0-based) on the image, or ALL_LATENTS_MEAN / ALL_LATENTS_MAX."""
-        from superqt.utils import signals_blocked
-
         with signals_blocked(self.summary), signals_blocked(self.latent):
             if latent >= 0:
                 self.latent.setValue(latent + 1)

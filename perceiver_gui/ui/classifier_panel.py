@@ -8,17 +8,14 @@ requests queue). A file that cannot be read becomes an inline error entry, never
 
 from __future__ import annotations
 
-import io
 import math
-import sys
-import threading
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QIODevice, Qt, Signal
-from PySide6.QtGui import QImage, QImageReader, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -36,10 +33,15 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.core.reading import IMAGE_SUFFIXES, POINT_SUFFIXES, SERIES_SUFFIXES, SOUND_SUFFIXES
-from perceiver_gui.ui.widgets import points_image, series_image, sound_image
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.workers import start_worker
 
-__all__ = ["ClassifierPanel", "ResultEntry"]
+__all__ = ["ClassifierPanel", "ResultEntry", "Source"]
+
+# Loaded when first used, not at launch (ui/deferred.py): the work done in workers (torch, PIL), and the
+# attention dialog (numpy, pyqtgraph).
+_jobs = deferred.module("perceiver_gui.ui.jobs.classify")
+_attention_view = deferred.module("perceiver_gui.ui.attention_view", plotting=True)
 
 THUMB = 72  # thumbnail side in pixels
 CHUNK = 32  # images per prediction batch handed back to the UI, so big folders appear progressively
@@ -47,158 +49,13 @@ MODEL_SUFFIX = ".safetensors"
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """One thing to classify: a file path, or encoded image bytes (pasted) with a display name."""
 
     name: str
     path: str = ""
     data: bytes = b""
     row: int = 0  # the series' row (1-based) in the series file `path`; 0 for an image
-
-
-def _expand(sources: Iterable[_Source], *, sounds: bool = False, points: bool = False) -> list[_Source]:
-    """Files as they are, folders as the image files in them (with `sounds`, the sound files too; with `points`,
-    the mesh and point files too)."""
-    from perceiver_gui.core.audio import audio_files
-    from perceiver_gui.core.images import image_files
-    from perceiver_gui.core.points import point_files
-
-    out = []
-    for source in sources:
-        if source.path and Path(source.path).is_dir():
-            files = image_files(Path(source.path))
-            if sounds:
-                files = sorted(files + audio_files(Path(source.path)))
-            if points:
-                files = sorted(files + point_files(Path(source.path)))
-            out.extend(_Source(name=p.name, path=str(p)) for p in files)
-        else:
-            out.append(source)
-    return out
-
-
-def _thumbnail(source: _Source) -> QImage:
-    # QImage (unlike QPixmap) may be made in a worker thread.
-    if source.data:
-        image = QImage.fromData(source.data)
-    elif not Path(source.path).is_file():  # a FIFO would block the reader forever; the entry shows the error
-        return QImage()
-    else:
-        reader = QImageReader(source.path)
-        reader.setAutoTransform(True)
-        size = reader.size()
-        if size.isValid() and max(size.width(), size.height()) > 4 * THUMB:
-            reader.setScaledSize(size.scaled(2 * THUMB, 2 * THUMB, Qt.AspectRatioMode.KeepAspectRatio))
-        image = reader.read()
-        if image.isNull():  # e.g. past Qt's allocation limit (a 9000×9000 photo), which Pillow can still read
-            image = _thumbnail_by_pillow(source.path)
-    if image.isNull():
-        return image
-    # Tiny images (8×8 digits) are blown up with hard pixels, large ones smoothly.
-    mode = Qt.TransformationMode.FastTransformation if max(image.width(), image.height()) < THUMB else Qt.TransformationMode.SmoothTransformation
-    return image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, mode)
-
-
-def _thumbnail_by_pillow(path: str) -> QImage:
-    """A small QImage of a file Qt would not decode, or a null image."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            img.draft("RGB", (2 * THUMB, 2 * THUMB))  # JPEG decodes at 1/2 … 1/8 scale: a fraction of the memory
-            img = ImageOps.exif_transpose(img)
-            img.thumbnail((2 * THUMB, 2 * THUMB), reducing_gap=2.0)
-            rgba = img.convert("RGBA")
-    except Exception:  # noqa: BLE001 — whatever Pillow cannot read keeps the "?" placeholder
-        return QImage()
-    return QImage(rgba.tobytes(), rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888).copy()
-
-
-def _predict(predictor, sources: list[_Source], top_k: int) -> Generator[list[tuple[_Source, object, QImage]], None, None]:
-    from PIL import Image
-
-    from perceiver_gui.core.audio import SUFFIXES as SOUND_SUFFIXES
-    from perceiver_gui.core.points import SUFFIXES as POINT_SUFFIXES
-    from perceiver_gui.core.series import SUFFIXES as SERIES_SUFFIXES
-
-    files = _expand(sources, sounds=predictor.takes_audio, points=predictor.takes_points)
-    if predictor.takes_points:  # meshes and point lists; anything else (an image) is refused by the predictor
-        clouds = [s for s in files if s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES]
-        for i in range(0, len(clouds), CHUNK):
-            yield _predict_points(predictor, clouds[i:i + CHUNK], top_k)
-        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in POINT_SUFFIXES)]
-    if predictor.takes_series:  # a file of series is many results; anything else is refused by the predictor
-        for source in [s for s in files if s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES]:
-            yield _predict_series(predictor, source, top_k)
-        files = [s for s in files if not (s.path and Path(s.path).suffix.lower() in SERIES_SUFFIXES)]
-    if predictor.takes_audio:  # sound files get a picture of the sound; anything else is refused by the predictor
-        sounds = [s for s in files if s.path and Path(s.path).suffix.lower() in SOUND_SUFFIXES]
-        for i in range(0, len(sounds), CHUNK):
-            yield _predict_sounds(predictor, sounds[i:i + CHUNK], top_k)
-        files = [s for s in files if s not in sounds]
-    for i in range(0, len(files), CHUNK):
-        chunk = files[i : i + CHUNK]
-        inputs: list = []
-        for s in chunk:
-            if s.data:
-                try:
-                    image = Image.open(io.BytesIO(s.data))
-                    image.load()
-                    inputs.append(image)
-                except Exception:  # noqa: BLE001 — the predictor reports unreadable input as an error entry
-                    inputs.append(s.data)
-            else:
-                inputs.append(s.path)
-        predictions = predictor.predict(inputs, top_k=top_k)
-        yield [(s, p, _thumbnail(s)) for s, p in zip(chunk, predictions, strict=True)]
-
-
-def _predict_points(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
-    """One result per mesh or point file, each with a scatter of the points the model read for a thumbnail."""
-    from perceiver_gui.core.inference import Prediction
-    from perceiver_gui.core.points import PointsError
-
-    read: dict[int, object] = {}
-    results: dict[int, tuple[_Source, object, QImage]] = {}
-    for i, source in enumerate(sources):
-        try:
-            read[i] = predictor.read_cloud(source.path)
-        except PointsError as exc:
-            results[i] = (source, Prediction(source.path, error=str(exc)), QImage())
-    predictions = predictor.predict_clouds([sources[i].path for i in read], list(read.values()), top_k=top_k)
-    for (i, cloud), prediction in zip(read.items(), predictions, strict=True):
-        results[i] = (sources[i], prediction, points_image(cloud, THUMB))
-    return [results[i] for i in range(len(sources))]
-
-
-def _predict_series(predictor, source: _Source, top_k: int) -> list[tuple[_Source, object, QImage]]:
-    """One result per series of the file, each with a line plot of its values for a thumbnail."""
-    from perceiver_gui.core.inference import Prediction
-    from perceiver_gui.core.series import SeriesError, read_series
-
-    try:
-        found = read_series(source.path, label_column=predictor.meta.config.data.label_column, labelled=False)
-        predictions = predictor.predict_series(found, source.path, top_k=top_k)
-    except SeriesError as exc:
-        return [(source, Prediction(source.path, error=str(exc)), QImage())]
-    return [(_Source(name=f"{source.name}#{i + 1}", path=source.path, row=i + 1), prediction,
-             series_image(values.T, THUMB))
-            for i, (values, prediction) in enumerate(zip(found.values, predictions, strict=True))]
-
-
-def _predict_sounds(predictor, sources: list[_Source], top_k: int) -> list[tuple[_Source, object, QImage]]:
-    """A result per sound file, each with what the model reads of it for a thumbnail: its log-mel spectrogram
-    (or waveform, for a waveform model)."""
-    from perceiver_gui.core.audio import AudioError
-
-    def picture(path: str) -> QImage:
-        try:
-            return sound_image(predictor.sound_picture(path), THUMB)
-        except AudioError:  # the prediction holds the sentence
-            return QImage()
-
-    predictions = predictor.predict([s.path for s in sources], top_k=top_k)
-    return [(s, p, picture(s.path) if not p.error else QImage()) for s, p in zip(sources, predictions, strict=True)]
 
 
 class ResultEntry(QFrame):
@@ -312,7 +169,7 @@ class ClassifierPanel(QWidget):
         self.model_name = ""  # the loaded model's run name, shown with each of its results
         self._load_worker = None
         self._predict_worker = None
-        self._pending: list[list[_Source]] = []
+        self._pending: list[list[Source]] = []
         self._attention_workers: list = []
         self._attention_done = 0
 
@@ -409,11 +266,11 @@ class ClassifierPanel(QWidget):
         path = str(path)
         self.busy.setText(f"Loading {Path(path).name}…")
         self._loading_path = path
-        self._load_worker = start_worker(load_predictor, path, returned=self._on_loaded, errored=self._on_load_error,
+        self._load_worker = start_worker(_jobs.job("load"), path, returned=self._on_loaded, errored=self._on_load_error,
                                          finished=self._on_load_finished)
 
     def classify(self, paths: Iterable[str | Path]) -> None:
-        sources = [_Source(name=Path(p).name or str(p), path=str(p)) for p in paths]
+        sources = [Source(name=Path(p).name or str(p), path=str(p)) for p in paths]
         if sources:
             self._queue(sources)
 
@@ -421,18 +278,16 @@ class ClassifierPanel(QWidget):
         buffer = QBuffer()
         buffer.open(QIODevice.OpenModeFlag.WriteOnly)
         image.save(buffer, "PNG")
-        self._queue([_Source(name=name, data=bytes(buffer.data()))])
+        self._queue([Source(name=name, data=bytes(buffer.data()))])
 
     def show_attention(self, entry: ResultEntry):
         """Open a non-modal attention dialog for a classified entry; the maps are computed in a worker."""
-        from perceiver_gui.ui.attention_view import AttentionDialog, SeriesRow, compute_attention
-
-        dialog = AttentionDialog(entry.name, self)
+        dialog = _attention_view.AttentionDialog(entry.name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
-        source = entry.data or (SeriesRow(entry.path, entry.row) if entry.row else entry.path)
+        source = entry.data or (_attention_view.SeriesRow(entry.path, entry.row) if entry.row else entry.path)
         self._attention_workers.append(start_worker(
-            compute_attention, self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
+            _jobs.job("compute_attention"), self.predictor, entry.name, source, self.top_k.value(), returned=dialog.show_result,
             errored=dialog.show_exception, finished=self._on_attention_finished))
         return dialog
 
@@ -495,7 +350,7 @@ class ClassifierPanel(QWidget):
         return False
 
     # -- workers (GUI-thread slots) ------------------------------------------------------------
-    def _queue(self, sources: list[_Source]) -> None:
+    def _queue(self, sources: list[Source]) -> None:
         self._pending.append(sources)
         self._next()
 
@@ -508,7 +363,7 @@ class ClassifierPanel(QWidget):
             return
         sources = self._pending.pop(0)
         self.busy.setText("Classifying…")
-        self._predict_worker = start_worker(_predict, self.predictor, sources, self.top_k.value(),
+        self._predict_worker = start_worker(_jobs.job("predict"), self.predictor, sources, self.top_k.value(),
                                             yielded=self._on_predictions, errored=self._on_predict_error,
                                             finished=self._on_predict_finished)
 
@@ -566,14 +421,11 @@ class ClassifierPanel(QWidget):
         self.scroll.verticalScrollBar().setValue(0)
 
     def _on_loaded(self, loaded: tuple) -> None:
-        predictor, self.model_name = loaded
+        predictor, self.model_name, accuracy = loaded
         self.predictor = predictor
         self.model_path = self._loading_path
         meta = predictor.meta
         classes = ", ".join(meta.class_names[:6]) + (", …" if len(meta.class_names) > 6 else "")
-        from perceiver_gui.core.checkpoints import accuracy_text  # torch is loaded by now, with the model
-
-        accuracy = accuracy_text(meta.summary)
         acc_text = f" · {escape(accuracy)}" if accuracy else ""
         self.model_info.setText(
             f"Model <b>{escape(self.model_name)}</b> · {len(meta.class_names)} classes ({escape(classes)}){acc_text}"
@@ -596,33 +448,3 @@ class ClassifierPanel(QWidget):
         self._load_worker = None
         self.busy.setText("")
         self._next()
-
-
-_threads_lock = threading.Lock()
-
-
-def load_predictor(path: str):
-    """In a worker: the Predictor of a model file and the name of its run (see `_model_name`)."""
-    # torch and the model are imported here, in the worker, so the window never waits for them.
-    with _threads_lock:
-        first = "torch" not in sys.modules
-        from perceiver_gui.core.device import configure_threads
-        from perceiver_gui.core.inference import Predictor
-
-        if first:
-            # The app's rule for torch's CPU threads (all cores but one) unless a training run has already
-            # set them: torch's default of every core made one image take 350 ms instead of 15 ms on two
-            # busy cores, where the GUI thread and other programs want the same cores.
-            configure_threads(0)
-    predictor = Predictor.from_checkpoint(path)
-    return predictor, _model_name(path, predictor.meta.config.name)
-
-
-def _model_name(path: str, config_name: str) -> str:
-    """The name the Runs tab shows for the model's run (a renamed run keeps its config's name), else the
-    config's name."""
-    from perceiver_gui.core.runs import RUN_FILE
-    from perceiver_gui.ui.runs_panel import run_name
-
-    folder = Path(path).parent
-    return run_name(folder, config_name) if (folder / RUN_FILE).is_file() else config_name

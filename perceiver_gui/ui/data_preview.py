@@ -23,10 +23,14 @@ from PySide6.QtWidgets import (
 
 from perceiver_gui.config import DataConfig
 from perceiver_gui.core.datasets import KINDS, kind_of
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.widgets import points_image, series_image, sound_image
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["DataPreview"]
+
+# The data stack (torch): imported in the preview's worker (ui/deferred.py), so the window never waits for it.
+_data = deferred.module("perceiver_gui.core.data")
 
 THUMB = 56  # thumbnail side in logical pixels; small images are scaled up without smoothing
 PER_CLASS = 8  # sample images shown per class
@@ -150,8 +154,6 @@ def _pixmap(image) -> QPixmap:
 
 
 def _collect(data: DataConfig):
-    # The data stack (torch) is imported here, in the worker, so the window never waits for it. A
-    # generator, so closing the dialog stops the loading at its next event.
-    from perceiver_gui.core.data import preview_dataset
-
-    return (yield from preview_dataset(data, per_class=PER_CLASS))
+    """In the worker: the dataset's events while it opens, then its Preview. A generator, so closing the dialog
+    stops the loading at its next event."""
+    return (yield from _data.preview_dataset(data, per_class=PER_CLASS))

@@ -1,4 +1,4 @@
-"""Loading the plotting stack after the window is up.
+"""What the UI loads after the window is up, and the one way it loads anything late.
 
 numpy and pyqtgraph take about half a second to import here (pyqtgraph wraps every Qt class, which
 makes PySide6 build ~600 enum types), which is half of the launch budget. The window does not need
@@ -15,6 +15,17 @@ The training engine (torch, ~1–3 s of imports that hold the GIL in long stretc
 a background thread (`preload_engine`), so that pressing Start does not freeze the window while torch
 loads: the stall happens once, while the user is still reading the form. torch has no Qt types, so a
 thread is safe for it.
+
+This module is also the one place where the UI imports anything heavy later than at launch. A UI module
+names what it needs lazily once, at its top, with `module(name)`:
+- reading an attribute of it imports the module then, in the thread that reads it: in the GUI thread for a
+  dialog or a plot (`plotting=True` loads the plotting stack first, as above), or a core module that the
+  work before has loaded;
+- `.job(function)` names a function to run in a worker (`ui/workers.start_worker`): its module, with torch,
+  numpy or PIL, is imported in that worker, after the engine preload, never in the GUI thread. The work of
+  each panel lives in such a module under `ui/jobs/`, which imports what it needs at its top.
+Light modules are imported at the top as usual; no UI module imports anything but the standard library
+inside a function (tests/ui/test_lazy_boundary.py checks it).
 """
 
 from __future__ import annotations
@@ -25,16 +36,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, QTimer
 
 from perceiver_gui.ui import gui_gc
 
 if TYPE_CHECKING:
-    from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QWidget
 
-__all__ = ["after_first_paint", "engine_ready", "import_plotting", "load_step_by_step", "preload_engine",
-           "wait_for_engine"]
+__all__ = ["Job", "LazyModule", "after_first_paint", "engine_ready", "import_plotting", "load_step_by_step", "module",
+           "preload_engine", "wait_for_engine"]
 
 ENGINE = "perceiver_gui.core.training"  # imports torch, the data and model code
 # What a run's first steps import besides: torch.optim's first step imports torch._dynamo (~2 s holding
@@ -47,6 +61,48 @@ _starting = threading.Lock()  # preload_engine may be called from the GUI thread
 SLICE_S = 0.02  # work for at most about this long per event-loop turn (a unit may run over)
 
 
+def module(name: str, *, plotting: bool = False) -> LazyModule:
+    """The module `name`, imported when one of its attributes is first read (with `plotting`, after the
+    plotting stack: for modules of plots and dialogs that use pyqtgraph, read in the GUI thread only)."""
+    return LazyModule(name, plotting)
+
+
+class LazyModule:
+    """A module to import later (see `module`); `job(function)` names one of its functions for a worker."""
+
+    __slots__ = ("_loaded", "_name", "_plotting")
+
+    def __init__(self, name: str, plotting: bool = False):
+        self._name = name
+        self._plotting = plotting
+        self._loaded: ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._loaded is None:
+            if self._plotting:
+                import_plotting()
+            self._loaded = importlib.import_module(self._name)
+        return getattr(self._loaded, attribute)
+
+    def job(self, function: str) -> Job:
+        """The module's `function`, for `start_worker`: the module is imported in the worker that runs it."""
+        return Job(self._name, function)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r}, imported on first use>"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A function of a module that is not imported yet; `load` imports it (in the worker thread)."""
+
+    module: str
+    function: str
+
+    def load(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), self.function)
+
+
 def import_plotting() -> None:
     """Import everything the plots need, now (a no-op once done)."""
     for _ in _units():
@@ -56,8 +112,6 @@ def import_plotting() -> None:
 def load_step_by_step(context: QObject, done: Callable[[], object]) -> None:
     """Do the imports in short slices between events, then call `done`, in the GUI thread; nothing
     more happens once `context` (the window that asked) is gone."""
-    from PySide6.QtCore import QTimer
-
     units = _units()
 
     def work() -> None:
@@ -112,7 +166,6 @@ def engine_ready() -> bool:
 def after_first_paint(window: QWidget, then: Callable[[], object], fallback_ms: int = 1000) -> None:
     """Call `then` once `window` has painted for the first time (or after `fallback_ms`, for a window
     that never paints, e.g. minimised), so work queued at launch does not delay the first frame."""
-    from PySide6.QtCore import QEvent, QObject, QTimer
 
     class _Watcher(QObject):
         def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)

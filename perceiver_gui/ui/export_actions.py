@@ -17,10 +17,15 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from perceiver_gui.core.runs import MODEL_FILE
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.runs_panel import run_name as _run_name
 from perceiver_gui.ui.workers import start_worker
 
 __all__ = ["ExportActions"]
+
+# torch and ONNX: imported in the export's worker (ui/deferred.py); read in the GUI thread only once a worker has.
+_export = deferred.module("perceiver_gui.core.export")
+_checkpoints = deferred.module("perceiver_gui.core.checkpoints")
 
 
 class ExportActions(QObject):
@@ -71,9 +76,7 @@ class ExportActions(QObject):
                                "CSV files (*.csv)")
         if not path:
             return
-        from perceiver_gui.core.export import metrics_csv
-
-        self._start(metrics_csv, run, path, busy=f"Exporting the metrics of {Path(run).name}…",
+        self._start(_export.job("metrics_csv"), run, path, busy=f"Exporting the metrics of {Path(run).name}…",
                     done=lambda rows: f"Exported {rows:,} rows of metrics to {path}.")
 
     def export_onnx(self) -> None:
@@ -97,12 +100,10 @@ class ExportActions(QObject):
         path = self._save_name(title, (name or "model") + ".onnx", "ONNX models (*.onnx)")
         if not path:
             return
-        from perceiver_gui.core.export import export_onnx
-
-        self._start(export_onnx, model, path, busy=f"Exporting {Path(model).name} as ONNX…",
+        self._start(_export.job("export_onnx"), model, path, busy=f"Exporting {Path(model).name} as ONNX…",
                     done=lambda out: f"Exported the model as ONNX to {out}.")
 
-    def _start(self, fn: Callable[..., object], *args: str, busy: str, done: Callable[[object], str]) -> None:
+    def _start(self, fn: deferred.Job, *args: str, busy: str, done: Callable[[object], str]) -> None:
         self._done = done
         for action in self.actions:
             action.setEnabled(False)
@@ -121,10 +122,7 @@ class ExportActions(QObject):
         self.message.emit(self._done(result))
 
     def _on_error(self, exc: BaseException) -> None:
-        from perceiver_gui.core.checkpoints import CheckpointError
-        from perceiver_gui.core.export import ExportError
-
-        text = str(exc) if isinstance(exc, ExportError | CheckpointError) else f"The export failed: {exc}"
+        text = str(exc) if isinstance(exc, _export.ExportError | _checkpoints.CheckpointError) else f"The export failed: {exc}"
         QMessageBox.warning(self._parent, "Export failed", text)
 
     def _on_finished(self) -> None:

@@ -19,9 +19,14 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QLabel, QToolButton, QVBoxLayout, QWidget
 
 from perceiver_gui.core.datasets import KINDS, Kind
-from perceiver_gui.core.fourier import added_channels, check_frequencies
+from perceiver_gui.core.fourier import added_channels, axis_encoding, check_frequencies
+from perceiver_gui.ui import deferred
 
 __all__ = ["FourierView"]
+
+# The plot's library, loaded when the plot is first shown (ui/deferred.py).
+pg = deferred.module("pyqtgraph", plotting=True)
+_plotting = deferred.module("perceiver_gui.ui.plotting", plotting=True)
 
 PLOT_HEIGHT = 120
 SYMBOLS_UP_TO = 16  # pixels along the axis; beyond this the dots at the samples would merge into the lines
@@ -149,8 +154,6 @@ class FourierView(QWidget):
             self._draw()
 
     def _make_plot(self) -> None:
-        import pyqtgraph as pg
-
         self.plot = pg.PlotWidget()
         self.plot.setObjectName("fourierPlot")
         self.plot.setFixedHeight(PLOT_HEIGHT)
@@ -167,10 +170,6 @@ class FourierView(QWidget):
         self._apply_palette()
 
     def _draw(self) -> None:
-        import pyqtgraph as pg
-
-        from perceiver_gui.core.fourier import axis_encoding
-
         e = self.encoding
         # Smooth curves, not straight lines between a few pixels: a sine drawn through 8 samples is a
         # zigzag, and a band above the Nyquist limit would look like the slower band it aliases to.
@@ -215,9 +214,7 @@ class FourierView(QWidget):
 
     def _apply_palette(self) -> None:
         """The plot's background and axes follow the form's palette, so a dark desktop gets a dark plot."""
-        from perceiver_gui.ui.plotting import style_plot  # with the plot, not at launch
-
         background = self.palette().color(QPalette.ColorRole.Base)
         foreground = self.palette().color(QPalette.ColorRole.Text)
         self.plot.setBackground(background)
-        style_plot(self.plot.getPlotItem(), foreground)
+        _plotting.style_plot(self.plot.getPlotItem(), foreground)

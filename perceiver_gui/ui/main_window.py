@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MainWindow"]
 
+# The live curves (pyqtgraph), loaded after the window is shown, or at once when a run starts (ui/deferred.py).
+_plots_module = deferred.module("perceiver_gui.ui.plots", plotting=True)
+
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings, runs_root: Path | None = None, parent: QWidget | None = None):
@@ -155,10 +158,7 @@ class MainWindow(QMainWindow):
     def plots(self) -> PlotsPanel:
         """The live curves of the Training tab, made now if pyqtgraph has not finished loading."""
         if self._plots is None:
-            deferred.import_plotting()
-            from perceiver_gui.ui.plots import PlotsPanel
-
-            self._plots = PlotsPanel()
+            self._plots = _plots_module.PlotsPanel()
             layout = self._plots_frame.layout()
             layout.removeWidget(self._plots_placeholder)
             self._plots_placeholder.deleteLater()

@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, Signal
 from PySide6.QtGui import QFontMetrics, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from perceiver_gui.core.datasets import KINDS, Kind
 from perceiver_gui.core.events import EpochEnd, RunStarted
 from perceiver_gui.core.runs import read_run
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.confusion_matrix import ConfusionView
 from perceiver_gui.ui.runs_panel import run_name
 from perceiver_gui.ui.widgets import points_image, series_image, sound_image
@@ -46,7 +47,14 @@ from perceiver_gui.ui.workers import start_worker
 if TYPE_CHECKING:
     from perceiver_gui.core.evaluation import CellImages, Confusion, TestSplit
 
-__all__ = ["MistakesPanel"]
+__all__ = ["Loaded", "MistakesPanel"]
+
+# Loaded when first used, not at launch (ui/deferred.py): the work done in workers (torch, numpy), the
+# evaluation's records (numpy; loaded by then, with the run's epochs or a worker's answer), and the attention
+# dialog (numpy, pyqtgraph).
+_jobs = deferred.module("perceiver_gui.ui.jobs.mistakes")
+_evaluation = deferred.module("perceiver_gui.core.evaluation")
+_attention_view = deferred.module("perceiver_gui.ui.attention_view", plotting=True)
 
 ENLARGED = 320  # side of a double-clicked image, in pixels
 MAX_THUMBNAILS = 300  # a cell of a large split can hold thousands; the most confident ones come first
@@ -62,42 +70,14 @@ def _pct(p: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Loaded:
-    """What a worker hands back: a matrix, a cell's images, or the sentence saying why not."""
+class Loaded:
+    """What a worker (ui/jobs/mistakes.py) hands back: a matrix, a cell's images, or the sentence saying why not."""
 
     token: int
     confusion: Confusion | None = None
     cell: CellImages | None = None
     split: TestSplit | None = None
     error: str = ""
-
-
-def _read_run(token: int, run_dir: str) -> _Loaded:
-    from perceiver_gui.core.evaluation import EvaluationError, read_confusion
-
-    try:
-        return _Loaded(token, confusion=read_confusion(run_dir))
-    except EvaluationError as exc:
-        return _Loaded(token, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 (a worker must always answer, with a sentence)
-        return _Loaded(token, error=f"Could not read the run's saved predictions: {type(exc).__name__}: {exc}.")
-
-
-def _read_cell(token: int, run_dir: str, true: int, pred: int, split: TestSplit | None) -> _Loaded:
-    from perceiver_gui.core.evaluation import Confusion, EvaluationError, cell_images, load_test_split, read_evaluation
-
-    try:
-        ev = read_evaluation(run_dir)
-        if split is None or split.digest != ev.test_digest:  # another dataset, or not loaded yet
-            split = load_test_split(run_dir, ev.split)
-        cell = cell_images(ev, split, true, pred, limit=MAX_THUMBNAILS)
-        confusion = Confusion(run_dir, ev.epoch, ev.class_names, ev.confusion(), has_images=True, split=ev.split,
-                              kind=split.kind)
-        return _Loaded(token, confusion=confusion, cell=cell, split=split)
-    except EvaluationError as exc:
-        return _Loaded(token, split=split, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 (a worker must always answer, with a sentence)
-        return _Loaded(token, split=split, error=f"Could not load the images: {type(exc).__name__}: {exc}.")
 
 
 class MistakesPanel(QWidget):
@@ -205,9 +185,7 @@ class MistakesPanel(QWidget):
                 self.view.set_placeholder("This run has no validation split (data.val_fraction is 0), so its epochs "
                                           "have no confusion matrix.")
                 return
-            from perceiver_gui.core.evaluation import Confusion
-
-            self._show(Confusion(self.live_run, event.epoch, self._live_names, event.confusion, has_images=True,
+            self._show(_evaluation.Confusion(self.live_run, event.epoch, self._live_names, event.confusion, has_images=True,
                                  kind=self._live_kind))
 
     def load_run(self, run_dir: str) -> None:
@@ -215,7 +193,7 @@ class MistakesPanel(QWidget):
         self._run_token += 1
         self._cell_token += 1
         self.summary.setText(f"Reading {escape(run_name(run_dir))}…")
-        self._start(_read_run, self._run_token, str(run_dir), returned=self._on_run_read)
+        self._start(_jobs.job("read_run"), self._run_token, str(run_dir), returned=self._on_run_read)
 
     def show_cell(self, true: int, pred: int) -> None:
         """Show the validation images of a cell in the gallery (loaded in a worker), or say why there are none."""
@@ -237,7 +215,7 @@ class MistakesPanel(QWidget):
         if not c.has_images:
             return self._say(f"{what}: {escape(c.note)}")
         self.gallery_title.setText(f"{what}: loading {c.counts[true][pred]} {self._word()} {self._kind().plural}…")
-        self._start(_read_cell, self._cell_token, c.run_dir, true, pred, self._split, returned=self._on_cell_read)
+        self._start(_jobs.job("read_cell"), self._cell_token, c.run_dir, true, pred, self._split, returned=self._on_cell_read)
 
     def enlarge(self, row: int) -> QDialog | None:
         """A window with the gallery's image `row` large, what the model said of it, and a button to see
@@ -272,23 +250,21 @@ class MistakesPanel(QWidget):
 
     def show_attention(self, row: int):
         """The attention dialog for the gallery's image `row`, computed by the run's saved model in a worker."""
-        from perceiver_gui.ui.attention_view import AttentionDialog
-
         cell, confusion = self.cell, self.confusion
         if cell is None or confusion is None or not 0 <= row < len(cell.indices):
             return None
         name = f"{self._word()} {self._kind().noun} #{cell.indices[row]}"
-        dialog = AttentionDialog(name, self)
+        dialog = _attention_view.AttentionDialog(name, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         # An image goes as the PNG the predictor reads; a series as its values (C, L), NaN after its end.
         source = _png(cell.images[row]) if cell.kind == "image" else cell.images[row]
-        self._start(_attention, confusion.run_dir, name, source, returned=dialog.show_result,
+        self._start(_jobs.job("attention"), confusion.run_dir, name, source, returned=dialog.show_result,
                     errored=dialog.show_exception)
         return dialog
 
     # -- worker answers (GUI-thread slots) -----------------------------------------------------
-    def _on_run_read(self, loaded: _Loaded) -> None:
+    def _on_run_read(self, loaded: Loaded) -> None:
         if loaded.token != self._run_token:
             return
         if loaded.error:
@@ -298,7 +274,7 @@ class MistakesPanel(QWidget):
             return
         self._show(loaded.confusion)
 
-    def _on_cell_read(self, loaded: _Loaded) -> None:
+    def _on_cell_read(self, loaded: Loaded) -> None:
         if loaded.split is not None:
             self._split = loaded.split
         if loaded.token != self._cell_token:
@@ -442,21 +418,8 @@ def _legend(nouns: str, split: str) -> str:
             f"{nouns}, each colour scaled to its own largest cell. Click a cell to see its {split} {nouns}.")
 
 
-def _attention(run_dir: str, name: str, source):
-    """In a worker: the run's saved model's attention on one image (PNG bytes at the size the model reads) or
-    one series (its values)."""
-    from perceiver_gui.core import runs
-    from perceiver_gui.ui.attention_view import compute_attention
-    from perceiver_gui.ui.classifier_panel import load_predictor
-
-    predictor, _ = load_predictor(str(Path(run_dir) / runs.MODEL_FILE))
-    return compute_attention(predictor, name, source)
-
-
 def _png(image) -> bytes:
     """A uint8 (H, W, C) image as PNG bytes, the form the predictor reads dropped images in."""
-    from PySide6.QtCore import QBuffer, QIODevice
-
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     _qimage(image).save(buffer, "PNG")
@@ -464,9 +427,8 @@ def _png(image) -> bytes:
 
 
 def _qimage(image) -> QImage:
-    import numpy as np
-
-    image = np.ascontiguousarray(image)
+    if not image.flags.c_contiguous:  # QImage reads the rows one after the other
+        image = image.copy(order="C")
     h, w, c = image.shape
     fmt = QImage.Format.Format_Grayscale8 if c == 1 else QImage.Format.Format_RGB888
     return QImage(image.data, w, h, c * w, fmt).copy()  # copy: own the pixels

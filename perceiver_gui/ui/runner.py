@@ -21,12 +21,18 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QCoreApplication, QElapsedTimer, QEventLoop, QObject, QThread, Signal
 
 from perceiver_gui.config import Config
+from perceiver_gui.core import runs
 from perceiver_gui.core.control import RunControl
 from perceiver_gui.core.events import Event, Finished, RunStarted, Step
+from perceiver_gui.ui import deferred
+from perceiver_gui.ui.process_runner import ProcessRun
 from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from superqt.utils import GeneratorWorker
+
+# The engine (torch): imported in the worker that trains (ui/deferred.py), so the window never waits for it.
+_training = deferred.module("perceiver_gui.core.training")
 
 __all__ = ["EngineError", "TrainingRunner"]
 
@@ -46,8 +52,6 @@ def _processes(cfg: Config | None, run_dir: Path | None) -> int:
     """How many processes train the run: its config's, or the saved config's when resuming."""
     if cfg is not None:
         return cfg.train.processes
-    from perceiver_gui.core import runs
-
     try:
         saved = runs.read_config(run_dir).config
     except runs.RunError:
@@ -60,14 +64,11 @@ def _run(cfg: Config | None, runs_root: Path | None, run_dir: Path | None, contr
     """A new run of `cfg` in runs_root, or (cfg None) the run in `run_dir` resumed from disk, its events
     in batches."""
     try:
-        # torch is imported here, in the worker, so the window appears without waiting for it.
-        from perceiver_gui.core import runs, training
-
         if cfg is None:
-            yield from _batched(training.resume(run_dir, control=control))
+            yield from _batched(_training.resume(run_dir, control=control))
         else:
             out_dir = runs.new_run_dir(cfg.name, runs_root) if runs_root is not None else None
-            yield from _batched(training.train(cfg, out_dir=out_dir, control=control))
+            yield from _batched(_training.train(cfg, out_dir=out_dir, control=control))
     except Exception as exc:
         raise EngineError(str(exc)) from exc
 
@@ -137,9 +138,6 @@ class TrainingRunner(QObject):
         self.started.emit()
 
     def _launch_processes(self, cfg: Config | None, run_dir: Path | None) -> None:
-        from perceiver_gui.core import runs
-        from perceiver_gui.ui.process_runner import ProcessRun
-
         if run_dir is None:
             run_dir = runs.new_run_dir(cfg.name, self.runs_root)
         process = ProcessRun(cfg, run_dir, self)

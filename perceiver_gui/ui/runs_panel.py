@@ -31,14 +31,19 @@ from PySide6.QtWidgets import (
 from perceiver_gui.core import runs
 from perceiver_gui.core.complexity import parameter_count
 from perceiver_gui.core.runs import RunInfo
+from perceiver_gui.ui import deferred
 from perceiver_gui.ui.complexity_view import si
 from perceiver_gui.ui.training_panel import format_duration
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.compare_view import CompareView
-    from perceiver_gui.ui.plots import PlotsPanel  # imported when first shown: pyqtgraph loads after launch
+    from perceiver_gui.ui.plots import PlotsPanel
 
 __all__ = ["RunsPanel", "run_name"]
+
+# The curves (pyqtgraph), loaded when first shown, not at launch (ui/deferred.py).
+_plots_module = deferred.module("perceiver_gui.ui.plots", plotting=True)
+_compare_module = deferred.module("perceiver_gui.ui.compare_view", plotting=True)
 
 HINT = "Select a run to see its curves; Ctrl- or Shift-click several to compare them."
 MAX_COMPARED = 12  # runs overlaid at once: beyond this the colours and dashes can no longer be told apart
@@ -189,9 +194,7 @@ class RunsPanel(QWidget):
         """The selected run's curves. Made when first needed (the tab is shown, a run selected): a plots
         panel takes ~0.1 s to build, which the launch should not spend on a tab nobody has opened."""
         if self._plots is None:
-            from perceiver_gui.ui.plots import PlotsPanel
-
-            self._plots = PlotsPanel()
+            self._plots = _plots_module.PlotsPanel()
             self._plots.setVisible(len(self.selected_runs()) == 1)  # empty axes say nothing: the hint does
             self._lower_layout.addWidget(self._plots, 1)
         return self._plots
@@ -200,9 +203,7 @@ class RunsPanel(QWidget):
     def compare(self) -> CompareView:
         """The view of several selected runs, made (and its module imported) the first time two are."""
         if self._compare is None:
-            from perceiver_gui.ui.compare_view import CompareView
-
-            self._compare = CompareView()
+            self._compare = _compare_module.CompareView()
             self._compare.setVisible(False)
             self._lower_layout.addWidget(self._compare, 1)
         return self._compare

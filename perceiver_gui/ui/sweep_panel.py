@@ -7,7 +7,7 @@ interrupted; Continue replaces it). The panel reads the study from the sweep fol
 second and shows the trials, the best value so far, a parallel-coordinates plot and the parameters'
 importance. Selecting a trial shows its run's curves; double-clicking opens its model in the Classifier.
 
-Optuna (~0.4 s to import) and pyqtgraph load when the tab is first used, not at launch.
+Optuna (~0.4 s to import) and pyqtgraph load when the tab is first used, not at launch (ui/deferred.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QProcess, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -41,14 +43,23 @@ from PySide6.QtWidgets import (
 )
 
 from perceiver_gui.config import OPTIMIZERS, SCHEDULES, Config, ConfigError
+from perceiver_gui.core.events import EpochEnd
+from perceiver_gui.core.runs import MODEL_FILE, read_metrics
+from perceiver_gui.ui import deferred
+from perceiver_gui.ui.workers import start_worker
 
 if TYPE_CHECKING:
     from perceiver_gui.ui.plots import PlotsPanel
     from perceiver_gui.ui.sweep_plots import SweepPlots
 
-from perceiver_gui.ui.workers import start_worker
-
 __all__ = ["SEARCHABLE", "SweepPanel"]
+
+# Loaded when the tab is first used, not at launch (ui/deferred.py): core.sweep (Optuna), the work done in a
+# worker (its parameters' importance), and the plots (pyqtgraph).
+_sweep = deferred.module("perceiver_gui.core.sweep")
+_jobs = deferred.module("perceiver_gui.ui.jobs.sweep")
+_sweep_plots_module = deferred.module("perceiver_gui.ui.sweep_plots", plotting=True)
+_plots_module = deferred.module("perceiver_gui.ui.plots", plotting=True)
 
 # The settings a sweep can vary, with a starting range or choices: (key, low, high, log, choices).
 SEARCHABLE: tuple[tuple[str, float, float, bool, str], ...] = (
@@ -250,12 +261,7 @@ class SweepPanel(QWidget):
     @property
     def plots(self) -> SweepPlots:
         if self._plots is None:
-            from perceiver_gui.ui import deferred
-
-            deferred.import_plotting()
-            from perceiver_gui.ui.sweep_plots import SweepPlots
-
-            self._plots = SweepPlots()
+            self._plots = _sweep_plots_module.SweepPlots()
             self.views.insertTab(0, self._plots, "Progress")
             self.views.setCurrentIndex(0)
         return self._plots
@@ -264,12 +270,7 @@ class SweepPanel(QWidget):
     def run_plots(self) -> PlotsPanel:
         """The selected trial's curves."""
         if self._run_plots is None:
-            from perceiver_gui.ui import deferred
-
-            deferred.import_plotting()
-            from perceiver_gui.ui.plots import PlotsPanel
-
-            self._run_plots = PlotsPanel()
+            self._run_plots = _plots_module.PlotsPanel()
             self.views.insertTab(1, self._run_plots, "Trial run")
         return self._run_plots
 
@@ -311,12 +312,11 @@ class SweepPanel(QWidget):
         """A new sweep (or more trials of the same one) of the form's config in the folder."""
         if self.running:
             return
-        sweep = _core()
         try:
             base = self._base_config()
-            spec = sweep.parse_sweep({"search": self.search_table(), "sweep": self.sweep_table()},
+            spec = _sweep.parse_sweep({"search": self.search_table(), "sweep": self.sweep_table()},
                                      where="The sweep", base=base)
-            folder = sweep.create_sweep(spec, Path(self.folder_edit.text().strip() or self._new_folder_name()))
+            folder = _sweep.create_sweep(spec, Path(self.folder_edit.text().strip() or self._new_folder_name()))
         except ConfigError as exc:  # SweepError is one: a sentence naming the setting
             self._say(str(exc))
             return
@@ -328,7 +328,7 @@ class SweepPanel(QWidget):
             return
         folder = Path(self.folder_edit.text().strip()).expanduser()
         try:
-            _core().read_sweep(folder)
+            _sweep.read_sweep(folder)
         except ConfigError as exc:
             self._say(str(exc))
             return
@@ -343,7 +343,7 @@ class SweepPanel(QWidget):
         """Show the sweep in `folder` (to watch it, or Continue it)."""
         folder = Path(folder).expanduser().absolute()
         try:
-            _core().read_sweep(folder)
+            _sweep.read_sweep(folder)
         except ConfigError as exc:
             self._say(str(exc))
             return False
@@ -411,10 +411,9 @@ class SweepPanel(QWidget):
 
     # -- showing -------------------------------------------------------------------------------
     def _show(self, folder: Path) -> None:
-        sweep = _core()
         self.folder = folder
-        self._spec, self._storage = sweep.read_sweep(folder)
-        self._study = sweep.open_study(folder, self._spec, self._storage)
+        self._spec, self._storage = _sweep.read_sweep(folder)
+        self._study = _sweep.open_study(folder, self._spec, self._storage)
         keys = [key for key, _ in self._spec.search]
         self.table.setColumnCount(5 + len(keys))
         self.table.setHorizontalHeaderLabels(["Trial", "State", self._spec.metric, "Epoch", *keys, "Run"])
@@ -427,9 +426,8 @@ class SweepPanel(QWidget):
         """Read the study again and redraw the table and plots."""
         if self._study is None:
             return
-        sweep = _core()
         try:
-            self.rows = sweep.trial_rows(self._study, self._spec)
+            self.rows = _sweep.trial_rows(self._study, self._spec)
         except Exception as exc:  # noqa: BLE001 - the journal mid-write on a slow share: try again next second
             self._say(f"Could not read the sweep's study: {exc}")
             return
@@ -438,8 +436,8 @@ class SweepPanel(QWidget):
         self.table.setRowCount(len(self.rows))
         for i, r in enumerate(self.rows):
             params = dict(r.params)
-            cells = [str(r.number), r.state + (" ★" if r.is_best else ""), sweep.format_value(r.value), str(r.epoch),
-                     *[sweep.format_value(params.get(k, "")) for k in keys], r.run_dir]
+            cells = [str(r.number), r.state + (" ★" if r.is_best else ""), _sweep.format_value(r.value), str(r.epoch),
+                     *[_sweep.format_value(params.get(k, "")) for k in keys], r.run_dir]
             for col, text in enumerate(cells):
                 item = self.table.item(i, col)
                 if item is None:
@@ -447,12 +445,12 @@ class SweepPanel(QWidget):
                     self.table.setItem(i, col, item)
                 item.setText(text)
                 if col == 1:
-                    item.setForeground(_colour(STATE_COLOURS.get(r.state, "#888888")))
+                    item.setForeground(QColor(STATE_COLOURS.get(r.state, "#888888")))
         self.table.resizeColumnsToContents()
         if selected is not None and selected < len(self.rows):
             self.table.selectRow(selected)
         if not self.running:
-            self.status.setText(sweep.progress(self._study, self._spec))
+            self.status.setText(_sweep.progress(self._study, self._spec))
         complete = sum(r.state == "complete" for r in self.rows)
         if complete != self._importance[0] and self._importance_worker is None:
             self._compute_importance(complete)
@@ -464,7 +462,7 @@ class SweepPanel(QWidget):
     def _compute_importance(self, complete: int) -> None:
         """Optuna's importances in a worker: the first takes seconds (fANOVA's imports), later ones ~10 ms."""
         self._importance_worker = start_worker(
-            _importances, self.folder, self._spec, self._storage, complete, returned=self._importance_ready,
+            _jobs.job("importances"), self.folder, self._spec, self._storage, complete, returned=self._importance_ready,
             errored=self._importance_error, finished=self._importance_finished)
 
     def _importance_ready(self, result: tuple[Path, int, dict[str, float]]) -> None:
@@ -483,7 +481,7 @@ class SweepPanel(QWidget):
         """Put the opened sweep's search space and settings in the widgets, so Start repeats it."""
         spec = self._spec
         search = dict(spec.search)
-        fmt = _core().format_value
+        fmt = _sweep.format_value
         for key, *_rest in SEARCHABLE:
             space = search.get(key)
             if space is None:
@@ -506,16 +504,12 @@ class SweepPanel(QWidget):
         index = self._selected_row()
         if index is None or index >= len(self.rows) or not self.rows[index].run_dir:
             return
-        from perceiver_gui.core.runs import read_metrics
-
         self.run_plots.load_metrics(read_metrics(Path(self.rows[index].run_dir)))
 
     def _open_model(self) -> None:
         index = self._selected_row()
         if index is None or index >= len(self.rows):
             return
-        from perceiver_gui.core.runs import MODEL_FILE
-
         model = Path(self.rows[index].run_dir) / MODEL_FILE
         if model.is_file():
             self.open_model_requested.emit(str(model))
@@ -538,25 +532,8 @@ class SweepPanel(QWidget):
 
     @staticmethod
     def _metrics() -> list[str]:
-        from dataclasses import fields
-
-        from perceiver_gui.core.events import EpochEnd
-
         reported = {f.name for f in fields(EpochEnd)}
         return [m for m in ("val_acc", "val_loss", "train_acc", "train_loss") if m in reported]
-
-
-def _core():
-    """core.sweep, which imports Optuna (~0.4 s): loaded when the tab is first used, not at launch."""
-    from perceiver_gui.core import sweep
-
-    return sweep
-
-
-def _importances(folder: Path, spec: Any, storage: str, complete: int) -> tuple[Path, int, dict[str, float]]:
-    """In a worker thread, with its own study object (the GUI thread's is never shared)."""
-    sweep = _core()
-    return folder, complete, sweep.importances(sweep.open_study(folder, spec, storage))
 
 
 def _parse_value(text: str) -> Any:
@@ -570,9 +547,3 @@ def _parse_value(text: str) -> Any:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return text
-
-
-def _colour(name: str):
-    from PySide6.QtGui import QColor
-
-    return QColor(name)

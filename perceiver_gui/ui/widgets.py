@@ -8,7 +8,13 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
 
+from perceiver_gui.ui import deferred
+
 __all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
+
+# This module is imported with the window; numpy loads after it (ui/deferred.py), and a sound is drawn only
+# once one is dropped or previewed, when the worker that read it has loaded numpy.
+np = deferred.module("numpy")
 
 
 def mix(colour: QColor, background: QColor, share: float) -> QColor:
@@ -89,10 +95,6 @@ def sound_image(values, side: int) -> QImage:
     """A sound as the model reads it, side × side on white: a float (L,) waveform as its envelope (the lowest
     and highest sample under each column), or a float (n_mels, frames) log-mel spectrogram in dB as a heat map,
     low pitches at the bottom, the loudest 60 dB shown (below that is the background). A QImage, so a worker thread may draw it."""
-    # This module is imported with the window; numpy loads after it (ui/deferred.py), and a sound is drawn
-    # only once one is dropped or previewed.
-    import numpy as np
-
     heat = np.array(HEAT, dtype=np.float64)
     if values.ndim == 2:
         mels, frames = values.shape
