@@ -138,6 +138,9 @@ def preload_engine() -> None:
 
 def _import_engine() -> None:
     importlib.import_module(ENGINE)
+    # torch's CPU threads for what the window computes (predictions, attention, the Mistakes tab): all cores but
+    # one, so that the window keeps a core; a run sets its own (train.threads) when it starts.
+    importlib.import_module("perceiver_gui.core.device").configure_threads(0)
     for name in FIRST_STEPS:
         try:
             importlib.import_module(name)

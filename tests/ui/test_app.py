@@ -112,10 +112,13 @@ def test_the_plots_arrive_after_the_window_then_the_engine_loads_in_the_backgrou
         "    t0 = time.perf_counter()\n"
         "    gc.collect()\n"
         "    quick = time.perf_counter() - t0 < 0.1\n"
-        "    print(*seen[0], 'torch._dynamo' in sys.modules, gc.get_freeze_count() > 100_000, quick, flush=True)\n"
+        "    import os, torch\n"
+        "    spare = torch.get_num_threads() == max(1, os.cpu_count() - 1)\n"
+        "    print(*seen[0], 'torch._dynamo' in sys.modules, gc.get_freeze_count() > 100_000, quick, spare, flush=True)\n"
         "    app.quit()\n"
     ))
-    assert printed == "True False True True True"
+    # ... and torch computes the window's predictions on all cores but one, so the window keeps a core.
+    assert printed == "True False True True True True"
 
 
 @pytest.mark.slow
