@@ -76,7 +76,7 @@ class ExportActions(QObject):
                                "CSV files (*.csv)")
         if not path:
             return
-        self._start(_export.job("metrics_csv"), run, path, busy=f"Exporting the metrics of {Path(run).name}…",
+        self._start(_export.job("metrics_csv"), run, path, busy=f"Exporting the metrics of “{_run_name(run)}”…",
                     done=lambda rows: f"Exported {rows:,} rows of metrics to {path}.")
 
     def export_onnx(self) -> None:
@@ -90,17 +90,19 @@ class ExportActions(QObject):
                                   f"the first epoch ends.")
                 return
             title = f"Export the model of “{_run_name(run)}” as ONNX"
+            busy = f"Exporting the model of “{_run_name(run)}” as ONNX…"  # named as in the menu
         else:
             model, _ = QFileDialog.getOpenFileName(self._parent, "Choose a model to export as ONNX", "",
                                                    "Models (*.safetensors);;All files (*)")
             if not model:
                 return
             title = f"Export {Path(model).name} as ONNX"
+            busy = f"Exporting {Path(model).name} as ONNX…"
         name = Path(model).parent.name if Path(model).name == MODEL_FILE else Path(model).stem
         path = self._save_name(title, (name or "model") + ".onnx", "ONNX models (*.onnx)")
         if not path:
             return
-        self._start(_export.job("export_onnx"), model, path, busy=f"Exporting {Path(model).name} as ONNX…",
+        self._start(_export.job("export_onnx"), model, path, busy=busy,
                     done=lambda out: f"Exported the model as ONNX to {out}.")
 
     def _start(self, fn: deferred.Job, *args: str, busy: str, done: Callable[[object], str]) -> None:

@@ -205,3 +205,30 @@ def test_closing_the_window_during_an_onnx_export_waits_for_the_file(make_window
     assert window.isVisible() and "Closing once the export" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30000)
     assert (tmp_path / "model.onnx").read_bytes() == b"onnx"
+
+
+def test_the_status_bar_names_the_run_being_exported_as_the_menu_does(make_window, trained_run, tmp_path, monkeypatch,
+                                                                      qtbot):
+    import shutil
+
+    from perceiver_gui.core import export
+    from perceiver_gui.core.runs import rename_run
+
+    run = tmp_path / "runs" / "20260101-120000-tiny"
+    shutil.copytree(trained_run, run)
+    rename_run(run, "my digits")
+    window = make_window(runs_root=tmp_path / "runs")
+    window.runs.refresh()
+    assert window.runs.select_runs([str(run)])
+    monkeypatch.setattr(export, "export_onnx", lambda model, out: out)
+    monkeypatch.setattr(export, "metrics_csv", lambda run, out: 0)
+    said = []
+    window.export_actions.message.connect(said.append)
+    for action, out in ((window.export_actions.metrics_action, "out.csv"),
+                        (window.export_actions.onnx_action, "out.onnx")):
+        answer_dialogs(monkeypatch, save=tmp_path / out)
+        action.trigger()
+        qtbot.waitUntil(lambda: not window.export_actions.working, timeout=30000)
+    busy = [s for s in said if s.startswith("Exporting")]
+    # The menu said “my digits”; the status bar said the folder's name and "model.safetensors".
+    assert busy == ["Exporting the metrics of “my digits”…", "Exporting the model of “my digits” as ONNX…"]
