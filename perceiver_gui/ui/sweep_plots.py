@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from perceiver_gui.ui.plotting import BLUE, GREEN, ORANGE, FollowsPaletteAndScale, style_plot
@@ -42,7 +42,9 @@ class SweepPlots(FollowsPaletteAndScale, QWidget):
         self.parallel_plot.setMouseEnabled(x=False, y=False)
         self.parallel_plot.hideAxis("left")
         self.parallel_plot.setYRange(-0.08, 1.08, padding=0)
+        self.parallel_plot.getViewBox().sigResized.connect(self._fit_end_labels)
         self._parallel_items: list[Any] = []
+        self._end_labels: list[pg.TextItem] = []  # each axis's low and high end, outside its line
         # Each line's width at 1×, scaled by the screen's pixel ratio (scale_pens): the best-so-far curve, then
         # the parallel-coordinates plot's axes and trials, made anew at each redraw.
         self._widths: list[tuple[Any, float]] = [(self.best_curve, 2.0)]
@@ -74,6 +76,9 @@ class SweepPlots(FollowsPaletteAndScale, QWidget):
         best = (np.maximum if direction == "maximize" else np.minimum).accumulate(values) if len(values) else values
         self.best_points = (xs, best)
         self.best_curve.setData(xs, best)
+        # Trials are whole numbers: with few of them, tick every trial rather than at 0.5 steps.
+        few = len(rows) <= 10
+        self.best_plot.getAxis("bottom").setTickSpacing(*((1, 1) if few else ()))
 
     def _draw_parallel(self, rows: list, search: tuple, metric: str, direction: str) -> None:
         plot = self.parallel_plot
@@ -81,20 +86,23 @@ class SweepPlots(FollowsPaletteAndScale, QWidget):
             plot.removeItem(item)
         self._parallel_items = []
         del self._widths[1:]
+        self._end_labels = []
         axes = [key.partition(".")[2] for key, _ in search] + [metric]  # "lr": the table names the section
         plot.getAxis("bottom").setTicks([list(enumerate(axes))])
         plot.setXRange(-0.3, len(axes) - 0.7, padding=0)
         shown = [r for r in rows if r.state in ("complete", "pruned") and math.isfinite(r.value)]
         values = [r.value for r in shown]
         lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-        for i, (_key, space) in enumerate(search):
-            low_text, high_text = _ends(space)
-            self._add(pg.InfiniteLine(pos=i, angle=90, pen=pg.mkPen(GREY, width=1)), width=1.0)
-            self._add(_label(low_text, i, -0.06, self._foreground))
-            self._add(_label(high_text, i, 1.06, self._foreground))
-        self._add(pg.InfiniteLine(pos=len(search), angle=90, pen=pg.mkPen(GREY, width=1)), width=1.0)
-        self._add(_label(f"{lo:.3g}", len(search), -0.06, self._foreground))
-        self._add(_label(f"{hi:.3g}", len(search), 1.06, self._foreground))
+        ends = [_ends(space) for _key, space in search] + [(f"{lo:.3g}", f"{hi:.3g}")]
+        for i, (low_text, high_text) in enumerate(ends):
+            # The axis runs from 0 to 1 only; its ends are written below and above it, where no line crosses them.
+            self._add(pg.PlotDataItem([i, i], [0, 1], pen=pg.mkPen(GREY, width=1)), width=1.0)
+            for text, y, anchor in ((low_text, 0.0, (0.5, 0.0)), (high_text, 1.0, (0.5, 1.0))):
+                label = pg.TextItem(text, color=self._foreground, anchor=anchor)
+                label.setPos(i, y)
+                self._add(label)
+                self._end_labels.append(label)
+        self._fit_end_labels()
         for r in sorted(shown, key=lambda r: r.value * (1 if direction == "maximize" else -1)):  # best on top
             params = dict(r.params)
             ys = [_position(space, params.get(key)) for key, space in search]
@@ -105,6 +113,13 @@ class SweepPlots(FollowsPaletteAndScale, QWidget):
             self._add(pg.PlotDataItem(list(range(len(ys))), ys, pen=pg.mkPen(colour, width=width)), width=width)
         self.lines = len(shown)
         self._apply_pens()
+
+    def _fit_end_labels(self) -> None:
+        """Leave room above and below the axes for their end labels, whatever the plot's height in pixels."""
+        height = self.parallel_plot.getViewBox().height()
+        text = max((label.boundingRect().height() for label in self._end_labels), default=0.0)
+        room = text / max(height - 2 * text, 1.0)  # a label's height in units of the axes' 0..1
+        self.parallel_plot.setYRange(-room, 1 + room, padding=0)
 
     def _draw_importance(self, importance: dict[str, float], note: str) -> None:
         plot = self.importance_plot
@@ -164,9 +179,3 @@ def _position(space: Any, value: Any) -> float:
 def _blend(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[int, int, int]:
     t = min(1.0, max(0.0, t))
     return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
-
-
-def _label(text: str, x: float, y: float, colour: QColor) -> pg.TextItem:
-    item = pg.TextItem(text, color=colour, anchor=(0.5, 0.5))
-    item.setPos(x, y)
-    return item

@@ -95,7 +95,8 @@ def test_the_sweep_plots_lines_keep_their_width_on_a_2x_screen(qtbot, monkeypatc
                      run_dir=f"t{i}", is_best=i == 2) for i in range(1, 3)]
     plots.show_trials(rows, (("train.lr", Range(1e-3, 1e-1, log=True)),), "val_acc", "maximize", {})
     assert plots.best_curve.opts["pen"].widthF() == 4.0  # device pixels: twice the 2 px at 1×
-    trials = sorted(item.opts["pen"].widthF() for item in plots.parallel_plot.listDataItems())
+    trials = sorted(item.opts["pen"].widthF() for item in plots.parallel_plot.listDataItems()
+                    if len(set(item.xData)) > 1)  # not the vertical axis lines
     assert trials == [2.4, 4.0]  # the best trial's line stays the thicker one
 
 
@@ -118,3 +119,54 @@ def test_the_choices_column_is_readable_in_a_1280_wide_window(qtbot, tmp_path):
     assert trials.sectionViewportPosition(trials.count() - 1) + trials.sectionSize(trials.count() - 1) \
         <= panel.table.viewport().width()
     assert "each trial" in panel.log.placeholderText()  # the empty log says what will come, not a blank box
+
+
+def _shown_sweep_plots(qtbot, rows, search):
+    from perceiver_gui.ui import deferred
+
+    deferred.import_plotting()
+    from perceiver_gui.ui.sweep_plots import SweepPlots
+
+    plots = SweepPlots()
+    qtbot.addWidget(plots)
+    plots.resize(360, 420)  # the Progress tab's size in a 1280 × 800 window
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.show_trials(rows, search, "val_acc", "maximize", {})
+    qtbot.wait(50)
+    return plots
+
+
+def test_the_trials_plot_shows_each_axis_end_whole_and_clear_of_its_axis(qtbot):
+    """The walk at 1280 × 800 showed the top ends ("0.01", "0.256") cut in half by the plot's edge, and each
+    axis line running through its end labels ("0|1")."""
+    import pyqtgraph as pg
+
+    from perceiver_gui.core.sweep import Range, TrialRow
+
+    rows = [TrialRow(number=i, state="complete", value=v, epoch=1, params=(("train.lr", lr),), run_dir=f"t{i}",
+                     is_best=i == 1) for i, (v, lr) in enumerate(((0.1, 0.0035), (0.2556, 0.0052)))]
+    plots = _shown_sweep_plots(qtbot, rows, (("train.lr", Range(1e-3, 1e-2, log=True)),))
+    view = plots.parallel_plot.getViewBox()
+    labels = [item for item in plots.parallel_plot.items if isinstance(item, pg.TextItem)]
+    assert sorted(label.toPlainText() for label in labels) == ["0.001", "0.01", "0.1", "0.256"]
+    shown = view.sceneBoundingRect()
+    axes = [item for item in plots.parallel_plot.items if isinstance(item, pg.InfiniteLine)
+            or isinstance(item, pg.PlotDataItem) and len(set(item.xData)) == 1]  # the vertical axis lines
+    assert len(axes) == 2
+    for label in labels:
+        box = label.sceneBoundingRect()
+        assert shown.contains(box), (label.toPlainText(), box, shown)
+        assert not any(axis.sceneBoundingRect().intersects(box) for axis in axes), label.toPlainText()
+
+
+def test_the_best_so_far_plot_numbers_trials_as_whole_numbers(qtbot):
+    from perceiver_gui.core.sweep import Range, TrialRow
+
+    rows = [TrialRow(number=i, state="complete", value=0.1 * (i + 1), epoch=1, params=(("train.lr", 1e-3),),
+                     run_dir=f"t{i}", is_best=i == 2) for i in range(3)]
+    plots = _shown_sweep_plots(qtbot, rows, (("train.lr", Range(1e-4, 1e-2, log=True)),))
+    axis = plots.best_plot.getAxis("bottom")
+    low, high = plots.best_plot.viewRange()[0]
+    ticks = [v for _spacing, values in axis.tickValues(low, high, axis.width()) for v in values]
+    assert ticks and all(float(v).is_integer() for v in ticks), ticks  # trial 0.5 does not exist
