@@ -53,6 +53,26 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no limit" for a widget's size (not exported by PySide6)
+WIDEST_SPEED = "888,888"  # images (series, sounds, points) a second
+WIDEST_ETA = ("888 h 88 min left", "88 min 88 s left")
+
+
+def hold_width(label: QLabel, *texts: str) -> None:
+    """Fix `label`'s size to fit the widest of `texts`. A label whose text changes width asks the whole window
+    to lay itself out again: at every progress update that repainted the Training tab's buttons, form and plot
+    controls (~5 ms holding the lock that the training thread needs), where a fixed label repaints itself."""
+    metrics = label.fontMetrics()
+    width = max(metrics.horizontalAdvance(text) for text in texts) + 2 * label.margin() + 4
+    label.setFixedSize(width, label.sizeHint().height())
+
+
+def free_width(label: QLabel) -> None:
+    """Let `label` follow its text again (see hold_width)."""
+    label.setMinimumSize(0, 0)
+    label.setMaximumSize(QWIDGETSIZE_MAX, QWIDGETSIZE_MAX)
+
+
 class TrainingPanel(QWidget):
     start_requested = Signal()
     pause_requested = Signal()
@@ -208,6 +228,11 @@ class TrainingPanel(QWidget):
             self._epochs = event.total_steps // max(1, event.steps_per_epoch)
             self._kind = KINDS.get(event.kind, KINDS["image"])
             self.speed_label.setToolTip(f"Training throughput, in {self._kind.plural} per second.")
+            # Sized once for the run's widest texts, so that the updates repaint only themselves.
+            last = self._progress_text(self._epochs, event.total_steps, event.total_steps)
+            hold_width(self.progress_label, f"Finished · {last}", f"Stopped · {last}")
+            hold_width(self.speed_label, f"{WIDEST_SPEED} {self._kind.plural}/s")
+            hold_width(self.eta_label, *WIDEST_ETA)
             self.progress.setRange(0, max(1, event.total_steps))
             self.progress.setValue(event.start_step)
             self.progress_label.setText(
@@ -234,6 +259,7 @@ class TrainingPanel(QWidget):
                          else "no validation split")
                 self.status.setText(f"Epoch {event.epoch} done: {shown}{best}.")
         elif isinstance(event, DownloadProgress):
+            free_width(self.progress_label)  # before the run: a download's own texts
             mb = 1024 * 1024
             if event.total_bytes > 0:
                 self.progress.setRange(0, 1000)

@@ -315,3 +315,45 @@ def test_the_progress_text_stays_clear_of_the_bar_s_filled_part(qtbot):
     panel.on_event(Finished(status="stopped", message="Stopped.", best_val_acc=math.nan, best_epoch=0,
                             epochs_done=3, run_dir="r", model_path=""))
     assert panel.progress_label.text() == "Stopped · Epoch 4/30 · step 184/1,500 · 12%"
+
+
+
+def test_a_progress_update_repaints_the_progress_row_only(make_window, qtbot):
+    """The training thread waits while the window paints. A speed or progress text of a new width made the
+    window lay itself out again, repainting the buttons and everything beside them at every update (twice a
+    second); the texts now fit in a size held for the run, so only they repaint. Each text still shows whole."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QToolButton
+
+    window = make_window()
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window._plots is not None)  # the plots, loaded after the first paint, are in place
+    panel = window.training
+    panel.set_state("running")
+    panel.on_event(RunStarted(run_dir="r", device="cpu", device_name="CPU", parameters=10, train_size=800,
+                              test_size=2, class_names=("a", "b"), steps_per_epoch=50, total_steps=1500,
+                              start_step=0, start_epoch=0, val_size=2))
+    qtbot.wait(500)  # the plots' own layout settles
+    painted = []
+
+    class Painted(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt override)
+            if event.type() == QEvent.Type.Paint and isinstance(obj, QToolButton) and obj.window() is window:
+                painted.append(obj.text())
+            return False
+
+    spy = Painted()
+    QApplication.instance().installEventFilter(spy)
+    try:
+        for i, (speed, eta) in enumerate(((9.0, 5.0), (812.0, 4000.0), (123456.0, 35.0), (1.5, 600.0)), start=1):
+            panel.on_event(Step(epoch=i, step=50 * i - 7, total_steps=1500, loss=1.0, lr=0.01, images_per_s=speed,
+                                eta_s=eta))
+            qtbot.waitUntil(lambda i=i: panel.progress.value() == 50 * i - 7)
+            qtbot.wait(30)
+            for label in (panel.progress_label, panel.speed_label, panel.eta_label):
+                assert label.fontMetrics().horizontalAdvance(label.text()) <= label.contentsRect().width(), label.text()
+    finally:
+        QApplication.instance().removeEventFilter(spy)
+    assert painted == []
