@@ -113,6 +113,7 @@ class SweepPanel(QWidget):
         self.process: QProcess | None = None
         self._plots: SweepPlots | None = None
         self._run_plots: PlotsPanel | None = None
+        self._shown_trial = ""  # the run of the trial whose curves the Trial run tab shows
 
         self.space = QTableWidget(len(SEARCHABLE), 6)
         self.space.setHorizontalHeaderLabels(["Vary", "Setting", "Low", "High", "Log", "or choices"])
@@ -504,7 +505,11 @@ class SweepPanel(QWidget):
         index = self._selected_row()
         if index is None or index >= len(self.rows) or not self.rows[index].run_dir:
             return
-        self.run_plots.load_metrics(read_metrics(Path(self.rows[index].run_dir)))
+        run_dir = self.rows[index].run_dir
+        self.run_plots.load_metrics(read_metrics(Path(run_dir)))
+        if run_dir != self._shown_trial:  # a new pick, not the refresh keeping the selection: show its curves
+            self._shown_trial = run_dir
+            self.views.setCurrentWidget(self.run_plots)
 
     def _open_model(self) -> None:
         index = self._selected_row()

@@ -170,3 +170,31 @@ def test_the_best_so_far_plot_numbers_trials_as_whole_numbers(qtbot):
     low, high = plots.best_plot.viewRange()[0]
     ticks = [v for _spacing, values in axis.tickValues(low, high, axis.width()) for v in values]
     assert ticks and all(float(v).is_integer() for v in ticks), ticks  # trial 0.5 does not exist
+
+
+def test_selecting_a_trial_shows_its_run(qtbot, tmp_path, trained_run):
+    """The walk: clicking a finished trial added a "Trial run" tab behind the Progress plots, so nothing a
+    user could see changed. A new pick shows its curves; the table's refresh each second (which keeps the
+    selection) does not pull the user back from another tab."""
+    from PySide6.QtWidgets import QTableWidgetItem
+
+    from perceiver_gui.config import PRESETS
+    from perceiver_gui.core.sweep import TrialRow
+    from perceiver_gui.ui import deferred
+    from perceiver_gui.ui.sweep_panel import SweepPanel
+
+    deferred.import_plotting()
+    panel = SweepPanel(lambda: PRESETS["digits"], tmp_path / "sweeps")
+    qtbot.addWidget(panel)
+    panel.rows = [TrialRow(number=i, state="complete", value=0.5, epoch=1, params=(), run_dir=str(trained_run),
+                           is_best=i == 0) for i in range(2)]
+    panel.table.setRowCount(2)
+    for i in range(2):
+        panel.table.setItem(i, 0, QTableWidgetItem(str(i)))
+    progress = panel.plots  # the Progress tab, shown as while a sweep runs
+    assert panel.views.currentWidget() is progress
+    panel.table.selectRow(1)
+    assert panel.views.currentWidget() is panel.run_plots and len(panel.run_plots.val_acc.x) > 0
+    panel.views.setCurrentWidget(panel.plots)  # the user goes back to the progress
+    panel._trial_selected()  # what a refresh that re-selects the same trial amounts to
+    assert panel.views.currentWidget() is panel.plots
