@@ -46,7 +46,7 @@ from perceiver_gui.ui.plotting import (
     rgb_pen,
     style_plot,
 )
-from perceiver_gui.ui.widgets import guard_wheel, mix
+from perceiver_gui.ui.widgets import ElidedLabel, guard_wheel, mix
 
 __all__ = ["PlotsPanel"]
 
@@ -73,6 +73,7 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         self._ema_acc = 0.0
         self._ema_n = 0
         self._best: tuple[int, float] | None = None  # (epoch, accuracy)
+        self._best_texts = ("", "")  # its label, whole and short
         self.held_out = "validation"  # the split the epochs were evaluated on; "test" for an older run
         self.test_result: tuple[int, float] | None = None  # (epoch, accuracy) of the chosen model on test
 
@@ -155,7 +156,7 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         self.log_scale = QCheckBox("Log-scale loss")
         self.log_scale.setToolTip("Show the loss on a logarithmic axis, where late small improvements stay visible.")
         self.log_scale.toggled.connect(self._set_log)
-        self.info = QLabel()
+        self.info = ElidedLabel()  # the start of the summary when the pane is narrow
         self.info.setObjectName("plotInfo")
         self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         # Never widens the window: at small sizes the summary is cut, the plots are not.
@@ -319,7 +320,10 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
                 epoch, acc = self._best
                 self.best_line.setValue(epoch)
                 self.best_marker.setData([epoch], [acc])
-                self.best_label.setText(f"★ best {'val' if self.held_out != 'test' else 'test'} {acc:.1%}, epoch {epoch}")
+                # the short form where a narrow plot (the Sweep tab's trial pane) has no room for the whole
+                self._best_texts = (f"★ best {'val' if self.held_out != 'test' else 'test'} {acc:.1%}, epoch {epoch}",
+                                    f"★ {acc:.1%}")
+                self.best_label.setText(self._best_texts[0])
             for item in (self.best_line, self.best_marker, self.best_label):
                 item.setVisible(self._best is not None)
         parts = []
@@ -366,7 +370,7 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         """Put the best epoch's label beside its star if no curve runs there, else at the foot or the top of
         its dashed line, else in a corner of the plot: the first of these spots that the curves leave free."""
         view = self.acc_plot.getViewBox()
-        key = (self._best, self.val_acc.version, self.train_acc.version, self.best_label.toPlainText(),
+        key = (self._best, self.val_acc.version, self.train_acc.version, self._best_texts,
                tuple(map(tuple, view.viewRange())), view.width(), view.height())
         if self._best is None or self._drawn.get(id(self.best_label)) == key:
             return
@@ -382,8 +386,13 @@ class PlotsPanel(FollowsPaletteAndScale, QWidget):
         dashed = np.column_stack((np.full(50, star[0]), np.linspace(bounds.top(), bounds.bottom(), 50)))
         obstacles = np.vstack([along(pixels(s.x, s.y)) for s in (self.val_acc, self.train_acc)]
                               + [star[None], ring, along(dashed)])
-        size = self.best_label.textItem.boundingRect().size()
-        w, h, gap, pad = size.width(), size.height(), 11.0, 4.0
+        gap, pad = 11.0, 4.0
+        for text in self._best_texts:
+            self.best_label.setText(text)
+            size = self.best_label.textItem.boundingRect().size()
+            if size.width() + 2 * pad <= bounds.width():
+                break
+        w, h = size.width(), size.height()
         left, right = star[0] - gap - w, star[0] + gap
         rows = (star[1] - gap - h, star[1] + gap, bounds.bottom() - pad - h, bounds.top() + pad)
         corners = ((bounds.right() - pad - w, bounds.bottom() - pad - h), (bounds.left() + pad, bounds.top() + pad),

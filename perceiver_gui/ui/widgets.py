@@ -6,11 +6,11 @@ import math
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QValidator
-from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QSlider, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QDoubleSpinBox, QLabel, QSlider, QWidget
 
 from perceiver_gui.ui import deferred
 
-__all__ = ["FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
+__all__ = ["ElidedLabel", "FloatSpinBox", "guard_wheel", "mix", "points_image", "series_image", "sound_image"]
 
 # This module is imported with the window; numpy loads after it (ui/deferred.py), and a sound is drawn only
 # once one is dropped or previewed, when the worker that read it has loaded numpy.
@@ -122,6 +122,24 @@ def sound_image(values, side: int) -> QImage:
     painter.drawPolyline(QPolygonF(points))
     painter.end()
     return image
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that, narrower than its text, shows the text's start and "…" (the whole text is its
+    tooltip), where a plain label cut it at an edge mid-word ("nce)" of a plot summary in a narrow pane).
+    `text()` stays the whole text."""
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt override)
+        super().setText(text)
+        self.setToolTip(text)
+
+    def shown_text(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        painter = QPainter(self)
+        self.style().drawItemText(painter, self.contentsRect(), int(self.alignment()), self.palette(), self.isEnabled(),
+                                  self.shown_text(), self.foregroundRole())
 
 
 class FloatSpinBox(QDoubleSpinBox):

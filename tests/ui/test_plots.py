@@ -299,3 +299,43 @@ def test_the_accuracy_axis_reads_in_percent_like_the_text_beside_it(plots, qtbot
     assert axis.tickStrings([0.95, 0.96], 1.0, 0.01) == ["95%", "96%"]
     assert axis.tickStrings([0.955], 1.0, 0.005) == ["95.5%"]
     assert plots.loss_plot.getAxis("left").tickStrings([0.5], 1.0, 0.5) == ["0.5"]  # the loss stays a number
+
+
+def test_the_summary_in_a_narrow_pane_shows_its_start_and_the_rest_on_hover(plots, qtbot):
+    # The Sweep tab's trial pane is ~370 px wide: the summary beside the controls was cut at its left edge
+    # mid-word ("nce)"); it now shows how it starts, then "…", and the whole of it as the tooltip.
+    plots.resize(380, 400)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for i in range(1, 201):
+        plots.add_step(i, 2.0 / math.sqrt(i), 1e-3)
+    plots.add_epoch(1, 100, 0.9, 0.62, 0.5, is_best=True)
+    plots.add_epoch(2, 200, 0.8, 0.71, 0.6, is_best=True)
+    plots.test_result = (2, 0.7)
+    plots.redraw()
+    whole = plots.info.text()
+    assert whole.startswith("loss ") and whole.endswith("(the chosen model, once)")
+    shown = plots.info.shown_text()
+    assert shown.startswith("loss ") and shown.endswith("…") and len(shown) < len(whole)
+    assert plots.info.fontMetrics().horizontalAdvance(shown) <= plots.info.contentsRect().width()
+    assert plots.info.toolTip() == whole
+    assert not plots.info.grab().isNull()  # it paints
+    plots.resize(1400, 400)
+    qtbot.waitUntil(lambda: plots.info.shown_text() == whole)  # wide enough: all of it
+
+
+def test_the_best_epochs_label_in_a_narrow_plot_is_short_and_whole(plots, qtbot):
+    # In the Sweep tab's trial pane the accuracy plot is ~150 px wide: "★ best val 71.0%, epoch 2" ran off its
+    # left edge; there it reads "★ 71.0%" (the summary line above names the epoch), inside the plot.
+    plots.resize(420, 420)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.add_epoch(1, 100, 0.9, 0.62, 0.5, is_best=True)
+    plots.add_epoch(2, 200, 0.8, 0.71, 0.6, is_best=True)
+    plots.redraw()
+    view = plots.acc_plot.getViewBox()
+    qtbot.waitUntil(lambda: plots.best_label.toPlainText() == "★ 71.0%")
+    label = plots.best_label.mapRectToItem(view, plots.best_label.boundingRect())
+    assert view.boundingRect().contains(label)
+    plots.resize(1200, 600)
+    qtbot.waitUntil(lambda: plots.best_label.toPlainText() == "★ best val 71.0%, epoch 2")
