@@ -87,10 +87,16 @@ def one_nn(train_file: Path, test_file: Path) -> tuple[float, float]:
 def perceiver(train_file: Path, test_file: Path, out: Path, epochs: int | None, seed: int,
               changes: dict[str, str]) -> tuple[float, float]:
     cfg = PRESETS["sequences"].with_updates(changes)
-    cfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, train_file=str(train_file), test_file=str(test_file)),
-        train=dataclasses.replace(cfg.train, device="cpu", seed=seed, epochs=epochs or cfg.train.epochs,
-                                  warmup_epochs=min(cfg.train.warmup_epochs, epochs or cfg.train.epochs)))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_file=str(train_file),
+                                                            test_file=str(test_file)))
+    return _train_on_cpu(cfg, out, seed, epochs)
+
+
+def _train_on_cpu(cfg, out: Path, seed: int, epochs: int | None) -> tuple[float, float]:
+    """Train `cfg` on the CPU with this seed (and epochs, when given) to the end: its test accuracy and seconds."""
+    epochs = epochs or cfg.train.epochs
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, device="cpu", seed=seed, epochs=epochs, warmup_epochs=min(cfg.train.warmup_epochs, epochs)))
     start = time.perf_counter()
     done = None
     for event in train(cfg, out_dir=out):
@@ -156,16 +162,7 @@ def svc_on_log_mel(cfg_data) -> tuple[float, float]:
 def audio_preset(folder: Path, out: Path, epochs: int | None, seed: int, changes: dict[str, str]):
     cfg = PRESETS["audio"].with_updates({"data.folder": str(folder), "data.root": str(out.parent / "data"),
                                          **changes})
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-        cfg.train, device="cpu", seed=seed, epochs=epochs or cfg.train.epochs,
-        warmup_epochs=min(cfg.train.warmup_epochs, epochs or cfg.train.epochs)))
-    start = time.perf_counter()
-    done = None
-    for event in train(cfg, out_dir=out):
-        if isinstance(event, Finished):
-            done = event
-    assert done is not None and done.status == "completed", done
-    return float(done.test_acc), time.perf_counter() - start, cfg.data
+    return (*_train_on_cpu(cfg, out, seed, epochs), cfg.data)
 
 
 def main_audio(args: argparse.Namespace) -> int:
@@ -254,11 +251,8 @@ def points_main(args: argparse.Namespace, changes: dict[str, str]) -> int:
             start = time.perf_counter()
             folder = write_meshes(Path(tmp) / f"seed{seed}" / "shapes", np.random.default_rng(seed))
             write_s = time.perf_counter() - start
-            cfg = PRESETS["points"].with_updates({**changes, "data.folder": str(folder), "train.device": "cpu",
-                                                  "data.root": str(folder.parent / "data"), "train.seed": seed})
-            if args.epochs:
-                cfg = cfg.with_updates({"train.epochs": args.epochs,
-                                        "train.warmup_epochs": min(cfg.train.warmup_epochs, args.epochs)})
+            cfg = PRESETS["points"].with_updates({**changes, "data.folder": str(folder),
+                                                  "data.root": str(folder.parent / "data")})
             # The peer reads the very clouds and split training does (the validation share it simply keeps).
             start = time.perf_counter()
             data = load_dataset(cfg.data)
@@ -267,15 +261,8 @@ def points_main(args: argparse.Namespace, changes: dict[str, str]) -> int:
             svc_acc = svc_on_histograms(train_x, train_y, data.test_x.numpy().transpose(0, 2, 1),
                                         data.test_y.numpy(), seed)
             svc_s = time.perf_counter() - start
-            start = time.perf_counter()
-            done = None
-            for event in train(cfg, out_dir=folder.parent / "run"):
-                if isinstance(event, Finished):
-                    done = event
-            assert done is not None and done.status == "completed", done
-            p_s = time.perf_counter() - start
-            print(f"{seed:>9} {write_s:>8.1f} {svc_acc:>8.1%} {svc_s:>6.1f} {float(done.test_acc):>11.1%} {p_s:>9.1f}",
-                  flush=True)
+            p_acc, p_s = _train_on_cpu(cfg, folder.parent / "run", seed, args.epochs)
+            print(f"{seed:>9} {write_s:>8.1f} {svc_acc:>8.1%} {svc_s:>6.1f} {p_acc:>11.1%} {p_s:>9.1f}", flush=True)
     return 0
 
 

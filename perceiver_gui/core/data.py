@@ -840,8 +840,7 @@ def _load_folder(cfg: DataConfig, root: Path):
     lonely = [class_names[i] for i, n in enumerate(counts.tolist()) if n == 1]
     if lonely:
         yield Log(message=f"Classes with a single image are used for training only: {', '.join(lonely)}.", level="warning")
-    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
-    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    train, test = _take(x, y, train_idx), _take(x, y, test_idx)
     # The decoded images are the listed files less the skipped ones, in order; () if that cannot be matched.
     unread = {entry.split(": ", 1)[0] for entry in skipped}
     kept = [str(p) for class_files in files for p in class_files if p.relative_to(folder).as_posix() not in unread]
@@ -988,8 +987,7 @@ def _load_sequences(cfg: DataConfig, root: Path):
         if len(test_idx) == 0:
             raise DatasetError(f"{train_path.name} has too few series to hold any out for testing; add series or "
                                f"give a test file (data.test_file).")
-        train_xy = (x[train_idx].contiguous(), y[train_idx].contiguous())
-        test_xy = (x[test_idx].contiguous(), y[test_idx].contiguous())
+        train_xy, test_xy = _take(x, y, train_idx), _take(x, y, test_idx)
         names = ([rows[i] for i in train_idx.tolist()], [rows[i] for i in test_idx.tolist()])
     name = train_path.stem.removesuffix("_TRAIN").removesuffix("_train") or train_path.name
     return name, class_names, train_xy, test_xy, (), names
@@ -1056,8 +1054,7 @@ def _load_points_folder(cfg: DataConfig, root: Path):
     if len(test_idx) == 0:
         raise DatasetError(f"The point cloud folder {folder} has too few files to hold any out for testing; add "
                            f"files.")
-    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
-    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    train, test = _take(x, y, train_idx), _take(x, y, test_idx)
     sources = (tuple(str(kept[i][0]) for i in train_idx.tolist()), tuple(str(kept[i][0]) for i in test_idx.tolist()))
     return folder.name, class_names, train, test, skipped, sources
 
@@ -1174,8 +1171,7 @@ def _load_audio(cfg: DataConfig, root: Path):
     train_idx, test_idx = _stratified_split(y, cfg.test_fraction, len(classes), FOLDER_SPLIT_SEED)
     if len(test_idx) == 0:
         raise DatasetError(f"The audio folder {folder} has too few sounds to hold any out for testing; add sounds.")
-    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
-    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    train, test = _take(x, y, train_idx), _take(x, y, test_idx)
     sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
     return folder.name, class_names, train, test, skipped, sources
 
@@ -1216,8 +1212,7 @@ def _load_speech_commands(cfg: DataConfig, root: Path):
     if len(test_idx) == 0 or len(train_idx) == 0:
         raise DatasetError(f"testing_list.txt in {folder} names none of its files (or all of them); delete the folder "
                            f"so Speech Commands can be extracted again.")
-    train = (x[train_idx].contiguous(), y[train_idx].contiguous())
-    test = (x[test_idx].contiguous(), y[test_idx].contiguous())
+    train, test = _take(x, y, train_idx), _take(x, y, test_idx)
     sources = (tuple(kept[i] for i in train_idx.tolist()), tuple(kept[i] for i in test_idx.tolist()))
     return "Speech Commands", class_names, train, test, skipped, sources
 
@@ -1297,6 +1292,11 @@ def split_validation(y: torch.Tensor, fraction: float, num_classes: int, seed: i
     if fraction <= 0:
         return torch.arange(len(y)), torch.zeros(0, dtype=torch.long)
     return _stratified_split(y, fraction, num_classes, seed)
+
+
+def _take(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples at `idx` of (x, y), each contiguous in memory: one split of a dataset read whole."""
+    return x[idx].contiguous(), y[idx].contiguous()
 
 
 def _stratified_split(y: torch.Tensor, fraction: float, num_classes: int, seed: int
